@@ -1,0 +1,15 @@
+"""The naive implementation: explicit loops that materialise every Jacobian
+block, then multiply it by the tangent or cotangent. Slow by design, and the
+easiest rules to audit."""
+
+from impls.naive import elementwise, implicit, linalg, ode, reductions, scalar
+from impls.rules import RuleImplementation
+
+
+class NaiveImplementation(RuleImplementation):
+    name = "naive"
+    rules = {name: rule for family in (scalar, elementwise, linalg, reductions, implicit, ode)
+             for name, rule in family.RULES.items()}
+
+
+implementation = NaiveImplementation()

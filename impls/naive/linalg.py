@@ -1,0 +1,75 @@
+"""Linear algebra by loops: products, Gaussian elimination, explicit inverses."""
+
+import numpy as np
+
+from impls.rules import materialised_rule
+
+
+def matmul_loops(A, B):
+    C = np.zeros((A.shape[0], B.shape[1]), dtype=A.dtype)
+    for i in range(A.shape[0]):
+        for j in range(B.shape[1]):
+            for k in range(A.shape[1]):
+                C[i, j] += A[i, k] * B[k, j]
+    return C
+
+
+def _matvec_jacobian(A, x):
+    # dy_i/dA_ij = x_j, dy/dx = A
+    n, m = A.shape
+    J_A = np.zeros((n, n, m), dtype=A.dtype)
+    for i in range(n):
+        for j in range(m):
+            J_A[i, i, j] = x[j]
+    return J_A, A.copy()
+
+
+def _matmul_jacobian(A, B):
+    # dC_ij/dA_ik = B_kj, dC_ij/dB_kj = A_ik
+    n, k = A.shape
+    m = B.shape[1]
+    J_A = np.zeros((n, m, n, k), dtype=A.dtype)
+    J_B = np.zeros((n, m, k, m), dtype=A.dtype)
+    for i in range(n):
+        for j in range(m):
+            for p in range(k):
+                J_A[i, j, i, p] = B[p, j]
+                J_B[i, j, p, j] = A[i, p]
+    return J_A, J_B
+
+
+def gaussian_solve(A, B):
+    """A^-1 B by elimination with partial pivoting; B is a vector or a matrix."""
+    M = A.astype(A.dtype, copy=True)
+    X = np.array(B, dtype=A.dtype, copy=True).reshape(len(A), -1)
+    n = len(A)
+    for col in range(n):
+        pivot = col + int(np.argmax(np.abs(M[col:, col])))
+        M[[col, pivot]], X[[col, pivot]] = M[[pivot, col]], X[[pivot, col]]
+        for row in range(col + 1, n):
+            factor = M[row, col] / M[col, col]
+            M[row, col:] -= factor * M[col, col:]
+            X[row] -= factor * X[col]
+    for col in range(n - 1, -1, -1):
+        X[col] = (X[col] - M[col, col + 1:] @ X[col + 1:]) / M[col, col]
+    return X.reshape(np.shape(B))
+
+
+def _solve_jacobian(A, b):
+    # x = A^-1 b:  dx/db = A^-1,  dx_i/dA_kl = -(A^-1)_ik x_l
+    inverse = gaussian_solve(A, np.eye(len(A), dtype=A.dtype))
+    x = inverse @ b
+    n = len(b)
+    J_A = np.zeros((n, n, n), dtype=A.dtype)
+    for i in range(n):
+        for k in range(n):
+            for l in range(n):
+                J_A[i, k, l] = -inverse[i, k] * x[l]
+    return J_A, inverse
+
+
+RULES = {
+    "matvec": materialised_rule(lambda A, x: matmul_loops(A, x[:, None])[:, 0], _matvec_jacobian),
+    "matmul": materialised_rule(matmul_loops, _matmul_jacobian),
+    "linear_solve": materialised_rule(lambda A, b: gaussian_solve(A, b), _solve_jacobian),
+}

@@ -1,0 +1,17 @@
+"""The hand-written rules: matrix-free JVPs and VJPs on NumPy/SciPy.
+
+One file per family, mirroring ``reference/``; every rule reuses the primal's
+residuals (factorisations included) through :class:`impls.rules.Rule`.
+"""
+
+from impls.numpy import elementwise, implicit, linalg, ode, reductions, scalar
+from impls.rules import RuleImplementation
+
+
+class NumpyImplementation(RuleImplementation):
+    name = "numpy"
+    rules = {name: rule for family in (scalar, elementwise, linalg, reductions, implicit, ode)
+             for name, rule in family.RULES.items()}
+
+
+implementation = NumpyImplementation()

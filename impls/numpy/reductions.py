@@ -1,0 +1,30 @@
+"""Reduction rules: the l2 loss and the softmax."""
+
+import numpy as np
+
+from impls.rules import Rule
+
+
+# L = 0.5 ||r||^2, r = y - y_ref.  dL = <r, dy>;  y_bar = L_bar r.
+def _l2_forward(y, y_ref):
+    r = y - y_ref
+    return 0.5 * np.dot(r, r), r
+
+
+l2_loss = Rule(forward=_l2_forward,
+               jvp=lambda r, dy: np.dot(r, dy),
+               vjp=lambda r, L_bar: (L_bar * r,))
+
+
+# s = softmax(x).  ds = s (dx - <s, dx>);  x_bar = s (s_bar - <s, s_bar>).
+def _softmax_forward(x):
+    e = np.exp(x - np.max(x))
+    s = e / np.sum(e)
+    return s, s
+
+
+softmax = Rule(forward=_softmax_forward,
+               jvp=lambda s, dx: s * (dx - np.dot(s, dx)),
+               vjp=lambda s, s_bar: (s * (s_bar - np.dot(s, s_bar)),))
+
+RULES = {"l2_loss": l2_loss, "softmax": softmax}

@@ -1,0 +1,88 @@
+"""The one protocol every implementation follows, built-in or third-party.
+
+An implementation is an object with a ``name`` and three methods::
+
+    class MyImpl:
+        name = "mine"
+        def devices(self) -> tuple[str, ...]: return ("cpu",)
+        def supports(self, problem: str, op: str) -> bool: ...
+        def prepare(self, task: Task) -> Prepared: ...
+
+``prepare`` does all conversion and compilation (it is never timed) and
+returns a :class:`Prepared` whose ``run()`` computes the operation on data
+already on the device. ``to_numpy`` turns what ``run`` returned into the
+canonical NumPy result below; ``wait`` blocks until an asynchronous result is
+ready (``block_until_ready``, ``cuda.synchronize``).
+
+Canonical results, by operation (``m`` = output size, ``N`` = total size of
+the differentiable inputs, concatenated row-major in declared order):
+
+=========  ======================================================
+primal     array of the output's shape
+jvp        output tangent, the output's shape
+vjp        tuple of input cotangents, one per differentiable input
+jacfwd     2-D array (m, N), built in forward mode
+jacrev     2-D array (m, N), built in reverse mode
+=========  ======================================================
+
+Results must have the task's dtype. Returning ``supports(...) == False``
+makes a cell ``unsupported``, which is an outcome, not an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev")
+DTYPES = ("float64", "float32")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to prepare: one operation of one problem, at one dtype and device.
+
+    ``inputs`` are float64 NumPy arrays (values exact in float32) keyed by the
+    problem's input names; ``tangent`` (for jvp) holds one array per
+    differentiable input, ``cotangent`` (for vjp) has the output's shape.
+    """
+
+    problem: str
+    op: str
+    inputs: dict[str, np.ndarray]
+    differentiable: tuple[str, ...]
+    dtype: str = "float64"
+    device: str = "cpu"
+    tangent: dict[str, np.ndarray] | None = None
+    cotangent: np.ndarray | None = None
+
+
+def _identity(result: Any) -> Any:
+    return result
+
+
+def _no_wait(result: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A ready-to-time operation: ``run()`` only computes."""
+
+    run: Callable[[], Any]
+    to_numpy: Callable[[Any], Any] = field(default=_identity)
+    wait: Callable[[Any], None] = field(default=_no_wait)
+
+
+@runtime_checkable
+class Implementation(Protocol):
+    name: str
+
+    def devices(self) -> tuple[str, ...]: ...
+
+    def supports(self, problem: str, op: str) -> bool: ...
+
+    def prepare(self, task: Task) -> Prepared: ...

@@ -1,0 +1,134 @@
+"""Shared glue for implementations written as rule tables (naive, numpy).
+
+A :class:`Rule` is the JAX-style triple forward / jvp / vjp with residuals:
+
+    forward(**inputs)            -> (output, residuals)
+    jvp(residuals, *tangents)    -> output tangent
+    vjp(residuals, cotangent)    -> tuple of input cotangents
+
+with tangents and cotangents in the order of the differentiable inputs,
+
+so a factorisation made by the primal is reused by both rules. The full
+Jacobians are built here, once for every rule table: column by column from
+JVPs (forward) and row by row from VJPs (reverse), unless the rule materialises
+its own ``jacobian(residuals)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from impls.protocol import Prepared, Task
+
+
+@dataclass(frozen=True)
+class Rule:
+    forward: Callable[..., tuple[Any, Any]]
+    jvp: Callable[..., Any]
+    vjp: Callable[..., tuple]
+    jacobian: Callable[[Any], np.ndarray] | None = None
+
+
+def unit_directions(shapes: Mapping[str, tuple], dtype):
+    """Yield one-hot tangents, one per entry, inputs in order, row-major."""
+    for position, shape in enumerate(shapes.values()):
+        for index in np.ndindex(shape):
+            tangent = [np.zeros(s, dtype=dtype) for s in shapes.values()]
+            tangent[position][index] = 1
+            yield tangent
+
+
+def jacobian_by_jvps(rule: Rule, res, shapes: Mapping[str, tuple], dtype) -> np.ndarray:
+    columns = [np.ravel(rule.jvp(res, *t)) for t in unit_directions(shapes, dtype)]
+    return np.stack(columns, axis=1)
+
+
+def jacobian_by_vjps(rule: Rule, res, output_shape: tuple, dtype) -> np.ndarray:
+    rows = []
+    for index in np.ndindex(output_shape):
+        w = np.zeros(output_shape, dtype=dtype)
+        w[index] = 1
+        rows.append(np.concatenate([np.ravel(c) for c in rule.vjp(res, w)]))
+    return np.stack(rows, axis=0)
+
+
+class RuleImplementation:
+    """An implementation backed by a table ``{problem name: Rule}`` on NumPy arrays."""
+
+    name = "rules"
+    rules: Mapping[str, Rule] = {}
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def supports(self, problem: str, op: str) -> bool:
+        return problem in self.rules
+
+    def prepare(self, task: Task) -> Prepared:
+        rule = self.rules[task.problem]
+        dtype = np.dtype(task.dtype)
+        args = {k: np.asarray(v, dtype=dtype) for k, v in task.inputs.items()}
+        shapes = {n: args[n].shape for n in task.differentiable}
+        return Prepared(run=_OPERATIONS[task.op](rule, args, shapes, task, dtype))
+
+
+def _primal(rule, args, shapes, task, dtype):
+    return lambda: rule.forward(**args)[0]
+
+
+def _jvp(rule, args, shapes, task, dtype):
+    tangent = [np.asarray(task.tangent[n], dtype=dtype) for n in task.differentiable]
+    return lambda: rule.jvp(rule.forward(**args)[1], *tangent)
+
+
+def _vjp(rule, args, shapes, task, dtype):
+    cotangent = np.asarray(task.cotangent, dtype=dtype)
+    return lambda: tuple(rule.vjp(rule.forward(**args)[1], cotangent))
+
+
+def _jacfwd(rule, args, shapes, task, dtype):
+    def run():
+        res = rule.forward(**args)[1]
+        if rule.jacobian is not None:
+            return rule.jacobian(res)
+        return jacobian_by_jvps(rule, res, shapes, dtype)
+    return run
+
+
+def _jacrev(rule, args, shapes, task, dtype):
+    def run():
+        y, res = rule.forward(**args)
+        if rule.jacobian is not None:
+            return rule.jacobian(res)
+        return jacobian_by_vjps(rule, res, np.shape(y), dtype)
+    return run
+
+
+_OPERATIONS = {"primal": _primal, "jvp": _jvp, "vjp": _vjp, "jacfwd": _jacfwd, "jacrev": _jacrev}
+
+
+def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple]) -> Rule:
+    """A rule that first materialises the Jacobian, then multiplies.
+
+    ``jacobian(**inputs)`` returns one block per differentiable input, of
+    shape ``output.shape + input.shape``; the JVP is sum_i J_i u_i and the
+    VJP is (w^T J_i)_i.
+    """
+    def forward(**inputs):
+        y = np.asarray(primal(**inputs))
+        return y, (y.size, tuple(np.asarray(b) for b in jacobian(**inputs)))
+
+    def jvp(res, *tangents):
+        return sum(np.tensordot(b, t, axes=np.ndim(t)) for b, t in zip(res[1], tangents))
+
+    def vjp(res, w):
+        return tuple(np.tensordot(w, b, axes=np.ndim(w)) for b in res[1])
+
+    def full(res):
+        size, blocks = res
+        return np.concatenate([b.reshape(size, -1) for b in blocks], axis=1)
+
+    return Rule(forward=forward, jvp=jvp, vjp=vjp, jacobian=full)

@@ -1,0 +1,127 @@
+"""The declaration of a problem, and the seeded data every suite shares.
+
+A problem is data: a name, a family, named inputs (some differentiable), the
+sizes it runs at, a seeded generator, a high-precision primal and, where one
+exists, a sympy closed form. Nothing here knows about implementations.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One catalogue entry.
+
+    Attributes:
+        name: unique name, e.g. ``"linear_solve"``.
+        family: the family file it lives in (``"linalg"``, ``"implicit"``...).
+        inputs: input names in calling order.
+        differentiable: the inputs derivatives are taken with respect to.
+        sizes: the sizes it runs at; ``(1,)`` for problems of fixed shape.
+        generate: ``generate(size, rng) -> {name: float64 array}``.
+        primal_mp: the primal on numpy object arrays of ``mpmath.mpf``
+            (keyword arguments by input name); ``None`` when ``closed_form``
+            defines it.
+        primal_mp_check: for primals that discretise (the ODE), the same primal
+            at a finer resolution; the oracle adds their difference to its
+            error estimate.
+        closed_form: a sympy definition; for scalar problems a function of one
+            sympy symbol per input, for elementwise ones a function of one
+            symbol applied to every entry.
+        elementwise: whether ``closed_form`` is applied entry by entry.
+        condition: a condition estimate of the primal at given inputs.
+        accuracy_floor: the relative accuracy that the problem asks of
+            implementations that must approximate (ODE integrators), added to
+            the rounding tolerance. Zero for problems computed exactly.
+        description: one line for ``adjointbench list``.
+    """
+
+    name: str
+    family: str
+    inputs: tuple[str, ...]
+    differentiable: tuple[str, ...]
+    sizes: tuple[int, ...]
+    generate: Callable[[int, np.random.Generator], Arrays]
+    primal_mp: Callable[..., Any] | None = None
+    primal_mp_check: Callable[..., Any] | None = None
+    closed_form: Callable[..., Any] | None = None
+    elementwise: bool = False
+    condition: Callable[..., float] = field(default=lambda **_: 1.0)
+    accuracy_floor: float = 0.0
+    description: str = ""
+
+    @property
+    def smallest_size(self) -> int:
+        return min(self.sizes)
+
+
+def _rng(problem: Problem, size: int, seed: int, stream: int) -> np.random.Generator:
+    key = [seed, zlib.crc32(problem.name.encode()), size, stream]
+    return np.random.default_rng(key)
+
+
+def float32_exact(array: np.ndarray) -> np.ndarray:
+    """Round to float32 and back, so float32 and float64 cells see one input."""
+    return np.asarray(array, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def make_inputs(problem: Problem, size: int, seed: int = 0) -> Arrays:
+    """The seeded inputs of ``problem`` at ``size``: float64, float32-exact."""
+    raw = problem.generate(size, _rng(problem, size, seed, stream=0))
+    return {name: float32_exact(raw[name]) for name in problem.inputs}
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Seeded directions shared by the oracle and the suites.
+
+    ``tangent`` and ``tangent2`` hold one array per differentiable input,
+    ``cotangent`` has the output's shape and ``projections`` are directions in
+    input space for checking large VJPs through <vjp(w), v> = <w, J v>.
+    """
+
+    tangent: Arrays
+    tangent2: Arrays
+    cotangent: np.ndarray
+    projections: tuple[Arrays, ...]
+
+
+N_PROJECTIONS = 2
+
+
+def make_probes(problem: Problem, size: int, output_shape: tuple[int, ...],
+                seed: int = 0) -> Probes:
+    rng = _rng(problem, size, seed, stream=1)
+    inputs = make_inputs(problem, size, seed)
+
+    def direction() -> Arrays:
+        return {name: float32_exact(rng.standard_normal(inputs[name].shape))
+                for name in problem.differentiable}
+
+    tangent, tangent2 = direction(), direction()
+    cotangent = float32_exact(rng.standard_normal(output_shape))
+    projections = tuple(direction() for _ in range(N_PROJECTIONS))
+    return Probes(tangent, tangent2, cotangent, projections)
+
+
+def flatten(arrays: Arrays, names: tuple[str, ...]) -> np.ndarray:
+    """Concatenate the named arrays, row-major, in the given order."""
+    return np.concatenate([np.ravel(arrays[name]) for name in names])
+
+
+def unflatten(vector: np.ndarray, like: Arrays, names: tuple[str, ...]) -> Arrays:
+    out, start = {}, 0
+    for name in names:
+        shape = np.shape(like[name])
+        stop = start + int(np.prod(shape, dtype=int))
+        out[name] = np.reshape(vector[start:stop], shape)
+        start = stop
+    return out

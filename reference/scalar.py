@@ -1,0 +1,29 @@
+"""Scalar primitives: x + y, x * y, sin x. Defined by sympy closed forms."""
+
+from __future__ import annotations
+
+import sympy
+
+from reference.problem import Problem
+
+
+def _two_scalars(size, rng):
+    x, y = rng.standard_normal(2)
+    return {"x": x, "y": y}
+
+
+def _one_scalar(size, rng):
+    return {"x": rng.standard_normal()}
+
+
+PROBLEMS = (
+    Problem(name="scalar_add", family="scalar", inputs=("x", "y"),
+            differentiable=("x", "y"), sizes=(1,), generate=_two_scalars,
+            closed_form=lambda x, y: x + y, description="x + y"),
+    Problem(name="scalar_mul", family="scalar", inputs=("x", "y"),
+            differentiable=("x", "y"), sizes=(1,), generate=_two_scalars,
+            closed_form=lambda x, y: x * y, description="x * y"),
+    Problem(name="scalar_sin", family="scalar", inputs=("x",),
+            differentiable=("x",), sizes=(1,), generate=_one_scalar,
+            closed_form=sympy.sin, description="sin x"),
+)
