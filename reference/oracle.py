@@ -29,7 +29,7 @@ import sympy
 from reference import hp
 from reference.problem import Arrays, Problem, flatten, make_inputs, make_probes
 
-ORACLE_VERSION = "1"
+ORACLE_VERSION = "2"
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
@@ -203,7 +203,7 @@ class _FiniteDifferences:
         if norm == 0:
             return self._primal(self._args) * 0, mpmath.mpf(0)
         count = sum(d.size for d in direction.values())
-        unit = {k: hp.to_mp(v / norm) for k, v in direction.items()}
+        unit = {k: hp.to_mp(v) / norm for k, v in direction.items()}  # exact: norm is a float
         h0 = mpmath.mpf(1) / (16 * mpmath.sqrt(count))
         goal = mpmath.mpf(10) ** (-(DPS // 2 + 5))
         previous: list = []

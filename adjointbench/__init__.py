@@ -1,0 +1,22 @@
+"""adjointbench: verify and benchmark automatic-differentiation rules.
+
+The public API, re-exported from the layout's packages:
+
+>>> from adjointbench import make_cells, run_sweep
+>>> records = run_sweep(make_cells(["numpy"], ["linear_solve"], ["vjp"]), progress=False)
+>>> {r.outcome for r in records}
+{'ok'}
+"""
+
+from impls import (Implementation, Prepared, Task, available_implementations,
+                   load_implementation)
+from reference import Oracle, get_problem, problems
+from suites.results import OUTCOMES, Record, ResultsFile
+from suites.runner import ALL_OPS, Cell, make_cells, run_cell
+from suites.sweep import run_sweep
+
+__version__ = "0.1.0"
+
+__all__ = ["ALL_OPS", "Cell", "Implementation", "OUTCOMES", "Oracle", "Prepared", "Record",
+           "ResultsFile", "Task", "available_implementations", "get_problem",
+           "load_implementation", "make_cells", "problems", "run_cell", "run_sweep"]

@@ -1,0 +1,158 @@
+"""The ``adjointbench`` command line.
+
+    adjointbench list [--json]
+    adjointbench check [--impl numpy,naive] [--problem linear_solve] [--op vjp]
+                       [--dtype float32] [--size 8,16] [--device cpu] [--out DIR]
+
+``check`` runs the correctness sweep and writes ``DIR/results.jsonl``, one
+JSON object per cell. Exit status: 0 when no cell failed, 1 when any cell is
+mismatch, error, timeout or crashed, 2 for bad input (an unknown name, an
+unwritable folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+from impls.protocol import DEVICES, DTYPES
+from impls.registry import (MissingDependency, ProtocolError, available_implementations,
+                            known_names, load_implementation)
+from reference import Oracle, UnknownNameError, problems
+from suites.results import FAILURES, OUTCOMES, ResultsFile
+from suites.runner import ALL_OPS, make_cells
+from suites.sweep import run_sweep
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input on the command line: reported with exit status 2."""
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    names = _names(text)
+    if names is None:
+        return None
+    try:
+        return [int(n) for n in names]
+    except ValueError:
+        raise UsageError(f"--size takes whole numbers separated by commas, got {text!r}") from None
+
+
+def _catalogue() -> dict:
+    return {
+        "problems": [{"name": p.name, "family": p.family, "sizes": list(p.sizes),
+                      "inputs": list(p.inputs), "differentiable": list(p.differentiable),
+                      "description": p.description} for p in problems()],
+        "implementations": [{"name": n, "available": n in available_implementations()}
+                            for n in known_names()],
+        "operations": list(ALL_OPS),
+        "dtypes": list(DTYPES),
+        "devices": list(DEVICES),
+    }
+
+
+def cmd_list(args) -> int:
+    data = _catalogue()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print("problems:")
+    for p in data["problems"]:
+        sizes = ",".join(map(str, p["sizes"]))
+        print(f"  {p['name']:<16} {p['family']:<12} sizes {sizes:<12} {p['description']}")
+    print("implementations:")
+    for i in data["implementations"]:
+        print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}")
+    print(f"operations: {', '.join(data['operations'])}")
+    print(f"dtypes: {', '.join(data['dtypes'])}")
+    return EXIT_OK
+
+
+def _writable_folder(path: str) -> Path:
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".adjointbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to the output folder {str(folder)!r}: {e.strerror}. "
+                         "Choose another folder with --out.") from None
+    return folder
+
+
+def _implementations(asked: list[str] | None) -> list[str]:
+    names = asked or available_implementations()
+    for name in names:
+        load_implementation(name)  # fail early, with the reason
+    return names
+
+
+def cmd_check(args) -> int:
+    cells = make_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
+                       _names(args.dtype), _sizes(args.size), _names(args.device), args.seed)
+    results = ResultsFile(_writable_folder(args.out)) if args.out else None
+    if results:
+        results.path.unlink(missing_ok=True)
+    print(f"checking {len(cells)} cells", file=sys.stderr)
+    records = run_sweep(cells, Oracle(), results, progress=not args.quiet)
+    counts = collections.Counter(r.outcome for r in records)
+    summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
+    print(f"{len(records)} cells: {summary}")
+    for r in records:
+        if r.outcome in FAILURES:
+            print(f"  {r.outcome:<9} {r.op:<9} {r.impl}-{r.problem}-n{r.size}-{r.dtype}-{r.device}: "
+                  f"{r.message}")
+    if results:
+        print(f"results: {results.path}")
+    return EXIT_FAILED if any(counts[o] for o in FAILURES) else EXIT_OK
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--impl", help="implementations, comma-separated: a built-in name, "
+                        "an entry-point name or module:object (default: every installed one)")
+    parser.add_argument("--problem", help="problems, comma-separated (default: all)")
+    parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
+    parser.add_argument("--dtype", help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
+    parser.add_argument("--size", help="sizes, comma-separated (default: each problem's own)")
+    parser.add_argument("--device", help=f"devices, comma-separated, of {', '.join(DEVICES)} "
+                        "(default: cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of inputs and probes (0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adjointbench",
+        description="Verify and benchmark JVP/VJP rules against a high-precision oracle.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="problems, implementations and operations")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    p_list.set_defaults(func=cmd_list)
+    p_check = sub.add_parser("check", help="the correctness sweep against the oracle")
+    _filters(p_check)
+    p_check.add_argument("--out", help="folder for results.jsonl (created if needed)")
+    p_check.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, UnknownNameError, ProtocolError, MissingDependency) as e:
+        print(f"adjointbench: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Finding implementations: built-ins by name, plug-ins by entry point
+(group ``adjointbench.impls``) or as ``module:object``."""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from impls.protocol import Implementation
+from reference.catalogue import UnknownNameError, closest
+
+ENTRY_POINT_GROUP = "adjointbench.impls"
+
+BUILTINS = {
+    "naive": "impls.naive:implementation",
+    "numpy": "impls.numpy:implementation",
+}
+EXTRAS = {"jax": "jax", "torch": "torch"}
+
+
+class ProtocolError(TypeError):
+    """An object that does not satisfy the implementation protocol."""
+
+
+class MissingDependency(ImportError):
+    """A built-in implementation whose framework is not installed."""
+
+
+def _plugin_specs() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_names() -> list[str]:
+    return list(BUILTINS) + [n for n in _plugin_specs() if n not in BUILTINS]
+
+
+def _import_object(spec: str):
+    module_name, _, attribute = spec.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        obj = module
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise UnknownNameError(f"module {module_name!r} has no attribute {attribute!r} "
+                               f"(from {spec!r}); expected 'module:object'") from None
+    return obj() if isinstance(obj, type) else obj
+
+
+def validate(obj, origin: str) -> Implementation:
+    """Check ``obj`` against the protocol; name everything that is missing."""
+    missing = [m for m in ("devices", "supports", "prepare") if not callable(getattr(obj, m, None))]
+    if not isinstance(getattr(obj, "name", None), str):
+        missing.insert(0, "name (a str attribute)")
+    if missing:
+        raise ProtocolError(f"{origin} does not satisfy the implementation protocol: missing "
+                            f"{', '.join(missing)}. See impls/protocol.py.")
+    return obj
+
+
+@lru_cache(maxsize=None)
+def load_implementation(spec: str) -> Implementation:
+    """An implementation by built-in name, entry-point name, or ``module:object``.
+
+    >>> load_implementation("numpy").name
+    'numpy'
+    """
+    if ":" in spec:
+        return validate(_import_object(spec), repr(spec))
+    source = BUILTINS.get(spec) or _plugin_specs().get(spec)
+    if source is None:
+        raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, known_names())} "
+                               "A plug-in can also be named as 'module:object'.")
+    try:
+        return validate(_import_object(source), f"implementation {spec!r}")
+    except ImportError as e:
+        if spec in EXTRAS and e.name and e.name.split(".")[0] == EXTRAS[spec]:
+            raise MissingDependency(f"implementation {spec!r} needs {EXTRAS[spec]}, which is "
+                                    f"not installed: pip install 'adjointbench[{spec}]'") from e
+        raise
+
+
+def available_implementations() -> list[str]:
+    """Names of the implementations that load here (missing frameworks skipped)."""
+    names = []
+    for name in known_names():
+        try:
+            load_implementation(name)
+        except MissingDependency:
+            continue
+        names.append(name)
+    return names

@@ -1,0 +1,66 @@
+"""The one comparison: normwise relative error against a tolerance.
+
+error = max |actual - expected| / max |scale|, where ``scale`` is the expected
+value itself, or for identities the sum of the magnitudes that cancel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    tol: float
+    message: str = ""
+    oracle_err: float | None = None
+
+
+class WrongResult(ValueError):
+    """A result of the wrong shape or dtype, or with NaN or Inf in it."""
+
+
+def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
+    array = np.asarray(actual)
+    if array.shape != tuple(shape):
+        raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}")
+    if array.dtype != np.dtype(dtype):
+        raise WrongResult(f"{what} has dtype {array.dtype}, expected {dtype}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise WrongResult(f"{what} is not finite: {array[index]} at index {index}")
+    return array
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, tol: float, what: str,
+            condition: float, scale: np.ndarray | None = None,
+            oracle_err: float | None = None) -> Comparison:
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    diff = np.abs(actual - expected)
+    norm = float(np.max(np.abs(expected if scale is None else scale), initial=0.0))
+    max_abs = float(np.max(diff, initial=0.0))
+    rel = max_abs / norm if norm > 0 else (0.0 if max_abs == 0 else np.inf)
+    if rel <= tol:
+        return Comparison(True, max_abs, rel, tol, oracle_err=oracle_err)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
+    message = (f"{what}: worst element {tuple(int(i) for i in worst)}: got {actual[worst]:.9g}, "
+               f"want {expected[worst]:.9g}; error {max_abs:.2e} abs, {rel:.2e} rel > "
+               f"tol {tol:.2e} (condition estimate {condition:.3g})")
+    return Comparison(False, max_abs, rel, tol, message, oracle_err)
+
+
+def worst_of(comparisons: list[Comparison]) -> Comparison:
+    """Combine the parts of one cell: fails if any fails, reports the worst."""
+    failing = [c for c in comparisons if not c.ok]
+    pick = max(failing or comparisons, key=lambda c: c.max_rel_err)
+    message = "; ".join(c.message for c in failing)
+    oracle_errs = [c.oracle_err for c in comparisons if c.oracle_err is not None]
+    return Comparison(not failing, max(c.max_abs_err for c in comparisons),
+                      pick.max_rel_err, pick.tol, message, max(oracle_errs, default=None))

@@ -1,0 +1,8 @@
+import pytest
+
+from reference import Oracle
+
+
+@pytest.fixture(scope="session")
+def sweep_oracle():
+    return Oracle()

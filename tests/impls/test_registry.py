@@ -1,0 +1,61 @@
+"""Finding implementations: built-ins, entry points, module:object."""
+
+import pytest
+
+from impls.registry import ProtocolError, load_implementation
+from reference import Oracle, UnknownNameError
+from suites.runner import make_cells
+from suites.sweep import run_sweep
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    load_implementation.cache_clear()
+    yield
+    load_implementation.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["naive", "numpy"])
+def test_builtins_load_by_name(name):
+    assert load_implementation(name).name == name
+
+
+def test_unknown_implementation_names_the_closest():
+    with pytest.raises(UnknownNameError, match="Did you mean 'numpy'"):
+        load_implementation("nunpy")
+
+
+def test_module_object_plugin_runs_through_the_sweep(plugins_on_path, oracle):
+    cells = make_cells(["third_party:implementation"], ["scalar_mul", "matvec"],
+                       ["primal", "jvp", "vjp", "transpose"])
+    records = run_sweep(cells, oracle, progress=False)
+    outcomes = {(r.problem, r.op): r.outcome for r in records if r.dtype == "float64"}
+    assert outcomes[("scalar_mul", "vjp")] == "ok"
+    assert outcomes[("scalar_mul", "transpose")] == "ok"
+    assert outcomes[("matvec", "primal")] == "unsupported"
+    assert {r.outcome for r in records} == {"ok", "unsupported"}
+
+
+def test_entry_point_plugin_is_found_by_name(plugins_on_path, tmp_path, monkeypatch):
+    dist = tmp_path / "adjointbench_thirdparty-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: adjointbench-thirdparty\n"
+                                   "Version: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[adjointbench.impls]\nthirdparty = third_party:implementation\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    records = run_sweep(make_cells(["thirdparty"], ["scalar_mul"], ["jvp"]), Oracle(),
+                        progress=False)
+    assert [r.outcome for r in records] == ["ok", "ok"]
+
+
+def test_missing_methods_are_named(plugins_on_path):
+    with pytest.raises(ProtocolError, match="missing prepare"):
+        load_implementation("broken:NoPrepare")
+    with pytest.raises(ProtocolError, match=r"name \(a str attribute\), devices, supports, prepare"):
+        load_implementation("broken:nameless")
+
+
+def test_missing_attribute_is_explained(plugins_on_path):
+    with pytest.raises(UnknownNameError, match="has no attribute 'nothing'"):
+        load_implementation("third_party:nothing")

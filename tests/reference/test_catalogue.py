@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from reference import PROBLEMS, UnknownNameError, get_problem, make_inputs, make_probes
+
+PRIMITIVES = {"scalar_add", "scalar_mul", "scalar_sin", "matvec", "matmul", "scalar_root",
+              "l2_loss", "softmax", "linear_solve", "nonlinear_solve", "neural_ode"}
+
+
+def test_all_twelve_primitives_are_declared():
+    assert PRIMITIVES <= set(PROBLEMS)
+    assert {"broadcast_sin", "broadcast_tanh"} <= set(PROBLEMS)  # broadcast: sin and tanh
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_sized_problems_have_three_sizes(name):
+    problem = get_problem(name)
+    assert problem.sizes == (1,) or len(problem.sizes) >= 3
+
+
+@pytest.mark.parametrize("name", ["scalar_add", "scalar_mul", "scalar_sin",
+                                  "broadcast_sin", "broadcast_tanh"])
+def test_scalar_and_elementwise_have_sympy_definitions(name):
+    assert get_problem(name).closed_form is not None
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_inputs_are_seeded_and_float32_exact(name):
+    problem = get_problem(name)
+    size = problem.sizes[-1]
+    a, b = make_inputs(problem, size, seed=0), make_inputs(problem, size, seed=0)
+    other = make_inputs(problem, size, seed=1)
+    for key in problem.inputs:
+        np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_array_equal(a[key].astype(np.float32).astype(np.float64), a[key])
+        assert a[key].dtype == np.float64
+    assert any(not np.array_equal(a[k], other[k]) for k in problem.inputs)
+
+
+def test_probes_have_the_shapes_of_inputs_and_output():
+    problem = get_problem("matvec")
+    inputs = make_inputs(problem, 8)
+    probes = make_probes(problem, 8, (8,))
+    assert {k: v.shape for k, v in probes.tangent.items()} == {"A": (8, 8), "x": (8,)}
+    assert probes.cotangent.shape == (8,)
+
+
+def test_linear_solve_matrices_are_well_conditioned():
+    problem = get_problem("linear_solve")
+    for size in problem.sizes:
+        assert np.linalg.cond(make_inputs(problem, size)["A"]) < 10
+
+
+def test_unknown_problem_names_the_closest():
+    with pytest.raises(UnknownNameError, match="Did you mean 'softmax'"):
+        get_problem("softmx")

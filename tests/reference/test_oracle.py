@@ -1,0 +1,127 @@
+"""The oracle: the exact path against sympy, the finite-difference path
+against the exact one, certification, and the cache."""
+
+import json
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from reference import (CERTIFY_RTOL, ORACLE_VERSION, Oracle, UncertifiedReference,
+                       compute_reference, get_problem, make_inputs, make_probes, problems)
+from reference import oracle as oracle_module
+
+CLOSED_FORM = [p.name for p in problems() if p.closed_form is not None]
+FD_ONLY = [p.name for p in problems() if p.closed_form is None]
+
+
+def rel(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b)))
+
+
+def sympy_jvp(problem, size):
+    """J u from sympy.diff, evaluated with evalf at 40 digits: no lambdify, no mpmath."""
+    inputs = make_inputs(problem, size)
+    value = compute_reference(problem, size).value.value
+    tangent = make_probes(problem, size, value.shape).tangent
+    if problem.elementwise:
+        t = sympy.Symbol("t")
+        derivative = sympy.diff(problem.closed_form(t), t)
+        return np.array([float(derivative.evalf(40, subs={t: sympy.Float(x, 40)})) * u
+                         for x, u in zip(inputs["x"], tangent["x"])])
+    syms = sympy.symbols(problem.inputs)
+    expr = problem.closed_form(*syms)
+    subs = {s: sympy.Float(float(inputs[s.name]), 40) for s in syms}
+    return np.array(sum(float(sympy.diff(expr, s).evalf(40, subs=subs)) * float(tangent[s.name])
+                        for s in syms if s.name in problem.differentiable))
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM)
+def test_exact_path_matches_sympy(name):
+    problem = get_problem(name)
+    for size in problem.sizes[:2]:
+        reference = compute_reference(problem, size, method="exact")
+        assert reference.method == "exact"
+        assert rel(reference.jvp.value, sympy_jvp(problem, size)) <= 1e-14
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM)
+def test_finite_differences_agree_with_exact_path(name):
+    problem = get_problem(name)
+    size = problem.smallest_size
+    exact = compute_reference(problem, size, method="exact")
+    fd = compute_reference(problem, size, method="fd")
+    assert fd.method == "fd"
+    assert rel(fd.value.value, exact.value.value) <= 1e-13
+    assert rel(fd.jvp.value, exact.jvp.value) <= 1e-13
+    assert rel(fd.jacobian.value, exact.jacobian.value) <= 1e-13
+    for name_ in problem.differentiable:
+        assert rel(fd.vjp[name_].value, exact.vjp[name_].value) <= 1e-13
+    # and the estimate is honest: the true error is within it
+    assert np.max(np.abs(fd.jvp.value - exact.jvp.value)) <= fd.jvp.error + exact.jvp.error
+
+
+@pytest.mark.parametrize("name", FD_ONLY)
+def test_every_reference_is_certified(name, oracle):
+    problem = get_problem(name)
+    for size in problem.sizes:
+        reference = oracle.reference(name, size)
+        for estimate in [reference.value, reference.jvp, *reference.projected]:
+            assert estimate.relative_error <= CERTIFY_RTOL
+
+
+def test_linear_solve_reference_solves_the_system(oracle):
+    inputs = make_inputs(get_problem("linear_solve"), 8)
+    x = oracle.reference("linear_solve", 8).value.value
+    np.testing.assert_allclose(inputs["A"] @ x, inputs["b"], rtol=0, atol=1e-14)
+
+
+def test_too_few_digits_is_refused(monkeypatch):
+    """At 14 digits the differences cannot reach 1e-13; the oracle says so."""
+    monkeypatch.setattr(oracle_module, "DPS", 14)
+    reference = compute_reference(get_problem("softmax"), 4, method="fd")
+    assert reference.jvp.relative_error > CERTIFY_RTOL
+    with pytest.raises(UncertifiedReference, match="cannot certify"):
+        reference.jvp.certified("jvp")
+
+
+def test_cache_is_json_keyed_by_problem_size_seed_and_version(tmp_path, monkeypatch):
+    first = Oracle(tmp_path).reference("matvec", 8, seed=3)
+    path = tmp_path / f"oracle-v{ORACLE_VERSION}" / "matvec-n8-s3.json"
+    data = json.loads(path.read_text())
+    assert (data["problem"], data["size"], data["seed"], data["version"]) == \
+        ("matvec", 8, 3, ORACLE_VERSION)
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the cached reference was recomputed")
+
+    monkeypatch.setattr("reference.cache.compute_reference", no_recompute)
+    again = Oracle(tmp_path).reference("matvec", 8, seed=3)
+    np.testing.assert_array_equal(again.jvp.value, first.jvp.value)
+    assert again.jvp.error == first.jvp.error
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path):
+    oracle = Oracle(tmp_path)
+    path = oracle.path("scalar_sin", 1, 0)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    reference = oracle.reference("scalar_sin", 1)
+    x = make_inputs(get_problem("scalar_sin"), 1)["x"]
+    assert reference.value.value == pytest.approx(np.sin(x), rel=1e-15)
+    assert json.loads(path.read_text())["problem"] == "scalar_sin"
+
+
+def test_ode_reference_matches_an_independent_integrator():
+    """The Taylor flow against mpmath's own Taylor ODE solver (odefun)."""
+    from reference.ode import flow_mp
+    from reference import hp
+    inputs = make_inputs(get_problem("neural_ode"), 2)
+    with mpmath.workdps(30):
+        u0, W, b = (hp.to_mp(inputs[k]) for k in ("u0", "W", "b"))
+        ours = flow_mp(u0, W, b)
+        f = mpmath.odefun(lambda t, u: [mpmath.tanh(sum(W[i, j] * u[j] for j in range(2)) + b[i])
+                                        for i in range(2)], 0, list(u0))
+        theirs = f(1)
+        assert max(abs(a - c) for a, c in zip(ours, theirs)) < mpmath.mpf(10) ** -25

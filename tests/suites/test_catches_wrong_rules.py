@@ -1,0 +1,38 @@
+"""The suite catches wrong rules, and only where they are wrong."""
+
+from collections import defaultdict
+
+from reference import get_problem
+from suites.runner import make_cells
+from suites.sweep import run_sweep
+
+WRONG_PROBLEMS = {"softmax", "matmul", "linear_solve"}
+# every cell whose operation runs the VJP
+USES_VJP = {"vjp", "jacrev", "transpose"}
+
+
+def test_wrong_vjps_are_mismatches_exactly_where_wrong(plugins_on_path, oracle):
+    problems = sorted(WRONG_PROBLEMS | {"matvec", "l2_loss", "broadcast_tanh", "scalar_mul"})
+    records = run_sweep(make_cells(["wrong_rules:implementation"], problems), oracle,
+                        progress=False)
+    by_outcome = defaultdict(set)
+    for r in records:
+        by_outcome[r.outcome].add((r.problem, r.op, r.size, r.dtype))
+    expected_mismatches = {(p, op, size, dtype)
+                           for p in WRONG_PROBLEMS for size in get_problem(p).sizes
+                           for op in USES_VJP for dtype in ("float64", "float32")
+                           if op != "jacrev" or size == get_problem(p).smallest_size}
+    assert by_outcome["mismatch"] == expected_mismatches
+    assert set(by_outcome) == {"ok", "mismatch"}
+
+
+def test_mismatch_message_names_op_input_element_error_tolerance_condition(plugins_on_path,
+                                                                            oracle):
+    [record] = run_sweep(make_cells(["wrong_rules:implementation"], ["linear_solve"], ["vjp"],
+                                    ["float64"], [2]), oracle, progress=False)
+    assert record.outcome == "mismatch"
+    message = record.message
+    for part in ("vjp cotangent for input 'A'", "worst element (", "got ", "want ",
+                 " rel > tol ", "condition estimate"):
+        assert part in message, message
+    assert record.max_rel_err > record.tol

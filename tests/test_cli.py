@@ -1,0 +1,63 @@
+"""The command line: list, check, filters, results.jsonl and exit codes."""
+
+import json
+
+import pytest
+
+from adjointbench.cli import main
+
+FIELDS = {"problem", "impl", "op", "dtype", "device", "size", "outcome", "max_abs_err",
+          "max_rel_err", "tol", "message"}
+
+
+def test_list_json(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    problems = {p["name"]: p for p in data["problems"]}
+    assert problems["linear_solve"]["family"] == "linalg"
+    assert problems["linear_solve"]["sizes"] == [2, 8, 16]
+    assert {"naive", "numpy"} <= {i["name"] for i in data["implementations"] if i["available"]}
+    assert "vjp" in data["operations"]
+
+
+def test_check_writes_one_record_per_cell(tmp_path, capsys):
+    code = main(["check", "--impl", "numpy,naive", "--problem", "matvec,softmax",
+                 "--op", "vjp,jvp", "--dtype", "float32", "--size", "8,64", "--out",
+                 str(tmp_path), "--quiet"])
+    assert code == 0
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    # matvec has size 8, softmax 64: 2 problems x 2 impls x 2 ops
+    assert len(records) == 8
+    assert all(FIELDS <= set(r) for r in records)
+    assert {(r["problem"], r["size"]) for r in records} == {("matvec", 8), ("softmax", 64)}
+    assert {r["outcome"] for r in records} == {"ok"}
+    assert all(r["max_rel_err"] <= r["tol"] for r in records)
+
+
+def test_check_exits_1_on_mismatch(plugins_on_path, tmp_path, capsys):
+    code = main(["check", "--impl", "wrong_rules:implementation", "--problem", "softmax",
+                 "--op", "vjp", "--size", "4", "--out", str(tmp_path), "--quiet"])
+    assert code == 1
+    assert "mismatch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["--problem", "sofmax"], "Did you mean 'softmax'"),
+    (["--impl", "nump"], "Did you mean 'numpy'"),
+    (["--op", "vjpp"], "Did you mean 'vjp'"),
+    (["--dtype", "float16"], "Valid names: float64, float32"),
+    (["--size", "7"], "Valid sizes:"),
+    (["--size", "big"], "whole numbers"),
+])
+def test_bad_input_exits_2_with_the_closest_names(args, hint, capsys):
+    assert main(["check", "--quiet", *args]) == 2
+    assert hint in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_is_reported_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["check", "--problem", "softmax", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to the output folder" in err and "checking" not in err
