@@ -15,6 +15,8 @@ ENTRY_POINT_GROUP = "adjointbench.impls"
 BUILTINS = {
     "naive": "impls.naive:implementation",
     "numpy": "impls.numpy:implementation",
+    "jax": "impls.jax:implementation",
+    "torch": "impls.torch:implementation",
 }
 EXTRAS = {"jax": "jax", "torch": "torch"}
 

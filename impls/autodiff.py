@@ -1,0 +1,82 @@
+"""Shared glue for implementations that use a framework's own AD.
+
+A :class:`Framework` says how to move arrays, compile, wait, and which AD
+transforms to call; :class:`AutodiffImplementation` turns every operation of
+every primal into a prepared, compiled callable the same way for all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from impls.protocol import OPERATIONS, Prepared, Task
+
+
+class Framework:
+    """What an AD framework must provide; see impls/jax and impls/torch."""
+
+    name: str
+    xp: Any  # the namespace the traceable primals are written against
+
+    def devices(self) -> tuple[str, ...]: ...
+    def put(self, array: np.ndarray, dtype: str, device: str) -> Any: ...
+    def compile(self, f: Callable) -> Callable: ...
+    def wait(self, result: Any) -> None: ...
+    def to_numpy(self, x: Any) -> np.ndarray: ...
+    def jvp(self, f, primals: tuple, tangents: tuple): ...
+    def vjp(self, f, primals: tuple, cotangent): ...
+    def jacfwd(self, f, primals: tuple) -> tuple: ...
+    def jacrev(self, f, primals: tuple) -> tuple: ...
+
+
+def _flatten_blocks(blocks, first_input_size: int) -> np.ndarray:
+    """Blocks of shape output.shape + input_i.shape -> one (m, N) matrix."""
+    output_size = np.size(blocks[0]) // first_input_size
+    return np.concatenate([np.reshape(b, (output_size, -1)) for b in blocks], axis=1)
+
+
+class AutodiffImplementation:
+    """Every operation of ``primals`` (``{name: f(xp, **inputs)}``) through
+    ``framework``'s AD."""
+
+    def __init__(self, name: str, framework: Framework, primals: Mapping[str, Callable]):
+        self.name, self.framework, self.primals = name, framework, primals
+
+    def devices(self) -> tuple[str, ...]:
+        return self.framework.devices()
+
+    def supports(self, problem: str, op: str) -> bool:
+        return problem in self.primals and op in OPERATIONS
+
+    def prepare(self, task: Task) -> Prepared:
+        fw = self.framework
+        put = lambda a: fw.put(a, task.dtype, task.device)
+        primal = self.primals[task.problem]
+        static = {k: put(v) for k, v in task.inputs.items() if k not in task.differentiable}
+        names = task.differentiable
+
+        def f(*diff):
+            return primal(fw.xp, **dict(zip(names, diff)), **static)
+
+        primals = tuple(put(task.inputs[n]) for n in names)
+        to_numpy = lambda r: fw.to_numpy(r)
+        if task.op == "primal":
+            run = fw.compile(f)
+            return Prepared(lambda: run(*primals), to_numpy, fw.wait)
+        if task.op == "jvp":
+            tangents = tuple(put(task.tangent[n]) for n in names)
+            run = fw.compile(lambda p, t: fw.jvp(f, p, t))
+            return Prepared(lambda: run(primals, tangents), to_numpy, fw.wait)
+        if task.op == "vjp":
+            w = put(task.cotangent)
+            run = fw.compile(lambda p, w: tuple(fw.vjp(f, p, w)))
+            return Prepared(lambda: run(primals, w),
+                            lambda r: tuple(fw.to_numpy(x) for x in r), fw.wait)
+        transform = fw.jacfwd if task.op == "jacfwd" else fw.jacrev
+        run = fw.compile(lambda p: tuple(transform(f, p)))
+        first_size = np.size(task.inputs[names[0]])
+        return Prepared(lambda: run(primals),
+                        lambda r: _flatten_blocks([fw.to_numpy(x) for x in r], first_size),
+                        fw.wait)

@@ -1,0 +1,65 @@
+"""JAX: jax.jvp, jax.vjp, jacfwd and jacrev under jit, float64 enabled."""
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from impls.autodiff import AutodiffImplementation
+from impls.traceable import PRIMALS
+
+jax.config.update("jax_enable_x64", True)
+
+
+def _fori(n, body, init):
+    return jax.lax.fori_loop(0, n, lambda i, carry: body(carry), init)
+
+
+XP = SimpleNamespace(exp=jnp.exp, sin=jnp.sin, tanh=jnp.tanh, sum=jnp.sum, max=jnp.max,
+                     abs=jnp.abs, sign=jnp.sign, minimum=jnp.minimum, diag=jnp.diag,
+                     solve=jnp.linalg.solve, fori=_fori)
+
+
+def _gpus():
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:
+        return []
+
+
+class JaxFramework:
+    name = "jax"
+    xp = XP
+
+    def devices(self):
+        return ("cpu", "cuda") if _gpus() else ("cpu",)
+
+    def put(self, array, dtype, device):
+        target = _gpus()[0] if device == "cuda" else jax.devices("cpu")[0]
+        return jax.device_put(jnp.asarray(np.asarray(array), dtype=dtype), target)
+
+    def compile(self, f):
+        return jax.jit(f)
+
+    def wait(self, result):
+        jax.block_until_ready(result)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def jvp(self, f, primals, tangents):
+        return jax.jvp(f, primals, tangents)[1]
+
+    def vjp(self, f, primals, cotangent):
+        return jax.vjp(f, *primals)[1](cotangent)
+
+    def jacfwd(self, f, primals):
+        return jax.jacfwd(f, argnums=tuple(range(len(primals))))(*primals)
+
+    def jacrev(self, f, primals):
+        return jax.jacrev(f, argnums=tuple(range(len(primals))))(*primals)
+
+
+FRAMEWORK = JaxFramework()
+implementation = AutodiffImplementation("jax", FRAMEWORK, PRIMALS)

@@ -1,0 +1,24 @@
+"""Newton's method with a fixed number of steps, differentiated through."""
+
+NEWTON_STEPS = 16
+
+
+def scalar_root_start(xp, theta):
+    # |x|^3 < |t1| and t0 |x| < |t1|: start above the root on the convex side
+    t0, t1 = theta[0], theta[1]
+    return xp.sign(t1) * xp.minimum(xp.abs(t1) / t0, xp.abs(t1) ** (1 / 3))
+
+
+def scalar_root(xp, theta):
+    t0, t1 = theta[0], theta[1]
+    step = lambda x: x - (x**3 + t0 * x - t1) / (3 * x * x + t0)
+    return xp.fori(NEWTON_STEPS, step, scalar_root_start(xp, theta))
+
+
+def nonlinear_solve(xp, A, theta):
+    # r = A x + x^3 - theta, dr/dx = A + 3 diag(x^2)
+    step = lambda x: x - xp.solve(A + xp.diag(3 * x * x), A @ x + x**3 - theta)
+    return xp.fori(NEWTON_STEPS, step, xp.solve(A, theta))
+
+
+PRIMALS = {"scalar_root": scalar_root, "nonlinear_solve": nonlinear_solve}
