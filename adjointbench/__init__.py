@@ -8,6 +8,8 @@ The public API, re-exported from the layout's packages:
 {'ok'}
 """
 
+from impls.backends import (BACKENDS, SampleMixingError, batched_jacobian,
+                            jacobian_vector_product, vector_jacobian_product)
 from impls import (Implementation, Prepared, Task, available_implementations,
                    load_implementation)
 from reference import Oracle, get_problem, problems
@@ -17,6 +19,7 @@ from suites.sweep import run_sweep
 
 __version__ = "0.1.0"
 
-__all__ = ["ALL_OPS", "Cell", "Implementation", "OUTCOMES", "Oracle", "Prepared", "Record",
+__all__ = ["BACKENDS", "SampleMixingError", "batched_jacobian", "jacobian_vector_product",
+           "vector_jacobian_product", "ALL_OPS", "Cell", "Implementation", "OUTCOMES", "Oracle", "Prepared", "Record",
            "ResultsFile", "Task", "available_implementations", "get_problem",
            "load_implementation", "make_cells", "problems", "run_cell", "run_sweep"]

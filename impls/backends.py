@@ -1,0 +1,172 @@
+"""The helper API: JVPs, VJPs and batched Jacobians of your own function,
+with the AD backend chosen by name.
+
+Backends: ``jax-forward``, ``jax-reverse``, ``torch-forward``,
+``torch-reverse``. ``f`` is written in the backend's framework (jax.numpy or
+torch); ``x`` may be a NumPy array or the framework's own; results are the
+framework's arrays. In the other mode, a JVP is the transpose of a VJP and a
+VJP the transpose of a JVP, so every product is available in every mode.
+
+Shapes of ``batched_jacobian`` follow Lux.jl: x is (N..., B), f(x) is (M..., B)
+and J is (prod M, prod N, B). ``batch_axis=0`` gives NumPy's (B, M, N) for x
+of shape (B, N...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from reference.catalogue import UnknownNameError, closest
+
+BACKENDS = ("jax-forward", "jax-reverse", "torch-forward", "torch-reverse")
+
+
+class SampleMixingError(ValueError):
+    """f lets one sample's output depend on another sample's input."""
+
+
+@dataclass(frozen=True)
+class _Backend:
+    framework: str
+    mode: str
+
+    @property
+    def ops(self):
+        return _jax_ops() if self.framework == "jax" else _torch_ops()
+
+
+def _backend(name: str) -> _Backend:
+    if name not in BACKENDS:
+        raise UnknownNameError(f"unknown backend {name!r}.{closest(name, BACKENDS)}")
+    framework, mode = name.split("-")
+    return _Backend(framework, mode)
+
+
+@dataclass(frozen=True)
+class _Ops:
+    asarray: Callable      # (x, dtype=None) -> framework array
+    jvp: Callable          # (f, x, u) -> J u
+    vjp: Callable          # (f, x, w) -> J^T w
+    vmap: Callable         # (g, in_axis, out_axis) -> batched g
+    jacobian: dict         # mode -> (g -> (x -> J))
+    expand: Callable       # (x, axis) -> x with a new axis
+    select: Callable       # (y, axis, i) -> y[..., i, ...]
+    is_zero: Callable
+
+
+def _jax_ops() -> _Ops:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    return _Ops(
+        asarray=lambda x, dtype=None: jnp.asarray(x, dtype=dtype),
+        jvp=lambda f, x, u: jax.jvp(f, (x,), (u,))[1],
+        vjp=lambda f, x, w: jax.vjp(f, x)[1](w)[0],
+        vmap=lambda g, i, o: jax.vmap(g, in_axes=i, out_axes=o),
+        jacobian={"forward": jax.jacfwd, "reverse": jax.jacrev},
+        expand=jnp.expand_dims,
+        select=lambda y, axis, i: jnp.take(y, i, axis=axis),
+        is_zero=lambda y: bool(jnp.all(y == 0)))
+
+
+def _torch_ops() -> _Ops:
+    import torch
+    import torch.func
+
+    def asarray(x, dtype=None):
+        if isinstance(x, torch.Tensor):
+            return x if dtype is None else x.to(dtype)
+        return torch.as_tensor(np.asarray(x), dtype=dtype)
+
+    return _Ops(
+        asarray=asarray,
+        jvp=lambda f, x, u: torch.func.jvp(f, (x,), (u,))[1],
+        vjp=lambda f, x, w: torch.func.vjp(f, x)[1](w)[0],
+        vmap=lambda g, i, o: torch.func.vmap(g, in_dims=i, out_dims=o),
+        jacobian={"forward": torch.func.jacfwd, "reverse": torch.func.jacrev},
+        expand=torch.unsqueeze,
+        select=torch.select,
+        is_zero=lambda y: bool(torch.all(y == 0)))
+
+
+def jacobian_vector_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
+    """J u, with J the Jacobian of ``f`` at ``x``.
+
+    >>> import jax.numpy as jnp
+    >>> jacobian_vector_product(jnp.sin, "jax-forward", jnp.zeros(2), jnp.ones(2))
+    Array([1., 1.], dtype=float64)
+    """
+    b = _backend(backend)
+    ops = b.ops
+    x, u = ops.asarray(x), ops.asarray(u)
+    if b.mode == "forward":
+        return ops.jvp(f, x, u)
+    # reverse mode: w -> J^T w is linear; its own VJP applied to u is J u
+    return ops.vjp(lambda w: ops.vjp(f, x, w), f(x) * 0, u)
+
+
+def vector_jacobian_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
+    """J^T u, with J the Jacobian of ``f`` at ``x``.
+
+    >>> import torch
+    >>> vector_jacobian_product(torch.sin, "torch-reverse", torch.zeros(2), torch.ones(2))
+    tensor([1., 1.])
+    """
+    b = _backend(backend)
+    ops = b.ops
+    x, u = ops.asarray(x), ops.asarray(u)
+    if b.mode == "reverse":
+        return ops.vjp(f, x, u)
+    # forward mode: t -> J t is linear; its VJP applied to u is J^T u
+    return ops.vjp(lambda t: ops.jvp(f, x, t), x * 0, u)
+
+
+def _check_no_mixing(ops: _Ops, f: Callable, x, batch_axis: int) -> None:
+    """Perturb every sample but the last: the last output must not move."""
+    batch = x.shape[batch_axis]
+    if batch < 2:
+        return
+    tangent = np.ones(x.shape)
+    index = [slice(None)] * x.ndim
+    index[batch_axis] = batch - 1
+    tangent[tuple(index)] = 0
+    dy = ops.jvp(f, x, ops.asarray(tangent, dtype=x.dtype))
+    if not ops.is_zero(ops.select(dy, batch_axis, batch - 1)):
+        raise SampleMixingError(
+            f"f mixes samples along batch axis {batch_axis}: the output of sample {batch - 1} "
+            "changes when only the other samples change, so there is no per-sample Jacobian "
+            "and a batched Jacobian would be wrong. Compute the full Jacobian instead, or "
+            "move batch statistics (batch normalisation) out of f.")
+
+
+def batched_jacobian(f: Callable, backend: str, x: Any, batch_axis: int = -1) -> Any:
+    """The Jacobian of every sample of a batch, by vmap over one sample's Jacobian.
+
+    ``f`` maps a batch to a batch (batch on ``batch_axis`` of both) and must not
+    mix samples; if it does, :class:`SampleMixingError` is raised.
+    With ``batch_axis=-1`` (Lux) x is (N..., B) and the result (prod M, prod N, B);
+    with ``batch_axis=0`` x is (B, N...) and the result (B, prod M, prod N).
+
+    >>> import jax.numpy as jnp
+    >>> batched_jacobian(jnp.tanh, "jax-forward", jnp.zeros((3, 5))).shape
+    (3, 3, 5)
+    """
+    if batch_axis not in (0, -1):
+        raise ValueError(f"batch_axis must be 0 (B, N...) or -1 (N..., B), got {batch_axis}")
+    b = _backend(backend)
+    ops = b.ops
+    x = ops.asarray(x)
+    _check_no_mixing(ops, f, x, batch_axis)
+
+    def sample_f(sample):
+        return ops.select(f(ops.expand(sample, batch_axis)), batch_axis, 0)
+
+    def sample_jacobian(sample):
+        J = ops.jacobian[b.mode](sample_f)(sample)
+        return J.reshape(-1, int(np.prod(sample.shape, dtype=int)))
+
+    return ops.vmap(sample_jacobian, batch_axis, 0 if batch_axis == 0 else 2)(x)
