@@ -80,3 +80,21 @@ class AutodiffImplementation:
         return Prepared(lambda: run(primals),
                         lambda r: _flatten_blocks([fw.to_numpy(x) for x in r], first_size),
                         fw.wait)
+
+
+def implicit_primals(xp, implicit_solution: Callable, residuals: Mapping) -> dict:
+    """Primals whose derivatives come from an implicit-function rule.
+
+    ``residuals`` maps a problem to ``(solve(xp, **inputs), residual(xp, x, **inputs))``;
+    ``implicit_solution(solve, residual)`` is the framework's own wrapper
+    (jax.custom_jvp, torch.autograd.Function).
+    """
+    def primal(solve, residual):
+        def f(_xp, **inputs):
+            names = tuple(inputs)
+            wrapped = implicit_solution(lambda *v: solve(xp, **dict(zip(names, v))),
+                                        lambda x, *v: residual(xp, x, **dict(zip(names, v))))
+            return wrapped(*inputs.values())
+        return f
+
+    return {name: primal(*pair) for name, pair in residuals.items()}

@@ -17,8 +17,10 @@ BUILTINS = {
     "numpy": "impls.numpy:implementation",
     "jax": "impls.jax:implementation",
     "torch": "impls.torch:implementation",
+    "jax_implicit": "impls.jax:implicit_implementation",
+    "torch_implicit": "impls.torch:implicit_implementation",
 }
-EXTRAS = {"jax": "jax", "torch": "torch"}
+EXTRAS = {"jax": "jax", "torch": "torch", "jax_implicit": "jax", "torch_implicit": "torch"}
 
 
 class ProtocolError(TypeError):
@@ -79,7 +81,8 @@ def load_implementation(spec: str) -> Implementation:
     except ImportError as e:
         if spec in EXTRAS and e.name and e.name.split(".")[0] == EXTRAS[spec]:
             raise MissingDependency(f"implementation {spec!r} needs {EXTRAS[spec]}, which is "
-                                    f"not installed: pip install 'adjointbench[{spec}]'") from e
+                                    f"not installed: pip install 'adjointbench[{EXTRAS[spec]}]'"
+                                    ) from e
         raise
 
 

@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.autodiff import AutodiffImplementation
+from impls.autodiff import AutodiffImplementation, implicit_primals
 from impls.traceable import PRIMALS
+from impls.traceable.implicit import RESIDUALS
 
 jax.config.update("jax_enable_x64", True)
 
@@ -63,3 +64,8 @@ class JaxFramework:
 
 FRAMEWORK = JaxFramework()
 implementation = AutodiffImplementation("jax", FRAMEWORK, PRIMALS)
+
+# Differentiating an implicit-function rule instead of the solver's iterations
+from impls.jax.implicit import implicit_solution  # noqa: E402
+
+implicit_implementation = AutodiffImplementation("jax_implicit", FRAMEWORK, implicit_primals(XP, implicit_solution, RESIDUALS))

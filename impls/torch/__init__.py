@@ -6,8 +6,9 @@ import numpy as np
 import torch
 import torch.func
 
-from impls.autodiff import AutodiffImplementation
+from impls.autodiff import AutodiffImplementation, implicit_primals
 from impls.traceable import PRIMALS
+from impls.traceable.implicit import RESIDUALS
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -59,3 +60,9 @@ class TorchFramework:
 
 FRAMEWORK = TorchFramework()
 implementation = AutodiffImplementation("torch", FRAMEWORK, PRIMALS)
+
+# Differentiating an implicit-function rule instead of the solver's iterations
+from impls.torch.implicit import implicit_solution  # noqa: E402
+
+implicit_implementation = AutodiffImplementation("torch_implicit", FRAMEWORK,
+                                                 implicit_primals(XP, implicit_solution, RESIDUALS))

@@ -22,3 +22,17 @@ def nonlinear_solve(xp, A, theta):
 
 
 PRIMALS = {"scalar_root": scalar_root, "nonlinear_solve": nonlinear_solve}
+
+
+# --- the same solutions as roots of residuals, for implicit-function rules ---
+# Each entry: (solve(xp, **inputs) -> x, residual(xp, x, **inputs) -> r). The
+# frameworks wrap them so that dx = -(dr/dx)^-1 (dr/dtheta) dtheta.
+
+RESIDUALS = {
+    "scalar_root": (scalar_root,
+                    lambda xp, x, theta: x**3 + theta[0] * x - theta[1]),
+    "nonlinear_solve": (nonlinear_solve,
+                        lambda xp, x, A, theta: A @ x + x**3 - theta),
+    "linear_solve": (lambda xp, A, b: xp.solve(A, b),
+                     lambda xp, x, A, b: A @ x - b),
+}
