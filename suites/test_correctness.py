@@ -16,10 +16,6 @@ from suites.runner import ALL_OPS, make_cells, run_cell
 CELLS = make_cells(available_implementations(), devices=DEVICES)
 
 
-def cells_of(op):
-    return pytest.mark.parametrize("cell", [c for c in CELLS if c.op == op], ids=lambda c: c.id)
-
-
 def check(cell, oracle):
     record = run_cell(cell, oracle)
     if record.outcome == "unsupported":
@@ -27,40 +23,15 @@ def check(cell, oracle):
     assert record.outcome == "ok", f"{record.outcome}: {record.message}"
 
 
-@cells_of("primal")
-def test_primal(cell, sweep_oracle):
-    check(cell, sweep_oracle)
+def sweep_test(op):
+    """``test_<op>``, parametrised over the cells of that operation."""
+    @pytest.mark.parametrize("cell", [c for c in CELLS if c.op == op], ids=lambda c: c.id)
+    def test(cell, sweep_oracle):
+        check(cell, sweep_oracle)
+
+    test.__name__ = f"test_{op}"
+    return test
 
 
-@cells_of("jvp")
-def test_jvp(cell, sweep_oracle):
-    check(cell, sweep_oracle)
-
-
-@cells_of("vjp")
-def test_vjp(cell, sweep_oracle):
-    check(cell, sweep_oracle)
-
-
-@cells_of("jacfwd")
-def test_jacfwd(cell, sweep_oracle):
-    check(cell, sweep_oracle)
-
-
-@cells_of("jacrev")
-def test_jacrev(cell, sweep_oracle):
-    check(cell, sweep_oracle)
-
-
-@cells_of("transpose")
-def test_transpose(cell, sweep_oracle):
-    check(cell, sweep_oracle)
-
-
-@cells_of("linearity")
-def test_linearity(cell, sweep_oracle):
-    check(cell, sweep_oracle)
-
-
-def test_every_operation_has_a_test():
-    assert {name[len("test_"):] for name in globals() if name.startswith("test_")} >= set(ALL_OPS)
+for _op in ALL_OPS:  # test_primal, test_jvp, test_vjp, ..., test_linearity
+    globals()[f"test_{_op}"] = sweep_test(_op)
