@@ -27,7 +27,7 @@ import numpy as np
 import sympy
 
 from reference import hp
-from reference.problem import Arrays, Problem, flatten, make_inputs, make_probes
+from reference.problem import Arrays, Problem, make_inputs, make_probes
 
 ORACLE_VERSION = "2"
 DPS = 40
@@ -288,4 +288,4 @@ def _full_jacobian(path, inputs: Arrays, problem: Problem, cotangent: np.ndarray
 
 
 __all__ = ["ORACLE_VERSION", "CERTIFY_RTOL", "DPS", "Estimate", "Reference",
-           "UncertifiedReference", "compute_reference", "flatten"]
+           "UncertifiedReference", "compute_reference"]
