@@ -48,12 +48,12 @@ def _sizes(text: str | None) -> list[int] | None:
 
 
 def _catalogue() -> dict:
+    available = set(available_implementations())
     return {
         "problems": [{"name": p.name, "family": p.family, "sizes": list(p.sizes),
                       "inputs": list(p.inputs), "differentiable": list(p.differentiable),
                       "description": p.description} for p in problems()],
-        "implementations": [{"name": n, "available": n in available_implementations()}
-                            for n in known_names()],
+        "implementations": [{"name": n, "available": n in available} for n in known_names()],
         "operations": list(ALL_OPS),
         "dtypes": list(DTYPES),
         "devices": list(DEVICES),
