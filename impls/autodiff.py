@@ -61,14 +61,13 @@ class AutodiffImplementation:
             return primal(fw.xp, **dict(zip(names, diff)), **static)
 
         primals = tuple(put(task.inputs[n]) for n in names)
-        to_numpy = lambda r: fw.to_numpy(r)
         if task.op == "primal":
             run = fw.compile(f)
-            return Prepared(lambda: run(*primals), to_numpy, fw.wait)
+            return Prepared(lambda: run(*primals), fw.to_numpy, fw.wait)
         if task.op == "jvp":
             tangents = tuple(put(task.tangent[n]) for n in names)
             run = fw.compile(lambda p, t: fw.jvp(f, p, t))
-            return Prepared(lambda: run(primals, tangents), to_numpy, fw.wait)
+            return Prepared(lambda: run(primals, tangents), fw.to_numpy, fw.wait)
         if task.op == "vjp":
             w = put(task.cotangent)
             run = fw.compile(lambda p, w: tuple(fw.vjp(f, p, w)))

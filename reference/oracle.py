@@ -254,7 +254,7 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
     with mpmath.workdps(DPS):
         path = _path(problem, inputs, method)
         value, value_err = path.value()
-        probes = make_probes(problem, size, np.shape(value), seed)
+        probes = make_probes(problem, size, inputs, np.shape(value), seed)
         jvp = _estimate(*path.derivative(probes.tangent))
         projected, jacobian, vjp = (), None, None
         if size == problem.smallest_size:

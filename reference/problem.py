@@ -97,10 +97,10 @@ class Probes:
 N_PROJECTIONS = 2
 
 
-def make_probes(problem: Problem, size: int, output_shape: tuple[int, ...],
+def make_probes(problem: Problem, size: int, inputs: Arrays, output_shape: tuple[int, ...],
                 seed: int = 0) -> Probes:
+    """Seeded probes for ``inputs = make_inputs(problem, size, seed)``."""
     rng = _rng(problem, size, seed, stream=1)
-    inputs = make_inputs(problem, size, seed)
 
     def direction() -> Arrays:
         return {name: float32_exact(rng.standard_normal(inputs[name].shape))

@@ -226,7 +226,7 @@ def run_cell(cell: Cell, oracle: Oracle, impl: Implementation | None = None) -> 
         problem = get_problem(cell.problem)
         reference = oracle.reference(cell.problem, cell.size, cell.seed)
         inputs = make_inputs(problem, cell.size, cell.seed)
-        probes = make_probes(problem, cell.size, reference.value.value.shape, cell.seed)
+        probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed)
         ctx = _Context(cell, problem, impl, reference, inputs, probes)
         record = replace(record, condition=reference.condition)
         result = CHECKERS[cell.op](ctx)

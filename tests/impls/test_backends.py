@@ -39,7 +39,7 @@ def test_products_match_the_oracle(backend, name, oracle):
     size = problem.smallest_size
     x = make_inputs(problem, size)["x"]
     reference = oracle.reference(name, size)
-    probes = make_probes(problem, size, reference.value.value.shape)
+    probes = make_probes(problem, size, {"x": x}, reference.value.value.shape)
     f = catalogue_function(backend, name)
     assert_close_to(jacobian_vector_product(f, backend, x, probes.tangent["x"]), reference.jvp)
     assert_close_to(vector_jacobian_product(f, backend, x, probes.cotangent), reference.vjp["x"])

@@ -39,7 +39,7 @@ def test_inputs_are_seeded_and_float32_exact(name):
 
 def test_probes_have_the_shapes_of_inputs_and_output():
     problem = get_problem("matvec")
-    probes = make_probes(problem, 8, (8,))
+    probes = make_probes(problem, 8, make_inputs(problem, 8), (8,))
     assert {k: v.shape for k, v in probes.tangent.items()} == {"A": (8, 8), "x": (8,)}
     assert probes.cotangent.shape == (8,)
 

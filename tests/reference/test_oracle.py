@@ -24,7 +24,7 @@ def sympy_jvp(problem, size):
     """J u from sympy.diff, evaluated with evalf at 40 digits: no lambdify, no mpmath."""
     inputs = make_inputs(problem, size)
     value = compute_reference(problem, size).value.value
-    tangent = make_probes(problem, size, value.shape).tangent
+    tangent = make_probes(problem, size, inputs, value.shape).tangent
     if problem.elementwise:
         t = sympy.Symbol("t")
         derivative = sympy.diff(problem.closed_form(t), t)
