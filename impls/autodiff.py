@@ -29,6 +29,8 @@ class Framework:
     def vjp(self, f, primals: tuple, cotangent): ...
     def jacfwd(self, f, primals: tuple) -> tuple: ...
     def jacrev(self, f, primals: tuple) -> tuple: ...
+    def vmap_jacobian(self, g, x):
+        """The forward-mode Jacobian of g mapped over the last axis of x."""
 
 
 def _flatten_blocks(blocks, first_input_size: int) -> np.ndarray:
@@ -41,14 +43,18 @@ class AutodiffImplementation:
     """Every operation of ``primals`` (``{name: f(xp, **inputs)}``) through
     ``framework``'s AD."""
 
-    def __init__(self, name: str, framework: Framework, primals: Mapping[str, Callable]):
+    def __init__(self, name: str, framework: Framework, primals: Mapping[str, Callable],
+                 reverse_only: frozenset[str] = frozenset()):
         self.name, self.framework, self.primals = name, framework, primals
+        self.reverse_only = reverse_only  # problems whose custom rule has no forward mode
 
     def devices(self) -> tuple[str, ...]:
         return self.framework.devices()
 
     def supports(self, problem: str, op: str) -> bool:
-        return problem in self.primals and op in OPERATIONS
+        forward = op in ("jvp", "jacfwd")
+        return (problem in self.primals and op in OPERATIONS
+                and not (forward and problem in self.reverse_only))
 
     def prepare(self, task: Task) -> Prepared:
         fw = self.framework
@@ -73,6 +79,12 @@ class AutodiffImplementation:
             run = fw.compile(lambda p, w: tuple(fw.vjp(f, p, w)))
             return Prepared(lambda: run(primals, w),
                             lambda r: tuple(fw.to_numpy(x) for x in r), fw.wait)
+        if task.op == "batched_jacobian":
+            (x,) = primals
+            run = fw.compile(lambda x: fw.vmap_jacobian(lambda xs: f(xs[..., None])[..., 0], x))
+            features, batch = np.size(task.inputs[names[0]][..., 0]), np.shape(x)[-1]
+            return Prepared(lambda: run(x),
+                            lambda r: np.reshape(fw.to_numpy(r), (-1, features, batch)), fw.wait)
         transform = fw.jacfwd if task.op == "jacfwd" else fw.jacrev
         run = fw.compile(lambda p: tuple(transform(f, p)))
         first_size = np.size(task.inputs[names[0]])
@@ -81,19 +93,33 @@ class AutodiffImplementation:
                         fw.wait)
 
 
-def implicit_primals(xp, implicit_solution: Callable, residuals: Mapping) -> dict:
-    """Primals whose derivatives come from an implicit-function rule.
+def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:
+    """Primals whose derivatives come from a hand-written rule instead of AD.
 
-    ``residuals`` maps a problem to ``(solve(xp, **inputs), residual(xp, x, **inputs))``;
-    ``implicit_solution(solve, residual)`` is the framework's own wrapper
-    (jax.custom_jvp, torch.autograd.Function).
+    ``rules`` maps a problem to ``(f(xp, **inputs), rule(xp, *leading, **inputs))``;
+    ``wrap(f, rule)`` is the framework's own wrapper (jax.custom_jvp,
+    jax.custom_vjp, torch.autograd.Function), called with both taking their
+    inputs positionally: ``f(*inputs)`` and ``rule(*leading, *inputs)``.
     """
-    def primal(solve, residual):
-        def f(_xp, **inputs):
-            names = tuple(inputs)
-            wrapped = implicit_solution(lambda *v: solve(xp, **dict(zip(names, v))),
-                                        lambda x, *v: residual(xp, x, **dict(zip(names, v))))
+    def primal(f, rule):
+        def wrapped_primal(_xp, **inputs):
+            names, count = tuple(inputs), len(inputs)
+            named = lambda values: dict(zip(names, values))
+            wrapped = wrap(lambda *v: f(xp, **named(v)),
+                           lambda *a: rule(xp, *a[:len(a) - count], **named(a[len(a) - count:])))
             return wrapped(*inputs.values())
-        return f
+        return wrapped_primal
 
-    return {name: primal(*pair) for name, pair in residuals.items()}
+    return {name: primal(*pair) for name, pair in rules.items()}
+
+
+def custom_rule_implementation(name: str, framework: Framework, implicit_solution: Callable,
+                               adjoint_solution: Callable) -> AutodiffImplementation:
+    """The framework's AD with hand-written rules for the solvers: implicit-
+    function rules for the root finders, the continuous adjoint for the ODE."""
+    from impls.traceable.implicit import RESIDUALS
+    from impls.traceable.ode import ADJOINTS
+
+    primals = {**custom_rule_primals(framework.xp, implicit_solution, RESIDUALS),
+               **custom_rule_primals(framework.xp, adjoint_solution, ADJOINTS)}
+    return AutodiffImplementation(name, framework, primals, reverse_only=frozenset(ADJOINTS))

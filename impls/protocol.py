@@ -23,6 +23,9 @@ jvp        output tangent, the output's shape
 vjp        tuple of input cotangents, one per differentiable input
 jacfwd     2-D array (m, N), built in forward mode
 jacrev     2-D array (m, N), built in reverse mode
+batched_   3-D array (M, N, B): for a batched problem (one differentiable
+jacobian   input x of shape (N..., B), output (M..., B)), the Jacobian of
+           each sample on its own, the batch last (Lux.jl's layout)
 =========  ======================================================
 
 Results must have the task's dtype. Returning ``supports(...) == False``
@@ -36,7 +39,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev")
+OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian")
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
 

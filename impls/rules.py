@@ -107,7 +107,6 @@ def _jacrev(rule, args, shapes, task, dtype):
     return run
 
 
-_OPERATIONS = {"primal": _primal, "jvp": _jvp, "vjp": _vjp, "jacfwd": _jacfwd, "jacrev": _jacrev}
 
 
 def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple]) -> Rule:
@@ -132,3 +131,23 @@ def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple]
         return np.concatenate([b.reshape(size, -1) for b in blocks], axis=1)
 
     return Rule(forward=forward, jvp=jvp, vjp=vjp, jacobian=full)
+
+
+def _batched_jacobian(rule, args, shapes, task, dtype):
+    # Samples do not interact, so one tangent seeding feature j in every
+    # sample at once yields column j of every sample's Jacobian.
+    (shape,) = shapes.values()
+    def run():
+        res = rule.forward(**args)[1]
+        columns = []
+        for feature in np.ndindex(shape[:-1]):
+            tangent = np.zeros(shape, dtype=dtype)
+            tangent[feature] = 1
+            dy = rule.jvp(res, tangent)
+            columns.append(np.reshape(dy, (-1, shape[-1])))
+        return np.stack(columns, axis=1)
+    return run
+
+
+_OPERATIONS = {"primal": _primal, "jvp": _jvp, "vjp": _vjp, "jacfwd": _jacfwd, "jacrev": _jacrev,
+               "batched_jacobian": _batched_jacobian}

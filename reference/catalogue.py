@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 
-from reference import elementwise, implicit, linalg, ode, reductions, scalar
+from reference import (batched, elementwise, implicit, linalg, ode, reductions, scalar,
+                       sensitivity, sensitivity_ode)
 from reference.problem import Problem
 
-_FAMILIES = (scalar, elementwise, linalg, reductions, implicit, ode)
+_FAMILIES = (scalar, elementwise, linalg, reductions, implicit, ode, batched, sensitivity,
+             sensitivity_ode)
 
 PROBLEMS: dict[str, Problem] = {p.name: p for family in _FAMILIES for p in family.PROBLEMS}
 
@@ -30,5 +32,6 @@ def get_problem(name: str) -> Problem:
         raise UnknownNameError(f"unknown problem {name!r}.{closest(name, PROBLEMS)}") from None
 
 
-def problems() -> list[Problem]:
-    return list(PROBLEMS.values())
+def problems(kind: str = "primitive") -> list[Problem]:
+    """The catalogue's problems of one kind: ``"primitive"`` or ``"sensitivity"``."""
+    return [p for p in PROBLEMS.values() if p.kind == kind]

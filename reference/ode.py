@@ -40,11 +40,11 @@ def taylor_step(u, W, b, h, order: int = TAYLOR_ORDER):
     return out
 
 
-def flow_mp(u0, W, b, steps: int = 8):
+def flow_mp(u0, W, b, steps: int = 8, order: int = TAYLOR_ORDER):
     h = mpmath.mpf(T_FINAL) / steps
     u = np.array(u0, dtype=object)
     for _ in range(steps):
-        u = taylor_step(u, W, b, h)
+        u = taylor_step(u, W, b, h, order)
     return u
 
 

@@ -42,6 +42,11 @@ class Problem:
             implementations that must approximate (ODE integrators), added to
             the rounding tolerance. Zero for problems computed exactly.
         description: one line for ``adjointbench list``.
+        kind: ``"primitive"`` (operations jvp, vjp, ...) or ``"sensitivity"``
+            (a scalar loss J(theta) whose gradient methods are compared; its
+            inputs are used exactly as given, without float32 rounding).
+        batch_input: for batched problems, the input whose last axis is the
+            batch (Lux convention: x (N, B) -> y (M, B)); ``None`` otherwise.
     """
 
     name: str
@@ -57,6 +62,8 @@ class Problem:
     condition: Callable[..., float] = field(default=lambda **_: 1.0)
     accuracy_floor: float = 0.0
     description: str = ""
+    kind: str = "primitive"
+    batch_input: str | None = None
 
     @property
     def smallest_size(self) -> int:
@@ -76,6 +83,8 @@ def float32_exact(array: np.ndarray) -> np.ndarray:
 def make_inputs(problem: Problem, size: int, seed: int = 0) -> Arrays:
     """The seeded inputs of ``problem`` at ``size``: float64, float32-exact."""
     raw = problem.generate(size, _rng(problem, size, seed, stream=0))
+    if problem.kind == "sensitivity":
+        return {name: np.asarray(raw[name], dtype=np.float64) for name in problem.inputs}
     return {name: float32_exact(raw[name]) for name in problem.inputs}
 
 

@@ -2,9 +2,12 @@
 
 A cell is (problem, implementation, operation, size, dtype, device, seed).
 Operations compared with the oracle: primal, jvp, vjp, jacfwd, jacrev (the
-two Jacobians at each problem's smallest size). Oracle-free identities inside
-one implementation: ``transpose`` (<w, J u> = <J^T w, u>) and ``linearity``
-(J(a u + b v) = a J u + b J v).
+two Jacobians at each problem's smallest size) and, for batched problems,
+batched_jacobian (the oracle's per-sample blocks at the smallest size, its
+JVP contracted with the batched Jacobian elsewhere). Oracle-free identities
+inside one implementation: ``transpose`` (<w, J u> = <J^T w, u>),
+``linearity`` (J(a u + b v) = a J u + b J v) and, before any batched
+Jacobian, that a tangent on one sample moves no other sample's output.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Task
 from impls.registry import load_implementation
 from reference import (Oracle, Problem, Reference, UncertifiedReference, get_problem,
                        make_inputs, make_probes, problems)
+from reference.batched import batched_blocks
+from reference.oracle import Estimate
 from reference.catalogue import UnknownNameError, closest
 from suites.compare import Comparison, WrongResult, compare, validate, worst_of
 from suites.results import Record
@@ -86,6 +91,7 @@ def make_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
             for p in chosen for size in p.sizes if sizes is None or size in sizes
             for impl in impls for op in ops
             if op not in FULL_JACOBIAN_OPS or size == p.smallest_size
+            if op != "batched_jacobian" or p.batch_input
             for dtype in dtypes for device in devices]
 
 
@@ -173,6 +179,41 @@ def _check_jacobian(op: str) -> Callable[[_Context], Comparison]:
     return check
 
 
+def _check_no_sample_mixing(ctx: _Context) -> None:
+    """A tangent on sample 0 alone must leave every other sample's output still."""
+    if not ctx.impl.supports(ctx.cell.problem, "jvp"):
+        return
+    x = ctx.problem.batch_input
+    tangent = np.zeros_like(ctx.probes.tangent[x])
+    tangent[..., 0] = ctx.probes.tangent[x][..., 0]
+    dy = ctx.jvp({x: tangent}).astype(np.float64)
+    moved = np.max(np.abs(dy[..., 1:]), initial=0.0)
+    if moved > ctx.tol() * max(np.max(np.abs(dy[..., 0])), 1.0):
+        raise WrongResult(
+            f"{ctx.cell.impl} mixes samples in {ctx.cell.problem}: a tangent on sample 0 "
+            f"moves other samples' outputs by up to {moved:.2e}, so no per-sample Jacobian "
+            "exists (batch normalisation does this). Make each output column depend on its "
+            "own input column only.")
+
+
+def _check_batched_jacobian(ctx: _Context) -> Comparison:
+    _check_no_sample_mixing(ctx)
+    x = ctx.inputs[ctx.problem.batch_input]
+    output_shape = ctx.reference.value.value.shape
+    features, batch = x[..., 0].size, x.shape[-1]
+    outputs = int(np.prod(output_shape[:-1]))
+    actual = validate(ctx.execute("batched_jacobian"), (outputs, features, batch),
+                      ctx.cell.dtype, "batched Jacobian")
+    if ctx.reference.jacobian is not None:
+        blocks, _ = batched_blocks(ctx.reference.jacobian.value, output_shape, x.shape)
+        expected = Estimate(blocks, ctx.reference.jacobian.error)
+        return ctx.against(actual, expected, "batched Jacobian (per-sample blocks)")
+    # sum_j J[i, j, s] u[j, s] is the JVP of the whole batch
+    u = ctx.probes.tangent[ctx.problem.batch_input].reshape(features, batch)
+    contracted = np.einsum("ijs,js->is", actual.astype(np.float64), u).reshape(output_shape)
+    return ctx.against(contracted, ctx.reference.jvp, "batched Jacobian contracted with u")
+
+
 def _check_transpose(ctx: _Context) -> Comparison:
     u, w = ctx.probes.tangent, ctx.probes.cotangent
     ju = ctx.jvp(u).astype(np.float64)
@@ -198,6 +239,7 @@ def _check_linearity(ctx: _Context) -> Comparison:
 CHECKERS: dict[str, Callable[[_Context], Comparison]] = {
     "primal": _check_primal, "jvp": _check_jvp, "vjp": _check_vjp,
     "jacfwd": _check_jacobian("jacfwd"), "jacrev": _check_jacobian("jacrev"),
+    "batched_jacobian": _check_batched_jacobian,
     "transpose": _check_transpose, "linearity": _check_linearity,
 }
 NEEDS = {"transpose": ("jvp", "vjp"), "linearity": ("jvp",)}

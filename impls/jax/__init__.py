@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.autodiff import AutodiffImplementation, implicit_primals
+from impls.autodiff import AutodiffImplementation, custom_rule_implementation
 from impls.traceable import PRIMALS
-from impls.traceable.implicit import RESIDUALS
 
 jax.config.update("jax_enable_x64", True)
 
@@ -19,7 +18,9 @@ def _fori(n, body, init):
 
 XP = SimpleNamespace(exp=jnp.exp, sin=jnp.sin, tanh=jnp.tanh, sum=jnp.sum, max=jnp.max,
                      abs=jnp.abs, sign=jnp.sign, minimum=jnp.minimum, diag=jnp.diag,
-                     solve=jnp.linalg.solve, fori=_fori)
+                     solve=jnp.linalg.solve, fori=_fori,
+                     column_max=lambda x: jnp.max(x, axis=0, keepdims=True),
+                     column_sum=lambda x: jnp.sum(x, axis=0, keepdims=True))
 
 
 def _gpus():
@@ -61,11 +62,15 @@ class JaxFramework:
     def jacrev(self, f, primals):
         return jax.jacrev(f, argnums=tuple(range(len(primals))))(*primals)
 
+    def vmap_jacobian(self, g, x):
+        return jax.vmap(jax.jacfwd(g), in_axes=-1, out_axes=-1)(x)
+
 
 FRAMEWORK = JaxFramework()
 implementation = AutodiffImplementation("jax", FRAMEWORK, PRIMALS)
 
-# Differentiating an implicit-function rule instead of the solver's iterations
-from impls.jax.implicit import implicit_solution  # noqa: E402
+# Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
+from impls.jax.implicit import adjoint_solution, implicit_solution  # noqa: E402
 
-implicit_implementation = AutodiffImplementation("jax_implicit", FRAMEWORK, implicit_primals(XP, implicit_solution, RESIDUALS))
+implicit_implementation = custom_rule_implementation("jax_implicit", FRAMEWORK,
+                                                     implicit_solution, adjoint_solution)

@@ -1,4 +1,5 @@
-"""Implicit-function rules in JAX with jax.custom_jvp.
+"""Custom rules in JAX: implicit-function rules with jax.custom_jvp, adjoint
+rules with jax.custom_vjp.
 
 x(theta) solves r(x, theta) = 0:  dx = -(dr/dx)^-1 (dr/dtheta dtheta). The JVP
 is linear in the tangents, so JAX transposes it for the VJP and jacrev.
@@ -22,3 +23,19 @@ def implicit_solution(solve, residual):
 
     return solution
 
+
+def adjoint_solution(primal, adjoint):
+    """``primal(*params) -> y`` whose VJP is ``adjoint(y, y_bar, *params)``
+    (reverse mode only: custom_vjp has no JVP)."""
+    solution = jax.custom_vjp(primal)
+
+    def forward(*params):
+        y = primal(*params)
+        return y, (y, params)
+
+    def backward(saved, y_bar):
+        y, params = saved
+        return tuple(adjoint(y, y_bar, *params))
+
+    solution.defvjp(forward, backward)
+    return solution

@@ -4,13 +4,14 @@ One file per family, mirroring ``reference/``; every rule reuses the primal's
 residuals (factorisations included) through :class:`impls.rules.Rule`.
 """
 
-from impls.numpy import elementwise, implicit, linalg, ode, reductions, scalar
+from impls.numpy import batched, elementwise, implicit, linalg, ode, reductions, scalar
 from impls.rules import RuleImplementation
 
 
 class NumpyImplementation(RuleImplementation):
     name = "numpy"
-    rules = {name: rule for family in (scalar, elementwise, linalg, reductions, implicit, ode)
+    rules = {name: rule for family in (scalar, elementwise, linalg, reductions, implicit,
+                                                ode, batched)
              for name, rule in family.RULES.items()}
 
 

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 import torch.func
 
-from impls.autodiff import AutodiffImplementation, implicit_primals
+from impls.autodiff import AutodiffImplementation, custom_rule_implementation
 from impls.traceable import PRIMALS
-from impls.traceable.implicit import RESIDUALS
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -22,7 +21,9 @@ def _fori(n, body, init):
 
 XP = SimpleNamespace(exp=torch.exp, sin=torch.sin, tanh=torch.tanh, sum=torch.sum, max=torch.max,
                      abs=torch.abs, sign=torch.sign, minimum=torch.minimum, diag=torch.diag,
-                     solve=torch.linalg.solve, fori=_fori)
+                     solve=torch.linalg.solve, fori=_fori,
+                     column_max=lambda x: torch.amax(x, dim=0, keepdim=True),
+                     column_sum=lambda x: torch.sum(x, dim=0, keepdim=True))
 
 
 class TorchFramework:
@@ -57,12 +58,15 @@ class TorchFramework:
     def jacrev(self, f, primals):
         return torch.func.jacrev(f, argnums=tuple(range(len(primals))))(*primals)
 
+    def vmap_jacobian(self, g, x):
+        return torch.func.vmap(torch.func.jacfwd(g), in_dims=-1, out_dims=-1)(x)
+
 
 FRAMEWORK = TorchFramework()
 implementation = AutodiffImplementation("torch", FRAMEWORK, PRIMALS)
 
-# Differentiating an implicit-function rule instead of the solver's iterations
-from impls.torch.implicit import implicit_solution  # noqa: E402
+# Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
+from impls.torch.implicit import adjoint_solution, implicit_solution  # noqa: E402
 
-implicit_implementation = AutodiffImplementation("torch_implicit", FRAMEWORK,
-                                                 implicit_primals(XP, implicit_solution, RESIDUALS))
+implicit_implementation = custom_rule_implementation("torch_implicit", FRAMEWORK,
+                                                     implicit_solution, adjoint_solution)

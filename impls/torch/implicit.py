@@ -1,4 +1,5 @@
-"""Implicit-function rules in PyTorch with torch.autograd.Function.
+"""Custom rules in PyTorch with torch.autograd.Function: implicit-function
+rules (backward and jvp) and adjoint rules (backward only).
 
 x(theta) solves r(x, theta) = 0:
   JVP:  dx = -(dr/dx)^-1 (dr/dtheta dtheta)
@@ -47,3 +48,27 @@ def implicit_solution(solve, residual):
 
     return Solution.apply
 
+
+
+def adjoint_solution(primal, adjoint):
+    """``primal(*params) -> y`` whose VJP is ``adjoint(y, y_bar, *params)``
+    (reverse mode only: no jvp is defined)."""
+
+    class Solution(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*params):
+            with torch.no_grad():
+                return primal(*params)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output, *inputs)
+
+        @staticmethod
+        def backward(ctx, y_bar):
+            y, *params = ctx.saved_tensors
+            return tuple(adjoint(y, y_bar, *params))
+
+    return Solution.apply

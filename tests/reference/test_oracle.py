@@ -28,8 +28,9 @@ def sympy_jvp(problem, size):
     if problem.elementwise:
         t = sympy.Symbol("t")
         derivative = sympy.diff(problem.closed_form(t), t)
-        return np.array([float(derivative.evalf(40, subs={t: sympy.Float(x, 40)})) * u
-                         for x, u in zip(inputs["x"], tangent["x"])])
+        slopes = [float(derivative.evalf(40, subs={t: sympy.Float(x, 40)}))
+                  for x in np.ravel(inputs["x"])]
+        return np.reshape(slopes, np.shape(inputs["x"])) * tangent["x"]
     syms = sympy.symbols(problem.inputs)
     expr = problem.closed_form(*syms)
     subs = {s: sympy.Float(float(inputs[s.name]), 40) for s in syms}
