@@ -23,8 +23,8 @@ from impls.registry import (MissingDependency, ProtocolError, available_implemen
                             known_names, load_implementation)
 from reference import Oracle, UnknownNameError, problems
 from suites.results import FAILURES, OUTCOMES, ResultsFile
-from suites.runner import ALL_OPS, make_cells
-from suites.sweep import run_sweep
+from suites.sensitivity import METHOD_RTOL
+from suites.sweep import OPS, plan_cells, run_sweep
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,7 +54,7 @@ def _catalogue() -> dict:
                       "inputs": list(p.inputs), "differentiable": list(p.differentiable),
                       "description": p.description} for p in problems()],
         "implementations": [{"name": n, "available": n in available} for n in known_names()],
-        "operations": list(ALL_OPS),
+        "operations": list(OPS),
         "dtypes": list(DTYPES),
         "devices": list(DEVICES),
     }
@@ -98,8 +98,9 @@ def _implementations(asked: list[str] | None) -> list[str]:
 
 
 def cmd_check(args) -> int:
-    cells = make_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
-                       _names(args.dtype), _sizes(args.size), _names(args.device), args.seed)
+    cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
+                       _names(args.dtype), _sizes(args.size), _names(args.device), args.seed,
+                       _names(args.method))
     results = ResultsFile(_writable_folder(args.out)) if args.out else None
     if results:
         results.path.unlink(missing_ok=True)
@@ -110,7 +111,8 @@ def cmd_check(args) -> int:
     print(f"{len(records)} cells: {summary}")
     for r in records:
         if r.outcome in FAILURES:
-            print(f"  {r.outcome:<9} {r.op:<9} {r.impl}-{r.problem}-n{r.size}-{r.dtype}-{r.device}: "
+            what = f"{r.op}/{r.method}" if r.method else r.op
+            print(f"  {r.outcome:<9} {what:<9} {r.impl}-{r.problem}-n{r.size}-{r.dtype}-{r.device}: "
                   f"{r.message}")
     if results:
         print(f"results: {results.path}")
@@ -121,7 +123,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl", help="implementations, comma-separated: a built-in name, "
                         "an entry-point name or module:object (default: every installed one)")
     parser.add_argument("--problem", help="problems, comma-separated (default: all)")
-    parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
+    parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(OPS)}")
+    parser.add_argument("--method", help="gradient methods of sensitivity problems, "
+                        f"comma-separated, of {', '.join(METHOD_RTOL)} (default: all)")
     parser.add_argument("--dtype", help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
     parser.add_argument("--size", help="sizes, comma-separated (default: each problem's own)")
     parser.add_argument("--device", help=f"devices, comma-separated, of {', '.join(DEVICES)} "

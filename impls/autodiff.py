@@ -44,9 +44,30 @@ class AutodiffImplementation:
     ``framework``'s AD."""
 
     def __init__(self, name: str, framework: Framework, primals: Mapping[str, Callable],
-                 reverse_only: frozenset[str] = frozenset()):
+                 reverse_only: frozenset[str] = frozenset(),
+                 losses: Mapping[str, Mapping[str, Callable]] | None = None):
         self.name, self.framework, self.primals = name, framework, primals
         self.reverse_only = reverse_only  # problems whose custom rule has no forward mode
+        self.losses = losses or {}  # sensitivity problem -> {method: J(xp, theta)}
+
+    def gradient_methods(self, problem: str) -> tuple[str, ...]:
+        return tuple(self.losses.get(problem, ()))
+
+    def prepare_unrolling(self, theta: np.ndarray, device: str = "cpu") -> Prepared:
+        """dx_t/dtheta of unrolled_gd for every iterate t, by forward mode."""
+        from impls.traceable.sensitivity import gd_trajectory
+
+        fw = self.framework
+        theta = fw.put(theta, "float64", device)
+        run = fw.compile(lambda th: fw.jacfwd(lambda t: gd_trajectory(fw.xp, t), (th,))[0])
+        return Prepared(lambda: run(theta), lambda r: fw.to_numpy(r).ravel(), fw.wait)
+
+    def prepare_gradient(self, problem: str, method: str, theta: np.ndarray,
+                         device: str = "cpu") -> Prepared:
+        fw, loss = self.framework, self.losses[problem][method]
+        theta, one = fw.put(theta, "float64", device), fw.put(np.array(1.0), "float64", device)
+        run = fw.compile(lambda th, w: fw.vjp(lambda t: loss(fw.xp, t), (th,), w)[0])
+        return Prepared(lambda: run(theta, one), fw.to_numpy, fw.wait)
 
     def devices(self) -> tuple[str, ...]:
         return self.framework.devices()
@@ -113,13 +134,35 @@ def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:
     return {name: primal(*pair) for name, pair in rules.items()}
 
 
+def unrolled_implementation(name: str, framework: Framework) -> AutodiffImplementation:
+    """The framework's AD straight through every primal and every solver."""
+    from impls.traceable import PRIMALS
+    from impls.traceable.sensitivity import LOSSES
+
+    losses = {problem: {"unrolled": loss} for problem, loss in LOSSES.items()}
+    return AutodiffImplementation(name, framework, PRIMALS, losses=losses)
+
+
+def _rule_loss(wrap, solve, rule, objective):
+    def loss(xp, theta):
+        solution = wrap(lambda th: solve(xp, th), lambda *a: rule(xp, *a))
+        return objective(xp, solution(theta), theta)
+    return loss
+
+
 def custom_rule_implementation(name: str, framework: Framework, implicit_solution: Callable,
                                adjoint_solution: Callable) -> AutodiffImplementation:
     """The framework's AD with hand-written rules for the solvers: implicit-
     function rules for the root finders, the continuous adjoint for the ODE."""
     from impls.traceable.implicit import RESIDUALS
     from impls.traceable.ode import ADJOINTS
+    from impls.traceable.sensitivity import ADJOINT, IMPLICIT
 
     primals = {**custom_rule_primals(framework.xp, implicit_solution, RESIDUALS),
                **custom_rule_primals(framework.xp, adjoint_solution, ADJOINTS)}
-    return AutodiffImplementation(name, framework, primals, reverse_only=frozenset(ADJOINTS))
+    losses = {**{p: {"implicit": _rule_loss(implicit_solution, *parts)}
+                 for p, parts in IMPLICIT.items()},
+              **{p: {"adjoint": _rule_loss(adjoint_solution, *parts)}
+                 for p, parts in ADJOINT.items()}}
+    return AutodiffImplementation(name, framework, primals, reverse_only=frozenset(ADJOINTS),
+                                  losses=losses)

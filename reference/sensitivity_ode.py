@@ -8,7 +8,6 @@ import numpy as np
 
 from reference import hp
 from reference.ode import flow_mp
-from reference.problem import Problem
 from reference.sensitivity import _fixed, _sensitivity, _sumsq
 
 # --- 4. forced_oscillator: y'' + c y' + k y = f cos(w t), y(0) = 0.5, y'(0) = 0 ---
@@ -43,6 +42,13 @@ def oscillator_state_mp(theta, t):
     dy = (decay * ((wd * C2 - sigma * C1) * cos_d - (sigma * C2 + wd * C1) * sin_d)
           - A * w * mpmath.sin(w * t) + B * w * mpmath.cos(w * t))
     return y, dy
+
+
+def reference_states() -> np.ndarray:
+    """(y_ref, y_ref') at every observation time, float64, from the closed form."""
+    theta = hp.to_mp(OSCILLATOR_REF_THETA)
+    return np.array([[float(v) for v in oscillator_state_mp(theta, mpmath.mpf(t))]
+                     for t in observation_times()])
 
 
 def _terminal_mp(theta):

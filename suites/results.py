@@ -28,12 +28,22 @@ class Record:
     oracle_err: float | None = None
     message: str = ""
     seconds: float = 0.0
+    # sensitivity cells (op "gradient"): the method, its gradient, the oracle's
+    # (its projections <grad, v_k> at sizes without a full reference) and the
+    # median time of one gradient
+    method: str | None = None
+    value: list | None = None
+    reference: list | None = None
+    time_s: float | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
-        for key in ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err"):
+        for key in ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "time_s"):
             if data[key] is not None and not _finite(data[key]):
                 data[key] = str(data[key])  # JSON has no inf/nan
+        for key in ("value", "reference"):
+            if data[key] is not None:
+                data[key] = [x if _finite(x) else str(x) for x in data[key]]
         return data
 
     @classmethod

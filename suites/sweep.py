@@ -6,9 +6,52 @@ import sys
 import time
 from typing import Callable, Iterable
 
-from reference import Oracle
+from reference import PROBLEMS, Oracle, get_problem
+from reference.catalogue import UnknownNameError
 from suites.results import Record, ResultsFile
-from suites.runner import Cell, run_cell
+from suites.runner import ALL_OPS, Cell, _check_names, make_cells, run_cell
+from suites.sensitivity import (METHOD_RTOL, SENSITIVITY_OPS, GradientCell, make_gradient_cells,
+                                run_sensitivity_cell)
+
+OPS = ALL_OPS + SENSITIVITY_OPS
+
+
+def plan_cells(impls, problem_names=None, ops=None, dtypes=None, sizes=None, devices=None,
+               seed: int = 0, methods=None) -> list:
+    """Every cell of a sweep over both kinds of problem, with the same filters:
+    primitives get operation cells, sensitivity problems gradient cells (float64,
+    CPU). Raises UnknownNameError for any unknown name or size."""
+    names = problem_names or list(PROBLEMS)
+    chosen = [get_problem(n) for n in names]
+    ops = _check_names("operation", ops, OPS)
+    methods = _check_names("method", methods, METHOD_RTOL)
+    if sizes is not None:
+        offered = sorted({s for p in chosen for s in p.sizes})
+        for size in sizes:
+            if size not in offered:
+                raise UnknownNameError(f"no selected problem has size {size}. Valid sizes: "
+                                       f"{', '.join(map(str, offered))}.")
+    primitive = [p for p in chosen if p.kind == "primitive"]
+    sensitive = [p.name for p in chosen if p.kind == "sensitivity"]
+    cells: list = []
+    primitive_ops = [o for o in ops if o in ALL_OPS]
+    primitive_sizes = None if sizes is None else [s for s in sizes
+                                                  if any(s in p.sizes for p in primitive)]
+    if primitive and primitive_ops and primitive_sizes != []:
+        cells += make_cells(impls, [p.name for p in primitive], primitive_ops, dtypes,
+                            primitive_sizes, devices, seed)
+    wants_float64 = dtypes is None or "float64" in dtypes
+    wants_cpu = devices is None or "cpu" in devices
+    if sensitive and wants_float64 and wants_cpu:
+        cells += make_gradient_cells(impls, sensitive, methods, sizes, seed,
+                                     [o for o in ops if o in SENSITIVITY_OPS])
+    return cells
+
+
+def run_any_cell(cell, oracle: Oracle) -> Record:
+    if isinstance(cell, GradientCell):
+        return run_sensitivity_cell(cell, oracle)
+    return run_cell(cell, oracle)
 
 
 class ProgressBar:
@@ -46,7 +89,7 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
     for done, cell in enumerate(cells, 1):
         if bar:
             bar.update(done - 1, f"{cell.op} {cell.id}")
-        record = run_cell(cell, oracle)
+        record = run_any_cell(cell, oracle)
         records.append(record)
         if results:
             results.append(record)

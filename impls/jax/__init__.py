@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.autodiff import AutodiffImplementation, custom_rule_implementation
-from impls.traceable import PRIMALS
+from impls.autodiff import custom_rule_implementation, unrolled_implementation
 
 jax.config.update("jax_enable_x64", True)
 
@@ -16,9 +15,19 @@ def _fori(n, body, init):
     return jax.lax.fori_loop(0, n, lambda i, carry: body(carry), init)
 
 
+def _iterates(n, body, init):
+    """init and its n successors under body, stacked."""
+    def step(carry, _):
+        nxt = body(carry)
+        return nxt, nxt
+    return jnp.concatenate([init[None], jax.lax.scan(step, init, None, length=n)[1]])
+
+
 XP = SimpleNamespace(exp=jnp.exp, sin=jnp.sin, tanh=jnp.tanh, sum=jnp.sum, max=jnp.max,
                      abs=jnp.abs, sign=jnp.sign, minimum=jnp.minimum, diag=jnp.diag,
-                     solve=jnp.linalg.solve, fori=_fori,
+                     solve=jnp.linalg.solve, fori=_fori, iterates=_iterates,
+                     sqrt=jnp.sqrt, cos=jnp.cos, stack=jnp.stack, concat=jnp.concatenate,
+                     const=lambda a, like: jnp.asarray(a, dtype=like.dtype),
                      column_max=lambda x: jnp.max(x, axis=0, keepdims=True),
                      column_sum=lambda x: jnp.sum(x, axis=0, keepdims=True))
 
@@ -67,7 +76,7 @@ class JaxFramework:
 
 
 FRAMEWORK = JaxFramework()
-implementation = AutodiffImplementation("jax", FRAMEWORK, PRIMALS)
+implementation = unrolled_implementation("jax", FRAMEWORK)
 
 # Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
 from impls.jax.implicit import adjoint_solution, implicit_solution  # noqa: E402

@@ -6,8 +6,7 @@ import numpy as np
 import torch
 import torch.func
 
-from impls.autodiff import AutodiffImplementation, custom_rule_implementation
-from impls.traceable import PRIMALS
+from impls.autodiff import custom_rule_implementation, unrolled_implementation
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -19,9 +18,19 @@ def _fori(n, body, init):
     return carry
 
 
+def _iterates(n, body, init):
+    """init and its n successors under body, stacked."""
+    states = [init]
+    for _ in range(n):
+        states.append(body(states[-1]))
+    return torch.stack(states)
+
+
 XP = SimpleNamespace(exp=torch.exp, sin=torch.sin, tanh=torch.tanh, sum=torch.sum, max=torch.max,
                      abs=torch.abs, sign=torch.sign, minimum=torch.minimum, diag=torch.diag,
-                     solve=torch.linalg.solve, fori=_fori,
+                     solve=torch.linalg.solve, fori=_fori, iterates=_iterates,
+                     sqrt=torch.sqrt, cos=torch.cos, stack=torch.stack, concat=torch.cat,
+                     const=lambda a, like: torch.as_tensor(a, dtype=like.dtype, device=like.device),
                      column_max=lambda x: torch.amax(x, dim=0, keepdim=True),
                      column_sum=lambda x: torch.sum(x, dim=0, keepdim=True))
 
@@ -63,7 +72,7 @@ class TorchFramework:
 
 
 FRAMEWORK = TorchFramework()
-implementation = AutodiffImplementation("torch", FRAMEWORK, PRIMALS)
+implementation = unrolled_implementation("torch", FRAMEWORK)
 
 # Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
 from impls.torch.implicit import adjoint_solution, implicit_solution  # noqa: E402
