@@ -2,12 +2,18 @@
 
     adjointbench list [--json]
     adjointbench check [--impl numpy,naive] [--problem linear_solve] [--op vjp]
-                       [--dtype float32] [--size 8,16] [--device cpu] [--out DIR]
+                       [--method adjoint] [--dtype float32] [--size 8,16] [--device cpu]
+                       [--out DIR [--resume]] [--timeout S] [--in-process]
 
-``check`` runs the correctness sweep and writes ``DIR/results.jsonl``, one
-JSON object per cell. Exit status: 0 when no cell failed, 1 when any cell is
-mismatch, error, timeout or crashed, 2 for bad input (an unknown name, an
-unwritable folder).
+``check`` runs the correctness sweep (primitives' operations, and the gradient
+methods of the sensitivity problems) and writes ``DIR/results.jsonl``, one
+JSON object per cell, appended and synced as each cell finishes. Cells run in
+a worker process under ``--timeout``: a hang becomes ``timeout``, a dead
+worker ``crashed``, and the sweep goes on. ``--resume`` skips the cells
+already in DIR (a truncated last line is dropped and reported). Exit status:
+0 when no cell failed, 1 when any cell is mismatch, error, timeout or crashed,
+2 for bad input (an unknown name, an unwritable folder, existing results
+without --resume).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from impls.protocol import DEVICES, DTYPES
 from impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
 from reference import Oracle, UnknownNameError, problems
-from suites.results import FAILURES, OUTCOMES, ResultsFile
+from suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
+from suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
 from suites.sensitivity import METHOD_RTOL
 from suites.sweep import OPS, plan_cells, run_sweep
 
@@ -97,15 +104,40 @@ def _implementations(asked: list[str] | None) -> list[str]:
     return names
 
 
+def _unfinished(cells: list, results: ResultsFile) -> list:
+    dropped = results.repair()
+    if dropped:
+        print(f"ignored {dropped} damaged line(s) in {results.path} (a truncated last write)",
+              file=sys.stderr)
+    done = {record_key(r) for r in results.read()[0]}
+    remaining = [c for c in cells if record_key(c) not in done]
+    print(f"resuming: {len(cells) - len(remaining)} of {len(cells)} cells already finished",
+          file=sys.stderr)
+    return remaining
+
+
 def cmd_check(args) -> int:
     cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
                        _names(args.dtype), _sizes(args.size), _names(args.device), args.seed,
                        _names(args.method))
     results = ResultsFile(_writable_folder(args.out)) if args.out else None
-    if results:
-        results.path.unlink(missing_ok=True)
+    if args.resume and not results:
+        raise UsageError("--resume needs --out, the folder whose results.jsonl to continue")
+    if results and args.resume:
+        cells = _unfinished(cells, results)
+    elif results and results.path.exists():
+        if results.read()[0]:
+            raise UsageError(f"{results.path} already holds results: pass --resume to continue "
+                             "that sweep, or choose another --out")
+        results.path.unlink()
     print(f"checking {len(cells)} cells", file=sys.stderr)
-    records = run_sweep(cells, Oracle(), results, progress=not args.quiet)
+    oracle = Oracle()
+    if args.in_process:
+        records = run_sweep(cells, oracle, results, progress=not args.quiet)
+    else:
+        with IsolatedRunner(args.timeout, oracle.cache_dir) as isolated:
+            records = run_sweep(cells, oracle, results, progress=not args.quiet,
+                                runner=isolated.run)
     counts = collections.Counter(r.outcome for r in records)
     summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
     print(f"{len(records)} cells: {summary}")
@@ -145,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     _filters(p_check)
     p_check.add_argument("--out", help="folder for results.jsonl (created if needed)")
     p_check.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_check.add_argument("--resume", action="store_true",
+                         help="skip the cells already in --out's results.jsonl")
+    p_check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                         help=f"seconds per cell before it is killed (default {DEFAULT_TIMEOUT_S:g})")
+    p_check.add_argument("--in-process", action="store_true",
+                         help="run cells in this process: faster, but a hang or a crash "
+                         "stops the sweep")
     p_check.set_defaults(func=cmd_check)
     return parser
 

@@ -68,11 +68,33 @@ class ResultsFile:
             f.flush()
             os.fsync(f.fileno())
 
-    def read(self) -> list[Record]:
+    def read(self) -> tuple[list[Record], int]:
+        """The records, and how many damaged lines were skipped (a sweep killed
+        mid-write leaves a truncated last line)."""
         if not self.path.exists():
-            return []
-        records = []
+            return [], 0
+        records, damaged = [], 0
         for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 records.append(Record.from_json(json.loads(line)))
-        return records
+            except (json.JSONDecodeError, TypeError):
+                damaged += 1
+        return records, damaged
+
+    def repair(self) -> int:
+        """Rewrite the file without damaged lines; returns how many were dropped."""
+        records, damaged = self.read()
+        if damaged:
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records),
+                           encoding="utf-8")
+            os.replace(tmp, self.path)
+        return damaged
+
+
+def record_key(r) -> tuple:
+    """What identifies a cell across runs (a Record or a cell)."""
+    return (r.problem, r.impl, r.op, r.size, getattr(r, "dtype", "float64"), r.device, r.seed,
+            getattr(r, "method", None))

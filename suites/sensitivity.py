@@ -84,7 +84,8 @@ def make_gradient_cells(impls, problem_names=None, methods=None, sizes=None,
                       if (size in sizes if sizes is not None else size <= DEFAULT_MAX_P)
                       for m in offered(p.name) if m in methods]
         if ("unrolling" in ops and hasattr(impl, "prepare_unrolling")
-                and "unrolled_gd" in {p.name for p in chosen}):
+                and "unrolled_gd" in {p.name for p in chosen}
+                and "unrolled" in offered("unrolled_gd")):
             cells.append(GradientCell("unrolled_gd", impl_name, "unrolled", 1, op="unrolling"))
     return cells
 
@@ -149,6 +150,9 @@ def run_gradient_cell(cell: GradientCell, oracle: Oracle) -> Record:
         try:
             gradient, seconds = _timed_gradient(impl.prepare_gradient(cell.problem, cell.method,
                                                                       theta, cell.device))
+        except NotImplementedError as e:
+            return replace(record, outcome="unsupported", message=str(e),
+                           seconds=time.perf_counter() - start)
         except Exception as e:
             if ill:
                 raise UncertifiedReference(f"{ill} (the method failed: {type(e).__name__}: {e})")

@@ -80,16 +80,21 @@ class ProgressBar:
 def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
               results: ResultsFile | None = None,
               on_record: Callable[[Record], None] | None = None,
-              progress: bool = True) -> list[Record]:
-    """Run every cell; append each record to ``results`` as soon as it exists."""
+              progress: bool = True, runner: Callable | None = None) -> list[Record]:
+    """Run every cell; append each record to ``results`` as soon as it exists.
+
+    ``runner(cell) -> Record`` defaults to running in this process; pass an
+    :class:`suites.isolation.IsolatedRunner`'s ``run`` for timeouts and crashes.
+    """
     cells = list(cells)
     oracle = oracle or Oracle()
+    runner = runner or (lambda cell: run_any_cell(cell, oracle))
     bar = ProgressBar(len(cells)) if progress else None
     records = []
     for done, cell in enumerate(cells, 1):
         if bar:
             bar.update(done - 1, f"{cell.op} {cell.id}")
-        record = run_any_cell(cell, oracle)
+        record = runner(cell)
         records.append(record)
         if results:
             results.append(record)

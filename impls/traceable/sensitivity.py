@@ -95,7 +95,7 @@ def _diffusion_matrix(xp, theta):
     # A = D^T diag(exp theta) D / h^2
     P = theta.shape[0]
     if P > DENSE_DIFFUSION_LIMIT:
-        raise ValueError(f"diffusion with P = {P}: the dense solve here needs P <= "
+        raise NotImplementedError(f"diffusion with P = {P}: the dense solve here needs P <= "
                          f"{DENSE_DIFFUSION_LIMIT}; use the numpy methods for larger P")
     D = xp.const(_differences(P), theta)
     return (D.T * xp.exp(theta)) @ D * P**2

@@ -1,0 +1,5 @@
+import sys
+
+from adjointbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""An implementation that misbehaves in every way a harness must survive,
+one way per problem (primal only)."""
+
+import ctypes
+import os
+import time
+
+import numpy as np
+
+from impls.protocol import Prepared
+
+
+def _raise():
+    raise RuntimeError("deliberate failure")
+
+
+def _hang():
+    time.sleep(3600)
+
+
+def _segfault():
+    ctypes.string_at(0)
+
+
+def _exit():
+    os._exit(3)
+
+
+def _eat_memory():
+    hoard = []
+    while True:
+        hoard.append(np.ones(2**27))  # 1 GiB at a time
+
+
+BEHAVIOUR = {
+    "scalar_add": _raise,
+    "scalar_mul": lambda: np.array(np.nan),
+    "scalar_sin": lambda: np.zeros(3),
+    "broadcast_sin": lambda: np.zeros(4, dtype=np.float32),
+    "matvec": _hang,
+    "matmul": _segfault,
+    "softmax": _exit,
+    "l2_loss": _eat_memory,
+}
+EXPECTED = {"scalar_add": "error", "scalar_mul": "mismatch", "scalar_sin": "mismatch",
+            "broadcast_sin": "mismatch", "matvec": "timeout", "matmul": "crashed",
+            "softmax": "crashed", "l2_loss": "error"}
+
+
+class Misbehaving:
+    name = "misbehaving"
+
+    def devices(self):
+        return ("cpu",)
+
+    def supports(self, problem, op):
+        return problem in BEHAVIOUR and op == "primal"
+
+    def prepare(self, task):
+        return Prepared(run=BEHAVIOUR[task.problem])
+
+
+implementation = Misbehaving()

@@ -1,0 +1,86 @@
+"""Nothing an implementation does takes the sweep down, and nothing written is lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reference import get_problem
+from suites.isolation import IsolatedRunner
+from suites.results import ResultsFile
+from suites.runner import Cell
+from suites.sweep import run_sweep
+
+
+def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path, monkeypatch):
+    from misbehaving import EXPECTED
+
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_LIMIT_GB", "3")
+    cells = [Cell(p, "misbehaving:implementation", "primal", get_problem(p).smallest_size)
+             for p in EXPECTED] + [Cell("scalar_add", "numpy", "primal", 1)]
+    with IsolatedRunner(timeout_s=15, cache_dir=oracle.cache_dir) as runner:
+        records = run_sweep(cells, oracle, ResultsFile(tmp_path), progress=False,
+                            runner=runner.run)
+    outcomes = {r.problem: r.outcome for r in records if r.impl != "numpy"}
+    assert outcomes == EXPECTED
+    assert all(r.message for r in records[:-1])
+    assert records[-1].outcome == "ok"  # the sweep went on after every failure
+    crashed = {r.problem: r.message for r in records if r.outcome == "crashed"}
+    assert "SIGSEGV" in crashed["matmul"] and "status 3" in crashed["softmax"]
+    assert len(ResultsFile(tmp_path).read()[0]) == len(cells)
+
+
+def _check(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "adjointbench", "check", *args],
+                          capture_output=True, text=True, **kw)
+
+
+def test_resume_skips_finished_cells_and_drops_a_truncated_line(tmp_path):
+    args = ["--impl", "numpy", "--problem", "scalar_add,scalar_mul", "--op", "primal,jvp",
+            "--out", str(tmp_path), "--quiet", "--in-process"]
+    assert _check(*args).returncode == 0
+    path = tmp_path / "results.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])  # killed mid-write
+    again = _check(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "ignored 1 damaged line" in again.stderr
+    assert f"{len(lines) - 1} of {len(lines)} cells already finished" in again.stderr
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == len(lines)
+    assert len({(r["problem"], r["op"], r["dtype"]) for r in records}) == len(lines)
+
+
+def test_existing_results_are_never_overwritten(tmp_path):
+    args = ["--impl", "numpy", "--problem", "scalar_add", "--out", str(tmp_path), "--quiet",
+            "--in-process"]
+    assert _check(*args).returncode == 0
+    before = (tmp_path / "results.jsonl").read_text()
+    second = _check(*args)
+    assert second.returncode == 2 and "--resume" in second.stderr
+    assert (tmp_path / "results.jsonl").read_text() == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_keeps_every_finished_cell(tmp_path):
+    args = ["--impl", "naive", "--problem", "matmul,matvec,softmax", "--out", str(tmp_path),
+            "--quiet", "--in-process"]
+    process = subprocess.Popen([sys.executable, "-m", "adjointbench", "check", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    path = tmp_path / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or len(path.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    kept, damaged = ResultsFile(tmp_path).read()
+    assert len(kept) >= 3 and damaged == 0
+    finished = _check(*args, "--resume")
+    assert finished.returncode == 0, finished.stderr
+    total, _ = ResultsFile(tmp_path).read()
+    keys = [(r.problem, r.op, r.size, r.dtype) for r in total]
+    assert len(keys) == len(set(keys)) > len(kept)
