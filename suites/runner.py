@@ -67,6 +67,17 @@ def _check_names(kind: str, asked: Iterable[str] | None, valid: Iterable[str]) -
     return asked
 
 
+def check_sizes(chosen: Iterable[Problem], sizes: Iterable[int] | None) -> None:
+    """Raise UnknownNameError for a size that no chosen problem has."""
+    if sizes is None:
+        return
+    offered = sorted({s for p in chosen for s in p.sizes})
+    for s in sizes:
+        if s not in offered:
+            raise UnknownNameError(f"no selected problem has size {s}. Valid sizes: "
+                                   f"{', '.join(map(str, offered))}.")
+
+
 def make_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
                ops: Iterable[str] | None = None, dtypes: Iterable[str] | None = None,
                sizes: Iterable[int] | None = None, devices: Iterable[str] | None = None,
@@ -80,12 +91,7 @@ def make_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     ops = _check_names("operation", ops, ALL_OPS)
     dtypes = _check_names("dtype", dtypes, DTYPES)
     devices = _check_names("device", devices, DEVICES if devices else ("cpu",))
-    if sizes is not None:
-        offered = sorted({s for p in chosen for s in p.sizes})
-        for s in sizes:
-            if s not in offered:
-                raise UnknownNameError(f"no selected problem has size {s}. Valid sizes: "
-                                       f"{', '.join(map(str, offered))}.")
+    check_sizes(chosen, sizes)
     impls = list(impls)
     return [Cell(p.name, impl, op, size, dtype, device, seed)
             for p in chosen for size in p.sizes if sizes is None or size in sizes

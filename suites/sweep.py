@@ -7,9 +7,8 @@ import time
 from typing import Callable, Iterable
 
 from reference import PROBLEMS, Oracle, get_problem
-from reference.catalogue import UnknownNameError
 from suites.results import Record, ResultsFile
-from suites.runner import ALL_OPS, Cell, _check_names, make_cells, run_cell
+from suites.runner import ALL_OPS, Cell, _check_names, check_sizes, make_cells, run_cell
 from suites.sensitivity import (METHOD_RTOL, SENSITIVITY_OPS, GradientCell, make_gradient_cells,
                                 run_sensitivity_cell)
 
@@ -25,12 +24,7 @@ def plan_cells(impls, problem_names=None, ops=None, dtypes=None, sizes=None, dev
     chosen = [get_problem(n) for n in names]
     ops = _check_names("operation", ops, OPS)
     methods = _check_names("method", methods, METHOD_RTOL)
-    if sizes is not None:
-        offered = sorted({s for p in chosen for s in p.sizes})
-        for size in sizes:
-            if size not in offered:
-                raise UnknownNameError(f"no selected problem has size {size}. Valid sizes: "
-                                       f"{', '.join(map(str, offered))}.")
+    check_sizes(chosen, sizes)
     primitive = [p for p in chosen if p.kind == "primitive"]
     sensitive = [p.name for p in chosen if p.kind == "sensitivity"]
     cells: list = []

@@ -4,6 +4,8 @@ sensitivities, the adjoint)."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse
@@ -94,6 +96,7 @@ def _diffusion_linearise(u, theta):
     return Linearisation(solve, solve, r_theta.tocsc(), h * (u - _diffusion_obs(P)), np.zeros(P))
 
 
+@functools.cache
 def _diffusion_obs(P):
     return _diffusion_solve(ref.diffusion_theta_obs(P))
 

@@ -9,6 +9,8 @@ can replace the iterations. Constants come from reference/ and enter through
 ``xp.const(array, like)``.
 """
 
+import functools
+
 import numpy as np
 
 from impls.traceable.ode import neural_ode, neural_ode_adjoint
@@ -107,10 +109,13 @@ def _diffusion_solve(xp, theta):
 
 def _diffusion_objective(xp, u, theta):
     P = theta.shape[0]
+    return _half_sumsq(xp, u - xp.const(_diffusion_obs(P), theta)) / P
+
+
+@functools.cache
+def _diffusion_obs(P):
     D = _differences(P)
-    A_obs = (D.T * np.exp(ref.diffusion_theta_obs(P))) @ D * P**2
-    u_obs = np.linalg.solve(A_obs, np.ones(P - 1))
-    return _half_sumsq(xp, u - xp.const(u_obs, theta)) / P
+    return np.linalg.solve((D.T * np.exp(ref.diffusion_theta_obs(P))) @ D * P**2, np.ones(P - 1))
 
 
 # --- forced oscillator: RK4 with OSCILLATOR_SUBSTEPS steps between observations ---
