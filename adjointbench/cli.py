@@ -28,10 +28,14 @@ from impls.protocol import DEVICES, DTYPES
 from impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
 from reference import Oracle, UnknownNameError, problems
+from suites.bench import make_bench_cells
+from suites.environment import write_environment
 from suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
 from suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
 from suites.sensitivity import METHOD_RTOL
 from suites.sweep import OPS, plan_cells, run_sweep
+from suites.threads import limit_threads, thread_environment
+from suites.timing import DEFAULT_BUDGET_S
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -116,28 +120,58 @@ def _unfinished(cells: list, results: ResultsFile) -> list:
     return remaining
 
 
-def cmd_check(args) -> int:
-    cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
-                       _names(args.dtype), _sizes(args.size), _names(args.device), args.seed,
-                       _names(args.method))
+def _results_file(args, suite: str) -> ResultsFile | None:
+    """The results file to append to; refuses to mix into a finished sweep of
+    the same suite unless --resume (check and bench share one table)."""
     results = ResultsFile(_writable_folder(args.out)) if args.out else None
     if args.resume and not results:
         raise UsageError("--resume needs --out, the folder whose results.jsonl to continue")
+    if results and not args.resume and any(r.suite == suite for r in results.read()[0]):
+        raise UsageError(f"{results.path} already holds {suite} results: pass --resume to "
+                         "continue that sweep, or choose another --out")
+    return results
+
+
+def _run(args, cells: list, suite: str, threads: int | None = None) -> int:
+    """Run the cells (isolated unless --in-process), append, summarise."""
+    results = _results_file(args, suite)
     if results and args.resume:
         cells = _unfinished(cells, results)
-    elif results and results.path.exists():
-        if results.read()[0]:
-            raise UsageError(f"{results.path} already holds results: pass --resume to continue "
-                             "that sweep, or choose another --out")
-        results.path.unlink()
-    print(f"checking {len(cells)} cells", file=sys.stderr)
+    if results:
+        write_environment(results.path.parent, threads)
+    verb = "checking" if suite == "check" else "timing"
+    print(f"{verb} {len(cells)} cells", file=sys.stderr)
     oracle = Oracle()
     if args.in_process:
+        limit_threads(threads)
         records = run_sweep(cells, oracle, results, progress=not args.quiet)
     else:
-        with IsolatedRunner(args.timeout, oracle.cache_dir) as isolated:
+        with IsolatedRunner(args.timeout, oracle.cache_dir,
+                            thread_environment(threads)) as isolated:
             records = run_sweep(cells, oracle, results, progress=not args.quiet,
                                 runner=isolated.run)
+    return _summarise(records, results)
+
+
+def cmd_check(args) -> int:
+    cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
+                       _names(args.dtype), _sizes(args.size), _names(args.device), args.seed,
+                       _names(args.method), quick=args.quick)
+    return _run(args, cells, "check")
+
+
+def cmd_bench(args) -> int:
+    if args.budget <= 0:
+        raise UsageError(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    cells = make_bench_cells(_implementations(_names(args.impl)), _names(args.problem),
+                             _names(args.op), _names(args.dtype), _sizes(args.size),
+                             _names(args.device), args.seed, args.budget, args.quick)
+    return _run(args, cells, "bench", args.threads)
+
+
+def _summarise(records: list, results: ResultsFile | None) -> int:
     counts = collections.Counter(r.outcome for r in records)
     summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
     print(f"{len(records)} cells: {summary}")
@@ -149,6 +183,18 @@ def cmd_check(args) -> int:
     if results:
         print(f"results: {results.path}")
     return EXIT_FAILED if any(counts[o] for o in FAILURES) else EXIT_OK
+
+
+def _sweep_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="folder for results.jsonl (created if needed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the cells already in --out's results.jsonl")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds per cell before it is killed (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run cells in this process: faster, but a hang or a crash "
+                        "stops the sweep")
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -175,16 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=cmd_list)
     p_check = sub.add_parser("check", help="the correctness sweep against the oracle")
     _filters(p_check)
-    p_check.add_argument("--out", help="folder for results.jsonl (created if needed)")
-    p_check.add_argument("--quiet", action="store_true", help="no progress bar")
-    p_check.add_argument("--resume", action="store_true",
-                         help="skip the cells already in --out's results.jsonl")
-    p_check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                         help=f"seconds per cell before it is killed (default {DEFAULT_TIMEOUT_S:g})")
-    p_check.add_argument("--in-process", action="store_true",
-                         help="run cells in this process: faster, but a hang or a crash "
-                         "stops the sweep")
+    _sweep_options(p_check)
+    p_check.add_argument("--quick", action="store_true",
+                         help="float64 only, each problem at its smallest size")
     p_check.set_defaults(func=cmd_check)
+    p_bench = sub.add_parser("bench", help="throughput: each operation timed against its primal")
+    _filters(p_bench)
+    _sweep_options(p_bench)
+    p_bench.add_argument("--threads", type=int,
+                         help="BLAS/OpenMP/torch threads for the run (default: the libraries' own)")
+    p_bench.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
+                         help=f"seconds of timed samples per operation (default {DEFAULT_BUDGET_S:g})")
+    p_bench.add_argument("--quick", action="store_true",
+                         help="each problem at its smallest, middle and largest scaling size")
+    p_bench.set_defaults(func=cmd_bench)
     return parser
 
 

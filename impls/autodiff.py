@@ -49,6 +49,7 @@ class AutodiffImplementation:
         self.name, self.framework, self.primals = name, framework, primals
         self.reverse_only = reverse_only  # problems whose custom rule has no forward mode
         self.losses = losses or {}  # sensitivity problem -> {method: J(xp, theta)}
+        self._cache: dict[tuple, Callable] = {}  # (problem, op, names) -> compiled operation
 
     def gradient_methods(self, problem: str) -> tuple[str, ...]:
         return tuple(self.losses.get(problem, ()))
@@ -80,38 +81,102 @@ class AutodiffImplementation:
     def prepare(self, task: Task) -> Prepared:
         fw = self.framework
         put = lambda a: fw.put(a, task.dtype, task.device)
-        primal = self.primals[task.problem]
         static = {k: put(v) for k, v in task.inputs.items() if k not in task.differentiable}
-        names = task.differentiable
-
-        def f(*diff):
-            return primal(fw.xp, **dict(zip(names, diff)), **static)
-
-        primals = tuple(put(task.inputs[n]) for n in names)
+        primals = tuple(put(task.inputs[n]) for n in task.differentiable)
+        run = self._compiled(task.problem, task.op, task.differentiable)
         if task.op == "primal":
-            run = fw.compile(f)
-            return Prepared(lambda: run(*primals), fw.to_numpy, fw.wait)
+            return Prepared(lambda: run(static, primals), fw.to_numpy, fw.wait)
         if task.op == "jvp":
-            tangents = tuple(put(task.tangent[n]) for n in names)
-            run = fw.compile(lambda p, t: fw.jvp(f, p, t))
-            return Prepared(lambda: run(primals, tangents), fw.to_numpy, fw.wait)
+            tangents = tuple(put(task.tangent[n]) for n in task.differentiable)
+            return Prepared(lambda: run(static, primals, tangents), fw.to_numpy, fw.wait)
         if task.op == "vjp":
             w = put(task.cotangent)
-            run = fw.compile(lambda p, w: tuple(fw.vjp(f, p, w)))
-            return Prepared(lambda: run(primals, w),
+            return Prepared(lambda: run(static, primals, w),
                             lambda r: tuple(fw.to_numpy(x) for x in r), fw.wait)
         if task.op == "batched_jacobian":
-            (x,) = primals
-            run = fw.compile(lambda x: fw.vmap_jacobian(lambda xs: f(xs[..., None])[..., 0], x))
-            features, batch = np.size(task.inputs[names[0]][..., 0]), np.shape(x)[-1]
-            return Prepared(lambda: run(x),
-                            lambda r: np.reshape(fw.to_numpy(r), (-1, features, batch)), fw.wait)
-        transform = fw.jacfwd if task.op == "jacfwd" else fw.jacrev
-        run = fw.compile(lambda p: tuple(transform(f, p)))
-        first_size = np.size(task.inputs[names[0]])
-        return Prepared(lambda: run(primals),
+            return self.prepare_batched_jacobian(run, static, primals[0])
+        first_size = np.size(task.inputs[task.differentiable[0]])
+        return Prepared(lambda: run(static, primals),
                         lambda r: _flatten_blocks([fw.to_numpy(x) for x in r], first_size),
                         fw.wait)
+
+    def _compiled(self, problem: str, op: str, names: tuple[str, ...]) -> Callable:
+        """The compiled operation ``run(static, primals, ...)``, built once per
+        problem and operation: later cells of any size reuse it (JAX retraces
+        only for new shapes and dtypes)."""
+        key = (problem, op, names)
+        if key not in self._cache:
+            primal = self.primals[problem]
+            xp = self.framework.xp
+
+            def f(static, *diff):
+                return primal(xp, **dict(zip(names, diff)), **static)
+            self._cache[key] = self.framework.compile(self.operation(op, f))
+        return self._cache[key]
+
+    def operation(self, op: str, f: Callable) -> Callable:
+        """``op`` of ``f(static, *differentiable)`` through the framework's AD."""
+        fw = self.framework
+        bind = lambda s: (lambda *d: f(s, *d))
+        if op == "primal":
+            return lambda s, p: f(s, *p)
+        if op == "jvp":
+            return lambda s, p, t: fw.jvp(bind(s), p, t)
+        if op == "vjp":
+            return lambda s, p, w: tuple(fw.vjp(bind(s), p, w))
+        if op == "batched_jacobian":
+            return lambda s, x: fw.vmap_jacobian(_one_sample(bind(s)), x)
+        transform = fw.jacfwd if op == "jacfwd" else fw.jacrev
+        return lambda s, p: tuple(transform(bind(s), p))
+
+    def prepare_batched_jacobian(self, run: Callable, static: dict, x) -> Prepared:
+        """vmap of the per-sample forward-mode Jacobian over the batch (last) axis."""
+        fw = self.framework
+        features, batch = int(np.prod(np.shape(x)[:-1])), np.shape(x)[-1]
+        return Prepared(lambda: run(static, x),
+                        lambda r: np.reshape(fw.to_numpy(r), (-1, features, batch)), fw.wait)
+
+
+def _one_sample(f: Callable) -> Callable:
+    """f on one column x_s (features only) of a batch, via a batch of one."""
+    return lambda xs: f(xs[..., None])[..., 0]
+
+
+class PerSampleLoopImplementation(AutodiffImplementation):
+    """Batched Jacobians by a Python loop that calls one compiled per-sample
+    Jacobian for each sample: the baseline vmap is measured against. Offers
+    the batched problems' primal and batched_jacobian only."""
+
+    LOOP_OPS = ("primal", "batched_jacobian")
+    MAX_BATCH = 256
+
+    def supports(self, problem: str, op: str) -> bool:
+        return problem in self.primals and op in self.LOOP_OPS
+
+    def operation(self, op: str, f: Callable) -> Callable:
+        if op != "batched_jacobian":
+            return super().operation(op, f)
+        fw = self.framework
+        return lambda s, xs: fw.jacfwd(_one_sample(lambda x: f(s, x)), (xs,))[0]
+
+    def prepare_batched_jacobian(self, run: Callable, static: dict, x) -> Prepared:
+        fw = self.framework
+        if np.shape(x)[-1] > self.MAX_BATCH:
+            raise NotImplementedError(f"{self.name}, the per-sample loop baseline, runs up to "
+                                      f"B = {self.MAX_BATCH}; vmap is the way past it")
+        features = int(np.prod(np.shape(x)[:-1]))
+        samples = [x[..., s] for s in range(np.shape(x)[-1])]  # sliced outside the timed region
+
+        def to_numpy(blocks):
+            return np.stack([np.reshape(fw.to_numpy(J), (-1, features)) for J in blocks], axis=-1)
+        return Prepared(lambda: [run(static, s) for s in samples], to_numpy, fw.wait)
+
+
+def per_sample_loop_implementation(name: str, framework: Framework) -> AutodiffImplementation:
+    """The framework's AD on the batched problems, one sample at a time."""
+    from impls.traceable.batched import PRIMALS
+
+    return PerSampleLoopImplementation(name, framework, PRIMALS)
 
 
 def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:

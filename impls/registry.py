@@ -19,8 +19,10 @@ BUILTINS = {
     "torch": "impls.torch:implementation",
     "jax_implicit": "impls.jax:implicit_implementation",
     "torch_implicit": "impls.torch:implicit_implementation",
+    "jax_loop": "impls.jax:loop_implementation",
+    "torch_loop": "impls.torch:loop_implementation",
 }
-EXTRAS = {"jax": "jax", "torch": "torch", "jax_implicit": "jax", "torch_implicit": "torch"}
+EXTRAS = {name: name.split("_")[0] for name in BUILTINS if name.split("_")[0] in ("jax", "torch")}
 
 
 class ProtocolError(TypeError):

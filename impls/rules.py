@@ -56,10 +56,15 @@ def jacobian_by_vjps(rule: Rule, res, output_shape: tuple, dtype) -> np.ndarray:
 
 
 class RuleImplementation:
-    """An implementation backed by a table ``{problem name: Rule}`` on NumPy arrays."""
+    """An implementation backed by a table ``{problem name: Rule}`` on NumPy arrays.
+
+    ``max_input_elements`` declines (NotImplementedError, an ``unsupported``
+    outcome) inputs larger than the rules are meant for.
+    """
 
     name = "rules"
     rules: Mapping[str, Rule] = {}
+    max_input_elements: int | None = None
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)
@@ -69,6 +74,11 @@ class RuleImplementation:
 
     def prepare(self, task: Task) -> Prepared:
         rule = self.rules[task.problem]
+        elements = sum(np.size(v) for v in task.inputs.values())
+        if self.max_input_elements is not None and elements > self.max_input_elements:
+            raise NotImplementedError(
+                f"{self.name} declines inputs of {elements} elements (its limit is "
+                f"{self.max_input_elements}): it materialises every Jacobian with loops")
         dtype = np.dtype(task.dtype)
         args = {k: np.asarray(v, dtype=dtype) for k, v in task.inputs.items()}
         shapes = {n: args[n].shape for n in task.differentiable}

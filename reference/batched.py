@@ -15,7 +15,7 @@ import sympy
 
 from reference import hp
 from reference.ode import T_FINAL, flow_mp
-from reference.problem import Problem
+from reference.problem import BATCH_BENCH_SIZES, Problem
 
 BATCH_SIZES = (3, 16, 64)
 DENSE_IN, DENSE_OUT = 4, 3
@@ -72,19 +72,23 @@ def batched_blocks(jacobian: np.ndarray, output_shape: tuple[int, ...],
 
 PROBLEMS = (
     Problem(name="batched_dense", family="batched", inputs=("W", "b", "x"),
-            differentiable=("x",), sizes=BATCH_SIZES, generate=_dense_inputs,
+            differentiable=("x",), sizes=BATCH_SIZES, bench_sizes=BATCH_BENCH_SIZES,
+            generate=_dense_inputs,
             primal_mp=_dense_mp, batch_input="x",
             condition=lambda W, b, x: float(1 + np.linalg.norm(W, 2)),
             description=f"tanh(W x + b) per sample, x ({DENSE_IN}, B)"),
     Problem(name="batched_softmax", family="batched", inputs=("x",), differentiable=("x",),
-            sizes=BATCH_SIZES, generate=_softmax_inputs, primal_mp=_softmax_mp,
+            sizes=BATCH_SIZES, bench_sizes=BATCH_BENCH_SIZES,
+            generate=_softmax_inputs, primal_mp=_softmax_mp,
             batch_input="x", description=f"softmax of each column, x ({SOFTMAX_FEATURES}, B)"),
     Problem(name="batched_sin", family="batched", inputs=("x",), differentiable=("x",),
-            sizes=BATCH_SIZES, generate=_sin_inputs, closed_form=sympy.sin,
+            sizes=BATCH_SIZES, bench_sizes=BATCH_BENCH_SIZES,
+            generate=_sin_inputs, closed_form=sympy.sin,
             elementwise=True, batch_input="x",
             description=f"sin applied to each sample, x ({SIN_FEATURES}, B)"),
     Problem(name="batched_neural_ode", family="batched", inputs=("u0", "W", "b"),
-            differentiable=("u0",), sizes=(2, 4, 8), generate=_ode_inputs,
+            differentiable=("u0",), sizes=(2, 4, 8), bench_sizes=BATCH_BENCH_SIZES,
+            generate=_ode_inputs,
             primal_mp=_ode_mp, primal_mp_check=lambda u0, W, b: _ode_mp(u0, W, b, steps=16),
             batch_input="u0",
             condition=lambda u0, W, b: float(np.exp(np.linalg.norm(W, 2) * T_FINAL)),

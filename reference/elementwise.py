@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy
 
-from reference.problem import Problem
+from reference.problem import VECTOR_BENCH_SIZES, Problem
 
 SIZES = (4, 64, 1024)
 
@@ -15,7 +15,7 @@ def _vector(size, rng):
 
 def _broadcast(fname: str, f) -> Problem:
     return Problem(name=f"broadcast_{fname}", family="elementwise", inputs=("x",),
-                   differentiable=("x",), sizes=SIZES, generate=_vector,
+                   differentiable=("x",), sizes=SIZES, bench_sizes=VECTOR_BENCH_SIZES, generate=_vector,
                    closed_form=f, elementwise=True,
                    description=f"{fname}(x) elementwise, x in R^n")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference import hp
-from reference.problem import Problem
+from reference.problem import MATRIX_BENCH_SIZES, Problem
 
 
 def _summation_condition(product, abs_product) -> float:
@@ -32,17 +32,20 @@ def _solve_inputs(size, rng):
 
 PROBLEMS = (
     Problem(name="matvec", family="linalg", inputs=("A", "x"), differentiable=("A", "x"),
-            sizes=(2, 8, 32), generate=_matvec_inputs,
+            sizes=(2, 8, 32), bench_sizes=MATRIX_BENCH_SIZES,
+            generate=_matvec_inputs,
             primal_mp=lambda A, x: A @ x,
             condition=lambda A, x: _summation_condition(A @ x, np.abs(A) @ np.abs(x)),
             description="A x, A n x n"),
     Problem(name="matmul", family="linalg", inputs=("A", "B"), differentiable=("A", "B"),
-            sizes=(2, 8, 16), generate=_matmul_inputs,
+            sizes=(2, 8, 16), bench_sizes=MATRIX_BENCH_SIZES,
+            generate=_matmul_inputs,
             primal_mp=lambda A, B: A @ B,
             condition=lambda A, B: _summation_condition(A @ B, np.abs(A) @ np.abs(B)),
             description="A B, A and B n x n"),
     Problem(name="linear_solve", family="linalg", inputs=("A", "b"),
-            differentiable=("A", "b"), sizes=(2, 8, 16), generate=_solve_inputs,
+            differentiable=("A", "b"), sizes=(2, 8, 16), bench_sizes=MATRIX_BENCH_SIZES,
+            generate=_solve_inputs,
             primal_mp=lambda A, b: hp.solve(A, b),
             condition=lambda A, b: float(np.linalg.cond(A)),
             description="A^-1 b, A n x n well conditioned"),

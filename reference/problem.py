@@ -15,6 +15,11 @@ import numpy as np
 
 Arrays = dict[str, np.ndarray]
 
+# Scaling sweeps for throughput: each spans at least two decades
+VECTOR_BENCH_SIZES = (100, 1_000, 10_000, 100_000)
+MATRIX_BENCH_SIZES = (8, 32, 128, 512, 1024)
+BATCH_BENCH_SIZES = (1, 4, 16, 64, 256, 1024)
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -47,6 +52,8 @@ class Problem:
             inputs are used exactly as given, without float32 rounding).
         batch_input: for batched problems, the input whose last axis is the
             batch (Lux convention: x (N, B) -> y (M, B)); ``None`` otherwise.
+        bench_sizes: the sizes throughput is measured at (a scaling sweep,
+            no oracle needed); ``()`` means ``sizes``.
     """
 
     name: str
@@ -64,10 +71,15 @@ class Problem:
     description: str = ""
     kind: str = "primitive"
     batch_input: str | None = None
+    bench_sizes: tuple[int, ...] = ()
 
     @property
     def smallest_size(self) -> int:
         return min(self.sizes)
+
+    @property
+    def timed_sizes(self) -> tuple[int, ...]:
+        return self.bench_sizes or self.sizes
 
 
 def _rng(problem: Problem, size: int, seed: int, stream: int) -> np.random.Generator:

@@ -6,7 +6,7 @@ import mpmath
 import numpy as np
 
 from reference import hp
-from reference.problem import Problem
+from reference.problem import VECTOR_BENCH_SIZES, Problem
 
 SIZES = (4, 64, 1024)
 
@@ -37,10 +37,11 @@ def _softmax_mp(x):
 
 PROBLEMS = (
     Problem(name="l2_loss", family="reductions", inputs=("y", "y_ref"),
-            differentiable=("y",), sizes=SIZES, generate=_l2_inputs,
+            differentiable=("y",), sizes=SIZES, bench_sizes=VECTOR_BENCH_SIZES, generate=_l2_inputs,
             primal_mp=_l2_loss_mp, condition=_l2_condition,
             description="0.5 ||y - y_ref||^2"),
     Problem(name="softmax", family="reductions", inputs=("x",), differentiable=("x",),
-            sizes=SIZES, generate=_softmax_inputs, primal_mp=_softmax_mp,
+            sizes=SIZES, bench_sizes=VECTOR_BENCH_SIZES,
+            generate=_softmax_inputs, primal_mp=_softmax_mp,
             description="exp(x) / sum(exp(x)), computed stably"),
 )

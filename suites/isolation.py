@@ -5,6 +5,7 @@ or a crash, and that cell's record says which."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -36,10 +37,25 @@ def _serve(connection, cache_dir) -> None:
         connection.send(run_any_cell(cell, oracle).to_json())
 
 
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]):
+    """These variables in os.environ while a worker starts (it inherits them)."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _blank(cell, outcome: str, message: str) -> Record:
     return Record(cell.problem, cell.impl, cell.op, getattr(cell, "dtype", "float64"),
                   cell.device, cell.size, cell.seed, outcome=outcome, message=message,
-                  method=getattr(cell, "method", None))
+                  method=getattr(cell, "method", None), suite=getattr(cell, "suite", "check"))
 
 
 def _death(exitcode: int | None) -> str:
@@ -51,8 +67,10 @@ def _death(exitcode: int | None) -> str:
 class IsolatedRunner:
     """``run(cell) -> Record`` in a worker process, with a timeout per cell."""
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, cache_dir=None):
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, cache_dir=None,
+                 environment: dict[str, str] | None = None):
         self.timeout_s, self.cache_dir = timeout_s, cache_dir
+        self.environment = environment or {}  # for the worker (thread counts), set at its start
         self._context = mp.get_context("spawn")  # no inherited JAX/torch threads
         self._worker = self._connection = None
 
@@ -60,7 +78,8 @@ class IsolatedRunner:
         parent, child = self._context.Pipe()
         self._worker = self._context.Process(target=_serve, args=(child, self.cache_dir),
                                              daemon=True)
-        self._worker.start()
+        with _environment(self.environment):
+            self._worker.start()
         child.close()
         self._connection = parent
 

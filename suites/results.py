@@ -9,6 +9,8 @@ from pathlib import Path
 
 OUTCOMES = ("ok", "mismatch", "unsupported", "error", "timeout", "crashed", "ill_conditioned")
 FAILURES = ("mismatch", "error", "timeout", "crashed")
+FLOAT_FIELDS = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "time_median_s",
+                "time_iqr_s", "primal_median_s", "ratio_to_primal", "compile_s")
 
 
 @dataclass
@@ -28,17 +30,25 @@ class Record:
     oracle_err: float | None = None
     message: str = ""
     seconds: float = 0.0
-    # sensitivity cells (op "gradient"): the method, its gradient, the oracle's
-    # (its projections <grad, v_k> at sizes without a full reference) and the
-    # median time of one gradient
+    # sensitivity cells (op "gradient"): the method, its gradient and the
+    # oracle's (its projections <grad, v_k> at sizes without a full reference)
     method: str | None = None
     value: list | None = None
     reference: list | None = None
-    time_s: float | None = None
+    # timings (suites/timing.py), per call: "bench" cells and gradient cells
+    suite: str = "check"  # "check" (correctness) or "bench" (throughput)
+    time_median_s: float | None = None
+    time_iqr_s: float | None = None
+    primal_median_s: float | None = None
+    ratio_to_primal: float | None = None
+    compile_s: float | None = None
+    rounds: int | None = None
+    number: int | None = None  # calls per timed sample
+    threads: int | None = None  # BLAS/OpenMP threads (torch's where it is the framework)
 
     def to_json(self) -> dict:
         data = asdict(self)
-        for key in ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "time_s"):
+        for key in FLOAT_FIELDS:
             if data[key] is not None and not _finite(data[key]):
                 data[key] = str(data[key])  # JSON has no inf/nan
         for key in ("value", "reference"):
@@ -96,5 +106,5 @@ class ResultsFile:
 
 def record_key(r) -> tuple:
     """What identifies a cell across runs (a Record or a cell)."""
-    return (r.problem, r.impl, r.op, r.size, getattr(r, "dtype", "float64"), r.device, r.seed,
-            getattr(r, "method", None))
+    return (getattr(r, "suite", "check"), r.problem, r.impl, r.op, r.size,
+            getattr(r, "dtype", "float64"), r.device, r.seed, getattr(r, "method", None))

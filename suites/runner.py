@@ -283,6 +283,8 @@ def run_cell(cell: Cell, oracle: Oracle, impl: Implementation | None = None) -> 
                          tol=result.tol, oracle_err=result.oracle_err, message=result.message)
     except UncertifiedReference as e:
         record = replace(record, outcome="ill_conditioned", message=str(e))
+    except NotImplementedError as e:  # a size or case the implementation declines
+        record = replace(record, outcome="unsupported", message=str(e))
     except WrongResult as e:
         record = replace(record, outcome="mismatch", message=str(e))
     except Exception as e:  # the implementation's failure is an outcome

@@ -12,25 +12,28 @@ trusted and the outcome is ``ill_conditioned``.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
+from impls.protocol import Prepared
 from impls.registry import load_implementation
 from reference import Oracle, UncertifiedReference, get_problem, make_inputs, make_probes, problems
 from reference.sensitivity import (GD_THETA, ILL_CONDITIONED, unrolled_gd_derivative,
                                    unrolled_gd_implicit_derivative)
 from suites.results import Record
 from suites.runner import _check_names
+from suites.timing import time_operation, timing_fields
 
 # What each kind of method can promise, relative to the gradient's largest entry:
 # forward differences O(sqrt eps), central O(eps^(2/3)), ODE integrators at
 # rtol 1e-12 or RK4 with h = 0.01, and exact linear algebra.
 METHOD_RTOL = {"fd_forward": 1e-4, "fd_central": 1e-6, "forward_sensitivity": 1e-8,
                "adjoint": 1e-8, "unrolled": 1e-8, "implicit": 1e-8}
-TIMING_REPEATS = 3
+# Gradients at large P take seconds: three timed rounds, within a small budget
+TIMING_ROUNDS, TIMING_BUDGET_S = 3, 0.1
 # Scalable problems run up to this P unless sizes are asked for explicitly
 # (the oracle at P = 10^4 takes minutes; it is cached afterwards).
 DEFAULT_MAX_P = 1100
@@ -96,16 +99,11 @@ def run_sensitivity_cell(cell: GradientCell, oracle: Oracle) -> Record:
     return run_gradient_cell(cell, oracle)
 
 
-def _timed_gradient(prepared) -> tuple[np.ndarray, float]:
-    result = prepared.run()  # warm-up: compilation is not timed
-    prepared.wait(result)
-    times = []
-    for _ in range(TIMING_REPEATS):
-        start = time.perf_counter()
-        result = prepared.run()
-        prepared.wait(result)
-        times.append(time.perf_counter() - start)
-    return np.asarray(prepared.to_numpy(result), dtype=np.float64), statistics.median(times)
+def _timed_gradient(prepare: Callable[[], Prepared]) -> tuple[np.ndarray, dict]:
+    """The gradient, and its timing fields for the record."""
+    timing = time_operation(prepare, TIMING_BUDGET_S, TIMING_ROUNDS)
+    gradient = np.asarray(timing.prepared.to_numpy(timing.result), dtype=np.float64)
+    return gradient, timing_fields(timing)
 
 
 def _error(cell: GradientCell, gradient: np.ndarray, oracle: Oracle):
@@ -148,8 +146,8 @@ def run_gradient_cell(cell: GradientCell, oracle: Oracle) -> Record:
     try:
         impl = load_implementation(cell.impl)
         try:
-            gradient, seconds = _timed_gradient(impl.prepare_gradient(cell.problem, cell.method,
-                                                                      theta, cell.device))
+            gradient, timed = _timed_gradient(lambda: impl.prepare_gradient(
+                cell.problem, cell.method, theta, cell.device))
         except NotImplementedError as e:
             return replace(record, outcome="unsupported", message=str(e),
                            seconds=time.perf_counter() - start)
@@ -157,7 +155,7 @@ def run_gradient_cell(cell: GradientCell, oracle: Oracle) -> Record:
             if ill:
                 raise UncertifiedReference(f"{ill} (the method failed: {type(e).__name__}: {e})")
             raise
-        record = replace(record, value=gradient.tolist(), time_s=seconds)
+        record = replace(record, value=gradient.tolist(), **timed)
         if ill:
             raise UncertifiedReference(ill)
         error, oracle_err, expected = _error(cell, gradient, oracle)
@@ -181,7 +179,7 @@ def run_unrolling_curve(impl_name: str) -> Record:
     record = Record("unrolled_gd", impl_name, "unrolling", "float64", "cpu", 1, 0,
                     outcome="error", method="unrolled")
     try:
-        curve, seconds = _timed_gradient(load_implementation(impl_name).prepare_unrolling(theta))
+        curve, timed = _timed_gradient(lambda: load_implementation(impl_name).prepare_unrolling(theta))
         expected = unrolled_gd_derivative(theta[0], np.arange(len(curve)))
         nonzero = expected != 0
         error = float(np.max(np.abs(curve[nonzero] - expected[nonzero]) / np.abs(expected[nonzero])))
@@ -189,7 +187,7 @@ def run_unrolling_curve(impl_name: str) -> Record:
         ok = error <= UNROLLING_RTOL and exact_zero
         return replace(record, outcome="ok" if ok else "mismatch", value=curve.tolist(),
                        reference=expected.tolist(), max_rel_err=error, tol=UNROLLING_RTOL,
-                       time_s=seconds,
+                       **timed,
                        message="" if ok else f"unrolled derivative off the closed form by {error:.1e}")
     except Exception as e:
         return replace(record, message=f"{type(e).__name__}: {e}")

@@ -7,6 +7,7 @@ import time
 from typing import Callable, Iterable
 
 from reference import PROBLEMS, Oracle, get_problem
+from suites.bench import BenchCell, run_bench_cell
 from suites.results import Record, ResultsFile
 from suites.runner import ALL_OPS, Cell, _check_names, check_sizes, make_cells, run_cell
 from suites.sensitivity import (METHOD_RTOL, SENSITIVITY_OPS, GradientCell, make_gradient_cells,
@@ -16,10 +17,20 @@ OPS = ALL_OPS + SENSITIVITY_OPS
 
 
 def plan_cells(impls, problem_names=None, ops=None, dtypes=None, sizes=None, devices=None,
-               seed: int = 0, methods=None) -> list:
+               seed: int = 0, methods=None, quick: bool = False) -> list:
     """Every cell of a sweep over both kinds of problem, with the same filters:
     primitives get operation cells, sensitivity problems gradient cells (float64,
-    CPU). Raises UnknownNameError for any unknown name or size."""
+    CPU). ``quick`` keeps float64 and each problem's smallest size unless
+    dtypes or sizes are asked for. Raises UnknownNameError for any unknown name
+    or size."""
+    cells = _plan(impls, problem_names, ops, dtypes or (["float64"] if quick else None), sizes,
+                  devices, seed, methods)
+    if quick and sizes is None:
+        cells = [c for c in cells if c.size == get_problem(c.problem).smallest_size]
+    return cells
+
+
+def _plan(impls, problem_names, ops, dtypes, sizes, devices, seed, methods) -> list:
     names = problem_names or list(PROBLEMS)
     chosen = [get_problem(n) for n in names]
     ops = _check_names("operation", ops, OPS)
@@ -43,6 +54,8 @@ def plan_cells(impls, problem_names=None, ops=None, dtypes=None, sizes=None, dev
 
 
 def run_any_cell(cell, oracle: Oracle) -> Record:
+    if isinstance(cell, BenchCell):
+        return run_bench_cell(cell)
     if isinstance(cell, GradientCell):
         return run_sensitivity_cell(cell, oracle)
     return run_cell(cell, oracle)

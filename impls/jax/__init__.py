@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.autodiff import custom_rule_implementation, unrolled_implementation
+from impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
+                            unrolled_implementation)
 
 jax.config.update("jax_enable_x64", True)
 
@@ -77,6 +78,7 @@ class JaxFramework:
 
 FRAMEWORK = JaxFramework()
 implementation = unrolled_implementation("jax", FRAMEWORK)
+loop_implementation = per_sample_loop_implementation("jax_loop", FRAMEWORK)
 
 # Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
 from impls.jax.implicit import adjoint_solution, implicit_solution  # noqa: E402

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.func
 
-from impls.autodiff import custom_rule_implementation, unrolled_implementation
+from impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
+                            unrolled_implementation)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -73,6 +74,7 @@ class TorchFramework:
 
 FRAMEWORK = TorchFramework()
 implementation = unrolled_implementation("torch", FRAMEWORK)
+loop_implementation = per_sample_loop_implementation("torch_loop", FRAMEWORK)
 
 # Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
 from impls.torch.implicit import adjoint_solution, implicit_solution  # noqa: E402

@@ -1,0 +1,1 @@
+"""asv benchmarks of adjointbench, generated from the catalogue (see bench_primitives)."""

@@ -1,0 +1,75 @@
+"""asv benchmarks generated from the catalogue: one class per primitive
+problem and operation, ``params`` = implementation x size.
+
+Each class has ``time_<op>`` (one synchronised call of the prepared
+operation, prepared and warmed up in ``setup`` by the timing core) and
+``track_ratio_to_primal`` (the operation's median over the primal's, both
+timed by the core in one process); batched Jacobians also get
+``peakmem_batched_jacobian``. An implementation that is not installed, or a
+cell it does not support, raises NotImplementedError in ``setup``, which asv
+records as skipped. Sizes are each problem's smallest and largest scaling
+size; ``ADJOINTBENCH_ASV_FULL=1`` runs the whole scaling sweep.
+"""
+
+import os
+
+from impls.registry import MissingDependency, known_names, load_implementation
+from reference import problems
+from suites import bench
+from suites.runner import _unsupported_reason
+from suites.timing import sample, warm_up
+
+FULL = os.environ.get("ADJOINTBENCH_ASV_FULL") == "1"
+
+
+class _CatalogueBenchmark:
+    """Shared set-up; subclasses set ``problem`` and ``op``."""
+
+    problem = op = ""
+    param_names = ["impl", "size"]
+    timeout = 300
+
+    def setup(self, impl, size):
+        cell = bench.BenchCell(self.problem, impl, self.op, size)
+        try:
+            implementation = load_implementation(impl)
+        except MissingDependency as e:
+            raise NotImplementedError(str(e)) from None
+        reason = _unsupported_reason(cell, implementation)
+        if reason:
+            raise NotImplementedError(reason)
+        self.primal, prepare = bench.time_primal(cell, implementation)
+        self.warm = warm_up(prepare)
+
+    def track_ratio_to_primal(self, impl, size):
+        median = sample(self.warm.call, self.warm.number)[0]
+        return median / self.primal.median_s
+
+    track_ratio_to_primal.unit = "ratio"
+
+
+def _time(op):
+    def time_op(self, impl, size):
+        self.warm.call()
+    time_op.__name__ = f"time_{op}"
+    return time_op
+
+
+def _peakmem(self, impl, size):
+    self.warm.call()
+
+
+def _benchmark_class(problem, op):
+    body = {"problem": problem.name, "op": op, f"time_{op}": _time(op),
+            "params": [known_names(), bench.bench_sizes(problem, None, quick=not FULL)],
+            "__module__": __name__}
+    if op == "batched_jacobian":
+        body["peakmem_batched_jacobian"] = _peakmem
+    return type(f"{problem.name}_{op}", (_CatalogueBenchmark,), body)
+
+
+for _problem in problems("primitive"):
+    for _op in bench.DEFAULT_BENCH_OPS:
+        if _op != "batched_jacobian" or _problem.batch_input:
+            _class = _benchmark_class(_problem, _op)
+            globals()[_class.__name__] = _class

@@ -1,0 +1,80 @@
+"""What a timing depends on besides the code: versions, CPU, GPU, threads.
+
+Written next to the results as ``environment.json`` and shown in reports.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from suites.threads import thread_settings
+
+PACKAGES = ("adjointbench", "numpy", "scipy", "sympy", "mpmath", "jax", "jaxlib", "torch",
+            "pandas", "matplotlib", "threadpoolctl")
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpus() -> list[str]:
+    """CUDA devices, asked of nvidia-smi (importing a framework just to look is slow)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, cwd=Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def describe_environment(requested_threads: int | None = None) -> dict:
+    """Everything that can change a timing, as JSON-ready data."""
+    return {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": _gpus(),
+        "versions": _versions(),
+        "threads": {"requested": requested_threads, **thread_settings()},
+    }
+
+
+def write_environment(folder: Path, requested_threads: int | None = None) -> Path:
+    path = Path(folder) / "environment.json"
+    path.write_text(json.dumps(describe_environment(requested_threads), indent=2) + "\n",
+                    encoding="utf-8")
+    return path

@@ -1,0 +1,61 @@
+"""The throughput suite under pytest-benchmark: problem x implementation x
+operation x size, grouped by problem, operation and size.
+
+Kept out of the default run by the ``bench`` marker. Run it with
+
+    pytest suites/test_throughput.py -m bench --benchmark-json=results/benchmark.json
+
+``ADJOINTBENCH_BENCH_SCALE`` picks the sizes: ``smoke`` (each problem's
+smallest scaling size), ``quick`` (smallest and largest, the default) or
+``full`` (the whole scaling sweep). The timing core prepares, warms up,
+synchronises and calibrates each call (suites/timing.py); pytest-benchmark
+repeats it. ``extra_info`` holds the primal's median, ``ratio_to_primal``,
+``compile_s`` and the thread count, for reports.
+"""
+
+import os
+
+import pytest
+
+from impls.registry import available_implementations, load_implementation
+from suites.bench import BenchCell, make_bench_cells, time_primal
+from suites.runner import _unsupported_reason
+from suites.threads import blas_threads
+from suites.timing import warm_up
+
+SCALES = ("smoke", "quick", "full")
+SCALE = os.environ.get("ADJOINTBENCH_BENCH_SCALE", "quick")
+if SCALE not in SCALES:
+    raise ValueError(f"ADJOINTBENCH_BENCH_SCALE={SCALE!r}: choose one of {', '.join(SCALES)}")
+
+
+def _cells() -> list[BenchCell]:
+    cells = make_bench_cells(available_implementations(), quick=SCALE != "full")
+    if SCALE == "smoke":
+        smallest = {}
+        for c in cells:
+            smallest[c.problem] = min(smallest.get(c.problem, c.size), c.size)
+        cells = [c for c in cells if c.size == smallest[c.problem]]
+    return cells
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("cell", _cells(), ids=lambda c: f"{c.op}-{c.id}")
+def test_throughput(benchmark, cell):
+    impl = load_implementation(cell.impl)
+    reason = _unsupported_reason(cell, impl)
+    if reason:
+        pytest.skip(reason)
+    try:
+        primal, prepare = time_primal(cell, impl)
+        warm = warm_up(prepare, cell.budget_s)
+    except NotImplementedError as e:
+        pytest.skip(str(e))
+    benchmark.group = f"{cell.problem}-{cell.op}-n{cell.size}-{cell.dtype}-{cell.device}"
+    benchmark.extra_info.update(problem=cell.problem, impl=cell.impl, op=cell.op,
+                                size=cell.size, dtype=cell.dtype, device=cell.device,
+                                primal_median_s=primal.median_s, compile_s=warm.compile_s,
+                                threads=blas_threads())
+    benchmark.pedantic(warm.call, rounds=5, iterations=warm.number, warmup_rounds=0)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info["ratio_to_primal"] = median / primal.median_s

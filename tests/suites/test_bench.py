@@ -1,0 +1,128 @@
+"""The throughput suite and its front ends: `adjointbench bench`,
+pytest-benchmark and asv."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adjointbench.cli import main
+from reference import problems
+from suites.bench import BenchCell, make_bench_cells, run_bench_cell
+from suites.results import ResultsFile
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_scaling_sweeps_span_two_decades():
+    for name in ("broadcast_sin", "broadcast_tanh", "matvec", "matmul", "softmax",
+                 "linear_solve"):
+        sizes = next(p for p in problems() if p.name == name).timed_sizes
+        assert max(sizes) / min(sizes) >= 100, name
+    for p in problems():
+        if p.batch_input:
+            assert min(p.timed_sizes) == 1 and max(p.timed_sizes) == 1024, p.name
+
+
+def test_full_jacobians_are_timed_at_correctness_sizes_only():
+    cells = make_bench_cells(["numpy"], ["matmul"], ["jacfwd", "vjp"])
+    assert {c.size for c in cells if c.op == "jacfwd"} == {2, 8, 16}
+    assert max(c.size for c in cells if c.op == "vjp") == 1024
+
+
+def test_bench_records_carry_every_timing_field(tmp_path, capsys):
+    code = main(["bench", "--impl", "numpy", "--problem", "matmul", "--size", "8",
+                 "--op", "primal,vjp", "--budget", "0.01", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    records, _ = ResultsFile(tmp_path).read()
+    by_op = {r.op: r for r in records}
+    assert set(by_op) == {"primal", "vjp"} and all(r.suite == "bench" for r in records)
+    vjp = by_op["vjp"]
+    assert vjp.outcome == "ok"
+    assert vjp.time_median_s > 0 and vjp.time_iqr_s >= 0 and vjp.primal_median_s > 0
+    assert vjp.ratio_to_primal == pytest.approx(vjp.time_median_s / vjp.primal_median_s)
+    assert vjp.compile_s > 0 and vjp.rounds >= 5 and vjp.number >= 1 and vjp.threads >= 1
+    assert by_op["primal"].ratio_to_primal == 1.0
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert environment["versions"]["numpy"] and environment["threads"]["cpu_count"]
+
+
+def test_threads_option_reaches_the_worker(tmp_path, capsys):
+    code = main(["bench", "--impl", "numpy", "--problem", "matvec", "--size", "128",
+                 "--op", "primal", "--budget", "0.01", "--threads", "1", "--out", str(tmp_path),
+                 "--quiet"])
+    assert code == 0
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.threads == 1
+    assert json.loads((tmp_path / "environment.json").read_text())["threads"]["requested"] == 1
+
+
+def test_check_and_bench_share_one_results_table(tmp_path, capsys):
+    common = ["--impl", "numpy", "--problem", "scalar_sin", "--op", "primal", "--out",
+              str(tmp_path), "--quiet", "--in-process"]
+    assert main(["check", *common]) == 0
+    assert main(["bench", *common, "--budget", "0.01"]) == 0
+    assert main(["bench", *common, "--budget", "0.01"]) == 2  # no silent second sweep
+    records, _ = ResultsFile(tmp_path).read()
+    assert sorted(r.suite for r in records) == ["bench", "check", "check"]  # check: both dtypes
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["--budget", "0"], "--budget must be a positive"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--op", "vjpp"], "vjp"),
+    (["--size", "7"], "Valid sizes"),
+])
+def test_bad_bench_input_exits_2(args, hint, capsys):
+    assert main(["bench", "--impl", "numpy", "--problem", "matmul", *args]) == 2
+    assert hint in capsys.readouterr().err
+
+
+def test_a_size_an_implementation_declines_is_unsupported():
+    record = run_bench_cell(BenchCell("matmul", "naive", "vjp", 128, budget_s=0.01))
+    assert record.outcome == "unsupported" and "materialises" in record.message
+
+
+def test_a_non_finite_result_is_not_a_timing(plugins_on_path):
+    record = run_bench_cell(BenchCell("scalar_mul", "misbehaving:Misbehaving", "primal", 1,
+                                      budget_s=0.01))
+    assert record.outcome == "mismatch" and "NaN" in record.message
+
+
+def test_per_sample_loop_is_the_vmap_baseline():
+    vmap = run_bench_cell(BenchCell("batched_sin", "jax", "batched_jacobian", 64, budget_s=0.02))
+    loop = run_bench_cell(BenchCell("batched_sin", "jax_loop", "batched_jacobian", 64,
+                                    budget_s=0.02))
+    assert vmap.outcome == loop.outcome == "ok"
+    declined = run_bench_cell(BenchCell("batched_sin", "jax_loop", "batched_jacobian", 1024))
+    assert declined.outcome == "unsupported" and "vmap" in declined.message
+
+
+def _run(args, **env):
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def test_pytest_benchmark_suite_smoke(tmp_path):
+    out = tmp_path / "benchmark.json"
+    run = _run([sys.executable, "-m", "pytest", "suites/test_throughput.py", "-m", "bench",
+                "-k", "numpy and (matmul or batched_sin)", "-q", "-p", "no:cacheprovider",
+                f"--benchmark-json={out}"], ADJOINTBENCH_BENCH_SCALE="smoke")
+    assert run.returncode == 0, run.stdout[-3000:]
+    benchmarks = json.loads(out.read_text())["benchmarks"]
+    groups = {b["group"] for b in benchmarks}
+    assert {"matmul-vjp-n8-float64-cpu", "batched_sin-batched_jacobian-n1-float64-cpu"} <= groups
+    for b in benchmarks:
+        info = b["extra_info"]
+        assert b["stats"]["median"] > 0 and info["primal_median_s"] > 0
+        assert info["ratio_to_primal"] == pytest.approx(b["stats"]["median"]
+                                                        / info["primal_median_s"])
+
+
+def test_asv_suite_is_valid():
+    run = _run([sys.executable, "-m", "asv", "check", "--python=same"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "No problems found" in run.stdout
