@@ -171,6 +171,44 @@ def cmd_bench(args) -> int:
     return _run(args, cells, "bench", args.threads)
 
 
+def cmd_report(args) -> int:
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UsageError(f"--results {str(results)!r} is not a folder; give the --out folder "
+                         "of a check or bench run")
+    for option, path in (("--benchmark-json", args.benchmark_json), ("--asv", args.asv)):
+        if path and not Path(path).exists():
+            raise UsageError(f"{option} {path!r} does not exist")
+    from reports.load import load
+    from reports.render import render
+
+    out = _writable_folder(args.out or str(results / "report"))
+    loaded = load(results, args.benchmark_json and Path(args.benchmark_json),
+                  args.asv and Path(args.asv))
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    page = render(loaded, out)
+    print(f"report: {page.resolve()}")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    """The main job: a quick check, a quick bench, and the report."""
+    parser = build_parser()
+    common = ["--out", args.out, "--timeout", str(args.timeout)]
+    common += ["--impl", args.impl] if args.impl else []
+    common += ["--resume"] if args.resume else []
+    common += ["--quiet"] if args.quiet else []
+    status = EXIT_OK
+    for argv in (["check", "--quick", *common], ["bench", "--quick", "--budget", "0.05", *common]):
+        print(f"== adjointbench {' '.join(argv)}", file=sys.stderr)
+        sub = parser.parse_args(argv)
+        status = max(status, sub.func(sub))
+    report = parser.parse_args(["report", "--results", args.out])
+    cmd_report(report)
+    return status
+
+
 def _summarise(records: list, results: ResultsFile | None) -> int:
     counts = collections.Counter(r.outcome for r in records)
     summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
@@ -235,6 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--quick", action="store_true",
                          help="each problem at its smallest, middle and largest scaling size")
     p_bench.set_defaults(func=cmd_bench)
+    p_report = sub.add_parser("report", help="HTML page, Markdown summary and plots of results")
+    p_report.add_argument("--results", required=True,
+                          help="folder holding results.jsonl (and environment.json)")
+    p_report.add_argument("--out", help="folder for index.html, summary.md and plots/ "
+                          "(default: RESULTS/report)")
+    p_report.add_argument("--benchmark-json", help="pytest-benchmark JSON to include")
+    p_report.add_argument("--asv", help="asv results folder to include (e.g. .asv/results)")
+    p_report.set_defaults(func=cmd_report)
+    p_run = sub.add_parser("run", help="the main job: quick check, quick bench, report")
+    p_run.add_argument("--out", default="results", help="folder for results and report/ "
+                       "(default: results)")
+    p_run.add_argument("--impl", help="implementations, comma-separated (default: every "
+                       "installed one)")
+    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p_run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                       help=f"seconds per cell (default {DEFAULT_TIMEOUT_S:g})")
+    p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.set_defaults(func=cmd_run)
     return parser
 
 

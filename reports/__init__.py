@@ -1,0 +1,1 @@
+"""Results -> pandas -> matplotlib -> a self-contained HTML page and a Markdown summary."""

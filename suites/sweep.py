@@ -20,14 +20,23 @@ def plan_cells(impls, problem_names=None, ops=None, dtypes=None, sizes=None, dev
                seed: int = 0, methods=None, quick: bool = False) -> list:
     """Every cell of a sweep over both kinds of problem, with the same filters:
     primitives get operation cells, sensitivity problems gradient cells (float64,
-    CPU). ``quick`` keeps float64 and each problem's smallest size unless
-    dtypes or sizes are asked for. Raises UnknownNameError for any unknown name
-    or size."""
+    CPU). ``quick`` keeps float64, each primitive's smallest size and the
+    sensitivity problems' sizes up to QUICK_MAX_P, unless dtypes or sizes are
+    asked for. Raises UnknownNameError for any unknown name or size."""
     cells = _plan(impls, problem_names, ops, dtypes or (["float64"] if quick else None), sizes,
                   devices, seed, methods)
     if quick and sizes is None:
-        cells = [c for c in cells if c.size == get_problem(c.problem).smallest_size]
+        cells = [c for c in cells if _quick_size(get_problem(c.problem), c.size)]
     return cells
+
+
+QUICK_MAX_P = 100  # two points of each scalable sensitivity problem
+
+
+def _quick_size(problem, size: int) -> bool:
+    if problem.kind == "sensitivity":
+        return size <= QUICK_MAX_P
+    return size == problem.smallest_size
 
 
 def _plan(impls, problem_names, ops, dtypes, sizes, devices, seed, methods) -> list:

@@ -1,0 +1,118 @@
+"""Results into pandas: the results table, pytest-benchmark JSON and asv results.
+
+Every reader tolerates partial input (a truncated last line, a missing file,
+columns an older version did not write) and says what it skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+
+from suites.results import Record, ResultsFile
+
+COLUMNS = [f.name for f in fields(Record)]
+NUMERIC = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "seconds",
+           "time_median_s", "time_iqr_s", "primal_median_s", "ratio_to_primal", "compile_s")
+
+
+@dataclass
+class Loaded:
+    """What a report is made of, and what could not be read."""
+
+    results: pd.DataFrame
+    environment: dict = field(default_factory=dict)
+    benchmarks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    asv: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in NUMERIC:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")  # "inf" -> inf
+    return frame
+
+
+def read_results(folder: Path) -> tuple[pd.DataFrame, list[str]]:
+    """``folder/results.jsonl`` as one row per cell (an empty table if absent)."""
+    warnings = []
+    path = Path(folder) / "results.jsonl"
+    if not path.exists():
+        warnings.append(f"{path} does not exist: no cells to report")
+        return pd.DataFrame(columns=COLUMNS), warnings
+    records, damaged = ResultsFile(folder).read()
+    if damaged:
+        warnings.append(f"skipped {damaged} damaged line(s) of {path} (a sweep cut short)")
+    frame = pd.DataFrame([r.to_json() for r in records], columns=COLUMNS)
+    return _numeric(frame), warnings
+
+
+def read_environment(folder: Path) -> tuple[dict, list[str]]:
+    path = Path(folder) / "environment.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), []
+    except FileNotFoundError:
+        return {}, [f"{path} does not exist: the environment is unknown"]
+    except json.JSONDecodeError as e:
+        return {}, [f"{path} is not valid JSON ({e}); environment left out"]
+
+
+def read_pytest_benchmark(path: Path) -> pd.DataFrame:
+    """pytest-benchmark's ``--benchmark-json`` output, one row per benchmark."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = []
+    for bench in data.get("benchmarks", []):
+        info, stats = bench.get("extra_info", {}), bench.get("stats", {})
+        rows.append({**{k: info.get(k) for k in ("problem", "impl", "op", "size", "dtype",
+                                                 "device", "ratio_to_primal", "compile_s",
+                                                 "primal_median_s", "threads")},
+                     "group": bench.get("group"), "name": bench.get("name"),
+                     "time_median_s": stats.get("median"), "time_iqr_s": stats.get("iqr"),
+                     "rounds": stats.get("rounds")})
+    return _numeric(pd.DataFrame(rows))
+
+
+def _param(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def read_asv(results_dir: Path) -> pd.DataFrame:
+    """asv's result files (``.asv/results/<machine>/<commit>-<env>.json``),
+    one row per benchmark and parameter combination."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("*/*.json")):
+        if path.name == "machine.json":
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        columns = data.get("result_columns", [])
+        for name, entry in data.get("results", {}).items():
+            named = dict(zip(columns, entry))
+            combos = itertools.product(*named.get("params") or [[]])
+            for combo, value in zip(combos, named.get("result") or []):
+                rows.append({"benchmark": name, "machine": path.parent.name,
+                             "commit": data.get("commit_hash", "")[:8],
+                             "params": ", ".join(str(_param(c)) for c in combo),
+                             "value": value})
+    frame = pd.DataFrame(rows, columns=["benchmark", "machine", "commit", "params", "value"])
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+    return frame
+
+
+def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None = None) -> Loaded:
+    frame, warnings = read_results(results)
+    environment, more = read_environment(results)
+    loaded = Loaded(frame, environment, warnings=warnings + more)
+    if benchmark_json is not None:
+        loaded.benchmarks = read_pytest_benchmark(benchmark_json)
+    if asv_dir is not None:
+        loaded.asv = read_asv(asv_dir)
+    return loaded

@@ -1,0 +1,223 @@
+"""The report: a self-contained ``index.html`` (plots embedded as data URIs,
+no network), a ``summary.md`` and every plot as its own PNG.
+
+Every section is always present; one with no data says so. Every name that
+comes from results is escaped (HTML in the page, Markdown in the summary).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from reports import plots
+from reports.load import Loaded
+from suites.results import FAILURES, OUTCOMES
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    title: str
+    caption: str
+    plot: Callable[[pd.DataFrame], object] | None = None
+
+
+SECTIONS = (
+    Section("correctness", "Correctness matrix",
+            "Worst outcome of each problem and operation over sizes and dtypes, with the "
+            "largest relative error in units of the dtype's machine epsilon.",
+            plots.correctness_matrix),
+    Section("time-primal", "Primal: time against size", "Median time per call, log-log.",
+            lambda f: plots.time_against_size(f, "primal")),
+    Section("time-jvp", "JVP: time against size", "Median time per call, log-log.",
+            lambda f: plots.time_against_size(f, "jvp")),
+    Section("time-vjp", "VJP: time against size", "Median time per call, log-log.",
+            lambda f: plots.time_against_size(f, "vjp")),
+    Section("ratio", "Cost relative to the primal",
+            "Median time of each operation over the median time of its own primal, "
+            "timed in the same process.", plots.ratio_to_primal),
+    Section("adjoint", "Adjoint-sensitivity methods",
+            "Relative error against the oracle and time per gradient, against the number "
+            "of parameters P.", plots.adjoint_methods),
+    Section("batched", "Batched-Jacobian throughput",
+            "Samples per second against batch size; *_loop is a per-sample loop, the "
+            "baseline vmap is measured against.", plots.batched_throughput),
+    Section("unrolling", "The unrolling curve",
+            "dx_t/dtheta of 1000 steps of gradient descent, with its closed form and the "
+            "implicit derivative at the fixed point.", plots.unrolling_curve),
+)
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem} section{margin:2rem 0;border-top:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4} img{max-width:100%;height:auto} .empty{color:#777;font-style:italic}
+.warning{color:#a15c00} nav a{margin-right:.8rem} code{background:#f4f4f4;padding:0 .2rem}
+.outcome-ok{color:#2e7d32} .outcome-mismatch,.outcome-error,.outcome-crashed,
+.outcome-timeout{color:#c62828;font-weight:bold}
+"""
+
+
+def escape_markdown(text) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", str(text))
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column, value in row.items():
+            text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else value
+            css = f' class="outcome-{html.escape(str(text))}"' if column == "outcome" else ""
+            cells.append(f"<td{css}>{html.escape(str(text))}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_none_\n"
+    lines = ["| " + " | ".join(escape_markdown(c) for c in frame.columns) + " |",
+             "|" + "---|" * len(frame.columns)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(escape_markdown("" if pd.isna(v) else v)
+                                        if not isinstance(v, (list, dict)) else escape_markdown(v)
+                                        for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def outcome_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells per suite and implementation, by outcome."""
+    if frame.empty:
+        return pd.DataFrame(columns=["suite", "impl", *OUTCOMES, "total"])
+    counts = frame.groupby(["suite", "impl"])["outcome"].value_counts().unstack(fill_value=0)
+    counts = counts.reindex(columns=list(OUTCOMES), fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    return counts.reset_index()
+
+
+def failures(frame: pd.DataFrame) -> pd.DataFrame:
+    columns = ["suite", "problem", "impl", "op", "method", "size", "dtype", "device", "outcome",
+               "message"]
+    failed = frame[frame["outcome"].isin(FAILURES)]
+    return failed.reindex(columns=columns).fillna("")
+
+
+def _environment_rows(environment: dict) -> pd.DataFrame:
+    if not environment:
+        return pd.DataFrame(columns=["setting", "value"])
+    threads = environment.get("threads", {})
+    rows = [(k, environment.get(k)) for k in ("time", "commit", "python", "platform", "cpu",
+                                              "cpu_count")]
+    rows.append(("gpus", ", ".join(environment.get("gpus") or []) or "none"))
+    rows += [(f"version {k}", v) for k, v in environment.get("versions", {}).items()]
+    rows.append(("threads requested", threads.get("requested") or "library defaults"))
+    rows += [(f"threads {p.get('api')} ({p.get('library')})", p.get("threads"))
+             for p in threads.get("pools", [])]
+    if "torch" in threads:
+        rows.append(("threads torch", threads["torch"]))
+    rows += [(f"env {k}", v) for k, v in threads.get("environment", {}).items()]
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def _bench_table(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    columns = ["group", "impl", "time_median_s", "time_iqr_s", "ratio_to_primal", "rounds"]
+    table = frame.reindex(columns=columns).sort_values(["group", "time_median_s"])
+    return table.assign(time_median_s=table["time_median_s"].map("{:.3e}".format),
+                        time_iqr_s=table["time_iqr_s"].map("{:.1e}".format),
+                        ratio_to_primal=table["ratio_to_primal"].map("{:.2f}".format))
+
+
+class Report:
+    """Collects sections as HTML and Markdown, then writes both."""
+
+    def __init__(self, out: Path, title: str):
+        self.out, self.title = Path(out), title
+        self.html: list[str] = []
+        self.markdown: list[str] = [f"# {title}\n"]
+        self.nav: list[tuple[str, str]] = []
+        (self.out / "plots").mkdir(parents=True, exist_ok=True)
+
+    def section(self, id: str, title: str, body_html: str, body_markdown: str) -> None:
+        self.nav.append((id, title))
+        self.html.append(f'<section id="{id}"><h2>{html.escape(title)}</h2>{body_html}</section>')
+        self.markdown.append(f"## {title}\n\n{body_markdown}\n")
+
+    def table(self, id: str, title: str, frame: pd.DataFrame, empty: str) -> None:
+        if frame.empty:
+            self.section(id, title, f'<p class="empty">{html.escape(empty)}</p>', f"_{empty}_\n")
+        else:
+            self.section(id, title, _html_table(frame), _markdown_table(frame))
+
+    def plot(self, section: Section, frame: pd.DataFrame) -> None:
+        try:
+            fig = section.plot(frame)
+        except Exception as e:  # a plot that fails is reported, the report goes on
+            message = f"This plot failed: {type(e).__name__}: {e}"
+            self.section(section.id, section.title, f'<p class="warning">{html.escape(message)}'
+                         "</p>", f"_{escape_markdown(message)}_\n")
+            return
+        if fig is None:
+            message = "No data for this plot in these results."
+            self.section(section.id, section.title, f'<p class="empty">{message}</p>',
+                         f"_{message}_\n")
+            return
+        png = _png(fig)
+        name = f"plots/{section.id}.png"
+        (self.out / name).write_bytes(png)
+        data = base64.b64encode(png).decode("ascii")
+        self.section(section.id, section.title,
+                     f"<p>{html.escape(section.caption)}</p>"
+                     f'<img src="data:image/png;base64,{data}" alt="{html.escape(section.title)}">',
+                     f"{section.caption}\n\n![{section.title}]({name})\n")
+
+    def write(self, warnings: list[str]) -> Path:
+        nav = "".join(f'<a href="#{i}">{html.escape(t)}</a>' for i, t in self.nav)
+        notes = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
+        page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head><body>"
+                f"<h1>{html.escape(self.title)}</h1>{notes}<nav>{nav}</nav>"
+                f"{''.join(self.html)}</body></html>\n")
+        (self.out / "index.html").write_text(page, encoding="utf-8")
+        if warnings:
+            self.markdown.insert(1, "".join(f"> {escape_markdown(w)}\n" for w in warnings))
+        (self.out / "summary.md").write_text("\n".join(self.markdown), encoding="utf-8")
+        return self.out / "index.html"
+
+
+def render(loaded: Loaded, out: Path, title: str = "adjointbench report") -> Path:
+    """Write index.html, summary.md and plots/*.png into ``out``; returns the page."""
+    frame = loaded.results
+    report = Report(out, title)
+    report.table("summary", "Summary", outcome_counts(frame), "No cells in these results.")
+    report.table("failures", "Failures", failures(frame), "No cell failed.")
+    for section in SECTIONS:
+        report.plot(section, frame)
+    if not loaded.benchmarks.empty:
+        report.table("pytest-benchmark", "pytest-benchmark", _bench_table(loaded.benchmarks),
+                     "No benchmarks.")
+    if not loaded.asv.empty:
+        report.table("asv", "asv results", loaded.asv.dropna(subset=["value"]), "No asv results.")
+    report.table("environment", "Environment", _environment_rows(loaded.environment),
+                 "No environment.json next to the results.")
+    return report.write(loaded.warnings)

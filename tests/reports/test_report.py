@@ -1,0 +1,174 @@
+"""The report: built from real sweeps, robust to partial and hostile results,
+and checked in a real browser (headless Chromium)."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from adjointbench.cli import main
+from reports.load import load, read_asv
+from reports.render import SECTIONS, escape_markdown, render
+from suites.results import Record, ResultsFile
+
+SECTION_IDS = ["summary", "failures", *[s.id for s in SECTIONS], "environment"]
+HOSTILE = '<script>alert("x")</script>|*_'
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A small real check and bench, with every kind of plot's data."""
+    out = tmp_path_factory.mktemp("results")
+    check = ["check", "--impl", "numpy,naive,jax", "--problem",
+             "matmul,softmax,diffusion,unrolled_gd,linear_system", "--size", "2,4,8,100",
+             "--out", str(out), "--quiet", "--in-process"]
+    assert main(check) == 0
+    bench = ["bench", "--impl", "numpy,naive", "--problem", "matmul,softmax,batched_sin",
+             "--size", "1,4,8,32,100,1000", "--budget", "0.01", "--out", str(out), "--quiet",
+             "--in-process"]
+    assert main(bench) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    return out
+
+
+def test_report_writes_page_summary_and_every_plot(report):
+    page = (report / "index.html").read_text()
+    for section in SECTION_IDS:
+        assert f'id="{section}"' in page
+    for name in ("correctness", "time-vjp", "ratio", "adjoint", "batched", "unrolling"):
+        png = report / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"]({'plots/' + name}.png)" in (report / "summary.md").read_text()
+    # self-contained: every image is a data URI, nothing is fetched
+    assert "src=\"http" not in page and "href=\"http" not in page
+    assert page.count("<img") == page.count('src="data:image/png;base64,') == len(SECTIONS)
+
+
+def test_summary_counts_match_the_results(results, report):
+    records, _ = ResultsFile(results).read()
+    summary = (report / "summary.md").read_text()
+    ok_numpy_check = sum(r.outcome == "ok" and r.impl == "numpy" and r.suite == "check"
+                         for r in records)
+    assert f"| check | numpy | {ok_numpy_check} |" in summary
+
+
+def _hostile_results(folder: Path) -> None:
+    folder.mkdir()
+    records = [
+        Record("matmul", HOSTILE, "vjp", "float64", "cpu", 8, 0, "mismatch", max_rel_err=1e-3,
+               message=HOSTILE),
+        Record("matmul", "numpy", "vjp", "float64", "cpu", 8, 0, "crashed",
+               message="the worker running numpy killed by signal SIGSEGV"),
+        Record("matmul", "numpy", "primal", "float64", "cpu", 8, 0, "ok", suite="bench",
+               time_median_s=1e-5, primal_median_s=1e-5, ratio_to_primal=1.0),
+    ]
+    text = "".join(json.dumps(r.to_json()) + "\n" for r in records)
+    (folder / "results.jsonl").write_text(text + '{"problem": "matm')  # cut short
+
+
+def test_partial_failed_and_hostile_results_render(tmp_path):
+    _hostile_results(tmp_path / "results")
+    loaded = load(tmp_path / "results")
+    assert any("damaged" in w for w in loaded.warnings)
+    assert any("environment" in w for w in loaded.warnings)
+    page = render(loaded, tmp_path / "report").read_text()
+    assert HOSTILE not in page and "&lt;script&gt;" in page
+    assert "crashed" in page and "SIGSEGV" in page
+    assert "No data for this plot" in page  # sections without data say so
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert HOSTILE not in summary and escape_markdown(HOSTILE) in summary
+
+
+def test_empty_results_render(tmp_path):
+    (tmp_path / "results").mkdir()
+    page = render(load(tmp_path / "results"), tmp_path / "report").read_text()
+    assert "No cells in these results." in page
+
+
+def test_pytest_benchmark_and_asv_results_are_included(results, tmp_path):
+    bench = {"benchmarks": [{"group": "matmul-vjp-n8-float64-cpu", "name": "t[numpy]",
+                             "stats": {"median": 2e-5, "iqr": 1e-6, "rounds": 5},
+                             "extra_info": {"impl": "numpy", "op": "vjp", "problem": "matmul",
+                                            "size": 8, "ratio_to_primal": 2.0}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    asv = tmp_path / "asv" / "machine"
+    asv.mkdir(parents=True)
+    (asv / "abc-existing.json").write_text(json.dumps({
+        "commit_hash": "abcdef123", "result_columns": ["result", "params"],
+        "results": {"bench_primitives.matmul_vjp.time_vjp":
+                    [[1e-5, None], [["'numpy'", "'jax'"], ["8"]]]}}))
+    assert len(read_asv(tmp_path / "asv")) == 2
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "r"),
+                 "--benchmark-json", str(tmp_path / "b.json"), "--asv",
+                 str(tmp_path / "asv")]) == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'id="pytest-benchmark"' in page and "matmul-vjp-n8-float64-cpu" in page
+    assert 'id="asv"' in page and "bench_primitives.matmul_vjp.time_vjp" in page
+
+
+def test_report_of_a_missing_folder_exits_2(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+# --- in a real browser ---
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def _install_chromium() -> None:
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+                       capture_output=True, timeout=900,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        _install_chromium()
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        message = ("Debian's chromium and chromium-driver are needed: "
+                   "apt-get install chromium chromium-driver")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_report_in_headless_chromium(report, browser):
+    browser.get((report / "index.html").resolve().as_uri())
+    sections = browser.execute_script(
+        "return Array.from(document.querySelectorAll('section')).map(s => s.id)")
+    assert set(SECTION_IDS) <= set(sections)
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+    assert len(images) >= 6
+    for alt, complete, width in images:
+        assert complete and width > 0, f"image {alt!r} did not load"
+    shot = report / "screenshot.png"
+    browser.save_screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
