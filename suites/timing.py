@@ -22,6 +22,7 @@ from impls.protocol import Prepared
 
 MIN_SAMPLE_S = 2e-3
 MIN_ROUNDS = 5
+SLOW_MIN_ROUNDS = 3  # when samples overrun the budget, three are enough for a median
 MAX_ROUNDS = 200
 DEFAULT_BUDGET_S = 0.2
 clock = time.perf_counter
@@ -113,10 +114,17 @@ def warm_up(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BUDGET_S)
 def sample(call: Callable[[], Any], number: int, budget_s: float = DEFAULT_BUDGET_S,
            min_rounds: int = MIN_ROUNDS) -> tuple[float, float, int]:
     """(median, IQR, rounds) of per-call times over samples of ``number`` calls,
-    taken until ``budget_s`` is spent (at least ``min_rounds``)."""
+    taken until ``budget_s`` is spent: at least ``min_rounds``, or
+    SLOW_MIN_ROUNDS when those already overrun the budget."""
     samples: list[float] = []
     deadline = clock() + budget_s
-    while len(samples) < min_rounds or (clock() < deadline and len(samples) < MAX_ROUNDS):
+
+    def more() -> bool:
+        if clock() >= deadline:
+            return len(samples) < min(min_rounds, SLOW_MIN_ROUNDS) or (
+                len(samples) < min_rounds and clock() < deadline + budget_s)
+        return len(samples) < MAX_ROUNDS
+    while more():
         samples.append(_sample(call, number))
     q1, median, q3 = _quartiles(samples)
     return median, q3 - q1, len(samples)
