@@ -3,17 +3,27 @@
     adjointbench list [--json]
     adjointbench check [--impl numpy,naive] [--problem linear_solve] [--op vjp]
                        [--method adjoint] [--dtype float32] [--size 8,16] [--device cpu]
-                       [--out DIR [--resume]] [--timeout S] [--in-process]
+                       [--quick] [--out DIR [--resume]] [--timeout S] [--in-process]
+    adjointbench bench [the same filters] [--threads N] [--budget S] [--quick] [--out DIR]
+    adjointbench report --results DIR [--out DIR] [--benchmark-json F] [--asv DIR]
+    adjointbench run [--out results]      # check --quick, bench --quick, report
 
 ``check`` runs the correctness sweep (primitives' operations, and the gradient
 methods of the sensitivity problems) and writes ``DIR/results.jsonl``, one
 JSON object per cell, appended and synced as each cell finishes. Cells run in
 a worker process under ``--timeout``: a hang becomes ``timeout``, a dead
 worker ``crashed``, and the sweep goes on. ``--resume`` skips the cells
-already in DIR (a truncated last line is dropped and reported). Exit status:
-0 when no cell failed, 1 when any cell is mismatch, error, timeout or crashed,
-2 for bad input (an unknown name, an unwritable folder, existing results
-without --resume).
+already in DIR (a truncated last line is dropped and reported). Each cell is
+compared with its implementation's expected-outcome manifest
+(``impls/expected/<impl>.json``, or a plug-in's ``expected_outcomes``).
+Exit status: 0 when every cell did what was expected, 1 when one did not (a
+new mismatch, error, timeout or crash, or a listed failure that now passes;
+without a manifest, any failure), 2 for bad input (an unknown name, an
+unwritable folder, existing results without --resume).
+
+``bench`` times each operation against its primal (suites/timing.py) and
+appends to the same table; ``report`` renders a results folder as
+index.html, summary.md and plots; ``run`` is the main job.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from impls.registry import (MissingDependency, ProtocolError, available_implemen
 from reference import Oracle, UnknownNameError, problems
 from suites.bench import make_bench_cells
 from suites.environment import write_environment
+from suites.expected import load_manifest, surprises
 from suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
 from suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
 from suites.sensitivity import METHOD_RTOL
@@ -220,7 +231,30 @@ def _summarise(records: list, results: ResultsFile | None) -> int:
                   f"{r.message}")
     if results:
         print(f"results: {results.path}")
-    return EXIT_FAILED if any(counts[o] for o in FAILURES) else EXIT_OK
+    unexpected = _surprises(records)
+    bench_failed = any(r.outcome in FAILURES for r in records if r.suite == "bench")
+    return EXIT_FAILED if unexpected or bench_failed else EXIT_OK
+
+
+def _surprises(records: list) -> list:
+    """Check cells whose outcome differs from their implementation's manifest
+    (suites/expected.py), printed; both directions count."""
+    manifests = {}
+    for name in {r.impl for r in records if r.suite == "check"}:
+        try:
+            manifests[name] = load_manifest(name, load_implementation(name))
+        except Exception:  # an implementation that no longer loads has no manifest
+            manifests[name] = None
+    found = surprises(records, manifests)
+    for record, expected in found:
+        what = f"{record.op}/{record.method}" if record.method else record.op
+        verb = "now passes" if record.outcome == "ok" else f"is {record.outcome}"
+        print(f"  unexpected: {what} {record.impl}-{record.problem}-n{record.size}-"
+              f"{record.dtype} {verb}, its manifest expects {expected}")
+    if found:
+        print(f"{len(found)} cell(s) differ from the expected outcomes; update "
+              "impls/expected/<impl>.json (or the plug-in's expected_outcomes) if intended")
+    return found
 
 
 def _sweep_options(parser: argparse.ArgumentParser) -> None:

@@ -242,6 +242,13 @@ def _basis(inputs: Arrays, names: tuple[str, ...]):
             yield direction
 
 
+def directional_derivative(problem: Problem, inputs: Arrays, direction: Arrays) -> Estimate:
+    """The oracle's J u at any inputs (not only the seeded ones): exact where
+    the problem has a closed form, high-precision differences elsewhere."""
+    with mpmath.workdps(DPS):
+        return _estimate(*_path(problem, inputs, None).derivative(direction))
+
+
 def compute_reference(problem: Problem, size: int, seed: int = 0,
                       method: str | None = None) -> Reference:
     """Compute (uncached) the reference of ``problem`` at ``size`` and ``seed``.

@@ -84,3 +84,50 @@ def test_sigint_keeps_every_finished_cell(tmp_path):
     total, _ = ResultsFile(tmp_path).read()
     keys = [(r.problem, r.op, r.size, r.dtype) for r in total]
     assert len(keys) == len(set(keys)) > len(kept)
+
+
+# --- expected-outcome manifests, checked both ways ---
+
+from adjointbench.cli import main  # noqa: E402
+from suites.expected import load_manifest, surprises  # noqa: E402
+from suites.results import Record  # noqa: E402
+
+
+def _record(impl, outcome, problem="matmul", op="vjp"):
+    return Record(problem, impl, op, "float64", "cpu", 8, 0, outcome)
+
+
+def test_manifest_reports_new_failures_and_fixed_ones():
+    rules = [{"problem": "matmul", "op": "vjp", "outcome": "mismatch"}]
+    manifests = {"mine": rules}
+    assert surprises([_record("mine", "mismatch")], manifests) == []
+    fixed = _record("mine", "ok")
+    assert surprises([fixed], manifests) == [(fixed, "mismatch")]  # a listed failure passes
+    broken = _record("mine", "error", op="jvp")
+    assert surprises([broken], manifests) == [(broken, "ok")]
+
+
+def test_without_a_manifest_only_failures_are_surprises():
+    records = [_record("x", o) for o in ("ok", "unsupported", "ill_conditioned", "crashed")]
+    assert [r.outcome for r, _ in surprises(records, {"x": None})] == ["crashed"]
+
+
+def test_bad_manifest_rules_are_named():
+    class Impl:
+        expected_outcomes = [{"problem": "matmul", "outcome": "broken"}]
+    with pytest.raises(ValueError, match="bad rule"):
+        load_manifest("mine", Impl())
+
+
+def test_a_plug_in_declares_its_own_expectations(plugins_on_path, tmp_path, capsys):
+    from misbehaving import EXPECTED, Misbehaving
+
+    Misbehaving.expected_outcomes = [{"problem": p, "outcome": o} for p, o in EXPECTED.items()
+                                     if p in ("scalar_add", "scalar_mul")]
+    args = ["check", "--impl", "misbehaving:Misbehaving", "--problem", "scalar_add,scalar_mul",
+            "--op", "primal", "--dtype", "float64", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0  # both failures were expected
+    Misbehaving.expected_outcomes = [{"problem": "scalar_add", "outcome": "error"}]
+    assert main([*args[:-3], "--out", str(tmp_path / "again"), "--quiet"]) == 1
+    assert "scalar_mul-n1-float64 is mismatch, its manifest expects ok" in capsys.readouterr().out
+    del Misbehaving.expected_outcomes

@@ -1,0 +1,69 @@
+"""Expected-outcome manifests, checked both ways (as GradBench does).
+
+An implementation declares which cells are known not to be ``ok``: a list of
+rules, either as its attribute ``expected_outcomes`` or, for the built-ins,
+in ``impls/expected/<name>.json``. A rule names an ``outcome`` and any of
+``problem``, ``op``, ``method``, ``dtype``, ``size`` (a value or a list; absent
+means any); the first rule that matches a cell gives its expected outcome,
+and a cell no rule matches is expected ``ok``. A cell whose outcome differs
+from its expectation is a surprise, in either direction: a listed failure
+that now passes is reported as well as a new failure. Without a manifest, any
+``ok``, ``unsupported`` or ``ill_conditioned`` is expected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from suites.results import FAILURES, OUTCOMES, Record
+
+MANIFESTS = Path(__file__).parents[1] / "impls" / "expected"
+FIELDS = ("problem", "op", "method", "dtype", "size")
+
+
+def load_manifest(name: str, impl=None) -> list[dict] | None:
+    """The implementation's rules, or None when it declares none."""
+    rules = getattr(impl, "expected_outcomes", None)
+    path = MANIFESTS / f"{name}.json"
+    if rules is None and path.exists():
+        rules = json.loads(path.read_text(encoding="utf-8"))
+    if rules is None:
+        return None
+    for rule in rules:
+        unknown = set(rule) - {"outcome", "note", *FIELDS}
+        if rule.get("outcome") not in OUTCOMES or unknown:
+            raise ValueError(f"bad rule {rule!r} in the manifest of {name!r}: it needs an "
+                             f"outcome of {', '.join(OUTCOMES)} and only the fields "
+                             f"{', '.join(FIELDS)}, note")
+    return rules
+
+
+def _matches(rule: dict, record: Record) -> bool:
+    for field in FIELDS:
+        if field in rule:
+            allowed = rule[field] if isinstance(rule[field], list) else [rule[field]]
+            if getattr(record, field) not in allowed:
+                return False
+    return True
+
+
+def expected_outcome(record: Record, rules: list[dict]) -> str:
+    return next((rule["outcome"] for rule in rules if _matches(rule, record)), "ok")
+
+
+def surprises(records: list[Record], manifests: dict[str, list[dict] | None]) -> list[tuple]:
+    """(record, expected) for every check cell whose outcome was not expected."""
+    found = []
+    for record in records:
+        if record.suite != "check":
+            continue
+        rules = manifests.get(record.impl)
+        if rules is None:
+            if record.outcome in FAILURES:
+                found.append((record, "ok"))
+            continue
+        expected = expected_outcome(record, rules)
+        if record.outcome != expected:
+            found.append((record, expected))
+    return found
