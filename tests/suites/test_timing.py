@@ -4,11 +4,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from impls.protocol import Prepared
-from suites import threads
+from suites import threads, timing
 from suites.timing import MIN_ROUNDS, MIN_SAMPLE_S, calibrate, time_operation, timer_overhead
 
 
@@ -66,12 +65,17 @@ def test_slow_calls_are_timed_one_at_a_time():
     assert calibrate(lambda: time.sleep(MIN_SAMPLE_S)) == 1
 
 
-def test_median_tracks_the_work():
-    a = np.random.default_rng(0).standard_normal((200, 200))
-    one = time_operation(lambda: Prepared(run=lambda: a @ a), budget_s=0.05).median_s
-    four = time_operation(lambda: Prepared(run=lambda: [a @ a for _ in range(4)]),
-                          budget_s=0.05).median_s
-    assert 2 < four / one < 8
+def test_median_is_the_work_per_call(monkeypatch):
+    """With a fake clock that each call advances by exactly its work, the
+    median per call is that work, whatever the calibration chose."""
+    now = [0.0]
+    monkeypatch.setattr(timing, "clock", lambda: now[0])
+
+    def work(seconds):
+        return lambda: Prepared(run=lambda: now.__setitem__(0, now[0] + seconds))
+    for seconds in (1e-6, 1e-3, 0.3):
+        result = time_operation(work(seconds), budget_s=0.05)
+        assert result.median_s == pytest.approx(seconds) and result.iqr_s == pytest.approx(0, abs=1e-12)
 
 
 def test_timer_overhead_is_measured_per_call():
