@@ -20,9 +20,9 @@ import numpy as np
 
 from impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Prepared, Task
 from impls.registry import load_implementation
-from reference import Problem, get_problem, make_inputs, make_probes
+from reference import Problem, get_problem, make_inputs, make_probes, problems
 from suites.results import Record
-from suites.runner import FULL_JACOBIAN_OPS, _check_names, _unsupported_reason
+from suites.runner import FULL_JACOBIAN_OPS, Cell, _check_names, _unsupported_reason, check_sizes
 from suites.threads import blas_threads
 from suites.timing import DEFAULT_BUDGET_S, Timing, time_operation, timing_fields
 
@@ -31,14 +31,7 @@ DEFAULT_BENCH_OPS = ("primal", "jvp", "vjp", "batched_jacobian")
 
 
 @dataclass(frozen=True)
-class BenchCell:
-    problem: str
-    impl: str
-    op: str
-    size: int
-    dtype: str = "float64"
-    device: str = "cpu"
-    seed: int = 0
+class BenchCell(Cell):
     budget_s: float = DEFAULT_BUDGET_S
     suite: str = "bench"
 
@@ -57,39 +50,23 @@ def bench_sizes(problem: Problem, sizes, quick: bool = False, op: str = "primal"
     return sorted({own[0], own[-1]}) if quick else list(own)
 
 
-def _check_bench_sizes(chosen: list[Problem], sizes) -> None:
-    from reference.catalogue import UnknownNameError
-
-    offered = sorted({s for p in chosen for s in (*p.timed_sizes, *p.sizes)})
-    for s in sizes or ():
-        if s not in offered:
-            raise UnknownNameError(f"no selected problem has size {s}. Valid sizes: "
-                                   f"{', '.join(map(str, offered))}.")
-
-
 def make_bench_cells(impls, problem_names=None, ops=None, dtypes=None, sizes=None,
                      devices=None, seed: int = 0, budget_s: float = DEFAULT_BUDGET_S,
                      quick: bool = False) -> list[BenchCell]:
     """Bench cells of the primitive problems; ``None`` means the defaults
     (operations DEFAULT_BENCH_OPS, float64, CPU, each problem's scaling sizes).
     Raises UnknownNameError for any unknown name or size."""
-    chosen = ([get_problem(n) for n in problem_names] if problem_names
-              else [p for p in _primitives()])
+    chosen = [get_problem(n) for n in problem_names] if problem_names else problems("primitive")
     ops = _check_names("operation", ops, BENCH_OPS) if ops else list(DEFAULT_BENCH_OPS)
     dtypes = _check_names("dtype", dtypes, DTYPES) if dtypes else ["float64"]
     devices = _check_names("device", devices, DEVICES) if devices else ["cpu"]
-    _check_bench_sizes(chosen, sizes)
+    check_sizes(chosen, sizes, lambda p: (*p.timed_sizes, *p.sizes))
     return [BenchCell(p.name, impl, op, size, dtype, device, seed, budget_s)
             for p in chosen if p.kind == "primitive"
             for op in ops if op != "batched_jacobian" or p.batch_input
             for size in bench_sizes(p, sizes, quick, op)
             for impl in impls
             for dtype in dtypes for device in devices]
-
-
-def _primitives() -> list[Problem]:
-    from reference import problems
-    return problems("primitive")
 
 
 def _task(cell: BenchCell, problem: Problem, op: str, inputs: dict, **kw) -> Task:

@@ -67,11 +67,12 @@ def _check_names(kind: str, asked: Iterable[str] | None, valid: Iterable[str]) -
     return asked
 
 
-def check_sizes(chosen: Iterable[Problem], sizes: Iterable[int] | None) -> None:
+def check_sizes(chosen: Iterable[Problem], sizes: Iterable[int] | None,
+                sizes_of: Callable[[Problem], Iterable[int]] = lambda p: p.sizes) -> None:
     """Raise UnknownNameError for a size that no chosen problem has."""
     if sizes is None:
         return
-    offered = sorted({s for p in chosen for s in p.sizes})
+    offered = sorted({s for p in chosen for s in sizes_of(p)})
     for s in sizes:
         if s not in offered:
             raise UnknownNameError(f"no selected problem has size {s}. Valid sizes: "
