@@ -8,14 +8,14 @@ The public API, re-exported from the layout's packages:
 {'ok'}
 """
 
-from impls.backends import (BACKENDS, SampleMixingError, batched_jacobian,
+from adjointbench.impls.backends import (BACKENDS, SampleMixingError, batched_jacobian,
                             jacobian_vector_product, vector_jacobian_product)
-from impls import (Implementation, Prepared, Task, available_implementations,
+from adjointbench.impls import (Implementation, Prepared, Task, available_implementations,
                    load_implementation)
-from reference import Oracle, get_problem, problems
-from suites.results import OUTCOMES, Record, ResultsFile
-from suites.runner import ALL_OPS, Cell, make_cells, run_cell
-from suites.sweep import run_sweep
+from adjointbench.reference import Oracle, get_problem, problems
+from adjointbench.suites.results import OUTCOMES, Record, ResultsFile
+from adjointbench.suites.runner import ALL_OPS, Cell, make_cells, run_cell
+from adjointbench.suites.sweep import run_sweep
 
 __version__ = "0.1.0"
 

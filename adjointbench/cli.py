@@ -34,19 +34,19 @@ import json
 import sys
 from pathlib import Path
 
-from impls.protocol import DEVICES, DTYPES
-from impls.registry import (MissingDependency, ProtocolError, available_implementations,
+from adjointbench.impls.protocol import DEVICES, DTYPES
+from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
-from reference import Oracle, UnknownNameError, problems
-from suites.bench import make_bench_cells
-from suites.environment import write_environment
-from suites.expected import load_manifest, surprises
-from suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
-from suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
-from suites.sensitivity import METHOD_RTOL
-from suites.sweep import OPS, plan_cells, run_sweep
-from suites.threads import limit_threads, thread_environment
-from suites.timing import DEFAULT_BUDGET_S
+from adjointbench.reference import Oracle, UnknownNameError, problems
+from adjointbench.suites.bench import make_bench_cells
+from adjointbench.suites.environment import write_environment
+from adjointbench.suites.expected import load_manifest, surprises
+from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
+from adjointbench.suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
+from adjointbench.suites.sensitivity import METHOD_RTOL
+from adjointbench.suites.sweep import OPS, plan_cells, run_sweep
+from adjointbench.suites.threads import limit_threads, thread_environment
+from adjointbench.suites.timing import DEFAULT_BUDGET_S
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -190,8 +190,8 @@ def cmd_report(args) -> int:
     for option, path in (("--benchmark-json", args.benchmark_json), ("--asv", args.asv)):
         if path and not Path(path).exists():
             raise UsageError(f"{option} {path!r} does not exist")
-    from reports.load import load
-    from reports.render import render
+    from adjointbench.reports.load import load
+    from adjointbench.reports.render import render
 
     out = _writable_folder(args.out or str(results / "report"))
     loaded = load(results, args.benchmark_json and Path(args.benchmark_json),

@@ -1,7 +1,7 @@
 """Implementations behind one protocol, and the registry that finds them."""
 
-from impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Prepared, Task
-from impls.registry import (ENTRY_POINT_GROUP, MissingDependency, ProtocolError,
+from adjointbench.impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Prepared, Task
+from adjointbench.impls.registry import (ENTRY_POINT_GROUP, MissingDependency, ProtocolError,
                             available_implementations, load_implementation)
 
 __all__ = ["DEVICES", "DTYPES", "ENTRY_POINT_GROUP", "OPERATIONS", "Implementation",

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from impls.protocol import OPERATIONS, Prepared, Task
+from adjointbench.impls.protocol import OPERATIONS, Prepared, Task
 
 
 class Framework:
@@ -56,7 +56,7 @@ class AutodiffImplementation:
 
     def prepare_unrolling(self, theta: np.ndarray, device: str = "cpu") -> Prepared:
         """dx_t/dtheta of unrolled_gd for every iterate t, by forward mode."""
-        from impls.traceable.sensitivity import gd_trajectory
+        from adjointbench.impls.traceable.sensitivity import gd_trajectory
 
         fw = self.framework
         theta = fw.put(theta, "float64", device)
@@ -174,7 +174,7 @@ class PerSampleLoopImplementation(AutodiffImplementation):
 
 def per_sample_loop_implementation(name: str, framework: Framework) -> AutodiffImplementation:
     """The framework's AD on the batched problems, one sample at a time."""
-    from impls.traceable.batched import PRIMALS
+    from adjointbench.impls.traceable.batched import PRIMALS
 
     return PerSampleLoopImplementation(name, framework, PRIMALS)
 
@@ -201,8 +201,8 @@ def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:
 
 def unrolled_implementation(name: str, framework: Framework) -> AutodiffImplementation:
     """The framework's AD straight through every primal and every solver."""
-    from impls.traceable import PRIMALS
-    from impls.traceable.sensitivity import LOSSES
+    from adjointbench.impls.traceable import PRIMALS
+    from adjointbench.impls.traceable.sensitivity import LOSSES
 
     losses = {problem: {"unrolled": loss} for problem, loss in LOSSES.items()}
     return AutodiffImplementation(name, framework, PRIMALS, losses=losses)
@@ -219,9 +219,9 @@ def custom_rule_implementation(name: str, framework: Framework, implicit_solutio
                                adjoint_solution: Callable) -> AutodiffImplementation:
     """The framework's AD with hand-written rules for the solvers: implicit-
     function rules for the root finders, the continuous adjoint for the ODE."""
-    from impls.traceable.implicit import RESIDUALS
-    from impls.traceable.ode import ADJOINTS
-    from impls.traceable.sensitivity import ADJOINT, IMPLICIT
+    from adjointbench.impls.traceable.implicit import RESIDUALS
+    from adjointbench.impls.traceable.ode import ADJOINTS
+    from adjointbench.impls.traceable.sensitivity import ADJOINT, IMPLICIT
 
     primals = {**custom_rule_primals(framework.xp, implicit_solution, RESIDUALS),
                **custom_rule_primals(framework.xp, adjoint_solution, ADJOINTS)}

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reference.catalogue import UnknownNameError, closest
+from adjointbench.reference.catalogue import UnknownNameError, closest
 
 BACKENDS = ("jax-forward", "jax-reverse", "torch-forward", "torch-reverse")
 

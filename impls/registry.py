@@ -7,22 +7,10 @@ import importlib
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from impls.protocol import Implementation
-from reference.catalogue import UnknownNameError, closest
+from adjointbench.impls.protocol import Implementation
+from adjointbench.reference.catalogue import UnknownNameError, closest
 
 ENTRY_POINT_GROUP = "adjointbench.impls"
-
-BUILTINS = {
-    "naive": "impls.naive:implementation",
-    "numpy": "impls.numpy:implementation",
-    "jax": "impls.jax:implementation",
-    "torch": "impls.torch:implementation",
-    "jax_implicit": "impls.jax:implicit_implementation",
-    "torch_implicit": "impls.torch:implicit_implementation",
-    "jax_loop": "impls.jax:loop_implementation",
-    "torch_loop": "impls.torch:loop_implementation",
-}
-EXTRAS = {name: name.split("_")[0] for name in BUILTINS if name.split("_")[0] in ("jax", "torch")}
 
 
 class ProtocolError(TypeError):
@@ -33,12 +21,14 @@ class MissingDependency(ImportError):
     """A built-in implementation whose framework is not installed."""
 
 
-def _plugin_specs() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points() -> dict:
+    """Every registered implementation, built-ins included (this project
+    declares its own in pyproject.toml), by name."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def known_names() -> list[str]:
-    return list(BUILTINS) + [n for n in _plugin_specs() if n not in BUILTINS]
+    return list(_entry_points())
 
 
 def _import_object(spec: str):
@@ -74,16 +64,18 @@ def load_implementation(spec: str) -> Implementation:
     """
     if ":" in spec:
         return validate(_import_object(spec), repr(spec))
-    source = BUILTINS.get(spec) or _plugin_specs().get(spec)
-    if source is None:
+    entry = _entry_points().get(spec)
+    if entry is None:
         raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, known_names())} "
                                "A plug-in can also be named as 'module:object'.")
     try:
-        return validate(_import_object(source), f"implementation {spec!r}")
+        return validate(_import_object(entry.value.split()[0]), f"implementation {spec!r}")
     except ImportError as e:
-        if spec in EXTRAS and e.name and e.name.split(".")[0] == EXTRAS[spec]:
-            raise MissingDependency(f"implementation {spec!r} needs {EXTRAS[spec]}, which is "
-                                    f"not installed: pip install 'adjointbench[{EXTRAS[spec]}]'"
+        if entry.extras and e.name and e.name.split(".")[0] not in ("adjointbench",):
+            extras = ",".join(entry.extras)
+            dist = entry.dist.name if entry.dist else "its package"
+            raise MissingDependency(f"implementation {spec!r} needs {e.name.split('.')[0]}, "
+                                    f"which is not installed: pip install '{dist}[{extras}]'"
                                     ) from e
         raise
 

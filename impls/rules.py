@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from impls.protocol import Prepared, Task
+from adjointbench.impls.protocol import Prepared, Task
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import sympy
 
-from reference import hp
-from reference.ode import T_FINAL, flow_mp
-from reference.problem import BATCH_BENCH_SIZES, Problem
+from adjointbench.reference import hp
+from adjointbench.reference.ode import T_FINAL, flow_mp
+from adjointbench.reference.problem import BATCH_BENCH_SIZES, Problem
 
 BATCH_SIZES = (3, 16, 64)
 DENSE_IN, DENSE_OUT = 4, 3

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from reference.catalogue import get_problem
-from reference.oracle import ORACLE_VERSION, Reference, compute_reference
+from adjointbench.reference.catalogue import get_problem
+from adjointbench.reference.oracle import ORACLE_VERSION, Reference, compute_reference
 
 DEFAULT_CACHE_DIR = ".oracle-cache"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 
-from reference import (batched, elementwise, implicit, linalg, ode, reductions, scalar,
+from adjointbench.reference import (batched, elementwise, implicit, linalg, ode, reductions, scalar,
                        sensitivity, sensitivity_ode)
-from reference.problem import Problem
+from adjointbench.reference.problem import Problem
 
 _FAMILIES = (scalar, elementwise, linalg, reductions, implicit, ode, batched, sensitivity,
              sensitivity_ode)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy
 
-from reference.problem import VECTOR_BENCH_SIZES, Problem
+from adjointbench.reference.problem import VECTOR_BENCH_SIZES, Problem
 
 SIZES = (4, 64, 1024)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import hp
-from reference.problem import Problem
+from adjointbench.reference import hp
+from adjointbench.reference.problem import Problem
 
 
 def _root_inputs(size, rng):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import hp
-from reference.problem import MATRIX_BENCH_SIZES, Problem
+from adjointbench.reference import hp
+from adjointbench.reference.problem import MATRIX_BENCH_SIZES, Problem
 
 
 def _summation_condition(product, abs_product) -> float:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from reference import hp
-from reference.problem import Problem
+from adjointbench.reference import hp
+from adjointbench.reference.problem import Problem
 
 T_FINAL = 1.0
 TAYLOR_ORDER = 32

@@ -26,8 +26,8 @@ import mpmath
 import numpy as np
 import sympy
 
-from reference import hp
-from reference.problem import Arrays, Problem, make_inputs, make_probes
+from adjointbench.reference import hp
+from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
 ORACLE_VERSION = "2"
 DPS = 40

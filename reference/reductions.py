@@ -5,8 +5,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from reference import hp
-from reference.problem import VECTOR_BENCH_SIZES, Problem
+from adjointbench.reference import hp
+from adjointbench.reference.problem import VECTOR_BENCH_SIZES, Problem
 
 SIZES = (4, 64, 1024)
 

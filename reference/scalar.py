@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy
 
-from reference.problem import Problem
+from adjointbench.reference.problem import Problem
 
 
 def _two_scalars(size, rng):

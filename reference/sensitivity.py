@@ -14,8 +14,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from reference import hp
-from reference.problem import Problem
+from adjointbench.reference import hp
+from adjointbench.reference.problem import Problem
 
 ILL_CONDITIONED = 1e10
 _HALF = mpmath.mpf("0.5")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from reference import hp
-from reference.ode import flow_mp
-from reference.sensitivity import _fixed, _sensitivity, _sumsq
+from adjointbench.reference import hp
+from adjointbench.reference.ode import flow_mp
+from adjointbench.reference.sensitivity import _fixed, _sensitivity, _sumsq
 
 # --- 4. forced_oscillator: y'' + c y' + k y = f cos(w t), y(0) = 0.5, y'(0) = 0 ---
 OSCILLATOR_THETA = np.array([0.4, 1.8, 0.6, 1.1])       # (c, k, f, w)

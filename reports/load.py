@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from suites.results import Record, ResultsFile
+from adjointbench.suites.results import Record, ResultsFile
 
 COLUMNS = [f.name for f in fields(Record)]
 NUMERIC = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "seconds",

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from suites.results import OUTCOMES  # noqa: E402
+from adjointbench.suites.results import OUTCOMES  # noqa: E402
 
 OUTCOME_COLOURS = {"ok": "#4caf50", "mismatch": "#e53935", "unsupported": "#d9d9d9",
                    "error": "#8e24aa", "timeout": "#fb8c00", "crashed": "#000000",

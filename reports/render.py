@@ -18,9 +18,9 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reports import plots
-from reports.load import Loaded
-from suites.results import FAILURES, OUTCOMES
+from adjointbench.reports import plots
+from adjointbench.reports.load import Loaded
+from adjointbench.suites.results import FAILURES, OUTCOMES
 
 
 @dataclass(frozen=True)

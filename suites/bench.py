@@ -18,13 +18,13 @@ from typing import Callable
 
 import numpy as np
 
-from impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Prepared, Task
-from impls.registry import load_implementation
-from reference import Problem, get_problem, make_inputs, make_probes, problems
-from suites.results import Record
-from suites.runner import FULL_JACOBIAN_OPS, Cell, _check_names, _unsupported_reason, check_sizes
-from suites.threads import blas_threads
-from suites.timing import DEFAULT_BUDGET_S, Timing, time_operation, timing_fields
+from adjointbench.impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Prepared, Task
+from adjointbench.impls.registry import load_implementation
+from adjointbench.reference import Problem, get_problem, make_inputs, make_probes, problems
+from adjointbench.suites.results import Record
+from adjointbench.suites.runner import FULL_JACOBIAN_OPS, Cell, _check_names, _unsupported_reason, check_sizes
+from adjointbench.suites.threads import blas_threads
+from adjointbench.suites.timing import DEFAULT_BUDGET_S, Timing, time_operation, timing_fields
 
 BENCH_OPS = OPERATIONS
 DEFAULT_BENCH_OPS = ("primal", "jvp", "vjp", "batched_jacobian")

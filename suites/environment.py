@@ -13,7 +13,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from suites.threads import thread_settings
+from adjointbench.suites.threads import thread_settings
 
 PACKAGES = ("adjointbench", "numpy", "scipy", "sympy", "mpmath", "jax", "jaxlib", "torch",
             "pandas", "matplotlib", "threadpoolctl")

@@ -14,11 +14,11 @@ that now passes is reported as well as a new failure. Without a manifest, any
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
-from suites.results import FAILURES, OUTCOMES, Record
+from adjointbench.suites.results import FAILURES, OUTCOMES, Record
 
-MANIFESTS = Path(__file__).parents[1] / "impls" / "expected"
+MANIFESTS = files("adjointbench.impls") / "expected"  # package data
 FIELDS = ("problem", "op", "method", "dtype", "size")
 
 
@@ -26,7 +26,7 @@ def load_manifest(name: str, impl=None) -> list[dict] | None:
     """The implementation's rules, or None when it declares none."""
     rules = getattr(impl, "expected_outcomes", None)
     path = MANIFESTS / f"{name}.json"
-    if rules is None and path.exists():
+    if rules is None and path.is_file():
         rules = json.loads(path.read_text(encoding="utf-8"))
     if rules is None:
         return None

@@ -10,7 +10,7 @@ import multiprocessing as mp
 import os
 import signal
 
-from suites.results import Record
+from adjointbench.suites.results import Record
 
 DEFAULT_TIMEOUT_S = 300.0
 MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
@@ -25,8 +25,8 @@ def _limit_memory() -> None:
 
 
 def _serve(connection, cache_dir) -> None:
-    from reference import Oracle
-    from suites.sweep import run_any_cell
+    from adjointbench.reference import Oracle
+    from adjointbench.suites.sweep import run_any_cell
 
     _limit_memory()
     oracle = Oracle(cache_dir)

@@ -18,16 +18,16 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Task
-from impls.registry import load_implementation
-from reference import (Oracle, Problem, Reference, UncertifiedReference, get_problem,
+from adjointbench.impls.protocol import DEVICES, DTYPES, OPERATIONS, Implementation, Task
+from adjointbench.impls.registry import load_implementation
+from adjointbench.reference import (Oracle, Problem, Reference, UncertifiedReference, get_problem,
                        make_inputs, make_probes, problems)
-from reference.batched import batched_blocks
-from reference.oracle import Estimate
-from reference.catalogue import UnknownNameError, closest
-from suites.compare import Comparison, WrongResult, compare, validate, worst_of
-from suites.results import Record
-from suites.tolerance import tolerance
+from adjointbench.reference.batched import batched_blocks
+from adjointbench.reference.oracle import Estimate
+from adjointbench.reference.catalogue import UnknownNameError, closest
+from adjointbench.suites.compare import Comparison, WrongResult, compare, validate, worst_of
+from adjointbench.suites.results import Record
+from adjointbench.suites.tolerance import tolerance
 
 CHECKS = ("transpose", "linearity")
 ALL_OPS = OPERATIONS + CHECKS

@@ -18,14 +18,14 @@ from typing import Callable
 
 import numpy as np
 
-from impls.protocol import Prepared
-from impls.registry import load_implementation
-from reference import Oracle, UncertifiedReference, get_problem, make_inputs, make_probes, problems
-from reference.sensitivity import (GD_THETA, ILL_CONDITIONED, unrolled_gd_derivative,
+from adjointbench.impls.protocol import Prepared
+from adjointbench.impls.registry import load_implementation
+from adjointbench.reference import Oracle, UncertifiedReference, get_problem, make_inputs, make_probes, problems
+from adjointbench.reference.sensitivity import (GD_THETA, ILL_CONDITIONED, unrolled_gd_derivative,
                                    unrolled_gd_implicit_derivative)
-from suites.results import Record
-from suites.runner import _check_names
-from suites.timing import time_operation, timing_fields
+from adjointbench.suites.results import Record
+from adjointbench.suites.runner import _check_names
+from adjointbench.suites.timing import time_operation, timing_fields
 
 # What each kind of method can promise, relative to the gradient's largest entry:
 # forward differences O(sqrt eps), central O(eps^(2/3)), ODE integrators at

@@ -6,11 +6,11 @@ import sys
 import time
 from typing import Callable, Iterable
 
-from reference import PROBLEMS, Oracle, get_problem
-from suites.bench import BenchCell, run_bench_cell
-from suites.results import Record, ResultsFile
-from suites.runner import ALL_OPS, Cell, _check_names, check_sizes, make_cells, run_cell
-from suites.sensitivity import (METHOD_RTOL, SENSITIVITY_OPS, GradientCell, make_gradient_cells,
+from adjointbench.reference import PROBLEMS, Oracle, get_problem
+from adjointbench.suites.bench import BenchCell, run_bench_cell
+from adjointbench.suites.results import Record, ResultsFile
+from adjointbench.suites.runner import ALL_OPS, Cell, _check_names, check_sizes, make_cells, run_cell
+from adjointbench.suites.sensitivity import (METHOD_RTOL, SENSITIVITY_OPS, GradientCell, make_gradient_cells,
                                 run_sensitivity_cell)
 
 OPS = ALL_OPS + SENSITIVITY_OPS

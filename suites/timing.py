@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from impls.protocol import Prepared
+from adjointbench.impls.protocol import Prepared
 
 MIN_SAMPLE_S = 2e-3
 MIN_ROUNDS = 5

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from reference import Oracle
+from adjointbench.reference import Oracle
 
 PLUGINS = Path(__file__).parent / "plugins"
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
+from adjointbench.impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
                             unrolled_implementation)
 
 jax.config.update("jax_enable_x64", True)
@@ -81,7 +81,7 @@ implementation = unrolled_implementation("jax", FRAMEWORK)
 loop_implementation = per_sample_loop_implementation("jax_loop", FRAMEWORK)
 
 # Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
-from impls.jax.implicit import adjoint_solution, implicit_solution  # noqa: E402
+from adjointbench.impls.jax.implicit import adjoint_solution, implicit_solution  # noqa: E402
 
 implicit_implementation = custom_rule_implementation("jax_implicit", FRAMEWORK,
                                                      implicit_solution, adjoint_solution)

@@ -2,8 +2,8 @@
 block, then multiply it by the tangent or cotangent. Slow by design, and the
 easiest rules to audit."""
 
-from impls.naive import elementwise, implicit, linalg, ode, reductions, scalar
-from impls.rules import RuleImplementation
+from adjointbench.impls.naive import elementwise, implicit, linalg, ode, reductions, scalar
+from adjointbench.impls.rules import RuleImplementation
 
 
 class NaiveImplementation(RuleImplementation):

@@ -5,8 +5,8 @@ dx/dtheta = -(dr/dx)^-1 dr/dtheta, materialised in full.
 
 import numpy as np
 
-from impls.naive.linalg import gaussian_solve
-from impls.rules import materialised_rule
+from adjointbench.impls.naive.linalg import gaussian_solve
+from adjointbench.impls.rules import materialised_rule
 
 NEWTON_STEPS = 60
 

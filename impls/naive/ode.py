@@ -6,8 +6,8 @@ with z = W u + b and s = 1 - tanh^2(z).
 
 import numpy as np
 
-from impls.odeint import integrate
-from impls.rules import materialised_rule
+from adjointbench.impls.odeint import integrate
+from adjointbench.impls.rules import materialised_rule
 
 T_FINAL = 1.0
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from impls.rules import materialised_rule
+from adjointbench.impls.rules import materialised_rule
 
 
 def _one(x):

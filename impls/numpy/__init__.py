@@ -4,9 +4,9 @@ One file per family, mirroring ``reference/``; every rule reuses the primal's
 residuals (factorisations included) through :class:`impls.rules.Rule`.
 """
 
-from impls.numpy import (batched, elementwise, implicit, linalg, ode, reductions, scalar,
+from adjointbench.impls.numpy import (batched, elementwise, implicit, linalg, ode, reductions, scalar,
                          sensitivity)
-from impls.rules import RuleImplementation
+from adjointbench.impls.rules import RuleImplementation
 
 
 class NumpyImplementation(RuleImplementation):

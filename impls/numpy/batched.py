@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from impls.numpy.elementwise import diagonal_rule
-from impls.rules import Rule
+from adjointbench.impls.numpy.elementwise import diagonal_rule
+from adjointbench.impls.rules import Rule
 
 
 # y = tanh(W x + b), per column.  dy = s (W dx);  x_bar = W^T (s y_bar), s = 1 - y^2.

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from impls.rules import Rule
+from adjointbench.impls.rules import Rule
 
 
 def diagonal_rule(f, derivative_from) -> Rule:

@@ -8,7 +8,7 @@ dx = -(dr/dx)^-1 (dr/dtheta) dtheta, and theta_bar = -(dr/dtheta)^T lam with
 import numpy as np
 import scipy.linalg
 
-from impls.rules import Rule
+from adjointbench.impls.rules import Rule
 
 MAX_NEWTON_STEPS = 60
 

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.linalg
 
-from impls.rules import Rule
+from adjointbench.impls.rules import Rule
 
 # y = A x.  dy = dA x + A dx;  A_bar = y_bar x^T, x_bar = A^T y_bar.
 matvec = Rule(

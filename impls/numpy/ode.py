@@ -3,8 +3,8 @@ for the VJP. u' = f(u) = tanh(W u + b); s = 1 - tanh^2(W u + b) = f'."""
 
 import numpy as np
 
-from impls.odeint import integrate
-from impls.rules import Rule
+from adjointbench.impls.odeint import integrate
+from adjointbench.impls.rules import Rule
 
 T_FINAL = 1.0
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from impls.rules import Rule
+from adjointbench.impls.rules import Rule
 
 
 # L = 0.5 ||r||^2, r = y - y_ref.  dL = <r, dy>;  y_bar = L_bar r.

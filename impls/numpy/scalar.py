@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from impls.rules import Rule
+from adjointbench.impls.rules import Rule
 
 # z = x + y.  dz = dx + dy;  x_bar = y_bar = z_bar.
 scalar_add = Rule(

@@ -10,10 +10,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from impls import sensitivity as methods
-from impls.sensitivity import Linearisation, OdeModel, SteadyModel
-from reference import sensitivity as ref
-from reference import sensitivity_ode as ref_ode
+from adjointbench.impls import sensitivity as methods
+from adjointbench.impls.sensitivity import Linearisation, OdeModel, SteadyModel
+from adjointbench.reference import sensitivity as ref
+from adjointbench.reference import sensitivity_ode as ref_ode
 
 
 def _dense_linearisation(r_x, r_theta, J_x, J_theta):
@@ -217,7 +217,7 @@ def gradient_methods(problem: str) -> tuple[str, ...]:
 
 def prepare_gradient(problem: str, method: str, theta: np.ndarray, device: str = "cpu"):
     """The gradient of ``problem``'s loss at ``theta`` by ``method``, ready to run."""
-    from impls.protocol import Prepared
+    from adjointbench.impls.protocol import Prepared
 
     run = _methods_of(problem, len(theta))[method]
     return Prepared(lambda: run(theta))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.func
 
-from impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
+from adjointbench.impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
                             unrolled_implementation)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -77,7 +77,7 @@ implementation = unrolled_implementation("torch", FRAMEWORK)
 loop_implementation = per_sample_loop_implementation("torch_loop", FRAMEWORK)
 
 # Hand-written rules (implicit function, adjoint) instead of the solvers' iterations
-from impls.torch.implicit import adjoint_solution, implicit_solution  # noqa: E402
+from adjointbench.impls.torch.implicit import adjoint_solution, implicit_solution  # noqa: E402
 
 implicit_implementation = custom_rule_implementation("torch_implicit", FRAMEWORK,
                                                      implicit_solution, adjoint_solution)

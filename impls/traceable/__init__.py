@@ -8,7 +8,7 @@ iterations included. Solvers run a fixed number of iterations, so the
 derivative is the derivative of what was computed.
 """
 
-from impls.traceable import batched, elementwise, implicit, linalg, ode, reductions, scalar
+from adjointbench.impls.traceable import batched, elementwise, implicit, linalg, ode, reductions, scalar
 
 FAMILIES = (scalar, elementwise, linalg, reductions, implicit, ode, batched)
 PRIMALS = {name: f for family in FAMILIES

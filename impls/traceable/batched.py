@@ -1,6 +1,6 @@
 """Batched primals: the per-sample function applied to every column of x."""
 
-from impls.traceable.ode import neural_ode
+from adjointbench.impls.traceable.ode import neural_ode
 
 
 def batched_dense(xp, W, b, x):

@@ -13,9 +13,9 @@ import functools
 
 import numpy as np
 
-from impls.traceable.ode import neural_ode, neural_ode_adjoint
-from reference import sensitivity as ref
-from reference import sensitivity_ode as ref_ode
+from adjointbench.impls.traceable.ode import neural_ode, neural_ode_adjoint
+from adjointbench.reference import sensitivity as ref
+from adjointbench.reference import sensitivity_ode as ref_ode
 
 NEWTON_STEPS = 60
 TRIPLE_ROOT_NEWTON_STEPS = 100   # linear convergence at the triple root

@@ -13,11 +13,11 @@ size; ``ADJOINTBENCH_ASV_FULL=1`` runs the whole scaling sweep.
 
 import os
 
-from impls.registry import MissingDependency, known_names, load_implementation
-from reference import problems
-from suites import bench
-from suites.runner import _unsupported_reason
-from suites.timing import sample, warm_up
+from adjointbench.impls.registry import MissingDependency, known_names, load_implementation
+from adjointbench.reference import problems
+from adjointbench.suites import bench
+from adjointbench.suites.runner import _unsupported_reason
+from adjointbench.suites.timing import sample, warm_up
 
 FULL = os.environ.get("ADJOINTBENCH_ASV_FULL") == "1"
 

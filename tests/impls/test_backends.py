@@ -3,20 +3,20 @@
 import numpy as np
 import pytest
 
-from impls.backends import (BACKENDS, SampleMixingError, batched_jacobian,
+from adjointbench.impls.backends import (BACKENDS, SampleMixingError, batched_jacobian,
                             jacobian_vector_product, vector_jacobian_product)
-from impls.traceable import PRIMALS
-from reference import UnknownNameError, get_problem, make_inputs, make_probes
+from adjointbench.impls.traceable import PRIMALS
+from adjointbench.reference import UnknownNameError, get_problem, make_inputs, make_probes
 
 SAMPLES = 4
 
 
 def framework(backend):
     if backend.startswith("jax"):
-        from impls.jax import XP
+        from adjointbench.impls.jax import XP
         import jax.numpy as jnp
         return XP, jnp
-    from impls.torch import XP
+    from adjointbench.impls.torch import XP
     import torch
     return XP, torch
 

@@ -8,13 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from impls.numpy import implementation
-from impls.protocol import Task
-from reference import get_problem
-from reference.oracle import directional_derivative
-from reference.problem import float32_exact
-from suites.compare import compare
-from suites.tolerance import tolerance
+from adjointbench.impls.numpy import implementation
+from adjointbench.impls.protocol import Task
+from adjointbench.reference import get_problem
+from adjointbench.reference.oracle import directional_derivative
+from adjointbench.reference.problem import float32_exact
+from adjointbench.suites.compare import compare
+from adjointbench.suites.tolerance import tolerance
 
 # problem -> largest size drawn (the oracle runs in 40-digit arithmetic)
 PROBLEMS = {"scalar_add": 1, "scalar_mul": 1, "scalar_sin": 1, "broadcast_sin": 64,

@@ -2,10 +2,10 @@
 
 import pytest
 
-from impls.registry import ProtocolError, load_implementation
-from reference import Oracle, UnknownNameError
-from suites.runner import make_cells
-from suites.sweep import run_sweep
+from adjointbench.impls.registry import ProtocolError, load_implementation
+from adjointbench.reference import Oracle, UnknownNameError
+from adjointbench.suites.runner import make_cells
+from adjointbench.suites.sweep import run_sweep
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,8 @@ are right for what it computes, but samples mix, so no per-sample Jacobian exist
 
 import numpy as np
 
-from impls.numpy import NumpyImplementation
-from impls.rules import Rule
+from adjointbench.impls.numpy import NumpyImplementation
+from adjointbench.impls.rules import Rule
 
 
 def _centre(x):

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from impls.protocol import Prepared
+from adjointbench.impls.protocol import Prepared
 
 
 def _raise():

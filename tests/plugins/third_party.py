@@ -3,7 +3,7 @@ written from scratch against the protocol alone (no project helpers)."""
 
 import numpy as np
 
-from impls.protocol import Prepared, Task
+from adjointbench.impls.protocol import Prepared, Task
 
 
 class ScalarOnly:

@@ -3,8 +3,8 @@
 import numpy as np
 import scipy.linalg
 
-from impls.numpy import NumpyImplementation
-from impls.rules import Rule
+from adjointbench.impls.numpy import NumpyImplementation
+from adjointbench.impls.rules import Rule
 
 _right = NumpyImplementation.rules
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reference import (PROBLEMS, UnknownNameError, get_problem, make_inputs, make_probes,
+from adjointbench.reference import (PROBLEMS, UnknownNameError, get_problem, make_inputs, make_probes,
                        problems)
 
 PRIMITIVE_NAMES = sorted(p.name for p in problems())

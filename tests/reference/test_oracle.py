@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import sympy
 
-from reference import (CERTIFY_RTOL, ORACLE_VERSION, Oracle, UncertifiedReference,
+from adjointbench.reference import (CERTIFY_RTOL, ORACLE_VERSION, Oracle, UncertifiedReference,
                        compute_reference, get_problem, make_inputs, make_probes, problems)
-from reference import oracle as oracle_module
+from adjointbench.reference import oracle as oracle_module
 
 CLOSED_FORM = [p.name for p in problems() if p.closed_form is not None]
 FD_ONLY = [p.name for p in problems() if p.closed_form is None]
@@ -97,7 +97,7 @@ def test_cache_is_json_keyed_by_problem_size_seed_and_version(tmp_path, monkeypa
     def no_recompute(*args, **kwargs):
         raise AssertionError("the cached reference was recomputed")
 
-    monkeypatch.setattr("reference.cache.compute_reference", no_recompute)
+    monkeypatch.setattr("adjointbench.reference.cache.compute_reference", no_recompute)
     again = Oracle(tmp_path).reference("matvec", 8, seed=3)
     np.testing.assert_array_equal(again.jvp.value, first.jvp.value)
     assert again.jvp.error == first.jvp.error
@@ -116,8 +116,8 @@ def test_damaged_cache_entry_is_recomputed(tmp_path):
 
 def test_ode_reference_matches_an_independent_integrator():
     """The Taylor flow against mpmath's own Taylor ODE solver (odefun)."""
-    from reference.ode import flow_mp
-    from reference import hp
+    from adjointbench.reference.ode import flow_mp
+    from adjointbench.reference import hp
     inputs = make_inputs(get_problem("neural_ode"), 2)
     with mpmath.workdps(30):
         u0, W, b = (hp.to_mp(inputs[k]) for k in ("u0", "W", "b"))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from adjointbench.cli import main
-from reports.load import load, read_asv
-from reports.render import SECTIONS, escape_markdown, render
-from suites.results import Record, ResultsFile
+from adjointbench.reports.load import load, read_asv
+from adjointbench.reports.render import SECTIONS, escape_markdown, render
+from adjointbench.suites.results import Record, ResultsFile
 
 SECTION_IDS = ["summary", "failures", *[s.id for s in SECTIONS], "environment"]
 HOSTILE = '<script>alert("x")</script>|*_'

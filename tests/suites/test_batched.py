@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from reference import get_problem, make_inputs
-from reference.batched import batched_blocks
-from suites.runner import make_cells
-from suites.sweep import run_sweep
+from adjointbench.reference import get_problem, make_inputs
+from adjointbench.reference.batched import batched_blocks
+from adjointbench.suites.runner import make_cells
+from adjointbench.suites.sweep import run_sweep
 
 BATCHED = ["batched_dense", "batched_softmax", "batched_sin", "batched_neural_ode"]
 

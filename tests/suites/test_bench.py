@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from adjointbench.cli import main
-from reference import problems
-from suites.bench import BenchCell, make_bench_cells, run_bench_cell
-from suites.results import ResultsFile
+from adjointbench.reference import problems
+from adjointbench.suites.bench import BenchCell, make_bench_cells, run_bench_cell
+from adjointbench.suites.results import ResultsFile
 
 ROOT = Path(__file__).parents[2]
 
@@ -108,7 +108,7 @@ def _run(args, **env):
 
 def test_pytest_benchmark_suite_smoke(tmp_path):
     out = tmp_path / "benchmark.json"
-    run = _run([sys.executable, "-m", "pytest", "suites/test_throughput.py", "-m", "bench",
+    run = _run([sys.executable, "-m", "pytest", "tests/sweep/test_throughput.py", "-m", "bench",
                 "-k", "numpy and (matmul or batched_sin)", "-q", "-p", "no:cacheprovider",
                 f"--benchmark-json={out}"], ADJOINTBENCH_BENCH_SCALE="smoke")
     assert run.returncode == 0, run.stdout[-3000:]

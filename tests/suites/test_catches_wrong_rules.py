@@ -2,9 +2,9 @@
 
 from collections import defaultdict
 
-from reference import get_problem
-from suites.runner import make_cells
-from suites.sweep import run_sweep
+from adjointbench.reference import get_problem
+from adjointbench.suites.runner import make_cells
+from adjointbench.suites.sweep import run_sweep
 
 WRONG_PROBLEMS = {"softmax", "matmul", "linear_solve"}
 # every cell whose operation runs the VJP

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from reference import get_problem
-from suites.isolation import IsolatedRunner
-from suites.results import ResultsFile
-from suites.runner import Cell
-from suites.sweep import run_sweep
+from adjointbench.reference import get_problem
+from adjointbench.suites.isolation import IsolatedRunner
+from adjointbench.suites.results import ResultsFile
+from adjointbench.suites.runner import Cell
+from adjointbench.suites.sweep import run_sweep
 
 
 def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path, monkeypatch):
@@ -89,8 +89,8 @@ def test_sigint_keeps_every_finished_cell(tmp_path):
 # --- expected-outcome manifests, checked both ways ---
 
 from adjointbench.cli import main  # noqa: E402
-from suites.expected import load_manifest, surprises  # noqa: E402
-from suites.results import Record  # noqa: E402
+from adjointbench.suites.expected import load_manifest, surprises  # noqa: E402
+from adjointbench.suites.results import Record  # noqa: E402
 
 
 def _record(impl, outcome, problem="matmul", op="vjp"):
@@ -122,7 +122,7 @@ def test_bad_manifest_rules_are_named():
 def test_a_plug_in_declares_its_own_expectations(plugins_on_path, tmp_path, capsys):
     from misbehaving import EXPECTED
 
-    from impls.registry import load_implementation
+    from adjointbench.impls.registry import load_implementation
     Misbehaving = type(load_implementation("misbehaving:Misbehaving"))  # the cached one
     Misbehaving.expected_outcomes = [{"problem": p, "outcome": o} for p, o in EXPECTED.items()
                                      if p in ("scalar_add", "scalar_mul")]

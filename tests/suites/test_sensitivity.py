@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from adjointbench.cli import main
-from reference import get_problem, make_inputs
-from suites.sensitivity import make_gradient_cells, run_gradient_cell, run_unrolling_curve
+from adjointbench.reference import get_problem, make_inputs
+from adjointbench.suites.sensitivity import make_gradient_cells, run_gradient_cell, run_unrolling_curve
 
 IMPLS = ["numpy", "jax", "torch", "jax_implicit", "torch_implicit"]
 SMALL = [c for c in make_gradient_cells(IMPLS, ops=("gradient",)) if c.size <= 100]

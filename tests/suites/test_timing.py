@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from impls.protocol import Prepared
-from suites import threads, timing
-from suites.timing import MIN_ROUNDS, MIN_SAMPLE_S, calibrate, time_operation, timer_overhead
+from adjointbench.impls.protocol import Prepared
+from adjointbench.suites import threads, timing
+from adjointbench.suites.timing import MIN_ROUNDS, MIN_SAMPLE_S, calibrate, time_operation, timer_overhead
 
 
 class FakeAsync:

@@ -3,7 +3,7 @@ operation x size, grouped by problem, operation and size.
 
 Kept out of the default run by the ``bench`` marker. Run it with
 
-    pytest suites/test_throughput.py -m bench --benchmark-json=results/benchmark.json
+    pytest tests/sweep/test_throughput.py -m bench --benchmark-json=results/benchmark.json
 
 ``ADJOINTBENCH_BENCH_SCALE`` picks the sizes: ``smoke`` (each problem's
 smallest scaling size), ``quick`` (smallest and largest, the default) or
@@ -17,11 +17,11 @@ import os
 
 import pytest
 
-from impls.registry import available_implementations, load_implementation
-from suites.bench import BenchCell, make_bench_cells, time_primal
-from suites.runner import _unsupported_reason
-from suites.threads import blas_threads
-from suites.timing import warm_up
+from adjointbench.impls.registry import available_implementations, load_implementation
+from adjointbench.suites.bench import BenchCell, make_bench_cells, time_primal
+from adjointbench.suites.runner import _unsupported_reason
+from adjointbench.suites.threads import blas_threads
+from adjointbench.suites.timing import warm_up
 
 SCALES = ("smoke", "quick", "full")
 SCALE = os.environ.get("ADJOINTBENCH_BENCH_SCALE", "quick")

@@ -8,9 +8,9 @@ names an implementation.
 
 import pytest
 
-from impls.protocol import DEVICES
-from impls.registry import available_implementations
-from suites.runner import ALL_OPS, make_cells, run_cell
+from adjointbench.impls.protocol import DEVICES
+from adjointbench.impls.registry import available_implementations
+from adjointbench.suites.runner import ALL_OPS, make_cells, run_cell
 
 # CUDA cells are always generated: where no GPU is visible they skip with the reason
 CELLS = make_cells(available_implementations(), devices=DEVICES)

@@ -1,6 +1,6 @@
 import pytest
 
-from reference import Oracle
+from adjointbench.reference import Oracle
 
 
 @pytest.fixture(scope="session")
