@@ -38,15 +38,15 @@ from adjointbench.impls.protocol import DEVICES, DTYPES
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
 from adjointbench.reference import Oracle, UnknownNameError, problems
-from adjointbench.suites.bench import make_bench_cells
+from adjointbench.suites.cells import ALL_OPS, plan_cells
 from adjointbench.suites.environment import write_environment
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
 from adjointbench.suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
-from adjointbench.suites.sensitivity import METHOD_RTOL
-from adjointbench.suites.sweep import OPS, plan_cells, run_sweep
+from adjointbench.suites.sweep import run_sweep
 from adjointbench.suites.threads import limit_threads, thread_environment
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
+from adjointbench.suites.tolerance import METHODS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -74,9 +74,9 @@ def _catalogue() -> dict:
     return {
         "problems": [{"name": p.name, "family": p.family, "sizes": list(p.sizes),
                       "inputs": list(p.inputs), "differentiable": list(p.differentiable),
-                      "description": p.description} for p in problems()],
+                      "description": p.description} for p in problems(None)],
         "implementations": [{"name": n, "available": n in available} for n in known_names()],
-        "operations": list(OPS),
+        "operations": list(ALL_OPS),
         "dtypes": list(DTYPES),
         "devices": list(DEVICES),
     }
@@ -176,9 +176,10 @@ def cmd_bench(args) -> int:
         raise UsageError(f"--budget must be a positive number of seconds, got {args.budget}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    cells = make_bench_cells(_implementations(_names(args.impl)), _names(args.problem),
-                             _names(args.op), _names(args.dtype), _sizes(args.size),
-                             _names(args.device), args.seed, args.budget, args.quick)
+    cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem),
+                       _names(args.op), _names(args.dtype), _sizes(args.size),
+                       _names(args.device), args.seed, _names(args.method), args.quick,
+                       suite="bench", budget_s=args.budget)
     return _run(args, cells, "bench", args.threads)
 
 
@@ -273,9 +274,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl", help="implementations, comma-separated: a built-in name, "
                         "an entry-point name or module:object (default: every installed one)")
     parser.add_argument("--problem", help="problems, comma-separated (default: all)")
-    parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(OPS)}")
+    parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
     parser.add_argument("--method", help="gradient methods of sensitivity problems, "
-                        f"comma-separated, of {', '.join(METHOD_RTOL)} (default: all)")
+                        f"comma-separated, of {', '.join(METHODS)} (default: all)")
     parser.add_argument("--dtype", help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
     parser.add_argument("--size", help="sizes, comma-separated (default: each problem's own)")
     parser.add_argument("--device", help=f"devices, comma-separated, of {', '.join(DEVICES)} "

@@ -1,8 +1,13 @@
 """Shared glue for implementations that use a framework's own AD.
 
-A :class:`Framework` says how to move arrays, compile, wait, and which AD
-transforms to call; :class:`AutodiffImplementation` turns every operation of
-every primal into a prepared, compiled callable the same way for all of them.
+A :class:`Framework` says how to move arrays, compile and wait, and which AD
+transforms to call (JAX's and torch.func's share their signatures, so the
+products are written once here); :class:`AutodiffImplementation` turns every
+operation of every primal, and the gradient of every sensitivity loss, into
+a prepared, compiled callable the same way for all of them. The
+implicit-function rule is written once here too (``implicit_tangent`` and
+``implicit_cotangents``); each framework only registers it with its own
+custom-rule mechanism.
 """
 
 from __future__ import annotations
@@ -15,22 +20,69 @@ from adjointbench.impls.protocol import OPERATIONS, Prepared, Task
 
 
 class Framework:
-    """What an AD framework must provide; see impls/jax and impls/torch."""
+    """One AD framework: array handling, plus the transforms ``_jvp``,
+    ``_vjp``, ``_jacfwd``, ``_jacrev`` with JAX's signatures (torch.func has
+    the same). Subclasses live in impls/jax and impls/torch, one module each,
+    which also serve the helper API (impls/backends.py)."""
 
     name: str
     xp: Any  # the namespace the traceable primals are written against
+    _jvp: Callable
+    _vjp: Callable
+    _jacfwd: Callable
+    _jacrev: Callable
 
     def devices(self) -> tuple[str, ...]: ...
+    def prepare_process(self) -> None:
+        """Settings the harness's worker needs (JAX: float64); never called by the helpers."""
     def put(self, array: np.ndarray, dtype: str, device: str) -> Any: ...
+    def asarray(self, x: Any, dtype: Any = None) -> Any: ...
     def compile(self, f: Callable) -> Callable: ...
     def wait(self, result: Any) -> None: ...
     def to_numpy(self, x: Any) -> np.ndarray: ...
-    def jvp(self, f, primals: tuple, tangents: tuple): ...
-    def vjp(self, f, primals: tuple, cotangent): ...
-    def jacfwd(self, f, primals: tuple) -> tuple: ...
-    def jacrev(self, f, primals: tuple) -> tuple: ...
+    def vmap(self, g: Callable, in_axis: int, out_axis: int) -> Callable: ...
+    def expand(self, x: Any, axis: int) -> Any: ...
+    def select(self, y: Any, axis: int, index: int) -> Any: ...
+    def is_zero(self, y: Any) -> bool: ...
+
+    def jvp(self, f, primals: tuple, tangents: tuple):
+        return self._jvp(f, primals, tangents)[1]
+
+    def vjp(self, f, primals: tuple, cotangent) -> tuple:
+        return self._vjp(f, *primals)[1](cotangent)
+
+    def jacfwd(self, f, primals: tuple) -> tuple:
+        return self._jacfwd(f, argnums=tuple(range(len(primals))))(*primals)
+
+    def jacrev(self, f, primals: tuple) -> tuple:
+        return self._jacrev(f, argnums=tuple(range(len(primals))))(*primals)
+
+    def jacobian(self, mode: str) -> Callable:
+        """g -> (x -> dg/dx), in ``"forward"`` or ``"reverse"`` mode."""
+        return self._jacfwd if mode == "forward" else self._jacrev
+
     def vmap_jacobian(self, g, x):
         """The forward-mode Jacobian of g mapped over the last axis of x."""
+        return self.vmap(self._jacfwd(g), -1, -1)(x)
+
+
+# --- the implicit-function rule, once: x(theta) solves r(x, theta) = 0 ---
+
+def _drdx(fw: Framework, residual, x, params):
+    size = int(np.prod(x.shape))
+    return fw.jacfwd(lambda y: residual(y, *params), (x,))[0].reshape(size, size)
+
+
+def implicit_tangent(fw: Framework, residual, x, params: tuple, tangents: tuple):
+    """dx = -(dr/dx)^-1 (dr/dtheta dtheta)  (the implicit function theorem)."""
+    dr = fw.jvp(lambda *p: residual(x, *p), tuple(params), tuple(tangents))
+    return -fw.xp.solve(_drdx(fw, residual, x, params), dr.reshape(-1)).reshape(x.shape)
+
+
+def implicit_cotangents(fw: Framework, residual, x, params: tuple, x_bar) -> tuple:
+    """theta_bar = -(dr/dtheta)^T lam, where (dr/dx)^T lam = x_bar  (its transpose)."""
+    lam = fw.xp.solve(_drdx(fw, residual, x, params).T, x_bar.reshape(-1)).reshape(x.shape)
+    return tuple(-g for g in fw.vjp(lambda *p: residual(x, *p), tuple(params), lam))
 
 
 def _flatten_blocks(blocks, first_input_size: int) -> np.ndarray:
@@ -40,7 +92,8 @@ def _flatten_blocks(blocks, first_input_size: int) -> np.ndarray:
 
 
 class AutodiffImplementation:
-    """Every operation of ``primals`` (``{name: f(xp, **inputs)}``) through
+    """Every operation of ``primals`` (``{name: f(xp, **inputs)}``) and the
+    gradient of ``losses`` (``{problem: {method: J(xp, **inputs)}}``) through
     ``framework``'s AD."""
 
     def __init__(self, name: str, framework: Framework, primals: Mapping[str, Callable],
@@ -48,49 +101,33 @@ class AutodiffImplementation:
                  losses: Mapping[str, Mapping[str, Callable]] | None = None):
         self.name, self.framework, self.primals = name, framework, primals
         self.reverse_only = reverse_only  # problems whose custom rule has no forward mode
-        self.losses = losses or {}  # sensitivity problem -> {method: J(xp, theta)}
-        self._cache: dict[tuple, Callable] = {}  # (problem, op, names) -> compiled operation
-
-    def gradient_methods(self, problem: str) -> tuple[str, ...]:
-        return tuple(self.losses.get(problem, ()))
-
-    def prepare_unrolling(self, theta: np.ndarray, device: str = "cpu") -> Prepared:
-        """dx_t/dtheta of unrolled_gd for every iterate t, by forward mode."""
-        from adjointbench.impls.traceable.sensitivity import gd_trajectory
-
-        fw = self.framework
-        theta = fw.put(theta, "float64", device)
-        run = fw.compile(lambda th: fw.jacfwd(lambda t: gd_trajectory(fw.xp, t), (th,))[0])
-        return Prepared(lambda: run(theta), lambda r: fw.to_numpy(r).ravel(), fw.wait)
-
-    def prepare_gradient(self, problem: str, method: str, theta: np.ndarray,
-                         device: str = "cpu") -> Prepared:
-        fw, loss = self.framework, self.losses[problem][method]
-        theta, one = fw.put(theta, "float64", device), fw.put(np.array(1.0), "float64", device)
-        run = fw.compile(lambda th, w: fw.vjp(lambda t: loss(fw.xp, t), (th,), w)[0])
-        return Prepared(lambda: run(theta, one), fw.to_numpy, fw.wait)
+        self.losses = losses or {}
+        self._cache: dict[tuple, Callable] = {}  # (problem, op, method, names) -> compiled
 
     def devices(self) -> tuple[str, ...]:
         return self.framework.devices()
 
-    def supports(self, problem: str, op: str) -> bool:
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool:
+        if op == "gradient":
+            return method in self.losses.get(problem, {})
         forward = op in ("jvp", "jacfwd")
         return (problem in self.primals and op in OPERATIONS
                 and not (forward and problem in self.reverse_only))
 
     def prepare(self, task: Task) -> Prepared:
         fw = self.framework
+        fw.prepare_process()
         put = lambda a: fw.put(a, task.dtype, task.device)
         static = {k: put(v) for k, v in task.inputs.items() if k not in task.differentiable}
         primals = tuple(put(task.inputs[n]) for n in task.differentiable)
-        run = self._compiled(task.problem, task.op, task.differentiable)
+        run = self._compiled(task.problem, task.op, task.method, task.differentiable)
         if task.op == "primal":
             return Prepared(lambda: run(static, primals), fw.to_numpy, fw.wait)
         if task.op == "jvp":
             tangents = tuple(put(task.tangent[n]) for n in task.differentiable)
             return Prepared(lambda: run(static, primals, tangents), fw.to_numpy, fw.wait)
-        if task.op == "vjp":
-            w = put(task.cotangent)
+        if task.op in ("vjp", "gradient"):
+            w = put(task.cotangent if task.op == "vjp" else np.array(1.0))
             return Prepared(lambda: run(static, primals, w),
                             lambda r: tuple(fw.to_numpy(x) for x in r), fw.wait)
         if task.op == "batched_jacobian":
@@ -100,18 +137,20 @@ class AutodiffImplementation:
                         lambda r: _flatten_blocks([fw.to_numpy(x) for x in r], first_size),
                         fw.wait)
 
-    def _compiled(self, problem: str, op: str, names: tuple[str, ...]) -> Callable:
+    def _compiled(self, problem: str, op: str, method: str | None,
+                  names: tuple[str, ...]) -> Callable:
         """The compiled operation ``run(static, primals, ...)``, built once per
         problem and operation: later cells of any size reuse it (JAX retraces
-        only for new shapes and dtypes)."""
-        key = (problem, op, names)
+        only for new shapes and dtypes). A gradient is the VJP of the loss."""
+        key = (problem, op, method, names)
         if key not in self._cache:
-            primal = self.primals[problem]
+            primal = self.losses[problem][method] if op == "gradient" else self.primals[problem]
             xp = self.framework.xp
 
             def f(static, *diff):
                 return primal(xp, **dict(zip(names, diff)), **static)
-            self._cache[key] = self.framework.compile(self.operation(op, f))
+            operation = self.operation("vjp" if op == "gradient" else op, f)
+            self._cache[key] = self.framework.compile(operation)
         return self._cache[key]
 
     def operation(self, op: str, f: Callable) -> Callable:
@@ -150,7 +189,7 @@ class PerSampleLoopImplementation(AutodiffImplementation):
     LOOP_OPS = ("primal", "batched_jacobian")
     MAX_BATCH = 256
 
-    def supports(self, problem: str, op: str) -> bool:
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         return problem in self.primals and op in self.LOOP_OPS
 
     def operation(self, op: str, f: Callable) -> Callable:
@@ -179,7 +218,7 @@ def per_sample_loop_implementation(name: str, framework: Framework) -> AutodiffI
     return PerSampleLoopImplementation(name, framework, PRIMALS)
 
 
-def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:
+def custom_rule_primals(wrap: Callable, rules: Mapping) -> dict:
     """Primals whose derivatives come from a hand-written rule instead of AD.
 
     ``rules`` maps a problem to ``(f(xp, **inputs), rule(xp, *leading, **inputs))``;
@@ -188,7 +227,7 @@ def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:
     inputs positionally: ``f(*inputs)`` and ``rule(*leading, *inputs)``.
     """
     def primal(f, rule):
-        def wrapped_primal(_xp, **inputs):
+        def wrapped_primal(xp, **inputs):
             names, count = tuple(inputs), len(inputs)
             named = lambda values: dict(zip(names, values))
             wrapped = wrap(lambda *v: f(xp, **named(v)),
@@ -201,17 +240,18 @@ def custom_rule_primals(xp, wrap: Callable, rules: Mapping) -> dict:
 
 def unrolled_implementation(name: str, framework: Framework) -> AutodiffImplementation:
     """The framework's AD straight through every primal and every solver."""
-    from adjointbench.impls.traceable import PRIMALS
-    from adjointbench.impls.traceable.sensitivity import LOSSES
+    from adjointbench.impls.traceable import LOSSES, PRIMALS
 
     losses = {problem: {"unrolled": loss} for problem, loss in LOSSES.items()}
     return AutodiffImplementation(name, framework, PRIMALS, losses=losses)
 
 
 def _rule_loss(wrap, solve, rule, objective):
-    def loss(xp, theta):
-        solution = wrap(lambda th: solve(xp, th), lambda *a: rule(xp, *a))
-        return objective(xp, solution(theta), theta)
+    """J(theta) = objective(x(theta), theta), with x's derivative from ``rule``;
+    the problem's fixed data are closed over (constants for the rule)."""
+    def loss(xp, theta, **data):
+        solution = wrap(lambda th: solve(xp, th, **data), lambda *a: rule(xp, *a, **data))
+        return objective(xp, solution(theta), theta, **data)
     return loss
 
 
@@ -219,12 +259,10 @@ def custom_rule_implementation(name: str, framework: Framework, implicit_solutio
                                adjoint_solution: Callable) -> AutodiffImplementation:
     """The framework's AD with hand-written rules for the solvers: implicit-
     function rules for the root finders, the continuous adjoint for the ODE."""
-    from adjointbench.impls.traceable.implicit import RESIDUALS
-    from adjointbench.impls.traceable.ode import ADJOINTS
-    from adjointbench.impls.traceable.sensitivity import ADJOINT, IMPLICIT
+    from adjointbench.impls.traceable import ADJOINT, ADJOINTS, IMPLICIT, RESIDUALS
 
-    primals = {**custom_rule_primals(framework.xp, implicit_solution, RESIDUALS),
-               **custom_rule_primals(framework.xp, adjoint_solution, ADJOINTS)}
+    primals = {**custom_rule_primals(implicit_solution, RESIDUALS),
+               **custom_rule_primals(adjoint_solution, ADJOINTS)}
     losses = {**{p: {"implicit": _rule_loss(implicit_solution, *parts)}
                  for p, parts in IMPLICIT.items()},
               **{p: {"adjoint": _rule_loss(adjoint_solution, *parts)}

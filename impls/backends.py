@@ -4,7 +4,10 @@ with the AD backend chosen by name.
 Backends: ``jax-forward``, ``jax-reverse``, ``torch-forward``,
 ``torch-reverse``. ``f`` is written in the backend's framework (jax.numpy or
 torch); ``x`` may be a NumPy array or the framework's own; results are the
-framework's arrays. In the other mode, a JVP is the transpose of a VJP and a
+framework's arrays, computed in the dtype of the arrays given. No global
+framework setting is changed: JAX computes in float32 unless your program
+enables float64 itself, once at start-up, with
+``jax.config.update("jax_enable_x64", True)`` (or ``JAX_ENABLE_X64=1``). In the other mode, a JVP is the transpose of a VJP and a
 VJP the transpose of a JVP, so every product is available in every mode.
 
 Shapes of ``batched_jacobian`` follow Lux.jl: x is (N..., B), f(x) is (M..., B)
@@ -14,12 +17,13 @@ of shape (B, N...).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from adjointbench.reference.catalogue import UnknownNameError, closest
+from adjointbench.names import UnknownNameError, closest
 
 BACKENDS = ("jax-forward", "jax-reverse", "torch-forward", "torch-reverse")
 
@@ -35,7 +39,8 @@ class _Backend:
 
     @property
     def ops(self):
-        return _jax_ops() if self.framework == "jax" else _torch_ops()
+        """The framework's one adapter (impls/jax or impls/torch), imported on first use."""
+        return importlib.import_module(f"adjointbench.impls.{self.framework}").FRAMEWORK
 
 
 def _backend(name: str) -> _Backend:
@@ -45,52 +50,12 @@ def _backend(name: str) -> _Backend:
     return _Backend(framework, mode)
 
 
-@dataclass(frozen=True)
-class _Ops:
-    asarray: Callable      # (x, dtype=None) -> framework array
-    jvp: Callable          # (f, x, u) -> J u
-    vjp: Callable          # (f, x, w) -> J^T w
-    vmap: Callable         # (g, in_axis, out_axis) -> batched g
-    jacobian: dict         # mode -> (g -> (x -> J))
-    expand: Callable       # (x, axis) -> x with a new axis
-    select: Callable       # (y, axis, i) -> y[..., i, ...]
-    is_zero: Callable
+def _jvp(fw, f, x, u):
+    return fw.jvp(f, (x,), (u,))
 
 
-def _jax_ops() -> _Ops:
-    import jax
-    import jax.numpy as jnp
-
-    jax.config.update("jax_enable_x64", True)
-    return _Ops(
-        asarray=lambda x, dtype=None: jnp.asarray(x, dtype=dtype),
-        jvp=lambda f, x, u: jax.jvp(f, (x,), (u,))[1],
-        vjp=lambda f, x, w: jax.vjp(f, x)[1](w)[0],
-        vmap=lambda g, i, o: jax.vmap(g, in_axes=i, out_axes=o),
-        jacobian={"forward": jax.jacfwd, "reverse": jax.jacrev},
-        expand=jnp.expand_dims,
-        select=lambda y, axis, i: jnp.take(y, i, axis=axis),
-        is_zero=lambda y: bool(jnp.all(y == 0)))
-
-
-def _torch_ops() -> _Ops:
-    import torch
-    import torch.func
-
-    def asarray(x, dtype=None):
-        if isinstance(x, torch.Tensor):
-            return x if dtype is None else x.to(dtype)
-        return torch.as_tensor(np.asarray(x), dtype=dtype)
-
-    return _Ops(
-        asarray=asarray,
-        jvp=lambda f, x, u: torch.func.jvp(f, (x,), (u,))[1],
-        vjp=lambda f, x, w: torch.func.vjp(f, x)[1](w)[0],
-        vmap=lambda g, i, o: torch.func.vmap(g, in_dims=i, out_dims=o),
-        jacobian={"forward": torch.func.jacfwd, "reverse": torch.func.jacrev},
-        expand=torch.unsqueeze,
-        select=torch.select,
-        is_zero=lambda y: bool(torch.all(y == 0)))
+def _vjp(fw, f, x, w):
+    return fw.vjp(f, (x,), w)[0]
 
 
 def jacobian_vector_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
@@ -104,9 +69,9 @@ def jacobian_vector_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
     ops = b.ops
     x, u = ops.asarray(x), ops.asarray(u)
     if b.mode == "forward":
-        return ops.jvp(f, x, u)
+        return _jvp(ops, f, x, u)
     # reverse mode: w -> J^T w is linear; its own VJP applied to u is J u
-    return ops.vjp(lambda w: ops.vjp(f, x, w), f(x) * 0, u)
+    return _vjp(ops, lambda w: _vjp(ops, f, x, w), f(x) * 0, u)
 
 
 def vector_jacobian_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
@@ -120,12 +85,12 @@ def vector_jacobian_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
     ops = b.ops
     x, u = ops.asarray(x), ops.asarray(u)
     if b.mode == "reverse":
-        return ops.vjp(f, x, u)
+        return _vjp(ops, f, x, u)
     # forward mode: t -> J t is linear; its VJP applied to u is J^T u
-    return ops.vjp(lambda t: ops.jvp(f, x, t), x * 0, u)
+    return _vjp(ops, lambda t: _jvp(ops, f, x, t), x * 0, u)
 
 
-def _check_no_mixing(ops: _Ops, f: Callable, x, batch_axis: int) -> None:
+def _check_no_mixing(ops, f: Callable, x, batch_axis: int) -> None:
     """Perturb every sample but the last: the last output must not move."""
     batch = x.shape[batch_axis]
     if batch < 2:
@@ -134,7 +99,7 @@ def _check_no_mixing(ops: _Ops, f: Callable, x, batch_axis: int) -> None:
     index = [slice(None)] * x.ndim
     index[batch_axis] = batch - 1
     tangent[tuple(index)] = 0
-    dy = ops.jvp(f, x, ops.asarray(tangent, dtype=x.dtype))
+    dy = _jvp(ops, f, x, ops.asarray(tangent, dtype=x.dtype))
     if not ops.is_zero(ops.select(dy, batch_axis, batch - 1)):
         raise SampleMixingError(
             f"f mixes samples along batch axis {batch_axis}: the output of sample {batch - 1} "
@@ -166,7 +131,7 @@ def batched_jacobian(f: Callable, backend: str, x: Any, batch_axis: int = -1) ->
         return ops.select(f(ops.expand(sample, batch_axis)), batch_axis, 0)
 
     def sample_jacobian(sample):
-        J = ops.jacobian[b.mode](sample_f)(sample)
+        J = ops.jacobian(b.mode)(sample_f)(sample)
         return J.reshape(-1, int(np.prod(sample.shape, dtype=int)))
 
     return ops.vmap(sample_jacobian, batch_axis, 0 if batch_axis == 0 else 2)(x)

@@ -5,8 +5,11 @@ An implementation is an object with a ``name`` and three methods::
     class MyImpl:
         name = "mine"
         def devices(self) -> tuple[str, ...]: return ("cpu",)
-        def supports(self, problem: str, op: str) -> bool: ...
+        def supports(self, problem: str, op: str, method: str | None = None) -> bool: ...
         def prepare(self, task: Task) -> Prepared: ...
+
+``supports`` is asked with a ``method`` for ``gradient`` only; an
+implementation that offers no gradient may take just (problem, op).
 
 ``prepare`` does all conversion and compilation (it is never timed) and
 returns a :class:`Prepared` whose ``run()`` computes the operation on data
@@ -26,7 +29,14 @@ jacrev     2-D array (m, N), built in reverse mode
 batched_   3-D array (M, N, B): for a batched problem (one differentiable
 jacobian   input x of shape (N..., B), output (M..., B)), the Jacobian of
            each sample on its own, the batch last (Lux.jl's layout)
+gradient   tuple of one array per differentiable input: dJ/dtheta of a
+           sensitivity problem's scalar loss J, by ``task.method`` (fd_forward,
+           fd_central, forward_sensitivity, adjoint, unrolled, implicit)
 =========  ======================================================
+
+A sensitivity problem's fixed data (matrices, reference states, observation
+times, targets) arrive as its non-differentiable inputs: an implementation
+needs nothing from the catalogue beyond the Task.
 
 Results must have the task's dtype. Returning ``supports(...) == False``
 makes a cell ``unsupported``, which is an outcome, not an error.
@@ -34,12 +44,13 @@ makes a cell ``unsupported``, which is an outcome, not an error.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian")
+OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "gradient")
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
 
@@ -61,6 +72,7 @@ class Task:
     device: str = "cpu"
     tangent: dict[str, np.ndarray] | None = None
     cotangent: np.ndarray | None = None
+    method: str | None = None
 
 
 def _identity(result: Any) -> Any:
@@ -86,6 +98,19 @@ class Implementation(Protocol):
 
     def devices(self) -> tuple[str, ...]: ...
 
-    def supports(self, problem: str, op: str) -> bool: ...
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool: ...
 
     def prepare(self, task: Task) -> Prepared: ...
+
+
+def supports(impl: Implementation, problem: str, op: str, method: str | None = None) -> bool:
+    """Ask ``impl`` whether it supports an operation (with the method for a
+    gradient); an implementation whose ``supports`` takes no method offers no
+    gradient."""
+    if method is None:
+        return bool(impl.supports(problem, op))
+    try:
+        inspect.signature(impl.supports).bind(problem, op, method)
+    except TypeError:
+        return False
+    return bool(impl.supports(problem, op, method))

@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from adjointbench.impls.protocol import Implementation
-from adjointbench.reference.catalogue import UnknownNameError, closest
+from adjointbench.names import UnknownNameError, closest
 
 ENTRY_POINT_GROUP = "adjointbench.impls"
 

@@ -1,17 +1,25 @@
 """Shared glue for implementations written as rule tables (naive, numpy).
 
-A :class:`Rule` is the JAX-style triple forward / jvp / vjp with residuals:
+A :class:`Rule` is the pure primal beside the JAX-style triple forward / jvp
+/ vjp with residuals:
 
+    primal(**inputs)             -> output (the baseline bench times: nothing more)
     forward(**inputs)            -> (output, residuals)
     jvp(residuals, *tangents)    -> output tangent
     vjp(residuals, cotangent)    -> tuple of input cotangents
 
-with tangents and cotangents in the order of the differentiable inputs,
-
-so a factorisation made by the primal is reused by both rules. The full
+with tangents and cotangents in the order of the differentiable inputs, so a
+factorisation made by the forward pass is reused by both rules. The full
 Jacobians are built here, once for every rule table: column by column from
 JVPs (forward) and row by row from VJPs (reverse), unless the rule materialises
 its own ``jacobian(residuals)``.
+
+The implicit-function rule is written once here too: a solution declares its
+residual's linearisation and :func:`implicit_rule` derives both products
+(lineax's one JVP and one transpose rule for all solvers is the model).
+
+A table may also offer gradients of sensitivity problems:
+``gradients = {problem: {method: gradient(**inputs) -> tuple of cotangents}}``.
 """
 
 from __future__ import annotations
@@ -26,10 +34,47 @@ from adjointbench.impls.protocol import Prepared, Task
 
 @dataclass(frozen=True)
 class Rule:
+    primal: Callable[..., Any]
     forward: Callable[..., tuple[Any, Any]]
     jvp: Callable[..., Any]
     vjp: Callable[..., tuple]
     jacobian: Callable[[Any], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Linearisation:
+    """r(x, theta) = 0 linearised at its solution x: ``solve_x(rhs)`` is
+    (dr/dx)^-1 rhs and ``solve_xT(rhs)`` (dr/dx)^-T rhs (one factorisation,
+    reused); ``r_theta(*dtheta)`` is dr/dtheta dtheta and ``r_theta_T(lam)``
+    the tuple (dr/dtheta_i)^T lam, one per differentiable input."""
+
+    solve_x: Callable[[Any], Any]
+    solve_xT: Callable[[Any], Any]
+    r_theta: Callable[..., Any]
+    r_theta_T: Callable[[Any], tuple]
+
+
+def implicit_rule(solve: Callable[..., Any], linearise: Callable[..., Linearisation]) -> Rule:
+    """The rule of x(theta) solving r(x, theta) = 0, from its residual alone.
+
+    By the implicit function theorem dx = -(dr/dx)^-1 (dr/dtheta dtheta); its
+    transpose is theta_bar = -(dr/dtheta)^T lam where (dr/dx)^T lam = x_bar.
+    ``solve(**inputs) -> x``; ``linearise(x, **inputs) -> Linearisation``.
+    """
+    def forward(**inputs):
+        x = solve(**inputs)
+        return x, linearise(x, **inputs)
+
+    return Rule(primal=solve, forward=forward,
+                jvp=lambda lin, *dtheta: -lin.solve_x(lin.r_theta(*dtheta)),
+                vjp=lambda lin, x_bar: tuple(-g for g in lin.r_theta_T(lin.solve_xT(x_bar))))
+
+
+def implicit_jacobian(r_x: np.ndarray, r_theta: tuple, solve: Callable) -> tuple:
+    """The same rule materialised: dx/dtheta_i = -(dr/dx)^-1 dr/dtheta_i, one
+    block per input (shape x.shape + theta_i.shape), with the caller's ``solve``."""
+    n = r_x.shape[0]
+    return tuple(-solve(r_x, b.reshape(n, -1)).reshape(b.shape) for b in r_theta)
 
 
 def unit_directions(shapes: Mapping[str, tuple], dtype):
@@ -64,15 +109,22 @@ class RuleImplementation:
 
     name = "rules"
     rules: Mapping[str, Rule] = {}
+    gradients: Mapping[str, Mapping[str, Callable[..., tuple]]] = {}
     max_input_elements: int | None = None
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)
 
-    def supports(self, problem: str, op: str) -> bool:
-        return problem in self.rules
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool:
+        if op == "gradient":
+            return method in self.gradients.get(problem, {})
+        return problem in self.rules and op in _OPERATIONS
 
     def prepare(self, task: Task) -> Prepared:
+        if task.op == "gradient":
+            gradient = self.gradients[task.problem][task.method]
+            inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
+            return Prepared(run=lambda: gradient(**inputs))
         rule = self.rules[task.problem]
         elements = sum(np.size(v) for v in task.inputs.values())
         if self.max_input_elements is not None and elements > self.max_input_elements:
@@ -86,7 +138,7 @@ class RuleImplementation:
 
 
 def _primal(rule, args, shapes, task, dtype):
-    return lambda: rule.forward(**args)[0]
+    return lambda: rule.primal(**args)
 
 
 def _jvp(rule, args, shapes, task, dtype):
@@ -140,7 +192,7 @@ def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple]
         size, blocks = res
         return np.concatenate([b.reshape(size, -1) for b in blocks], axis=1)
 
-    return Rule(forward=forward, jvp=jvp, vjp=vjp, jacobian=full)
+    return Rule(primal=primal, forward=forward, jvp=jvp, vjp=vjp, jacobian=full)
 
 
 def _batched_jacobian(rule, args, shapes, task, dtype):

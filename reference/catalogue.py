@@ -1,28 +1,26 @@
-"""The catalogue: every problem, declared once, found by name."""
+"""The catalogue: every problem, declared once, found by name.
+
+Each module of this package that defines ``PROBLEMS`` is a family; adding a
+family file is all it takes to add its problems.
+"""
 
 from __future__ import annotations
 
-import difflib
+import importlib
+import pkgutil
 
-from adjointbench.reference import (batched, elementwise, implicit, linalg, ode, reductions, scalar,
-                       sensitivity, sensitivity_ode)
+from adjointbench import reference
+from adjointbench.names import UnknownNameError, closest  # noqa: F401 (re-exported)
 from adjointbench.reference.problem import Problem
 
-_FAMILIES = (scalar, elementwise, linalg, reductions, implicit, ode, batched, sensitivity,
-             sensitivity_ode)
 
-PROBLEMS: dict[str, Problem] = {p.name: p for family in _FAMILIES for p in family.PROBLEMS}
-
-
-class UnknownNameError(LookupError):
-    """An unknown problem, implementation, operation or dtype name."""
+def _families() -> list:
+    modules = [importlib.import_module(f"{reference.__name__}.{m.name}")
+               for m in pkgutil.iter_modules(reference.__path__)]
+    return [m for m in modules if hasattr(m, "PROBLEMS")]
 
 
-def closest(name: str, valid) -> str:
-    valid = list(valid)
-    near = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-    return f"{hint} Valid names: {', '.join(valid)}."
+PROBLEMS: dict[str, Problem] = {p.name: p for family in _families() for p in family.PROBLEMS}
 
 
 def get_problem(name: str) -> Problem:
@@ -32,6 +30,6 @@ def get_problem(name: str) -> Problem:
         raise UnknownNameError(f"unknown problem {name!r}.{closest(name, PROBLEMS)}") from None
 
 
-def problems(kind: str = "primitive") -> list[Problem]:
-    """The catalogue's problems of one kind: ``"primitive"`` or ``"sensitivity"``."""
-    return [p for p in PROBLEMS.values() if p.kind == kind]
+def problems(kind: str | None = "primitive") -> list[Problem]:
+    """The problems of one kind (``"primitive"``, ``"sensitivity"``), or all for None."""
+    return [p for p in PROBLEMS.values() if kind is None or p.kind == kind]

@@ -48,12 +48,17 @@ class Problem:
             the rounding tolerance. Zero for problems computed exactly.
         description: one line for ``adjointbench list``.
         kind: ``"primitive"`` (operations jvp, vjp, ...) or ``"sensitivity"``
-            (a scalar loss J(theta) whose gradient methods are compared; its
-            inputs are used exactly as given, without float32 rounding).
+            (a scalar loss J(theta) whose operation is ``gradient``, by each
+            method; its inputs are used exactly as given, without float32
+            rounding, and its fixed data are its non-differentiable inputs).
         batch_input: for batched problems, the input whose last axis is the
             batch (Lux convention: x (N, B) -> y (M, B)); ``None`` otherwise.
         bench_sizes: the sizes throughput is measured at (a scaling sweep,
             no oracle needed); ``()`` means ``sizes``.
+        record_values: keep the compared values and the reference in each
+            record (small outputs drawn as curves in the report).
+        dtypes: the dtypes it is defined in; cells of another dtype are
+            recorded ``unsupported`` with the reason.
     """
 
     name: str
@@ -72,6 +77,8 @@ class Problem:
     kind: str = "primitive"
     batch_input: str | None = None
     bench_sizes: tuple[int, ...] = ()
+    record_values: bool = False
+    dtypes: tuple[str, ...] = ("float64", "float32")
 
     @property
     def smallest_size(self) -> int:

@@ -64,3 +64,23 @@ def worst_of(comparisons: list[Comparison]) -> Comparison:
     oracle_errs = [c.oracle_err for c in comparisons if c.oracle_err is not None]
     return Comparison(not failing, max(c.max_abs_err for c in comparisons),
                       pick.max_rel_err, pick.tol, message, max(oracle_errs, default=None))
+
+
+def _inner(left, right) -> tuple[float, float]:
+    """sum_i <left_i, right_i>, and the sum of the magnitudes of its terms."""
+    terms = [np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+             for a, b in zip(left, right)]
+    return float(sum(np.sum(t) for t in terms)), float(sum(np.sum(np.abs(t)) for t in terms))
+
+
+def compare_inner_products(expected_left, expected_right, actual_left, actual_right, tol: float,
+                           what: str, condition: float,
+                           oracle_err: float | None = None) -> Comparison:
+    """The one inner-product identity: sum_i <actual_left_i, actual_right_i>
+    against sum_i <expected_left_i, expected_right_i>, e.g. <J^T w, u> against
+    <w, J u>. The error is relative to the magnitudes that cancel in the sums.
+    """
+    expected, expected_scale = _inner(expected_left, expected_right)
+    actual, actual_scale = _inner(actual_left, actual_right)
+    return compare(np.array(actual), np.array(expected), tol, what, condition,
+                   scale=np.array(max(expected_scale, actual_scale)), oracle_err=oracle_err)

@@ -5,10 +5,12 @@ rules, either as its attribute ``expected_outcomes`` or, for the built-ins,
 in ``impls/expected/<name>.json``. A rule names an ``outcome`` and any of
 ``problem``, ``op``, ``method``, ``dtype``, ``size`` (a value or a list; absent
 means any); the first rule that matches a cell gives its expected outcome,
-and a cell no rule matches is expected ``ok``. A cell whose outcome differs
-from its expectation is a surprise, in either direction: a listed failure
-that now passes is reported as well as a new failure. Without a manifest, any
-``ok``, ``unsupported`` or ``ill_conditioned`` is expected.
+and a cell no rule matches is expected ``ok``. ``unsupported`` is accepted
+where ``ok`` is expected: an implementation declares what it supports through
+``supports``, so ordinary support needs no manifest entry. Any other
+difference from the expectation is a surprise, in either direction: a listed
+failure that now passes is reported as well as a new failure. Without a
+manifest, any ``ok``, ``unsupported`` or ``ill_conditioned`` is expected.
 """
 
 from __future__ import annotations
@@ -64,6 +66,6 @@ def surprises(records: list[Record], manifests: dict[str, list[dict] | None]) ->
                 found.append((record, "ok"))
             continue
         expected = expected_outcome(record, rules)
-        if record.outcome != expected:
+        if record.outcome != expected and (expected, record.outcome) != ("ok", "unsupported"):
             found.append((record, expected))
     return found

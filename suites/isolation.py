@@ -26,7 +26,7 @@ def _limit_memory() -> None:
 
 def _serve(connection, cache_dir) -> None:
     from adjointbench.reference import Oracle
-    from adjointbench.suites.sweep import run_any_cell
+    from adjointbench.suites.runner import run_cell
 
     _limit_memory()
     oracle = Oracle(cache_dir)
@@ -34,7 +34,7 @@ def _serve(connection, cache_dir) -> None:
         cell = connection.recv()
         if cell is None:
             return
-        connection.send(run_any_cell(cell, oracle).to_json())
+        connection.send(run_cell(cell, oracle).to_json())
 
 
 @contextlib.contextmanager
@@ -53,9 +53,9 @@ def _environment(variables: dict[str, str]):
 
 
 def _blank(cell, outcome: str, message: str) -> Record:
-    return Record(cell.problem, cell.impl, cell.op, getattr(cell, "dtype", "float64"),
-                  cell.device, cell.size, cell.seed, outcome=outcome, message=message,
-                  method=getattr(cell, "method", None), suite=getattr(cell, "suite", "check"))
+    return Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
+                  cell.seed, outcome=outcome, message=message, method=cell.method,
+                  suite=cell.suite)
 
 
 def _death(exitcode: int | None) -> str:

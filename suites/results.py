@@ -30,13 +30,15 @@ class Record:
     oracle_err: float | None = None
     message: str = ""
     seconds: float = 0.0
-    # sensitivity cells (op "gradient"): the method, its gradient and the
-    # oracle's (its projections <grad, v_k> at sizes without a full reference)
+    # gradient cells: the method; for problems that record their values (and
+    # gradients), the value computed and the oracle's (its projections
+    # <grad, v_k> at sizes without a full reference)
     method: str | None = None
     value: list | None = None
     reference: list | None = None
     # timings (suites/timing.py), per call: "bench" cells and gradient cells
     suite: str = "check"  # "check" (correctness) or "bench" (throughput)
+    level: str | None = None  # how the oracle certified its reference: exact or fd
     time_median_s: float | None = None
     time_iqr_s: float | None = None
     primal_median_s: float | None = None
@@ -53,13 +55,37 @@ class Record:
                 data[key] = str(data[key])  # JSON has no inf/nan
         for key in ("value", "reference"):
             if data[key] is not None:
-                data[key] = [x if _finite(x) else str(x) for x in data[key]]
+                data[key] = [x if _finite(x) else str(x) for x in _flat(data[key])]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def outcome_of(error: BaseException) -> tuple[str, str]:
+    """The one mapping from an exception to (outcome, message), for every cell.
+
+    The oracle's refusal to certify is ``ill_conditioned``; a case an
+    implementation declines (NotImplementedError) is ``unsupported``; a result
+    of the wrong shape, dtype or finiteness (WrongResult) is ``mismatch``;
+    anything else the implementation raises is ``error``.
+    """
+    from adjointbench.reference import UncertifiedReference
+    from adjointbench.suites.compare import WrongResult
+
+    if isinstance(error, UncertifiedReference):
+        return "ill_conditioned", str(error)
+    if isinstance(error, NotImplementedError):
+        return "unsupported", str(error)
+    if isinstance(error, WrongResult):
+        return "mismatch", str(error)
+    return "error", f"{type(error).__name__}: {error}"
+
+
+def _flat(values: list) -> list:
+    return [x for v in values for x in (_flat(v) if isinstance(v, list) else [v])]
 
 
 def _finite(x: float) -> bool:

@@ -1,4 +1,11 @@
-"""JAX: jax.jvp, jax.vjp, jacfwd and jacrev under jit, float64 enabled."""
+"""JAX, in one module: the array namespace of the traceable primals, the
+framework adapter (jax.jvp, jax.vjp, jacfwd, jacrev under jit) that serves
+the harness and the helper API, and the implementations built on it.
+
+Importing this module changes no JAX setting. The harness's own worker turns
+on float64 (``jax_enable_x64``) when it prepares a cell; the helper API
+computes in the dtype of the arrays it is given.
+"""
 
 from types import SimpleNamespace
 
@@ -6,10 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adjointbench.impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
-                            unrolled_implementation)
-
-jax.config.update("jax_enable_x64", True)
+from adjointbench.impls.autodiff import (Framework, custom_rule_implementation,
+                                         per_sample_loop_implementation, unrolled_implementation)
 
 
 def _fori(n, body, init):
@@ -40,16 +45,25 @@ def _gpus():
         return []
 
 
-class JaxFramework:
+class JaxFramework(Framework):
     name = "jax"
     xp = XP
+    _jvp, _vjp, _jacfwd, _jacrev = (staticmethod(jax.jvp), staticmethod(jax.vjp),
+                                    staticmethod(jax.jacfwd), staticmethod(jax.jacrev))
 
     def devices(self):
         return ("cpu", "cuda") if _gpus() else ("cpu",)
 
+    def prepare_process(self):
+        if not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+
     def put(self, array, dtype, device):
         target = _gpus()[0] if device == "cuda" else jax.devices("cpu")[0]
         return jax.device_put(jnp.asarray(np.asarray(array), dtype=dtype), target)
+
+    def asarray(self, x, dtype=None):
+        return jnp.asarray(x, dtype=dtype)
 
     def compile(self, f):
         return jax.jit(f)
@@ -60,20 +74,17 @@ class JaxFramework:
     def to_numpy(self, x):
         return np.asarray(x)
 
-    def jvp(self, f, primals, tangents):
-        return jax.jvp(f, primals, tangents)[1]
+    def vmap(self, g, in_axis, out_axis):
+        return jax.vmap(g, in_axes=in_axis, out_axes=out_axis)
 
-    def vjp(self, f, primals, cotangent):
-        return jax.vjp(f, *primals)[1](cotangent)
+    def expand(self, x, axis):
+        return jnp.expand_dims(x, axis)
 
-    def jacfwd(self, f, primals):
-        return jax.jacfwd(f, argnums=tuple(range(len(primals))))(*primals)
+    def select(self, y, axis, index):
+        return jnp.take(y, index, axis=axis)
 
-    def jacrev(self, f, primals):
-        return jax.jacrev(f, argnums=tuple(range(len(primals))))(*primals)
-
-    def vmap_jacobian(self, g, x):
-        return jax.vmap(jax.jacfwd(g), in_axes=-1, out_axes=-1)(x)
+    def is_zero(self, y):
+        return bool(jnp.all(y == 0))
 
 
 FRAMEWORK = JaxFramework()

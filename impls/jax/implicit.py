@@ -1,25 +1,23 @@
-"""Custom rules in JAX: implicit-function rules with jax.custom_jvp, adjoint
-rules with jax.custom_vjp.
-
-x(theta) solves r(x, theta) = 0:  dx = -(dr/dx)^-1 (dr/dtheta dtheta). The JVP
-is linear in the tangents, so JAX transposes it for the VJP and jacrev.
+"""Custom rules in JAX: the implicit-function rule (impls/autodiff.py)
+registered with jax.custom_jvp, and adjoint rules with jax.custom_vjp. The
+JVP is linear in the tangents, so JAX transposes it for the VJP and jacrev.
 """
 
 import jax
-import jax.numpy as jnp
+
+from adjointbench.impls.autodiff import implicit_tangent
 
 
 def implicit_solution(solve, residual):
     """``solve(*params) -> x`` with its derivative taken from ``residual(x, *params)``."""
+    from adjointbench.impls.jax import FRAMEWORK
+
     solution = jax.custom_jvp(solve)
 
     @solution.defjvp
     def _(params, tangents):
         x = solution(*params)
-        dr = jax.jvp(lambda *p: residual(x, *p), params, tangents)[1]
-        drdx = jax.jacfwd(lambda y: residual(y, *params))(x).reshape(x.size, x.size)
-        dx = -jnp.linalg.solve(drdx, dr.reshape(-1)).reshape(x.shape)
-        return x, dx
+        return x, implicit_tangent(FRAMEWORK, residual, x, params, tangents)
 
     return solution
 

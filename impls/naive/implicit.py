@@ -1,12 +1,12 @@
-"""Roots by the textbook route: solve, then invert dr/dx explicitly.
-
-dx/dtheta = -(dr/dx)^-1 dr/dtheta, materialised in full.
+"""Roots by the textbook route: solve, build dr/dx and dr/dtheta by hand, then
+materialise dx/dtheta = -(dr/dx)^-1 dr/dtheta in full (impls.rules.implicit_jacobian)
+with Gaussian elimination.
 """
 
 import numpy as np
 
 from adjointbench.impls.naive.linalg import gaussian_solve
-from adjointbench.impls.rules import materialised_rule
+from adjointbench.impls.rules import implicit_jacobian, materialised_rule
 
 NEWTON_STEPS = 60
 
@@ -18,10 +18,10 @@ def _scalar_root_primal(theta):
 
 
 def _scalar_root_jacobian(theta):
-    # r = x^3 + t0 x - t1:  dx/dt0 = -x / (3x^2 + t0),  dx/dt1 = 1 / (3x^2 + t0)
+    # r = x^3 + t0 x - t1:  dr/dx = 3x^2 + t0,  dr/dtheta = (x, -1)
     x = _scalar_root_primal(theta)
-    slope = 3 * x * x + theta[0]
-    return (np.array([-x / slope, 1 / slope], dtype=theta.dtype),)
+    r_x = np.array([[3 * x * x + theta[0]]], dtype=theta.dtype)
+    return implicit_jacobian(r_x, (np.array([x, -1], dtype=theta.dtype),), gaussian_solve)
 
 
 def _nonlinear_primal(A, theta):
@@ -36,10 +36,10 @@ def _nonlinear_primal(A, theta):
 
 
 def _nonlinear_jacobian(A, theta):
-    # r = A x + x^3 - theta:  dx/dtheta = (A + 3 diag(x^2))^-1
+    # r = A x + x^3 - theta:  dr/dx = A + 3 diag(x^2),  dr/dtheta = -I
     x = _nonlinear_primal(A, theta)
-    n = len(x)
-    return (gaussian_solve(A + np.diag(3 * x * x), np.eye(n, dtype=A.dtype)),)
+    return implicit_jacobian(A + np.diag(3 * x * x), (-np.eye(len(x), dtype=A.dtype),),
+                             gaussian_solve)
 
 
 RULES = {

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from adjointbench.impls.rules import materialised_rule
+from adjointbench.impls.rules import implicit_jacobian, materialised_rule
 
 
 def matmul_loops(A, B):
@@ -56,16 +56,14 @@ def gaussian_solve(A, B):
 
 
 def _solve_jacobian(A, b):
-    # x = A^-1 b:  dx/db = A^-1,  dx_i/dA_kl = -(A^-1)_ik x_l
-    inverse = gaussian_solve(A, np.eye(len(A), dtype=A.dtype))
-    x = inverse @ b
+    # x = A^-1 b solves r = A x - b = 0:  dr/dx = A,  dr_i/dA_kl = delta_ik x_l,  dr/db = -I
+    x = gaussian_solve(A, b)
     n = len(b)
-    J_A = np.zeros((n, n, n), dtype=A.dtype)
+    r_A = np.zeros((n, n, n), dtype=A.dtype)
     for i in range(n):
-        for k in range(n):
-            for l in range(n):
-                J_A[i, k, l] = -inverse[i, k] * x[l]
-    return J_A, inverse
+        for l in range(n):
+            r_A[i, i, l] = x[l]
+    return implicit_jacobian(A, (r_A, -np.eye(n, dtype=A.dtype)), gaussian_solve)
 
 
 RULES = {

@@ -7,29 +7,32 @@ from adjointbench.impls.rules import Rule
 
 
 # y = tanh(W x + b), per column.  dy = s (W dx);  x_bar = W^T (s y_bar), s = 1 - y^2.
+def _dense(W, b, x):
+    return np.tanh(W @ x + b[:, None])
+
+
 def _dense_forward(W, b, x):
-    y = np.tanh(W @ x + b[:, None])
+    y = _dense(W, b, x)
     return y, (W, 1 - y * y)
 
 
-batched_dense = Rule(forward=_dense_forward,
+batched_dense = Rule(primal=_dense, forward=_dense_forward,
                      jvp=lambda res, dx: res[1] * (res[0] @ dx),
                      vjp=lambda res, y_bar: (res[0].T @ (res[1] * y_bar),))
 
 
 # s = softmax of each column.  ds = s (dx - <s, dx>);  x_bar = s (s_bar - <s, s_bar>),
 # the inner products taken per column.
-def _column_softmax_forward(x):
+def _column_softmax(x):
     e = np.exp(x - np.max(x, axis=0, keepdims=True))
-    s = e / np.sum(e, axis=0, keepdims=True)
-    return s, s
+    return e / np.sum(e, axis=0, keepdims=True)
 
 
 def _column_dot(a, b):
     return np.sum(a * b, axis=0, keepdims=True)
 
 
-batched_softmax = Rule(forward=_column_softmax_forward,
+batched_softmax = Rule(primal=_column_softmax, forward=lambda x: (_column_softmax(x),) * 2,
                        jvp=lambda s, dx: s * (dx - _column_dot(s, dx)),
                        vjp=lambda s, s_bar: (s * (s_bar - _column_dot(s, s_bar)),))
 

@@ -3,41 +3,40 @@
 import numpy as np
 import scipy.linalg
 
-from adjointbench.impls.rules import Rule
+from adjointbench.impls.rules import Linearisation, Rule, implicit_rule
 
 # y = A x.  dy = dA x + A dx;  A_bar = y_bar x^T, x_bar = A^T y_bar.
 matvec = Rule(
+    primal=lambda A, x: A @ x,
     forward=lambda A, x: (A @ x, (A, x)),
     jvp=lambda res, dA, dx: dA @ res[1] + res[0] @ dx,
     vjp=lambda res, y_bar: (np.outer(y_bar, res[1]), res[0].T @ y_bar))
 
 # C = A B.  dC = dA B + A dB;  A_bar = C_bar B^T, B_bar = A^T C_bar.
 matmul = Rule(
+    primal=lambda A, B: A @ B,
     forward=lambda A, B: (A @ B, (A, B)),
     jvp=lambda res, dA, dB: dA @ res[1] + res[0] @ dB,
     vjp=lambda res, C_bar: (C_bar @ res[1].T, res[0].T @ C_bar))
 
 
-# x = A^-1 b, one LU factorisation shared by the primal and both rules.
-def _solve_forward(A, b):
+# x = A^-1 b solves r = A x - b = 0:  dr/dx = A (its LU, shared by both rules),
+# dr/dA dA = dA x, (dr/dA)^T lam = lam x^T, dr/db = -I.  So dx = A^-1 (db - dA x),
+# and with A^T lam = x_bar:  A_bar = -lam x^T, b_bar = lam.
+def _solve(A, b):
+    return scipy.linalg.lu_solve(scipy.linalg.lu_factor(A, check_finite=False), b,
+                                 check_finite=False)
+
+
+def _solve_linearise(x, A, b):
     lu = scipy.linalg.lu_factor(A, check_finite=False)
-    x = scipy.linalg.lu_solve(lu, b, check_finite=False)
-    return x, (lu, x)
+    return Linearisation(
+        solve_x=lambda rhs: scipy.linalg.lu_solve(lu, rhs, check_finite=False),
+        solve_xT=lambda rhs: scipy.linalg.lu_solve(lu, rhs, trans=1, check_finite=False),
+        r_theta=lambda dA, db: dA @ x - db,
+        r_theta_T=lambda lam: (np.outer(lam, x), -lam))
 
 
-def _solve_jvp(res, dA, db):
-    # dx = A^-1 (db - dA x)
-    lu, x = res
-    return scipy.linalg.lu_solve(lu, db - dA @ x, check_finite=False)
-
-
-def _solve_vjp(res, x_bar):
-    # A^T lam = x_bar;  A_bar = -lam x^T, b_bar = lam
-    lu, x = res
-    lam = scipy.linalg.lu_solve(lu, x_bar, trans=1, check_finite=False)
-    return -np.outer(lam, x), lam
-
-
-linear_solve = Rule(forward=_solve_forward, jvp=_solve_jvp, vjp=_solve_vjp)
+linear_solve = implicit_rule(_solve, _solve_linearise)
 
 RULES = {"matvec": matvec, "matmul": matmul, "linear_solve": linear_solve}

@@ -11,19 +11,18 @@ def _l2_forward(y, y_ref):
     return 0.5 * np.dot(r, r), r
 
 
-l2_loss = Rule(forward=_l2_forward,
+l2_loss = Rule(primal=lambda y, y_ref: _l2_forward(y, y_ref)[0], forward=_l2_forward,
                jvp=lambda r, dy: np.dot(r, dy),
                vjp=lambda r, L_bar: (L_bar * r,))
 
 
 # s = softmax(x).  ds = s (dx - <s, dx>);  x_bar = s (s_bar - <s, s_bar>).
-def _softmax_forward(x):
+def _softmax(x):
     e = np.exp(x - np.max(x))
-    s = e / np.sum(e)
-    return s, s
+    return e / np.sum(e)
 
 
-softmax = Rule(forward=_softmax_forward,
+softmax = Rule(primal=_softmax, forward=lambda x: (_softmax(x),) * 2,
                jvp=lambda s, dx: s * (dx - np.dot(s, dx)),
                vjp=lambda s, s_bar: (s * (s_bar - np.dot(s, s_bar)),))
 

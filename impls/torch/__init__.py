@@ -1,4 +1,6 @@
-"""PyTorch: torch.func jvp, vjp, jacfwd and jacrev."""
+"""PyTorch, in one module: the array namespace of the traceable primals, the
+framework adapter (torch.func jvp, vjp, jacfwd, jacrev, eager) that serves
+the harness and the helper API, and the implementations built on it."""
 
 from types import SimpleNamespace
 
@@ -6,8 +8,8 @@ import numpy as np
 import torch
 import torch.func
 
-from adjointbench.impls.autodiff import (custom_rule_implementation, per_sample_loop_implementation,
-                            unrolled_implementation)
+from adjointbench.impls.autodiff import (Framework, custom_rule_implementation,
+                                         per_sample_loop_implementation, unrolled_implementation)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -36,15 +38,26 @@ XP = SimpleNamespace(exp=torch.exp, sin=torch.sin, tanh=torch.tanh, sum=torch.su
                      column_sum=lambda x: torch.sum(x, dim=0, keepdim=True))
 
 
-class TorchFramework:
+class TorchFramework(Framework):
     name = "torch"
     xp = XP
+    _jvp, _vjp, _jacfwd, _jacrev = (staticmethod(torch.func.jvp), staticmethod(torch.func.vjp),
+                                    staticmethod(torch.func.jacfwd),
+                                    staticmethod(torch.func.jacrev))
 
     def devices(self):
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
+    def prepare_process(self):
+        pass
+
     def put(self, array, dtype, device):
         return torch.as_tensor(np.asarray(array), dtype=DTYPES[dtype], device=device)
+
+    def asarray(self, x, dtype=None):
+        if isinstance(x, torch.Tensor):
+            return x if dtype is None else x.to(dtype)
+        return torch.as_tensor(np.asarray(x), dtype=dtype)
 
     def compile(self, f):
         return f  # eager: nothing to compile, nothing timed by accident
@@ -56,20 +69,17 @@ class TorchFramework:
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
 
-    def jvp(self, f, primals, tangents):
-        return torch.func.jvp(f, primals, tangents)[1]
+    def vmap(self, g, in_axis, out_axis):
+        return torch.func.vmap(g, in_dims=in_axis, out_dims=out_axis)
 
-    def vjp(self, f, primals, cotangent):
-        return torch.func.vjp(f, *primals)[1](cotangent)
+    def expand(self, x, axis):
+        return torch.unsqueeze(x, axis)
 
-    def jacfwd(self, f, primals):
-        return torch.func.jacfwd(f, argnums=tuple(range(len(primals))))(*primals)
+    def select(self, y, axis, index):
+        return torch.select(y, axis, index)
 
-    def jacrev(self, f, primals):
-        return torch.func.jacrev(f, argnums=tuple(range(len(primals))))(*primals)
-
-    def vmap_jacobian(self, g, x):
-        return torch.func.vmap(torch.func.jacfwd(g), in_dims=-1, out_dims=-1)(x)
+    def is_zero(self, y):
+        return bool(torch.all(y == 0))
 
 
 FRAMEWORK = TorchFramework()

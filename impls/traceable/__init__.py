@@ -5,11 +5,21 @@ Each family file defines ``f(xp, **inputs)`` against a small namespace ``xp``
 column_max / column_sum, reductions over axis 0 keeping it); JAX and
 PyTorch each supply one, and their own AD differentiates straight through,
 iterations included. Solvers run a fixed number of iterations, so the
-derivative is the derivative of what was computed.
+derivative is the derivative of what was computed. Tables, each merged over
+the family files that define it: ``PRIMALS`` (primitives), ``LOSSES``
+(sensitivity problems' J(xp, theta, **data)), ``RESIDUALS`` and ``IMPLICIT``
+(solutions declared with their residual), ``ADJOINTS`` and ``ADJOINT``
+(solutions with a continuous-adjoint rule).
 """
 
-from adjointbench.impls.traceable import batched, elementwise, implicit, linalg, ode, reductions, scalar
+import sys
 
-FAMILIES = (scalar, elementwise, linalg, reductions, implicit, ode, batched)
-PRIMALS = {name: f for family in FAMILIES
-           for name, f in family.PRIMALS.items()}
+from adjointbench.impls.families import merged
+
+_package = sys.modules[__name__]
+PRIMALS = merged(_package, "PRIMALS")
+LOSSES = merged(_package, "LOSSES")
+RESIDUALS = merged(_package, "RESIDUALS")
+IMPLICIT = merged(_package, "IMPLICIT")
+ADJOINTS = merged(_package, "ADJOINTS")
+ADJOINT = merged(_package, "ADJOINT")

@@ -16,7 +16,8 @@ import os
 from adjointbench.impls.registry import MissingDependency, known_names, load_implementation
 from adjointbench.reference import problems
 from adjointbench.suites import bench
-from adjointbench.suites.runner import _unsupported_reason
+from adjointbench.suites.cells import DEFAULT_BENCH_OPS, Cell, plan_cells
+from adjointbench.suites.runner import unsupported_reason
 from adjointbench.suites.timing import sample, warm_up
 
 FULL = os.environ.get("ADJOINTBENCH_ASV_FULL") == "1"
@@ -30,12 +31,12 @@ class _CatalogueBenchmark:
     timeout = 300
 
     def setup(self, impl, size):
-        cell = bench.BenchCell(self.problem, impl, self.op, size)
+        cell = Cell(self.problem, impl, self.op, size, suite="bench")
         try:
             implementation = load_implementation(impl)
         except MissingDependency as e:
             raise NotImplementedError(str(e)) from None
-        reason = _unsupported_reason(cell, implementation)
+        reason = unsupported_reason(cell, implementation)
         if reason:
             raise NotImplementedError(reason)
         self.primal, prepare = bench.time_primal(cell, implementation)
@@ -59,9 +60,14 @@ def _peakmem(self, impl, size):
     self.warm.call()
 
 
+def _sizes(problem, op) -> list[int]:
+    cells = plan_cells(["any"], [problem.name], [op], suite="bench", quick=not FULL)
+    return sorted({c.size for c in cells})
+
+
 def _benchmark_class(problem, op):
     body = {"problem": problem.name, "op": op, f"time_{op}": _time(op),
-            "params": [known_names(), bench.bench_sizes(problem, None, quick=not FULL)],
+            "params": [known_names(), _sizes(problem, op)],
             "__module__": __name__}
     if op == "batched_jacobian":
         body["peakmem_batched_jacobian"] = _peakmem
@@ -69,7 +75,7 @@ def _benchmark_class(problem, op):
 
 
 for _problem in problems("primitive"):
-    for _op in bench.DEFAULT_BENCH_OPS:
+    for _op in DEFAULT_BENCH_OPS:
         if _op != "batched_jacobian" or _problem.batch_input:
             _class = _benchmark_class(_problem, _op)
             globals()[_class.__name__] = _class

@@ -4,7 +4,7 @@ import pytest
 
 from adjointbench.impls.registry import ProtocolError, load_implementation
 from adjointbench.reference import Oracle, UnknownNameError
-from adjointbench.suites.runner import make_cells
+from adjointbench.suites.cells import plan_cells
 from adjointbench.suites.sweep import run_sweep
 
 
@@ -26,7 +26,7 @@ def test_unknown_implementation_names_the_closest():
 
 
 def test_module_object_plugin_runs_through_the_sweep(plugins_on_path, oracle):
-    cells = make_cells(["third_party:implementation"], ["scalar_mul", "matvec"],
+    cells = plan_cells(["third_party:implementation"], ["scalar_mul", "matvec"],
                        ["primal", "jvp", "vjp", "transpose"])
     records = run_sweep(cells, oracle, progress=False)
     outcomes = {(r.problem, r.op): r.outcome for r in records if r.dtype == "float64"}
@@ -44,7 +44,7 @@ def test_entry_point_plugin_is_found_by_name(plugins_on_path, tmp_path, monkeypa
     (dist / "entry_points.txt").write_text(
         "[adjointbench.impls]\nthirdparty = third_party:implementation\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    records = run_sweep(make_cells(["thirdparty"], ["scalar_mul"], ["jvp"]), Oracle(),
+    records = run_sweep(plan_cells(["thirdparty"], ["scalar_mul"], ["jvp"]), Oracle(),
                         progress=False)
     assert [r.outcome for r in records] == ["ok", "ok"]
 

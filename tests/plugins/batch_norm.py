@@ -17,7 +17,7 @@ def _forward(W, b, x):
     return y, (W, 1 - y * y)
 
 
-batch_norm_dense = Rule(forward=_forward,
+batch_norm_dense = Rule(primal=lambda W, b, x: _forward(W, b, x)[0], forward=_forward,
                         jvp=lambda res, dx: res[1] * (res[0] @ _centre(dx)),
                         vjp=lambda res, y_bar: (_centre(res[0].T @ (res[1] * y_bar)),))
 

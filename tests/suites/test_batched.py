@@ -5,7 +5,7 @@ import pytest
 
 from adjointbench.reference import get_problem, make_inputs
 from adjointbench.reference.batched import batched_blocks
-from adjointbench.suites.runner import make_cells
+from adjointbench.suites.cells import plan_cells
 from adjointbench.suites.sweep import run_sweep
 
 BATCHED = ["batched_dense", "batched_softmax", "batched_sin", "batched_neural_ode"]
@@ -25,12 +25,12 @@ def test_oracle_jacobian_is_block_diagonal(name, oracle):
 
 
 def test_batched_jacobian_cells_only_for_batched_problems():
-    cells = make_cells(["numpy"], ops=["batched_jacobian"])
+    cells = plan_cells(["numpy"], ops=["batched_jacobian"])
     assert {c.problem for c in cells} == set(BATCHED)
 
 
 def test_sample_mixing_is_reported_not_answered(plugins_on_path, oracle):
-    cells = make_cells(["batch_norm:implementation"], ["batched_dense"], ["batched_jacobian"])
+    cells = plan_cells(["batch_norm:implementation"], ["batched_dense"], ["batched_jacobian"])
     records = run_sweep(cells, oracle, progress=False)
     assert len(records) == 2 * len(get_problem("batched_dense").sizes)
     for record in records:
@@ -40,6 +40,6 @@ def test_sample_mixing_is_reported_not_answered(plugins_on_path, oracle):
 
 
 def test_mixing_check_passes_independent_samples(oracle):
-    records = run_sweep(make_cells(["numpy"], ["batched_dense"], ["batched_jacobian"]), oracle,
+    records = run_sweep(plan_cells(["numpy"], ["batched_dense"], ["batched_jacobian"]), oracle,
                         progress=False)
     assert [r.outcome for r in records] == ["ok"] * len(records)

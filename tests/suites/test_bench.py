@@ -11,7 +11,8 @@ import pytest
 
 from adjointbench.cli import main
 from adjointbench.reference import problems
-from adjointbench.suites.bench import BenchCell, make_bench_cells, run_bench_cell
+from adjointbench.suites.cells import Cell, plan_cells
+from adjointbench.suites.runner import run_cell
 from adjointbench.suites.results import ResultsFile
 
 ROOT = Path(__file__).parents[2]
@@ -28,7 +29,7 @@ def test_scaling_sweeps_span_two_decades():
 
 
 def test_full_jacobians_are_timed_at_correctness_sizes_only():
-    cells = make_bench_cells(["numpy"], ["matmul"], ["jacfwd", "vjp"])
+    cells = plan_cells(["numpy"], ["matmul"], ["jacfwd", "vjp"], suite="bench")
     assert {c.size for c in cells if c.op == "jacfwd"} == {2, 8, 16}
     assert max(c.size for c in cells if c.op == "vjp") == 1024
 
@@ -82,22 +83,22 @@ def test_bad_bench_input_exits_2(args, hint, capsys):
 
 
 def test_a_size_an_implementation_declines_is_unsupported():
-    record = run_bench_cell(BenchCell("matmul", "naive", "vjp", 128, budget_s=0.01))
+    record = run_cell(Cell("matmul", "naive", "vjp", 128, budget_s=0.01, suite="bench"))
     assert record.outcome == "unsupported" and "materialises" in record.message
 
 
 def test_a_non_finite_result_is_not_a_timing(plugins_on_path):
-    record = run_bench_cell(BenchCell("scalar_mul", "misbehaving:Misbehaving", "primal", 1,
-                                      budget_s=0.01))
+    record = run_cell(Cell("scalar_mul", "misbehaving:Misbehaving", "primal", 1,
+                           budget_s=0.01, suite="bench"))
     assert record.outcome == "mismatch" and "NaN" in record.message
 
 
 def test_per_sample_loop_is_the_vmap_baseline():
-    vmap = run_bench_cell(BenchCell("batched_sin", "jax", "batched_jacobian", 64, budget_s=0.02))
-    loop = run_bench_cell(BenchCell("batched_sin", "jax_loop", "batched_jacobian", 64,
-                                    budget_s=0.02))
+    vmap = run_cell(Cell("batched_sin", "jax", "batched_jacobian", 64, budget_s=0.02, suite="bench"))
+    loop = run_cell(Cell("batched_sin", "jax_loop", "batched_jacobian", 64, budget_s=0.02,
+                         suite="bench"))
     assert vmap.outcome == loop.outcome == "ok"
-    declined = run_bench_cell(BenchCell("batched_sin", "jax_loop", "batched_jacobian", 1024))
+    declined = run_cell(Cell("batched_sin", "jax_loop", "batched_jacobian", 1024, suite="bench"))
     assert declined.outcome == "unsupported" and "vmap" in declined.message
 
 

@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from adjointbench.reference import get_problem
-from adjointbench.suites.runner import make_cells
+from adjointbench.suites.cells import plan_cells
 from adjointbench.suites.sweep import run_sweep
 
 WRONG_PROBLEMS = {"softmax", "matmul", "linear_solve"}
@@ -13,7 +13,7 @@ USES_VJP = {"vjp", "jacrev", "transpose"}
 
 def test_wrong_vjps_are_mismatches_exactly_where_wrong(plugins_on_path, oracle):
     problems = sorted(WRONG_PROBLEMS | {"matvec", "l2_loss", "broadcast_tanh", "scalar_mul"})
-    records = run_sweep(make_cells(["wrong_rules:implementation"], problems), oracle,
+    records = run_sweep(plan_cells(["wrong_rules:implementation"], problems), oracle,
                         progress=False)
     by_outcome = defaultdict(set)
     for r in records:
@@ -28,7 +28,7 @@ def test_wrong_vjps_are_mismatches_exactly_where_wrong(plugins_on_path, oracle):
 
 def test_mismatch_message_names_op_input_element_error_tolerance_condition(plugins_on_path,
                                                                             oracle):
-    [record] = run_sweep(make_cells(["wrong_rules:implementation"], ["linear_solve"], ["vjp"],
+    [record] = run_sweep(plan_cells(["wrong_rules:implementation"], ["linear_solve"], ["vjp"],
                                     ["float64"], [2]), oracle, progress=False)
     assert record.outcome == "mismatch"
     message = record.message

@@ -10,10 +10,11 @@ import pytest
 
 from adjointbench.impls.protocol import DEVICES
 from adjointbench.impls.registry import available_implementations
-from adjointbench.suites.runner import ALL_OPS, make_cells, run_cell
+from adjointbench.suites.cells import ALL_OPS, plan_cells
+from adjointbench.suites.runner import run_cell
 
 # CUDA cells are always generated: where no GPU is visible they skip with the reason
-CELLS = make_cells(available_implementations(), devices=DEVICES)
+CELLS = plan_cells(available_implementations(), devices=DEVICES)
 
 
 def check(cell, oracle):

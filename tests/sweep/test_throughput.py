@@ -18,8 +18,9 @@ import os
 import pytest
 
 from adjointbench.impls.registry import available_implementations, load_implementation
-from adjointbench.suites.bench import BenchCell, make_bench_cells, time_primal
-from adjointbench.suites.runner import _unsupported_reason
+from adjointbench.suites.bench import time_primal
+from adjointbench.suites.cells import Cell, plan_cells
+from adjointbench.suites.runner import unsupported_reason
 from adjointbench.suites.threads import blas_threads
 from adjointbench.suites.timing import warm_up
 
@@ -29,8 +30,8 @@ if SCALE not in SCALES:
     raise ValueError(f"ADJOINTBENCH_BENCH_SCALE={SCALE!r}: choose one of {', '.join(SCALES)}")
 
 
-def _cells() -> list[BenchCell]:
-    cells = make_bench_cells(available_implementations(), quick=SCALE != "full")
+def _cells() -> list[Cell]:
+    cells = plan_cells(available_implementations(), suite="bench", quick=SCALE != "full")
     if SCALE == "smoke":
         smallest = {}
         for c in cells:
@@ -43,7 +44,7 @@ def _cells() -> list[BenchCell]:
 @pytest.mark.parametrize("cell", _cells(), ids=lambda c: f"{c.op}-{c.id}")
 def test_throughput(benchmark, cell):
     impl = load_implementation(cell.impl)
-    reason = _unsupported_reason(cell, impl)
+    reason = unsupported_reason(cell, impl)
     if reason:
         pytest.skip(reason)
     try:

@@ -1,9 +1,11 @@
 """Gradient methods for adjoint-sensitivity problems, written once.
 
 A steady model (x solves r(x, theta) = 0, J = J(x, theta)) supplies
-``solve(theta)``, ``loss(x, theta)`` and ``linearise(x, theta)``; an ODE model
-supplies its dynamics, their derivatives and its observations. The methods
-here never know which problem they run:
+``solve(theta)``, ``loss(x, theta)`` and ``linearise(x, theta)`` (the
+residual's :class:`impls.rules.Linearisation`, the one the implicit-function
+rule uses, with the loss's partials); an ODE model supplies its dynamics,
+their derivatives and its observations. The methods here never know which
+problem they run:
 
 - finite differences, forward and central, one parameter at a time;
 - forward sensitivities: r_x S = -r_theta, grad = J_theta + S^T J_x (P solves);
@@ -16,11 +18,13 @@ here never know which problem they run:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse
 from scipy.integrate import solve_ivp
+
+from adjointbench.impls.rules import Linearisation
 
 # Steps: forward differences sqrt(eps) (truncation h against rounding eps/h),
 # central differences eps^(1/3) (h^2 against eps/h), scaled by max(1, |theta_i|).
@@ -54,10 +58,8 @@ def fd_central(loss: Callable[[np.ndarray], float], theta: np.ndarray) -> np.nda
 # --- steady problems ---
 
 @dataclass(frozen=True)
-class Linearisation:
-    solve_x: Callable[[np.ndarray], np.ndarray]   # rhs -> r_x^-1 rhs (reused factorisation)
-    solve_xT: Callable[[np.ndarray], np.ndarray]  # rhs -> r_x^-T rhs
-    r_theta: np.ndarray | scipy.sparse.spmatrix    # (n, P)
+class SteadyLinearisation:
+    residual: Linearisation  # r_theta applies to a (P,) vector or a (P, k) block
     J_x: np.ndarray
     J_theta: np.ndarray
 
@@ -66,10 +68,15 @@ class Linearisation:
 class SteadyModel:
     solve: Callable[[np.ndarray], np.ndarray]
     loss: Callable[[np.ndarray, np.ndarray], float]
-    linearise: Callable[[np.ndarray, np.ndarray], Linearisation]
+    linearise: Callable[[np.ndarray, np.ndarray], SteadyLinearisation]
 
     def loss_of_theta(self, theta):
         return self.loss(self.solve(theta), theta)
+
+
+def matrix_linearisation(solve_x, solve_xT, r_theta) -> Linearisation:
+    """A residual whose dr/dtheta is a (dense or sparse) matrix."""
+    return Linearisation(solve_x, solve_xT, lambda d: r_theta @ d, lambda lam: (r_theta.T @ lam,))
 
 
 def _dense(block):
@@ -77,21 +84,23 @@ def _dense(block):
 
 
 def steady_forward_sensitivity(model: SteadyModel, theta: np.ndarray) -> np.ndarray:
+    # S = dx/dtheta = -r_x^-1 r_theta, P columns in chunks;  grad = J_theta + S^T J_x
     x = model.solve(theta)
     lin = model.linearise(x, theta)
     grad = np.array(lin.J_theta, dtype=np.float64)
     for start in range(0, len(theta), SENSITIVITY_CHUNK):
-        columns = slice(start, start + SENSITIVITY_CHUNK)
-        S = -lin.solve_x(_dense(lin.r_theta[:, columns]))
-        grad[columns] += S.T @ lin.J_x
+        columns = np.eye(len(theta), dtype=np.float64)[:, start:start + SENSITIVITY_CHUNK]
+        S = -lin.residual.solve_x(_dense(lin.residual.r_theta(columns)))
+        grad[start:start + SENSITIVITY_CHUNK] += S.T @ lin.J_x
     return grad
 
 
 def steady_adjoint(model: SteadyModel, theta: np.ndarray) -> np.ndarray:
+    # r_x^T lam = J_x;  grad = J_theta - r_theta^T lam  (the implicit rule's transpose)
     x = model.solve(theta)
     lin = model.linearise(x, theta)
-    lam = lin.solve_xT(lin.J_x)
-    return lin.J_theta - lin.r_theta.T @ lam
+    lam = lin.residual.solve_xT(lin.J_x)
+    return lin.J_theta - lin.residual.r_theta_T(lam)[0]
 
 
 # --- ODE problems: z' = f(t, z, theta), z(0) = z0, J = sum_i w_i l(z(t_i), i) ---
@@ -170,3 +179,30 @@ def ode_adjoint(model: OdeModel, theta: np.ndarray) -> np.ndarray:
         _, y = _integrate(rhs, np.concatenate([a, mu]), t1, t0)
         a, mu = y[:n], y[n:]
     return mu
+
+
+def steady_methods(model: SteadyModel) -> dict:
+    """Every method of a steady model: theta -> gradient."""
+    return {"fd_forward": lambda th: fd_forward(model.loss_of_theta, th),
+            "fd_central": lambda th: fd_central(model.loss_of_theta, th),
+            "forward_sensitivity": lambda th: steady_forward_sensitivity(model, th),
+            "adjoint": lambda th: steady_adjoint(model, th)}
+
+
+def ode_methods(model: OdeModel) -> dict:
+    """Every method of an ODE model: theta -> gradient."""
+    loss = lambda th: ode_loss(model, th)
+    return {"fd_forward": lambda th: fd_forward(loss, th),
+            "fd_central": lambda th: fd_central(loss, th),
+            "forward_sensitivity": lambda th: ode_forward_sensitivity(model, th),
+            "adjoint": lambda th: ode_adjoint(model, th)}
+
+
+def gradient_table(model_of: Callable[..., Any], methods_of: Callable[[Any], dict],
+                   names: tuple[str, ...] = ("fd_forward", "fd_central", "forward_sensitivity",
+                                             "adjoint")) -> dict:
+    """{method: gradient(theta, **data) -> (dJ/dtheta,)} for a model built from
+    the problem's data (``model_of(P, **data)``)."""
+    def method(name):
+        return lambda theta, **data: (methods_of(model_of(len(theta), **data))[name](theta),)
+    return {name: method(name) for name in names}

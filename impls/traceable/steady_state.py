@@ -1,0 +1,128 @@
+"""The steady-state sensitivity problems for AD frameworks (see impls/traceable).
+
+``LOSSES[problem](xp, theta, **data) -> J`` differentiates through every
+iteration (Newton steps, the LU of xp.solve: discretise, then differentiate).
+``IMPLICIT[problem] = (solve, residual, objective)`` gives the same J as
+``objective(xp, x, theta, **data)`` where x = solve(xp, theta, **data) solves
+residual(xp, x, theta, **data) = 0, so that a framework's implicit-function
+rule can replace the iterations. The problems' fixed data arrive as inputs;
+the formulas are written here, independently of the catalogue's.
+"""
+
+import numpy as np
+
+NEWTON_STEPS = 60
+TRIPLE_ROOT_NEWTON_STEPS = 100   # linear convergence at the triple root
+GD_STEP, GD_STEPS = 0.1, 1000
+DENSE_DIFFUSION_LIMIT = 2000     # the frameworks solve the diffusion system densely
+
+
+def half_sumsq(xp, r):
+    return xp.sum(0.5 * r * r)
+
+
+# --- linear_system: A x = theta, J = 0.5 ||x - x_ref||^2 ---
+def _linear_solve(xp, theta, A, x_ref):
+    return xp.solve(A, theta)
+
+
+def _linear_residual(xp, x, theta, A, x_ref):
+    return A @ x - theta
+
+
+def _linear_objective(xp, x, theta, A, x_ref):
+    return half_sumsq(xp, x - x_ref)
+
+
+# --- scalar_nonlinear: r(v) = k (a - v) (1 - b / sqrt(b^2 + 2 a v - v^2)) - F ---
+def _spring_residual(xp, v, theta, v_ref, force, v_start):
+    a, b, k = theta[0], theta[1], theta[2]
+    return k * (a - v) * (1 - b / xp.sqrt(b * b + 2 * a * v - v * v)) - force
+
+
+def _spring_solve(xp, theta, v_ref, force, v_start):
+    a, b, k = theta[0], theta[1], theta[2]
+
+    def newton(v):
+        s = xp.sqrt(b * b + 2 * a * v - v * v)
+        dv = -k * (1 - b / s) + k * b * (a - v) ** 2 / s**3
+        return v - _spring_residual(xp, v, theta, v_ref, force, v_start) / dv
+    return xp.fori(NEWTON_STEPS, newton, 0 * theta[:1] + v_start)
+
+
+def _spring_objective(xp, v, theta, v_ref, force, v_start):
+    return half_sumsq(xp, v - v_ref)
+
+
+# --- nonlinear_system: r = [x0 + t0 d^3 + t1, t2 (d - t3)^3], d = x0 - x1 ---
+def _system_residual(xp, x, t, x_start):
+    d = x[0] - x[1]
+    return xp.stack([x[0] + t[0] * d**3 + t[1], t[2] * (d - t[3]) ** 3])
+
+
+def _system_solve(xp, theta, x_start):
+    def newton(x):
+        d = x[0] - x[1]
+        g1, g2 = 3 * theta[0] * d**2, 3 * theta[2] * (d - theta[3]) ** 2
+        jac = xp.stack([xp.stack([1 + g1, -g1]), xp.stack([g2, -g2])])
+        return x - xp.solve(jac, _system_residual(xp, x, theta, x_start))
+    return xp.fori(TRIPLE_ROOT_NEWTON_STEPS, newton, 0 * theta[:2] + x_start)
+
+
+def _system_objective(xp, x, theta, x_start):
+    return half_sumsq(xp, x)
+
+
+# --- unrolled_gd: x_{t+1} = x_t - 0.1 (theta x_t - b) from x0; gd_fixed_point: theta x* = b ---
+def _gd_step(theta, b):
+    return lambda x: x - GD_STEP * (theta[0] * x - b)
+
+
+def _gd_final(xp, theta, x0, b):
+    return xp.fori(GD_STEPS, _gd_step(theta, b), 0 * theta[0] + x0)
+
+
+def gd_trajectory(xp, theta, x0, b):
+    """x_0, ..., x_1000: its Jacobian is the unrolling curve."""
+    return xp.iterates(GD_STEPS, _gd_step(theta, b), 0 * theta[0] + x0)
+
+
+# --- diffusion: A(kappa) u = 1, A = D^T diag(exp theta) D / h^2, dense ---
+def _diffusion_matrix(xp, theta):
+    P = theta.shape[0]
+    if P > DENSE_DIFFUSION_LIMIT:
+        raise NotImplementedError(f"diffusion with P = {P}: the dense solve here needs P <= "
+                                  f"{DENSE_DIFFUSION_LIMIT}; use the numpy methods for larger P")
+    D = xp.const(np.eye(P, P - 1, k=-1) - np.eye(P, P - 1), theta)
+    return (D.T * xp.exp(theta)) @ D * P**2
+
+
+def _diffusion_solve(xp, theta, u_obs):
+    return xp.solve(_diffusion_matrix(xp, theta), 0 * u_obs + 1)
+
+
+def _diffusion_residual(xp, u, theta, u_obs):
+    return _diffusion_matrix(xp, theta) @ u - 1
+
+
+def _diffusion_objective(xp, u, theta, u_obs):
+    return half_sumsq(xp, u - u_obs) / theta.shape[0]
+
+
+def _through(solve, objective):
+    return lambda xp, theta, **data: objective(xp, solve(xp, theta, **data), theta, **data)
+
+
+IMPLICIT = {
+    "linear_system": (_linear_solve, _linear_residual, _linear_objective),
+    "scalar_nonlinear": (_spring_solve, _spring_residual, _spring_objective),
+    "nonlinear_system": (_system_solve, _system_residual, _system_objective),
+    "diffusion": (_diffusion_solve, _diffusion_residual, _diffusion_objective),
+    "gd_fixed_point": (lambda xp, theta, x0, b: b / theta,           # x* = b / theta
+                       lambda xp, x, theta, x0, b: theta * x - b,    # f'(x) = theta x - b
+                       lambda xp, x, theta, x0, b: x[0]),
+}
+
+LOSSES = {**{name: _through(solve, objective) for name, (solve, _, objective) in IMPLICIT.items()},
+          "unrolled_gd": _gd_final}
+PRIMALS = {"gd_trajectory": gd_trajectory}
