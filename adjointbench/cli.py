@@ -74,7 +74,7 @@ def _catalogue() -> dict:
     return {
         "problems": [{"name": p.name, "family": p.family, "sizes": list(p.sizes),
                       "inputs": list(p.inputs), "differentiable": list(p.differentiable),
-                      "description": p.description} for p in problems(None)],
+                      "kind": p.kind, "description": p.description} for p in problems(None)],
         "implementations": [{"name": n, "available": n in available} for n in known_names()],
         "operations": list(ALL_OPS),
         "dtypes": list(DTYPES),
@@ -87,10 +87,12 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
-    print("problems:")
-    for p in data["problems"]:
-        sizes = ",".join(map(str, p["sizes"]))
-        print(f"  {p['name']:<16} {p['family']:<12} sizes {sizes:<12} {p['description']}")
+    for kind, title in (("primitive", "problems (primitives):"),
+                        ("sensitivity", "problems (adjoint sensitivity, operation gradient):")):
+        print(title)
+        for p in (p for p in data["problems"] if p["kind"] == kind):
+            sizes = ",".join(map(str, p["sizes"]))
+            print(f"  {p['name']:<29} {p['family']:<13} sizes {sizes:<18} {p['description']}")
     print("implementations:")
     for i in data["implementations"]:
         print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}")

@@ -54,16 +54,20 @@ class Linearisation:
     r_theta_T: Callable[[Any], tuple]
 
 
-def implicit_rule(solve: Callable[..., Any], linearise: Callable[..., Linearisation]) -> Rule:
+def implicit_rule(solve: Callable[..., Any], linearise: Callable[..., Linearisation] | None = None,
+                  forward: Callable[..., tuple[Any, Linearisation]] | None = None) -> Rule:
     """The rule of x(theta) solving r(x, theta) = 0, from its residual alone.
 
     By the implicit function theorem dx = -(dr/dx)^-1 (dr/dtheta dtheta); its
     transpose is theta_bar = -(dr/dtheta)^T lam where (dr/dx)^T lam = x_bar.
-    ``solve(**inputs) -> x``; ``linearise(x, **inputs) -> Linearisation``.
+    ``solve(**inputs) -> x`` is the pure primal; ``linearise(x, **inputs) ->
+    Linearisation``, or ``forward(**inputs) -> (x, Linearisation)`` for a
+    solution whose solve makes the factorisation the rules reuse.
     """
-    def forward(**inputs):
-        x = solve(**inputs)
-        return x, linearise(x, **inputs)
+    if forward is None:
+        def forward(**inputs):
+            x = solve(**inputs)
+            return x, linearise(x, **inputs)
 
     return Rule(primal=solve, forward=forward,
                 jvp=lambda lin, *dtheta: -lin.solve_x(lin.r_theta(*dtheta)),

@@ -15,13 +15,13 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from adjointbench.suites.results import OUTCOMES  # noqa: E402
+from adjointbench.suites.tolerance import EPS  # noqa: E402
 
 OUTCOME_COLOURS = {"ok": "#4caf50", "mismatch": "#e53935", "unsupported": "#d9d9d9",
                    "error": "#8e24aa", "timeout": "#fb8c00", "crashed": "#000000",
                    "ill_conditioned": "#fdd835"}
 # the worst outcome of several cells is shown: failures first, then the rest
 SEVERITY = ["crashed", "timeout", "error", "mismatch", "ill_conditioned", "ok", "unsupported"]
-EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
 TIMED_OPS = ("primal", "jvp", "vjp", "jacfwd", "jacrev")
 
 
@@ -193,25 +193,27 @@ def batched_throughput(frame: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def unrolling_curve(frame: pd.DataFrame) -> Figure | None:
-    """dx_t/dtheta of unrolled gradient descent against t, with its closed
-    form and the implicit derivative dx*/dtheta."""
-    curves = frame[(frame["op"] == "unrolling") & frame["value"].notna()]
+def recorded_curves(frame: pd.DataFrame) -> Figure | None:
+    """Every check cell that kept its values (problems declared with
+    ``record_values``, e.g. gd_trajectory, whose Jacobian is the unrolling
+    curve dx_t/dtheta), drawn against the oracle's reference."""
+    curves = frame[(frame["suite"] == "check") & (frame["op"] != "gradient")
+                   & frame["value"].notna() & frame["reference"].notna()]
     if curves.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    reference = curves.iloc[0]["reference"]
-    if isinstance(reference, list):
-        ax.plot(np.asarray(reference, dtype=float), color="black", lw=3, alpha=0.3,
-                label="closed form -0.1 t (1 - 0.1 theta)^(t-1) x0")
-    for _, row in curves.iterrows():
-        ax.plot(np.asarray(row["value"], dtype=float), lw=1, label=f"{row['impl']} (unrolled)")
-    implicit = frame[(frame["problem"] == "unrolled_gd") & (frame["method"] == "implicit")
-                     & frame["value"].notna()]
-    if not implicit.empty:
-        ax.axhline(float(implicit.iloc[0]["value"][0]), color="red", ls="--",
-                   label="implicit dx*/dtheta")
-    ax.set(xlabel="iteration t", ylabel="dx_t / dtheta",
-           title="The curse of unrolling: unrolled_gd's derivative through each iterate")
-    ax.legend(fontsize=8)
+    keys = sorted(curves.groupby(["problem", "op"]).groups)
+    colours = _colours(curves["impl"].unique())
+    fig, axes = _grid(len(keys))
+    for ax, (problem, op) in zip(axes, keys):
+        rows = curves[(curves["problem"] == problem) & (curves["op"] == op)]
+        reference = np.ravel(np.asarray(rows.iloc[0]["reference"], dtype=float))
+        ax.plot(reference, color="black", lw=4, alpha=0.25, label="oracle")
+        for _, row in rows.drop_duplicates("impl").iterrows():
+            ax.plot(np.ravel(np.asarray(row["value"], dtype=float)), lw=1,
+                    color=colours[row["impl"]])
+        ax.set(xlabel="output index (iteration t)", ylabel=f"{op} value", title=f"{problem} {op}")
+        ax.legend(fontsize=8, loc="best")
+    _legend(fig, colours)
+    fig.suptitle("Recorded curves against the oracle (gd_trajectory's Jacobian is the "
+                 "unrolling curve dx_t/dtheta)")
     return fig

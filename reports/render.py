@@ -52,8 +52,9 @@ SECTIONS = (
             "Samples per second against batch size; *_loop is a per-sample loop, the "
             "baseline vmap is measured against.", plots.batched_throughput),
     Section("unrolling", "The unrolling curve",
-            "dx_t/dtheta of 1000 steps of gradient descent, with its closed form and the "
-            "implicit derivative at the fixed point.", plots.unrolling_curve),
+            "dx_t/dtheta through 1000 steps of gradient descent (the Jacobian of gd_trajectory) "
+            "for each implementation, over the oracle's reference; any other problem that "
+            "records its values is drawn here too.", plots.recorded_curves),
 )
 
 STYLE = """

@@ -70,9 +70,8 @@ def _sizes(problem: Problem, op: str, suite: str, quick: bool, asked) -> list[in
     if suite == "bench" and op not in FULL_JACOBIAN_OPS:
         own = list(problem.timed_sizes)
         default = sorted({own[0], own[-1]}) if quick else own
-    elif op in FULL_JACOBIAN_OPS:  # checked at the smallest size, timed at the correctness sizes
-        own = list(problem.sizes)
-        default = own if suite == "bench" else own[:1]
+    elif op in FULL_JACOBIAN_OPS:  # timed at the correctness sizes, checked at the smallest
+        own = default = list(problem.sizes) if suite == "bench" else [problem.smallest_size]
     elif problem.kind == "sensitivity":
         own = list(problem.sizes)
         default = [s for s in own if s <= (QUICK_MAX_P if quick else DEFAULT_MAX_P)]

@@ -28,15 +28,16 @@ def _solve(A, b):
                                  check_finite=False)
 
 
-def _solve_linearise(x, A, b):
+def _solve_forward(A, b):
     lu = scipy.linalg.lu_factor(A, check_finite=False)
-    return Linearisation(
+    x = scipy.linalg.lu_solve(lu, b, check_finite=False)
+    return x, Linearisation(
         solve_x=lambda rhs: scipy.linalg.lu_solve(lu, rhs, check_finite=False),
         solve_xT=lambda rhs: scipy.linalg.lu_solve(lu, rhs, trans=1, check_finite=False),
         r_theta=lambda dA, db: dA @ x - db,
         r_theta_T=lambda lam: (np.outer(lam, x), -lam))
 
 
-linear_solve = implicit_rule(_solve, _solve_linearise)
+linear_solve = implicit_rule(_solve, forward=_solve_forward)
 
 RULES = {"matvec": matvec, "matmul": matmul, "linear_solve": linear_solve}

@@ -11,6 +11,14 @@ from adjointbench.reference import UnknownNameError, get_problem, make_inputs, m
 SAMPLES = 4
 
 
+@pytest.fixture(autouse=True, scope="module")
+def jax_float64():
+    """Numerics strict in tests: float64 in JAX, turned on by the test as a
+    user would (the helpers themselves never change it)."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+
+
 def framework(backend):
     if backend.startswith("jax"):
         from adjointbench.impls.jax import XP
@@ -101,3 +109,18 @@ def test_batch_normalisation_is_detected(backend):
 def test_unknown_backend_names_the_closest():
     with pytest.raises(UnknownNameError, match="Did you mean 'jax-forward'"):
         jacobian_vector_product(np.sin, "jax-foward", np.zeros(2), np.ones(2))
+
+
+def test_helpers_change_no_global_setting_and_keep_the_dtype():
+    import subprocess
+    import sys
+    code = ("import jax, jax.numpy as jnp, numpy as np\n"
+            "from adjointbench import jacobian_vector_product, batched_jacobian\n"
+            "x = np.linspace(-1, 1, 4, dtype=np.float32)\n"
+            "y = jacobian_vector_product(jnp.tanh, 'jax-reverse', x, np.ones(4, np.float32))\n"
+            "J = batched_jacobian(jnp.tanh, 'jax-forward', x.reshape(2, 2))\n"
+            "assert not jax.config.jax_enable_x64, 'the helper turned on float64'\n"
+            "assert y.dtype == J.dtype == jnp.float32, (y.dtype, J.dtype)\n"
+            "np.testing.assert_allclose(y, 1 - np.tanh(x) ** 2, rtol=1e-6)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -23,7 +23,7 @@ def results(tmp_path_factory):
     """A small real check and bench, with every kind of plot's data."""
     out = tmp_path_factory.mktemp("results")
     check = ["check", "--impl", "numpy,naive,jax", "--problem",
-             "matmul,softmax,diffusion,unrolled_gd,linear_system", "--size", "2,4,8,100",
+             "matmul,softmax,diffusion,gd_trajectory,linear_system", "--size", "1,2,4,8,100",
              "--out", str(out), "--quiet", "--in-process"]
     assert main(check) == 0
     bench = ["bench", "--impl", "numpy,naive", "--problem", "matmul,softmax,batched_sin",

@@ -9,19 +9,24 @@ names an implementation.
 import pytest
 
 from adjointbench.impls.protocol import DEVICES
-from adjointbench.impls.registry import available_implementations
+from adjointbench.impls.registry import available_implementations, load_implementation
 from adjointbench.suites.cells import ALL_OPS, plan_cells
+from adjointbench.suites.expected import expected_outcome, load_manifest
 from adjointbench.suites.runner import run_cell
 
+IMPLS = available_implementations()
 # CUDA cells are always generated: where no GPU is visible they skip with the reason
-CELLS = plan_cells(available_implementations(), devices=DEVICES)
+CELLS = plan_cells(IMPLS, devices=DEVICES)
+MANIFESTS = {name: load_manifest(name, load_implementation(name)) or [] for name in IMPLS}
 
 
 def check(cell, oracle):
+    """ok, or the outcome the implementation's manifest declares for the cell."""
     record = run_cell(cell, oracle)
     if record.outcome == "unsupported":
         pytest.skip(record.message)
-    assert record.outcome == "ok", f"{record.outcome}: {record.message}"
+    expected = expected_outcome(record, MANIFESTS[cell.impl])
+    assert record.outcome == expected, f"{record.outcome}: {record.message}"
 
 
 def sweep_test(op):
