@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -38,9 +39,10 @@ from adjointbench.impls.protocol import DEVICES, DTYPES
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
 from adjointbench.reference import Oracle, UnknownNameError, problems
-from adjointbench.suites.cells import ALL_OPS, plan_cells
+from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
 from adjointbench.suites.environment import write_environment
 from adjointbench.suites.expected import load_manifest, surprises
+from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
 from adjointbench.suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
 from adjointbench.suites.sweep import run_sweep
@@ -115,10 +117,24 @@ def _writable_folder(path: str) -> Path:
 
 
 def _implementations(asked: list[str] | None) -> list[str]:
-    names = asked or available_implementations()
+    """The implementations asked for, else every installed one. They are
+    loaded later, each in its own worker (or here with --in-process)."""
+    return asked or available_implementations()
+
+
+def _describe_all(names: list[str], describe) -> dict[str, dict]:
+    """Each implementation's name, devices and expected outcomes, loaded where
+    it will run; one that will not load is bad input (exit 2), with the reason."""
+    descriptions = {}
     for name in names:
-        load_implementation(name)  # fail early, with the reason
-    return names
+        try:
+            descriptions[name] = describe(name)
+        except (UnknownNameError, ProtocolError, MissingDependency) as e:
+            raise UsageError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - what the plug-in raised, reported
+            raise UsageError(f"implementation {name!r} cannot be loaded: {e}. Check the "
+                             "'module:object' name and that its package is installed.") from None
+    return descriptions
 
 
 def _unfinished(cells: list, results: ResultsFile) -> list:
@@ -145,32 +161,39 @@ def _results_file(args, suite: str) -> ResultsFile | None:
     return results
 
 
-def _run(args, cells: list, suite: str, threads: int | None = None) -> int:
-    """Run the cells (isolated unless --in-process), append, summarise."""
-    results = _results_file(args, suite)
-    if results and args.resume:
-        cells = _unfinished(cells, results)
-    if results:
-        write_environment(results.path.parent, threads)
-    verb = "checking" if suite == "check" else "timing"
-    print(f"{verb} {len(cells)} cells", file=sys.stderr)
+def _run(args, impls: list[str], plan, suite: str, threads: int | None = None) -> int:
+    """Load the implementations (each in its worker unless --in-process), run
+    the cells ``plan(impls)``, append, summarise."""
     oracle = Oracle()
-    if args.in_process:
-        limit_threads(threads)
-        records = run_sweep(cells, oracle, results, progress=not args.quiet)
-    else:
-        with IsolatedRunner(args.timeout, oracle.cache_dir,
-                            thread_environment(threads)) as isolated:
-            records = run_sweep(cells, oracle, results, progress=not args.quiet,
-                                runner=isolated.run)
-    return _summarise(records, results)
+    with contextlib.ExitStack() as stack:
+        if args.in_process:
+            limit_threads(threads)
+            describe = lambda name: LocalExecutor(load_implementation(name)).describe()
+            runner = None
+        else:
+            isolated = stack.enter_context(IsolatedRunner(
+                args.timeout, environment=thread_environment(threads), oracle=oracle))
+            describe, runner = isolated.describe, isolated.run
+        descriptions = _describe_all(impls, describe)
+        cells = plan(impls)
+        results = _results_file(args, suite)
+        if results and args.resume:
+            cells = _unfinished(cells, results)
+        if results:
+            write_environment(results.path.parent, threads)
+        verb = "checking" if suite == "check" else "timing"
+        print(f"{verb} {len(cells)} cells", file=sys.stderr)
+        records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
+    return _summarise(records, results, descriptions)
 
 
 def cmd_check(args) -> int:
-    cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem), _names(args.op),
-                       _names(args.dtype), _sizes(args.size), _names(args.device), args.seed,
-                       _names(args.method), quick=args.quick)
-    return _run(args, cells, "check")
+    def plan(impls):
+        return plan_cells(impls, _names(args.problem), _names(args.op), _names(args.dtype),
+                          _sizes(args.size), _names(args.device), args.seed,
+                          _names(args.method), quick=args.quick, points=args.points)
+    plan([])  # bad names exit 2 before any implementation loads
+    return _run(args, _implementations(_names(args.impl)), plan, "check")
 
 
 def cmd_bench(args) -> int:
@@ -178,11 +201,12 @@ def cmd_bench(args) -> int:
         raise UsageError(f"--budget must be a positive number of seconds, got {args.budget}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    cells = plan_cells(_implementations(_names(args.impl)), _names(args.problem),
-                       _names(args.op), _names(args.dtype), _sizes(args.size),
-                       _names(args.device), args.seed, _names(args.method), args.quick,
-                       suite="bench", budget_s=args.budget)
-    return _run(args, cells, "bench", args.threads)
+    def plan(impls):
+        return plan_cells(impls, _names(args.problem), _names(args.op), _names(args.dtype),
+                          _sizes(args.size), _names(args.device), args.seed,
+                          _names(args.method), args.quick, suite="bench", budget_s=args.budget)
+    plan([])
+    return _run(args, _implementations(_names(args.impl)), plan, "bench", args.threads)
 
 
 def cmd_report(args) -> int:
@@ -223,7 +247,7 @@ def cmd_run(args) -> int:
     return status
 
 
-def _summarise(records: list, results: ResultsFile | None) -> int:
+def _summarise(records: list, results: ResultsFile | None, descriptions: dict) -> int:
     counts = collections.Counter(r.outcome for r in records)
     summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
     print(f"{len(records)} cells: {summary}")
@@ -234,20 +258,16 @@ def _summarise(records: list, results: ResultsFile | None) -> int:
                   f"{r.message}")
     if results:
         print(f"results: {results.path}")
-    unexpected = _surprises(records)
+    unexpected = _surprises(records, descriptions)
     bench_failed = any(r.outcome in FAILURES for r in records if r.suite == "bench")
     return EXIT_FAILED if unexpected or bench_failed else EXIT_OK
 
 
-def _surprises(records: list) -> list:
+def _surprises(records: list, descriptions: dict) -> list:
     """Check cells whose outcome differs from their implementation's manifest
     (suites/expected.py), printed; both directions count."""
-    manifests = {}
-    for name in {r.impl for r in records if r.suite == "check"}:
-        try:
-            manifests[name] = load_manifest(name, load_implementation(name))
-        except Exception:  # an implementation that no longer loads has no manifest
-            manifests[name] = None
+    manifests = {name: load_manifest(name, d["expected_outcomes"])
+                 for name, d in descriptions.items()}
     found = surprises(records, manifests)
     for record, expected in found:
         what = f"{record.op}/{record.method}" if record.method else record.op
@@ -298,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     _filters(p_check)
     _sweep_options(p_check)
     p_check.add_argument("--quick", action="store_true",
-                         help="float64 only, each problem at its smallest size")
+                         help="float64 only, each problem at its two smallest sizes")
+    p_check.add_argument("--points", type=int, default=DEFAULT_POINTS,
+                         help="input points per cell: the seeded one, then points spread over "
+                         f"the problem's domain (default {DEFAULT_POINTS})")
     p_check.set_defaults(func=cmd_check)
     p_bench = sub.add_parser("bench", help="throughput: each operation timed against its primal")
     _filters(p_bench)

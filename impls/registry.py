@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from importlib.metadata import entry_points
+import re
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
 from adjointbench.impls.protocol import Implementation
 from adjointbench.names import UnknownNameError, closest
@@ -80,13 +81,25 @@ def load_implementation(spec: str) -> Implementation:
         raise
 
 
-def available_implementations() -> list[str]:
-    """Names of the implementations that load here (missing frameworks skipped)."""
-    names = []
-    for name in known_names():
-        try:
-            load_implementation(name)
-        except MissingDependency:
+def _extras_installed(entry) -> bool:
+    """Whether every requirement of the entry point's extras is installed,
+    read from package metadata: nothing is imported."""
+    if not entry.extras or entry.dist is None:
+        return True
+    for requirement in entry.dist.requires or ():
+        name, _, marker = requirement.partition(";")
+        if not any(f"extra == '{extra}'" in marker or f'extra == "{extra}"' in marker
+                   for extra in entry.extras):
             continue
-        names.append(name)
-    return names
+        package = re.split(r"[\s<>=!~\[;]", name.strip(), maxsplit=1)[0]
+        try:
+            version(package)
+        except PackageNotFoundError:
+            return False
+    return True
+
+
+def available_implementations() -> list[str]:
+    """Names of the registered implementations whose extras are installed
+    (checked in package metadata, so the frameworks are not imported here)."""
+    return [name for name, entry in _entry_points().items() if _extras_installed(entry)]

@@ -83,7 +83,7 @@ PROBLEMS = (
             batch_input="x", description=f"softmax of each column, x ({SOFTMAX_FEATURES}, B)"),
     Problem(name="batched_sin", family="batched", inputs=("x",), differentiable=("x",),
             sizes=BATCH_SIZES, bench_sizes=BATCH_BENCH_SIZES,
-            generate=_sin_inputs, closed_form=sympy.sin,
+            generate=_sin_inputs, closed_form=sympy.sin, domain={"x": (-2 * np.pi, 2 * np.pi)},
             elementwise=True, batch_input="x",
             description=f"sin applied to each sample, x ({SIN_FEATURES}, B)"),
     Problem(name="batched_neural_ode", family="batched", inputs=("u0", "W", "b"),

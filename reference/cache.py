@@ -1,13 +1,28 @@
-"""The oracle's disk cache: one JSON file per problem, size, seed and version."""
+"""The oracle's disk cache: one JSON file per reference, checked on read.
+
+Each entry stores its key: the oracle version, a hash of the problem's
+definition (its declaration and the source of its family file), a hash of the
+inputs it was computed at, the size, seed and point, and a checksum of the
+reference itself. On read the whole key must match and the checksum must
+hold; a damaged, mismatched or edited entry is discarded with a warning and
+recomputed. Only the trusted side (the process that compares) writes here.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
+import sys
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 from adjointbench.reference.catalogue import get_problem
 from adjointbench.reference.oracle import ORACLE_VERSION, Reference, compute_reference
+from adjointbench.reference.problem import Problem, make_inputs
 
 DEFAULT_CACHE_DIR = ".oracle-cache"
 
@@ -15,6 +30,51 @@ DEFAULT_CACHE_DIR = ".oracle-cache"
 def default_cache_dir() -> Path:
     """``$ADJOINTBENCH_CACHE_DIR``, else ``.oracle-cache`` in the working folder."""
     return Path(os.environ.get("ADJOINTBENCH_CACHE_DIR", DEFAULT_CACHE_DIR))
+
+
+def _sha(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+_DEFINITIONS: dict[int, str] = {}
+
+
+def definition_hash(problem: Problem) -> str:
+    """A hash of what defines the problem: its declared fields and the source
+    of the module that declares it (generator, primal and closed form)."""
+    if id(problem) not in _DEFINITIONS:
+        _DEFINITIONS[id(problem)] = _definition_hash(problem)
+    return _DEFINITIONS[id(problem)]
+
+
+def _definition_hash(problem: Problem) -> str:
+    fields = {k: v for k, v in vars(problem).items() if not callable(v)}
+    module = sys.modules.get(problem.generate.__module__)
+    try:
+        source = inspect.getsource(module) if module else ""
+    except (OSError, TypeError):
+        source = repr(problem)
+    return _sha(json.dumps(fields, sort_keys=True, default=str) + source)
+
+
+def inputs_hash(inputs: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(inputs):
+        array = np.ascontiguousarray(inputs[name], dtype=np.float64)
+        digest.update(f"{name}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(problem: Problem, size: int, seed: int, point: int = 0) -> dict:
+    return {"oracle_version": ORACLE_VERSION, "problem": problem.name,
+            "definition": definition_hash(problem),
+            "inputs": inputs_hash(make_inputs(problem, size, seed, point)),
+            "size": size, "seed": seed, "point": point}
+
+
+def _checksum(reference: dict) -> str:
+    return _sha(json.dumps(reference, sort_keys=True))
 
 
 class Oracle:
@@ -29,30 +89,42 @@ class Oracle:
         self.use_cache = use_cache
         self._memory: dict[tuple, Reference] = {}
 
-    def path(self, problem: str, size: int, seed: int) -> Path:
-        return self.cache_dir / f"oracle-v{ORACLE_VERSION}" / f"{problem}-n{size}-s{seed}.json"
+    def path(self, problem: str, size: int, seed: int, point: int = 0) -> Path:
+        return (self.cache_dir / f"oracle-v{ORACLE_VERSION}"
+                / f"{problem}-n{size}-s{seed}-p{point}.json")
 
-    def reference(self, problem: str, size: int, seed: int = 0) -> Reference:
-        key = (problem, size, seed)
+    def reference(self, problem: str, size: int, seed: int = 0, point: int = 0) -> Reference:
+        key = (problem, size, seed, point)
         if key not in self._memory:
-            self._memory[key] = self._load(*key) or self._compute(*key)
+            expected = cache_key(get_problem(problem), size, seed, point)
+            self._memory[key] = self._load(expected) or self._compute(expected)
         return self._memory[key]
 
-    def _load(self, problem: str, size: int, seed: int) -> Reference | None:
-        path = self.path(problem, size, seed)
+    def _load(self, key: dict) -> Reference | None:
+        path = self.path(key["problem"], key["size"], key["seed"], key["point"])
         if not (self.use_cache and path.exists()):
             return None
         try:
-            return Reference.from_json(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError):
-            return None  # a damaged entry is recomputed and rewritten
+            entry = json.loads(path.read_text())
+            if entry["key"] != key:
+                raise ValueError("its key does not match this problem, size, seed, point, "
+                                 "inputs and oracle version")
+            if entry["checksum"] != _checksum(entry["reference"]):
+                raise ValueError("its checksum does not match its contents")
+            return Reference.from_json(entry["reference"])
+        except (ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"discarding the oracle cache entry {path}: {e}; recomputing it",
+                          stacklevel=2)
+            return None
 
-    def _compute(self, problem: str, size: int, seed: int) -> Reference:
-        reference = compute_reference(get_problem(problem), size, seed)
+    def _compute(self, key: dict) -> Reference:
+        reference = compute_reference(get_problem(key["problem"]), key["size"], key["seed"],
+                                      point=key["point"])
         if self.use_cache:
-            path = self.path(problem, size, seed)
+            path = self.path(key["problem"], key["size"], key["seed"], key["point"])
             path.parent.mkdir(parents=True, exist_ok=True)
+            data = reference.to_json()
             tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(reference.to_json()))
+            tmp.write_text(json.dumps({"key": key, "checksum": _checksum(data), "reference": data}))
             os.replace(tmp, path)
         return reference

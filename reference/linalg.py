@@ -13,12 +13,15 @@ def _summation_condition(product, abs_product) -> float:
     return float(np.max(abs_product) / max(np.max(np.abs(product)), np.finfo(float).tiny))
 
 
+# Non-square on purpose: a transposed cotangent is then a shape error, and
+# rules that assume m = n are exercised.
 def _matvec_inputs(size, rng):
-    return {"A": rng.standard_normal((size, size)), "x": rng.standard_normal(size)}
+    return {"A": rng.standard_normal((size + 1, size)), "x": rng.standard_normal(size)}
 
 
 def _matmul_inputs(size, rng):
-    return {"A": rng.standard_normal((size, size)), "B": rng.standard_normal((size, size))}
+    return {"A": rng.standard_normal((size, size + 1)),
+            "B": rng.standard_normal((size + 1, size + 2))}
 
 
 def well_conditioned_matrix(size, rng) -> np.ndarray:
@@ -33,16 +36,16 @@ def _solve_inputs(size, rng):
 PROBLEMS = (
     Problem(name="matvec", family="linalg", inputs=("A", "x"), differentiable=("A", "x"),
             sizes=(2, 8, 32), bench_sizes=MATRIX_BENCH_SIZES,
-            generate=_matvec_inputs,
+            generate=_matvec_inputs, domain={"A": (-2.0, 2.0), "x": (-2.0, 2.0)},
             primal_mp=lambda A, x: A @ x,
             condition=lambda A, x: _summation_condition(A @ x, np.abs(A) @ np.abs(x)),
-            description="A x, A n x n"),
+            description="A x, A (n + 1) x n"),
     Problem(name="matmul", family="linalg", inputs=("A", "B"), differentiable=("A", "B"),
             sizes=(2, 8, 16), bench_sizes=MATRIX_BENCH_SIZES,
-            generate=_matmul_inputs,
+            generate=_matmul_inputs, domain={"A": (-2.0, 2.0), "B": (-2.0, 2.0)},
             primal_mp=lambda A, B: A @ B,
             condition=lambda A, B: _summation_condition(A @ B, np.abs(A) @ np.abs(B)),
-            description="A B, A and B n x n"),
+            description="A B, A n x (n + 1), B (n + 1) x (n + 2)"),
     Problem(name="linear_solve", family="linalg", inputs=("A", "b"),
             differentiable=("A", "b"), sizes=(2, 8, 16), bench_sizes=MATRIX_BENCH_SIZES,
             generate=_solve_inputs,

@@ -29,7 +29,7 @@ import sympy
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "3"
+ORACLE_VERSION = "4"
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
@@ -250,14 +250,15 @@ def directional_derivative(problem: Problem, inputs: Arrays, direction: Arrays) 
 
 
 def compute_reference(problem: Problem, size: int, seed: int = 0,
-                      method: str | None = None) -> Reference:
-    """Compute (uncached) the reference of ``problem`` at ``size`` and ``seed``.
+                      method: str | None = None, point: int = 0) -> Reference:
+    """Compute (uncached) the reference of ``problem`` at ``size``, ``seed``
+    and input point ``point``.
 
     ``method`` forces ``"exact"`` or ``"fd"``; by default a closed form is used
     where the problem has one.
     """
     start = time.perf_counter()
-    inputs = make_inputs(problem, size, seed)
+    inputs = make_inputs(problem, size, seed, point)
     with mpmath.workdps(DPS):
         path = _path(problem, inputs, method)
         try:
@@ -266,7 +267,7 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
             raise UncertifiedReference(
                 f"the oracle cannot evaluate {problem.name} at size {size} in high precision "
                 f"({type(e).__name__}: {e}), so it cannot certify a reference there") from e
-        probes = make_probes(problem, size, inputs, np.shape(value), seed)
+        probes = make_probes(problem, size, inputs, np.shape(value), seed, point)
         jvp = _estimate(*path.derivative(probes.tangent))
         projected, jacobian, vjp = (), None, None
         if size == problem.smallest_size:

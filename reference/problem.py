@@ -59,6 +59,13 @@ class Problem:
             record (small outputs drawn as curves in the report).
         dtypes: the dtypes it is defined in; cells of another dtype are
             recorded ``unsupported`` with the reason.
+        domain: ``{input: (low, high)}``, where the inputs may range. Input
+            point 0 is the seeded one; points 1, 2, ... draw a new generator
+            stream and spread these inputs over their domain (a golden-ratio
+            sequence, jittered by the seed), so that every region a rule can
+            get wrong (both signs of sin and cos, of scalars) is visited.
+        max_points: the most input points worth checking (1 for the
+            worked examples, whose values are fixed); None for no limit.
     """
 
     name: str
@@ -79,6 +86,8 @@ class Problem:
     bench_sizes: tuple[int, ...] = ()
     record_values: bool = False
     dtypes: tuple[str, ...] = ("float64", "float32")
+    domain: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_points: int | None = None
 
     @property
     def smallest_size(self) -> int:
@@ -89,9 +98,26 @@ class Problem:
         return self.bench_sizes or self.sizes
 
 
-def _rng(problem: Problem, size: int, seed: int, stream: int) -> np.random.Generator:
-    key = [seed, zlib.crc32(problem.name.encode()), size, stream]
+def _rng(problem: Problem, size: int, seed: int, stream: int,
+         point: int = 0) -> np.random.Generator:
+    key = [seed, zlib.crc32(problem.name.encode()), size, stream, point]
     return np.random.default_rng(key)
+
+
+GOLDEN = (np.sqrt(5.0) - 1) / 2
+SCALAR_JITTER = 0.1  # of the domain's width, for one-element inputs
+
+
+def _spread(problem: Problem, raw: Arrays, size: int, seed: int, point: int) -> Arrays:
+    """Point ``point`` of the domain: a golden-ratio step per point, so that
+    a few points already land far apart; many-element inputs are uniform."""
+    rng = _rng(problem, size, seed, stream=2, point=point)
+    spread = dict(raw)
+    for name, (low, high) in problem.domain.items():
+        shape = np.shape(raw[name])
+        jitter = rng.uniform(size=shape) * (1.0 if np.prod(shape, dtype=int) > 1 else SCALAR_JITTER)
+        spread[name] = low + (high - low) * ((point * GOLDEN + jitter) % 1.0)
+    return spread
 
 
 def float32_exact(array: np.ndarray) -> np.ndarray:
@@ -99,9 +125,12 @@ def float32_exact(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
-def make_inputs(problem: Problem, size: int, seed: int = 0) -> Arrays:
-    """The seeded inputs of ``problem`` at ``size``: float64, float32-exact."""
-    raw = problem.generate(size, _rng(problem, size, seed, stream=0))
+def make_inputs(problem: Problem, size: int, seed: int = 0, point: int = 0) -> Arrays:
+    """The seeded inputs of ``problem`` at ``size`` and input point ``point``:
+    float64, float32-exact (sensitivity problems: exactly as declared)."""
+    raw = problem.generate(size, _rng(problem, size, seed, stream=0, point=point))
+    if point:
+        raw = _spread(problem, raw, size, seed, point)
     if problem.kind == "sensitivity":
         return {name: np.asarray(raw[name], dtype=np.float64) for name in problem.inputs}
     return {name: float32_exact(raw[name]) for name in problem.inputs}
@@ -126,9 +155,9 @@ N_PROJECTIONS = 2
 
 
 def make_probes(problem: Problem, size: int, inputs: Arrays, output_shape: tuple[int, ...],
-                seed: int = 0) -> Probes:
-    """Seeded probes for ``inputs = make_inputs(problem, size, seed)``."""
-    rng = _rng(problem, size, seed, stream=1)
+                seed: int = 0, point: int = 0) -> Probes:
+    """Seeded probes for ``inputs = make_inputs(problem, size, seed, point)``."""
+    rng = _rng(problem, size, seed, stream=1, point=point)
 
     def direction() -> Arrays:
         return {name: float32_exact(rng.standard_normal(inputs[name].shape))

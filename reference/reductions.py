@@ -41,6 +41,7 @@ PROBLEMS = (
             primal_mp=_l2_loss_mp, condition=_l2_condition,
             description="0.5 ||y - y_ref||^2"),
     Problem(name="softmax", family="reductions", inputs=("x",), differentiable=("x",),
+            domain={"x": (-5.0, 5.0)},
             sizes=SIZES, bench_sizes=VECTOR_BENCH_SIZES,
             generate=_softmax_inputs, primal_mp=_softmax_mp,
             description="exp(x) / sum(exp(x)), computed stably"),

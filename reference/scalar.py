@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sympy
 
 from adjointbench.reference.problem import Problem
@@ -19,11 +21,11 @@ def _one_scalar(size, rng):
 PROBLEMS = (
     Problem(name="scalar_add", family="scalar", inputs=("x", "y"),
             differentiable=("x", "y"), sizes=(1,), generate=_two_scalars,
-            closed_form=lambda x, y: x + y, description="x + y"),
+            domain={"x": (-4.0, 4.0), "y": (-4.0, 4.0)}, closed_form=lambda x, y: x + y, description="x + y"),
     Problem(name="scalar_mul", family="scalar", inputs=("x", "y"),
             differentiable=("x", "y"), sizes=(1,), generate=_two_scalars,
-            closed_form=lambda x, y: x * y, description="x * y"),
+            domain={"x": (-4.0, 4.0), "y": (-4.0, 4.0)}, closed_form=lambda x, y: x * y, description="x * y"),
     Problem(name="scalar_sin", family="scalar", inputs=("x",),
             differentiable=("x",), sizes=(1,), generate=_one_scalar,
-            closed_form=sympy.sin, description="sin x"),
+            domain={"x": (-2 * math.pi, 2 * math.pi)}, closed_form=sympy.sin, description="sin x"),
 )

@@ -35,7 +35,7 @@ def sensitivity_problem(name, inputs, sizes, generate, primal_mp, condition, des
     return Problem(name=name, family=family, inputs=("theta", *inputs),
                    differentiable=("theta",), sizes=sizes, generate=generate,
                    primal_mp=primal_mp, condition=condition, description=description,
-                   kind="sensitivity", dtypes=("float64",), **kw)
+                   kind="sensitivity", dtypes=("float64",), max_points=1, **kw)
 
 
 def _steady(name, inputs, sizes, generate, primal_mp, condition, description, **kw):
@@ -122,9 +122,12 @@ def _system_dx(x, t):
 
 
 def _nonlinear_system_mp(theta, x_start):
-    x = hp.newton(lambda x: _system_residual(x, theta), lambda x: _system_dx(x, theta),
-                  np.array(x_start, dtype=object), max_steps=400)
-    return np.array(_sumsq(x), dtype=object)
+    # The root in closed form: r2 = 0 forces d = x0 - x1 = t3 (a triple root, where
+    # dr/dx is singular and Newton converges only linearly), then r1 = 0 gives
+    # x0 = -t1 - t0 t3^3. x(theta) is smooth, so J and its gradient are certified.
+    t0, t1, t2, t3 = theta
+    x0 = -t1 - t0 * t3**3
+    return np.array(_sumsq([x0, x0 - t3]), dtype=object)
 
 
 def _system_condition(theta, x_start):
@@ -230,6 +233,7 @@ PROBLEMS = (
 PROBLEMS += (
     Problem(name="gd_trajectory", family="steady_state", inputs=("theta", "x0", "b"),
             differentiable=("theta",), sizes=(1,), generate=_gd_data,
+            domain={"theta": (0.01, 0.5)},
             primal_mp=_gd_iterates_mp, record_values=True,
             # rounding errors accumulate over the iterations: x_t carries t of them
             condition=lambda theta, x0, b: float(GD_STEPS),

@@ -19,6 +19,7 @@ import numpy as np
 from adjointbench.impls.protocol import Implementation, Prepared, Task
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
 from adjointbench.suites.cells import Cell
+from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.threads import blas_threads
 from adjointbench.suites.timing import Timing, time_operation, timing_fields
@@ -36,7 +37,7 @@ def _operation_task(cell: Cell, problem: Problem, inputs: dict, output_shape) ->
 
 
 def _all_finite(timing: Timing) -> bool:
-    result = timing.prepared.to_numpy(timing.result)
+    result = timing.result
     parts = result if isinstance(result, (tuple, list)) else (result,)
     return all(np.all(np.isfinite(np.asarray(p, dtype=np.float64))) for p in parts)
 
@@ -51,7 +52,7 @@ def _primal_timing(cell: Cell, impl: Implementation, problem: Problem, inputs: d
     if key not in _PRIMALS:
         timing = time_operation(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
                                 cell.budget_s)
-        shape = np.shape(timing.prepared.to_numpy(timing.result))
+        shape = np.shape(timing.result)
         _PRIMALS[key] = (timing, shape)
     return _PRIMALS[key]
 
@@ -76,4 +77,5 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     if not _all_finite(timing):
         return replace(record, outcome="mismatch",
                        message=f"{cell.op} returned NaN or Inf; its timing is not meaningful")
+    check_reentrant(cell, cell.op, timing.result, timing.last_result)  # timed results are right
     return record

@@ -29,6 +29,7 @@ SUITES = ("check", "bench")
 # (the oracle at P = 10^4 takes minutes once; it is cached afterwards).
 DEFAULT_MAX_P = 1100
 QUICK_MAX_P = 100  # check --quick: two points of each scalable sensitivity problem
+DEFAULT_POINTS = 3  # input points per check cell: the seeded one and two spread over the domain
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Cell:
     method: str | None = None  # the gradient method of a ``gradient`` cell
     suite: str = "check"
     budget_s: float = DEFAULT_BUDGET_S  # seconds of timed samples (bench, gradient)
+    points: int = DEFAULT_POINTS  # input points a check cell evaluates (bench: the first)
 
     @property
     def id(self) -> str:
@@ -75,9 +77,9 @@ def _sizes(problem: Problem, op: str, suite: str, quick: bool, asked) -> list[in
     elif problem.kind == "sensitivity":
         own = list(problem.sizes)
         default = [s for s in own if s <= (QUICK_MAX_P if quick else DEFAULT_MAX_P)]
-    else:
+    else:  # quick: the smallest size, and one larger to catch rules fitted to one size
         own = list(problem.sizes)
-        default = own[:1] if quick else own
+        default = own[:2] if quick else own
     return default if asked is None else [s for s in asked if s in own]
 
 
@@ -95,13 +97,15 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
                ops: Iterable[str] | None = None, dtypes: Iterable[str] | None = None,
                sizes: Iterable[int] | None = None, devices: Iterable[str] | None = None,
                seed: int = 0, methods: Iterable[str] | None = None, quick: bool = False,
-               suite: str = "check", budget_s: float = DEFAULT_BUDGET_S) -> list[Cell]:
+               suite: str = "check", budget_s: float = DEFAULT_BUDGET_S,
+               points: int = DEFAULT_POINTS) -> list[Cell]:
     """Every cell of a sweep; ``None`` means the suite's default for that dimension.
 
     check: every problem, operation and dtype on the CPU, at each problem's
     sizes (full Jacobians at the smallest; scalable sensitivity problems up
-    to DEFAULT_MAX_P). ``quick`` keeps float64 and each primitive's smallest
-    size, and sensitivity problems up to QUICK_MAX_P.
+    to DEFAULT_MAX_P). ``quick`` keeps float64, each primitive's two smallest
+    sizes (so that a rule right at one size only is caught), and sensitivity
+    problems up to QUICK_MAX_P.
     bench: the primitives' DEFAULT_BENCH_OPS in float64 over each problem's
     scaling sizes (``quick``: the smallest and largest).
 
@@ -110,7 +114,7 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     problem has.
 
     >>> [c.id for c in plan_cells(["numpy"], ["matvec"], ["vjp"], ["float64"], quick=True)]
-    ['numpy-matvec-n8-float64']
+    ['numpy-matvec-n2-float64', 'numpy-matvec-n8-float64']
     """
     suite = check_names("suite", [suite], SUITES)[0]
     bench = suite == "bench"
@@ -129,7 +133,10 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
             if s not in offered:
                 raise UnknownNameError(f"no selected problem has size {s}. Valid sizes: "
                                        f"{', '.join(map(str, offered))}.")
-    return [Cell(p.name, impl, op, size, dtype, device, seed, method, suite, budget_s)
+    if points < 1:
+        raise UnknownNameError(f"--points must be at least 1, got {points}")
+    return [Cell(p.name, impl, op, size, dtype, device, seed, method, suite, budget_s,
+                 min(points, p.max_points or points))
             for p in chosen for op in _ops_of(p, ops)
             for size in _sizes(p, op, suite, quick, sizes)
             for impl in impls

@@ -39,6 +39,7 @@ class Record:
     # timings (suites/timing.py), per call: "bench" cells and gradient cells
     suite: str = "check"  # "check" (correctness) or "bench" (throughput)
     level: str | None = None  # how the oracle certified its reference: exact or fd
+    point: int | None = None  # the input point the record reports: the worst one
     time_median_s: float | None = None
     time_iqr_s: float | None = None
     primal_median_s: float | None = None
@@ -67,14 +68,23 @@ class Record:
 def outcome_of(error: BaseException) -> tuple[str, str]:
     """The one mapping from an exception to (outcome, message), for every cell.
 
-    The oracle's refusal to certify is ``ill_conditioned``; a case an
+    A worker that answers too late is ``timeout``, one that dies ``crashed``;
+    the oracle's refusal to certify is ``ill_conditioned``; a case an
     implementation declines (NotImplementedError) is ``unsupported``; a result
-    of the wrong shape, dtype or finiteness (WrongResult) is ``mismatch``;
-    anything else the implementation raises is ``error``.
+    of the wrong shape, dtype or finiteness, an impure or non-reentrant call
+    (WrongResult) is ``mismatch``; anything else the implementation raises is
+    ``error``.
     """
     from adjointbench.reference import UncertifiedReference
     from adjointbench.suites.compare import WrongResult
+    from adjointbench.suites.executors import ImplementationError, WorkerCrashed, WorkerTimeout
 
+    if isinstance(error, WorkerTimeout):
+        return "timeout", str(error)
+    if isinstance(error, WorkerCrashed):
+        return "crashed", str(error)
+    if isinstance(error, ImplementationError):
+        return "error", str(error)
     if isinstance(error, UncertifiedReference):
         return "ill_conditioned", str(error)
     if isinstance(error, NotImplementedError):

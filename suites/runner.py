@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from adjointbench.impls.protocol import Implementation, Task, supports
+from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.impls.registry import load_implementation
-from adjointbench.reference import (Oracle, Problem, Reference, UncertifiedReference, get_problem,
+from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
                                     make_inputs, make_probes)
 from adjointbench.reference.batched import batched_blocks
 from adjointbench.reference.oracle import Estimate
@@ -30,7 +30,8 @@ from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
                                          validate, worst_of)
 from adjointbench.suites.results import Record, outcome_of
-from adjointbench.suites.timing import time_operation, timing_fields
+from adjointbench.suites.purity import check_pure, check_reentrant, copy_arrays
+from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.tolerance import ILL_CONDITIONED, tolerance
 
 LINEARITY = (0.75, -1.25)
@@ -43,21 +44,27 @@ NEEDS = {"transpose": ("jvp", "vjp"), "linearity": ("jvp",)}
 class _Context:
     cell: Cell
     problem: Problem
-    impl: Implementation
+    executor: LocalExecutor  # or a RemoteExecutor: the implementation's side
     reference: Reference
     inputs: dict
     probes: object
     fields: dict = field(default_factory=dict)  # extra record fields a check fills in
 
-    def task(self, op: str, **kw) -> Task:
-        return Task(self.problem.name, op, self.inputs, self.problem.differentiable,
-                    self.cell.dtype, self.cell.device, method=self.cell.method, **kw)
+    def task(self, op: str, inputs: dict | None = None, **kw) -> Task:
+        return Task(self.problem.name, op, self.inputs if inputs is None else inputs,
+                    self.problem.differentiable, self.cell.dtype, self.cell.device,
+                    method=self.cell.method, **kw)
 
     def execute(self, op: str, **kw):
-        prepared = self.impl.prepare(self.task(op, **kw))
-        result = prepared.run()
-        prepared.wait(result)
-        return prepared.to_numpy(result)
+        """Prepare ``op`` on copies of the inputs and probes, call it twice and
+        return the first result, after checking that the two calls agree
+        (reentrancy) and that no buffer handed over was changed (purity)."""
+        task = self.task(op, inputs=copy_arrays(self.inputs), **copy_arrays(kw))
+        first, second, after = self.executor.execute(task)
+        check_pure(self.cell.impl, op, {k: after[k] for k in ("inputs", *kw)},
+                   {"inputs": self.inputs, **kw})
+        check_reentrant(self.cell, op, first, second)
+        return first
 
     def output(self, op: str, **kw) -> np.ndarray:
         shape = self.reference.value.value.shape
@@ -128,10 +135,12 @@ def _check_vjp(ctx: _Context) -> Comparison:
 
 
 def _check_gradient(ctx: _Context) -> Comparison:
-    timing = time_operation(lambda: ctx.impl.prepare(ctx.task("gradient")),
-                            GRADIENT_BUDGET_S, GRADIENT_ROUNDS)
-    ctx.fields.update(timing_fields(timing))
-    gradient = ctx.cotangents(timing.prepared.to_numpy(timing.result), "gradient")
+    task = ctx.task("gradient", inputs=copy_arrays(ctx.inputs))
+    fields, first, last, after = ctx.executor.time(task, GRADIENT_BUDGET_S, GRADIENT_ROUNDS)
+    ctx.fields.update(fields)
+    check_pure(ctx.cell.impl, "gradient", {"inputs": after["inputs"]}, {"inputs": ctx.inputs})
+    check_reentrant(ctx.cell, "gradient", first, last)
+    gradient = ctx.cotangents(first, "gradient")
     ctx.fields.update(value=np.concatenate([np.ravel(g) for g in gradient]).tolist())
     w = np.ones(ctx.reference.value.value.shape)
     return _check_cotangents(ctx, gradient, w, f"{ctx.cell.method} gradient")
@@ -147,7 +156,7 @@ def _check_jacobian(op: str) -> Callable[[_Context], Comparison]:
 
 def _check_no_sample_mixing(ctx: _Context) -> None:
     """A tangent on sample 0 alone must leave every other sample's output still."""
-    if not supports(ctx.impl, ctx.cell.problem, "jvp"):
+    if not ctx.executor.supports(ctx.cell.problem, "jvp"):
         return
     x = ctx.problem.batch_input
     tangent = np.zeros_like(ctx.probes.tangent[x])
@@ -206,64 +215,92 @@ CHECKERS: dict[str, Callable[[_Context], Comparison]] = {
 }
 
 
-def unsupported_reason(cell: Cell, impl: Implementation) -> str | None:
-    """Why ``impl`` cannot run ``cell``, or None."""
+def unsupported_reason(cell: Cell, executor: LocalExecutor) -> str | None:
+    """Why the executor's implementation cannot run ``cell``, or None."""
     problem = get_problem(cell.problem)
     if cell.dtype not in problem.dtypes:
         return (f"{cell.problem} is defined in {', '.join(problem.dtypes)} only: its solves "
                 f"and integrators are judged at that accuracy")
-    if cell.device not in impl.devices():
-        return f"{cell.impl} offers no {cell.device} device here (has: {', '.join(impl.devices())})"
+    devices = executor.describe()["devices"]
+    if cell.device not in devices:
+        return f"{cell.impl} offers no {cell.device} device here (has: {', '.join(devices)})"
     for op in NEEDS.get(cell.op, (cell.op,)):
-        if not supports(impl, cell.problem, op, cell.method):
+        if not executor.supports(cell.problem, op, cell.method):
             method = f" by {cell.method}" if cell.method else ""
             return f"{cell.impl} does not support {op}{method} of {cell.problem}"
     return None
 
 
-def _ill_conditioned(reference: Reference, problem: Problem) -> None:
-    if reference.condition > ILL_CONDITIONED:
-        raise UncertifiedReference(
-            f"{problem.name} is ill-conditioned at these inputs (condition estimate "
-            f"{reference.condition:.1e} > {ILL_CONDITIONED:.0e}): no derivative of it can be "
-            "trusted, whatever computed it")
+def _ill_conditioned(record: Record, problem: Problem) -> Record:
+    """A failure where the problem is ill-conditioned is no verdict on the
+    implementation: a method that needs (dr/dx)^-1 cannot work there. Right
+    answers stay ok; wrong ones are never ok."""
+    if record.outcome in ("ok", "unsupported") or not (record.condition or 0) > ILL_CONDITIONED:
+        return record
+    return replace(record, outcome="ill_conditioned", message=(
+        f"{problem.name} is ill-conditioned at these inputs (condition estimate "
+        f"{record.condition:.1e} > {ILL_CONDITIONED:.0e}), and {record.impl}'s result did not "
+        f"hold: {record.message}"))
 
 
-def _check(cell: Cell, oracle: Oracle, impl: Implementation, record: Record) -> Record:
+def _check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
+                 point: int) -> Record:
+    """The record of one input point: prepared anew, compared with its own reference."""
     problem = get_problem(cell.problem)
-    reference = oracle.reference(cell.problem, cell.size, cell.seed)
-    record = replace(record, condition=reference.condition, level=reference.method)
-    _ill_conditioned(reference, problem)
-    inputs = make_inputs(problem, cell.size, cell.seed)
-    probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed)
-    ctx = _Context(cell, problem, impl, reference, inputs, probes)
+    record = replace(record, point=point)
+    ctx = None
     try:
+        reference = oracle.reference(cell.problem, cell.size, cell.seed, point)
+        record = replace(record, condition=reference.condition, level=reference.method)
+        inputs = make_inputs(problem, cell.size, cell.seed, point)
+        probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
+                             point)
+        ctx = _Context(cell, problem, executor, reference, inputs, probes)
         result = CHECKERS[cell.op](ctx)
-    finally:
-        record = replace(record, **ctx.fields)
-    return replace(record, outcome="ok" if result.ok else "mismatch",
-                   max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err,
-                   tol=result.tol, oracle_err=result.oracle_err, message=result.message)
+    except Exception as e:  # the implementation's failure is an outcome
+        outcome, message = outcome_of(e)
+        where = f" at input point {point}" if cell.points > 1 else ""
+        return _ill_conditioned(replace(
+            record, **(ctx.fields if ctx else {}), outcome=outcome,
+            message=f"{message}{where}" if outcome != "unsupported" else message), problem)
+    where = f" at input point {point}" if cell.points > 1 and not result.ok else ""
+    return _ill_conditioned(replace(
+        record, **ctx.fields, outcome="ok" if result.ok else "mismatch",
+        max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err, tol=result.tol,
+        oracle_err=result.oracle_err, message=result.message + where), problem)
 
 
-def run_cell(cell: Cell, oracle: Oracle | None = None,
-             impl: Implementation | None = None) -> Record:
-    """Run one cell (check or bench) in this process and return its record;
-    never raises for what the implementation does."""
-    from adjointbench.suites.bench import time_cell
+def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record) -> Record:
+    """Every input point of the cell in turn; the record is the worst point's
+    (the first that is not ok, else the largest relative error)."""
+    worst = None
+    for point in range(cell.points):
+        result = _check_point(cell, oracle, executor, record, point)
+        if result.outcome != "ok":
+            return result
+        if worst is None or (result.max_rel_err or 0.0) > (worst.max_rel_err or 0.0):
+            worst = result
+    return worst
 
+
+def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | None = None,
+             executor: LocalExecutor | None = None) -> Record:
+    """Run one cell (check or bench) and return its record; never raises for
+    what the implementation does. The implementation runs through
+    ``executor`` (a worker's, see suites/isolation.py), else in this process;
+    the oracle and every comparison stay here."""
     start = time.perf_counter()
     record = Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
                     cell.seed, outcome="error", method=cell.method, suite=cell.suite)
     try:
-        impl = impl or load_implementation(cell.impl)
-        reason = unsupported_reason(cell, impl)
+        executor = executor or LocalExecutor(impl or load_implementation(cell.impl))
+        reason = unsupported_reason(cell, executor)
         if reason:
             record = replace(record, outcome="unsupported", message=reason)
         elif cell.suite == "bench":
-            record = time_cell(cell, impl, record)
+            record = Record(**executor.bench(cell))
         else:
-            record = _check(cell, oracle or Oracle(), impl, record)
+            record = _check(cell, oracle or Oracle(), executor, record)
     except Exception as e:  # the implementation's failure is an outcome
         outcome, message = outcome_of(e)
         record = replace(record, outcome=outcome, message=message)

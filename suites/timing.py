@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from adjointbench.impls.protocol import Prepared
+from adjointbench.suites.purity import copy_arrays
 
 MIN_SAMPLE_S = 2e-3
 MIN_ROUNDS = 5
@@ -34,8 +35,9 @@ class Timing:
 
     ``median_s`` and ``iqr_s`` are over ``rounds`` samples of ``number`` calls
     each; ``compile_s`` is prepare plus the first call (conversion, tracing,
-    compilation and one run); ``result`` is what the first call returned, and
-    ``prepared`` the callable that was timed (for its ``to_numpy``).
+    compilation and one run); ``result`` is what the first call returned and
+    ``last_result`` what a call after the timed ones returned, both as NumPy
+    (callers check that they agree); ``prepared`` is the callable that was timed.
     """
 
     median_s: float
@@ -45,6 +47,7 @@ class Timing:
     compile_s: float
     result: Any = None
     prepared: Prepared | None = None
+    last_result: Any = None
 
 
 def synchronised(prepared: Prepared) -> Callable[[], Any]:
@@ -139,8 +142,10 @@ def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BU
     True
     """
     warm = warm_up(prepare, budget_s)
+    first = copy_arrays(warm.prepared.to_numpy(warm.result))
     median, iqr, rounds = sample(warm.call, warm.number, budget_s, min_rounds)
-    return Timing(median, iqr, rounds, warm.number, warm.compile_s, warm.result, warm.prepared)
+    return Timing(median, iqr, rounds, warm.number, warm.compile_s, first, warm.prepared,
+                  last_result=warm.prepared.to_numpy(warm.call()))
 
 
 def timing_fields(timing: Timing) -> dict:

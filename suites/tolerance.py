@@ -40,6 +40,11 @@ def method_accuracy(method: str | None, size: int) -> float:
 
 def tolerance(dtype: str, condition: float, size: int, accuracy_floor: float = 0.0,
               oracle_error: float = 0.0, method: str | None = None) -> float:
+    """The cell's relative tolerance. Beyond ILL_CONDITIONED the condition
+    estimate no longer loosens it (a tolerance of order one would pass any
+    value): results are judged as at condition 1, and the runner reports a
+    failure there as ``ill_conditioned``, never a wrong value as ``ok``."""
+    condition = condition if condition <= ILL_CONDITIONED else 1.0
     rounding = SAFETY * EPS[dtype] * max(condition, 1.0) * (1.0 + math.sqrt(size))
     floor = max(accuracy_floor, method_accuracy(method, size))
     return max(floor, rounding) + oracle_error

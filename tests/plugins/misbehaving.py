@@ -61,3 +61,12 @@ class Misbehaving:
 
 
 implementation = Misbehaving()
+
+
+class ExpectsItsFailures(Misbehaving):
+    """Declares its two deliberate failures (checked in its own worker)."""
+    expected_outcomes = [{"problem": p, "outcome": EXPECTED[p]} for p in ("scalar_add", "scalar_mul")]
+
+
+class ExpectsOneFailure(Misbehaving):
+    expected_outcomes = [{"problem": "scalar_add", "outcome": "error"}]

@@ -1,0 +1,70 @@
+"""Where code under test runs: the untrusted side.
+
+An executor runs one implementation's prepared operations and hands back raw
+NumPy results; it never compares, never reads or writes the oracle's cache
+and never writes records. :class:`LocalExecutor` runs in this process
+(``--in-process``, the pytest sweep); a worker process serves the same
+methods to a :class:`RemoteExecutor` (suites/isolation.py), so that the
+process that compares never imports implementation code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from adjointbench.impls.protocol import Implementation, Task, supports
+from adjointbench.suites.purity import copy_arrays
+from adjointbench.suites.timing import synchronised, time_operation, timing_fields
+
+
+class ImplementationError(RuntimeError):
+    """What an implementation raised in a worker, as ``Type: message``."""
+
+
+class WorkerTimeout(RuntimeError):
+    """The worker gave no answer within the cell's timeout."""
+
+
+class WorkerCrashed(RuntimeError):
+    """The worker died (a segfault, os._exit, the memory cap)."""
+
+
+def _buffers(task: Task) -> dict:
+    """What was handed over, as the implementation left it."""
+    return {"inputs": task.inputs, "tangent": task.tangent, "cotangent": task.cotangent}
+
+
+class LocalExecutor:
+    """Runs one implementation here. Every method returns plain data."""
+
+    def __init__(self, impl: Implementation):
+        self.impl = impl
+
+    def describe(self) -> dict:
+        return {"name": self.impl.name, "devices": tuple(self.impl.devices()),
+                "expected_outcomes": getattr(self.impl, "expected_outcomes", None)}
+
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool:
+        return supports(self.impl, problem, op, method)
+
+    def execute(self, task: Task) -> tuple[Any, Any, dict]:
+        """Prepare, call twice; (first result, second result, the buffers after)."""
+        prepared = self.impl.prepare(task)
+        first = copy_arrays(prepared.to_numpy(synchronised(prepared)()))
+        second = copy_arrays(prepared.to_numpy(synchronised(prepared)()))
+        return first, second, _buffers(task)
+
+    def time(self, task: Task, budget_s: float, rounds: int) -> tuple[dict, Any, Any, dict]:
+        """Time the operation; (timing fields, first result, last result, buffers after)."""
+        timing = time_operation(lambda: self.impl.prepare(task), budget_s, rounds)
+        return timing_fields(timing), timing.result, timing.last_result, _buffers(task)
+
+    def bench(self, cell) -> dict:
+        """A bench cell's record fields, timed here."""
+        from adjointbench.suites.bench import time_cell
+        from adjointbench.suites.results import Record
+
+        blank = Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
+                       cell.seed, outcome="error", method=cell.method, suite=cell.suite)
+        return asdict(time_cell(cell, self.impl, blank))

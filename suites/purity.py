@@ -1,0 +1,77 @@
+"""Reentrancy and purity: what every cell checks of every prepared callable.
+
+Implementations get copies of the inputs and probes. After the calls, each
+copy must still equal the harness's pristine original (callers reuse their
+buffers: an operation that writes into its inputs, tangents or cotangents is
+wrong even when it returns the right value), and a second call must return
+exactly what the first did on the CPU (within NONDETERMINISM_RTOL on a GPU,
+whose reductions may reorder).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adjointbench.suites.compare import WrongResult
+
+NONDETERMINISM_RTOL = 1e-12  # GPU reductions may sum in another order
+
+
+def copy_arrays(value: Any) -> Any:
+    """A deep copy of nested dicts, tuples and lists of arrays."""
+    if isinstance(value, dict):
+        return {k: copy_arrays(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(copy_arrays(v) for v in value)
+    if isinstance(value, np.ndarray) or np.isscalar(value):
+        return np.array(value, copy=True)
+    return value
+
+
+def _pairs(given: Any, pristine: Any, path: str):
+    if isinstance(pristine, dict):
+        for k in pristine:
+            yield from _pairs(given.get(k) if isinstance(given, dict) else None, pristine[k],
+                              f"{path} {k!r}" if path else k)
+    elif isinstance(pristine, (tuple, list)):
+        for i, p in enumerate(pristine):
+            yield from _pairs(given[i], p, f"{path}[{i}]")
+    else:
+        yield path, given, pristine
+
+
+def check_pure(impl: str, op: str, given: dict, pristine: dict) -> None:
+    """Raise WrongResult naming the first buffer ``impl`` changed in place."""
+    for name, after, before in _pairs(given, pristine, ""):
+        before = np.asarray(before)
+        after = np.asarray(after)
+        if after.shape != before.shape or not np.array_equal(after, before, equal_nan=True):
+            change = (float(np.max(np.abs(after - before), initial=0.0))
+                      if after.shape == before.shape else float("nan"))
+            what = "its cotangent" if name == "cotangent" else f"its {name}".replace("inputs ", "input ")
+            raise WrongResult(
+                f"{impl} mutated {what} in place during {op} (largest change {change:.3g}). "
+                "Callers reuse their buffers, so an operation must leave its inputs, tangents "
+                "and cotangents as it found them: copy before writing.")
+
+
+def _flat(result: Any) -> list[np.ndarray]:
+    parts = result if isinstance(result, (tuple, list)) else (result,)
+    return [np.asarray(p, dtype=np.float64) for p in parts]
+
+
+def check_reentrant(cell, op: str, first: Any, second: Any) -> None:
+    """Raise WrongResult if a second call of the same prepared callable differs."""
+    a, b = _flat(first), _flat(second)
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        raise WrongResult(f"{op} is not reentrant: its second call returned another structure")
+    worst = max((float(np.max(np.abs(x - y), initial=0.0)) for x, y in zip(a, b)), default=0.0)
+    scale = max((float(np.max(np.abs(x), initial=0.0)) for x in a), default=0.0)
+    allowed = 0.0 if cell.device == "cpu" else NONDETERMINISM_RTOL * scale
+    same = all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
+    if not same and not worst <= allowed:
+        raise WrongResult(f"{op} is not reentrant: its second call differs from the first by "
+                          f"{worst:.3g} (largest entry {scale:.3g}); a prepared operation must "
+                          "give the same result every time it is called")

@@ -1,0 +1,117 @@
+"""Subtly wrong and badly behaved rules, as rule authors' real bugs look: each
+is the numpy implementation with one rule replaced. The suite must give each
+the right verdict (tests/suites/test_trust.py)."""
+
+import numpy as np
+import scipy.linalg
+
+from adjointbench.impls.numpy import NumpyImplementation
+from adjointbench.impls.rules import Linearisation, Rule, implicit_rule
+
+_right = NumpyImplementation.rules
+
+
+def _replace(name: str, **parts) -> dict:
+    rule = _right[name]
+    fields = {"primal": rule.primal, "forward": rule.forward, "jvp": rule.jvp, "vjp": rule.vjp}
+    return {**_right, name: Rule(**{**fields, **parts})}
+
+
+class _Variant(NumpyImplementation):
+    def __init__(self, name, rules, gradients=None):
+        self.name, self.rules = name, rules
+        self.gradients = gradients if gradients is not None else NumpyImplementation.gradients
+
+
+# cos x as sqrt(1 - sin^2 x): right only where cos x > 0
+cos_sign = _Variant("cos_sign", _replace(
+    "scalar_sin", forward=lambda x: (np.sin(x), np.sqrt(1 - np.sin(x) ** 2))))
+
+
+# an LU cached by shape: right for the first matrix of each shape only
+_LU_BY_SHAPE: dict = {}
+
+
+def _cached_solve_forward(A, b):
+    lu = _LU_BY_SHAPE.setdefault(A.shape, scipy.linalg.lu_factor(A))
+    x = scipy.linalg.lu_solve(lu, b)
+    return x, Linearisation(lambda r: scipy.linalg.lu_solve(lu, r),
+                            lambda r: scipy.linalg.lu_solve(lu, r, trans=1),
+                            lambda dA, db: dA @ x - db, lambda lam: (np.outer(lam, x), -lam))
+
+
+cache_by_shape = _Variant("cache_by_shape", {**_right, "linear_solve": implicit_rule(
+    _right["linear_solve"].primal, forward=_cached_solve_forward)})
+
+
+def _zeroing_vjp(res, w):
+    w[...] = 0  # wrong, and hidden if the harness reused its probe
+    return _right["softmax"].vjp(res, w)
+
+
+def _zeroing_jvp(res, dx):
+    dx[...] = 0
+    return _right["softmax"].jvp(res, dx)
+
+
+def _scaling_vjp(res, w):
+    result = _right["softmax"].vjp(res, w)
+    w *= 2  # the right value, then the caller's buffer is scribbled on
+    return result
+
+
+zero_cotangent = _Variant("zero_cotangent", _replace("softmax", vjp=_zeroing_vjp))
+zero_tangent = _Variant("zero_tangent", _replace("softmax", jvp=_zeroing_jvp))
+scale_cotangent = _Variant("scale_cotangent", _replace("softmax", vjp=_scaling_vjp))
+
+
+class _FirstCallOnly:
+    """Right on its first call, doubled afterwards."""
+
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        result = self.f(*args, **kw)
+        return result if self.calls == 1 else tuple(2 * r for r in result)
+
+
+class _FirstCallOnlyImplementation(NumpyImplementation):
+    name = "first_call_only"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        if task.op not in ("vjp", "gradient"):
+            return prepared
+        return type(prepared)(run=_FirstCallOnly(prepared.run), to_numpy=prepared.to_numpy,
+                              wait=prepared.wait)
+
+
+first_call_only = _FirstCallOnlyImplementation()
+
+
+def _fitted_to_size_4(res, w):
+    right = _right["softmax"].vjp(res, w)
+    return right if np.size(w) == 4 else tuple(1.01 * r for r in right)
+
+
+right_at_smallest_only = _Variant("right_at_smallest_only",
+                                  _replace("softmax", vjp=_fitted_to_size_4))
+
+
+_exp = np.exp
+
+
+class _Monkeypatcher(NumpyImplementation):
+    """Replaces np.exp during prepare (numpy's softmax calls it): other
+    implementations and the oracle must not be affected."""
+
+    name = "monkeypatcher"
+
+    def prepare(self, task):
+        np.exp = lambda x, *a, **k: _exp(x) + 1.0
+        return super().prepare(task)
+
+
+monkeypatcher = _Monkeypatcher()

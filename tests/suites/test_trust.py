@@ -1,0 +1,116 @@
+"""Verdicts the code under test cannot corrupt: several input points,
+reentrancy, purity, workers per implementation, and a cache checked on read.
+Each case is a small misbehaving plug-in in tests/plugins/untrustworthy.py."""
+
+import json
+
+import numpy as np
+import pytest
+
+from adjointbench.cli import main
+from adjointbench.reference import Oracle
+from adjointbench.suites.cells import Cell, plan_cells
+from adjointbench.suites.isolation import IsolatedRunner
+from adjointbench.suites.runner import run_cell
+from adjointbench.suites.sweep import run_sweep
+
+
+def _outcomes(impl, problem, ops, oracle, **kw):
+    cells = plan_cells([f"untrustworthy:{impl}"], [problem], ops, ["float64"], **kw)
+    return {(c.op, c.size): run_cell(c, oracle) for c in cells}
+
+
+def test_a_rule_right_only_where_cos_is_positive_is_caught_at_another_point(plugins_on_path,
+                                                                            oracle):
+    for (op, size), record in _outcomes("cos_sign", "scalar_sin", ["jvp", "vjp"], oracle).items():
+        assert record.outcome == "mismatch", (op, record)
+        assert record.point > 0 and f"at input point {record.point}" in record.message
+    one_point = plan_cells(["untrustworthy:cos_sign"], ["scalar_sin"], ["jvp"], ["float64"],
+                           points=1)
+    assert run_cell(one_point[0], oracle).outcome == "ok"  # why one point is not enough
+
+
+def test_an_lu_cached_by_shape_is_caught_at_the_second_point(plugins_on_path, oracle):
+    records = _outcomes("cache_by_shape", "linear_solve", ["jvp", "vjp"], oracle)
+    assert {r.outcome for r in records.values()} == {"mismatch"}
+    assert all(r.point > 0 for r in records.values())
+
+
+@pytest.mark.parametrize("impl, ops", [("zero_cotangent", ["vjp", "transpose"]),
+                                       ("zero_tangent", ["jvp", "transpose", "linearity"])])
+def test_rules_that_zero_their_probes_are_caught_at_every_size(plugins_on_path, oracle, impl,
+                                                               ops):
+    records = _outcomes(impl, "softmax", ops, oracle)
+    assert len({size for _, size in records}) == 3
+    for record in records.values():
+        assert record.outcome == "mismatch" and "mutated its" in record.message, record
+
+
+def test_a_right_value_then_a_scribbled_cotangent_is_reported_as_impurity(plugins_on_path,
+                                                                          oracle):
+    for record in _outcomes("scale_cotangent", "softmax", ["vjp"], oracle).values():
+        assert record.outcome == "mismatch"
+        assert "mutated its cotangent in place" in record.message
+        assert "got" not in record.message  # never blamed on the value
+
+
+def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plugins_on_path,
+                                                                            oracle):
+    impl = "untrustworthy:first_call_only"
+    [check] = plan_cells([impl], ["softmax"], ["vjp"], ["float64"], [4])
+    [gradient] = plan_cells([impl], ["linear_system"], methods=["adjoint"], dtypes=["float64"])
+    bench = Cell("softmax", impl, "vjp", 100, suite="bench", budget_s=0.01)
+    for cell in (check, gradient, bench):
+        record = run_cell(cell, oracle)
+        assert record.outcome == "mismatch" and "not reentrant" in record.message, record
+
+
+def test_quick_catches_a_rule_right_at_the_smallest_size_only(plugins_on_path, tmp_path):
+    status = main(["check", "--impl", "untrustworthy:right_at_smallest_only", "--problem",
+                   "softmax", "--op", "vjp", "--quick", "--in-process", "--quiet",
+                   "--out", str(tmp_path)])
+    assert status == 1
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {(r["size"], r["outcome"]) for r in records} == {(4, "ok"), (64, "mismatch")}
+
+
+def test_a_monkeypatching_plug_in_touches_neither_numpy_nor_the_cache(plugins_on_path,
+                                                                      tmp_path):
+    cache = tmp_path / "cache"
+    cells = [Cell(p, impl, "jvp", size, points=1) for p, size in (("softmax", 4), ("l2_loss", 4))
+             for impl in ("untrustworthy:monkeypatcher", "numpy")]
+    with IsolatedRunner(timeout_s=60, oracle=Oracle(cache)) as runner:
+        records = run_sweep(cells, runner.oracle, progress=False, runner=runner.run)
+    by_impl = {(r.impl, r.problem): r.outcome for r in records}
+    assert by_impl[("untrustworthy:monkeypatcher", "softmax")] == "mismatch"
+    assert by_impl[("numpy", "softmax")] == by_impl[("numpy", "l2_loss")] == "ok"
+    # a later clean run trusts the cache, and the cache is right
+    clean = [run_cell(Cell(p, "numpy", "jvp", 4, points=1), Oracle(cache))
+             for p in ("softmax", "l2_loss")]
+    assert {r.outcome for r in clean} == {"ok"}
+
+
+def test_a_tampered_cache_entry_is_discarded_and_recomputed(tmp_path):
+    oracle = Oracle(tmp_path)
+    good = oracle.reference("softmax", 4)
+    entry = oracle.path("softmax", 4, 0)
+    other = oracle.path("l2_loss", 4, 0)
+    Oracle(tmp_path).reference("l2_loss", 4)
+    # one problem's entry copied over another's
+    entry.write_text(other.read_text())
+    with pytest.warns(UserWarning, match="key does not match"):
+        again = Oracle(tmp_path).reference("softmax", 4)
+    np.testing.assert_array_equal(again.jvp.value, good.jvp.value)
+    # its version field edited
+    data = json.loads(entry.read_text())
+    data["key"]["oracle_version"] = "999"
+    entry.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="key does not match"):
+        Oracle(tmp_path).reference("softmax", 4)
+    # a value edited, key untouched
+    data = json.loads(entry.read_text())
+    data["reference"]["jvp"]["value"][0] += 1.0
+    entry.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="checksum"):
+        again = Oracle(tmp_path).reference("softmax", 4)
+    np.testing.assert_array_equal(again.jvp.value, good.jvp.value)
