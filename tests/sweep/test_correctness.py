@@ -3,20 +3,28 @@ dtype x device of the catalogue, against the oracle and the identities.
 
 Ids read ``test_vjp[numpy-linear_solve-n16-float32]``. Cells an
 implementation does not support are skipped with its reason; nothing here
-names an implementation.
+names an implementation. ``ADJOINTBENCH_SWEEP=full`` runs every size.
 """
+
+import os
 
 import pytest
 
-from adjointbench.impls.protocol import DEVICES
+from adjointbench.impls.protocol import DEVICES, DTYPES
 from adjointbench.impls.registry import available_implementations, load_implementation
 from adjointbench.suites.cells import ALL_OPS, plan_cells
 from adjointbench.suites.expected import expected_outcome, load_manifest
 from adjointbench.suites.runner import run_cell
 
 IMPLS = available_implementations()
+# ADJOINTBENCH_SWEEP=full runs every size; the default keeps each problem's two
+# smallest (as check --quick does), in both dtypes, at every input point.
+SWEEPS = ("quick", "full")
+SWEEP = os.environ.get("ADJOINTBENCH_SWEEP", "quick")
+if SWEEP not in SWEEPS:
+    raise ValueError(f"ADJOINTBENCH_SWEEP={SWEEP!r}: choose one of {', '.join(SWEEPS)}")
 # CUDA cells are always generated: where no GPU is visible they skip with the reason
-CELLS = plan_cells(IMPLS, devices=DEVICES)
+CELLS = plan_cells(IMPLS, dtypes=DTYPES, devices=DEVICES, quick=SWEEP == "quick")
 MANIFESTS = {name: load_manifest(name, getattr(load_implementation(name), "expected_outcomes", None))
              or [] for name in IMPLS}
 
