@@ -33,6 +33,7 @@ import collections
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from adjointbench.impls.protocol import DEVICES, DTYPES
@@ -354,7 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"adjointbench: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _warning_line  # one readable line, no source excerpt
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
