@@ -31,17 +31,13 @@ def _limit_memory() -> None:
 
 
 def _answer(call):
-    """("ok", value), or ("raise", kind, message) for what the call raised."""
-    from adjointbench.suites.compare import WrongResult
+    """("ok", value), or ("raise", outcome, message) for what the call raised."""
+    from adjointbench.suites.results import outcome_of
 
     try:
         return ("ok", call())
-    except NotImplementedError as e:
-        return ("raise", "unsupported", str(e))
-    except WrongResult as e:
-        return ("raise", "mismatch", str(e))
-    except Exception as e:
-        return ("raise", "error", f"{type(e).__name__}: {e}")
+    except Exception as e:  # the implementation's failure, sent back as its outcome
+        return ("raise", *outcome_of(e))
 
 
 def _serve(connection, spec: str) -> None:

@@ -79,18 +79,12 @@ def outcome_of(error: BaseException) -> tuple[str, str]:
     from adjointbench.suites.compare import WrongResult
     from adjointbench.suites.executors import ImplementationError, WorkerCrashed, WorkerTimeout
 
-    if isinstance(error, WorkerTimeout):
-        return "timeout", str(error)
-    if isinstance(error, WorkerCrashed):
-        return "crashed", str(error)
-    if isinstance(error, ImplementationError):
-        return "error", str(error)
-    if isinstance(error, UncertifiedReference):
-        return "ill_conditioned", str(error)
-    if isinstance(error, NotImplementedError):
-        return "unsupported", str(error)
-    if isinstance(error, WrongResult):
-        return "mismatch", str(error)
+    table = ((WorkerTimeout, "timeout"), (WorkerCrashed, "crashed"),
+             (ImplementationError, "error"), (UncertifiedReference, "ill_conditioned"),
+             (NotImplementedError, "unsupported"), (WrongResult, "mismatch"))
+    for kind, outcome in table:
+        if isinstance(error, kind):
+            return outcome, str(error)
     return "error", f"{type(error).__name__}: {error}"
 
 
