@@ -32,6 +32,7 @@ import argparse
 import collections
 import contextlib
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -361,6 +362,8 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line  # one readable line, no source excerpt
+    # SIGTERM unwinds like Ctrl-C: the workers are stopped, the records kept
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
