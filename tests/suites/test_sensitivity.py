@@ -55,8 +55,10 @@ def test_gradient_against_the_oracle(cell, oracle):
     record = run_cell(cell, oracle)
     if record.outcome == "unsupported":
         pytest.skip(record.message)
-    if cell.problem == "nonlinear_system":
+    if cell.problem == "nonlinear_system" and cell.method not in ("fd_forward", "fd_central"):
+        # the triple root: methods that need (dr/dx)^-1 cannot work there
         assert record.outcome == "ill_conditioned", record
+        assert "condition estimate" in record.message
         return
     assert record.outcome == "ok", record.message
     assert record.method == cell.method and record.op == "gradient"
@@ -69,7 +71,8 @@ def test_unrolling_curve_is_gd_trajectorys_jacobian(impl, oracle):
     record = run_cell(plan_cells([impl], ["gd_trajectory"], ["jacfwd"], ["float64"])[0], oracle)
     assert record.outcome == "ok", record.message
     curve, reference = np.array(record.value).ravel(), np.array(record.reference).ravel()
-    theta = make_inputs(get_problem("gd_trajectory"), 1)["theta"][0]
+    # the record keeps the values of its worst input point
+    theta = make_inputs(get_problem("gd_trajectory"), 1, point=record.point)["theta"][0]
     t = np.arange(1001)
     closed_form = -0.1 * t * (1 - 0.1 * theta) ** (t - 1) * 0.5
     np.testing.assert_allclose(reference, closed_form, rtol=1e-12, atol=1e-300)
