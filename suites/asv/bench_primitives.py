@@ -17,6 +17,7 @@ from adjointbench.impls.registry import MissingDependency, known_names, load_imp
 from adjointbench.reference import problems
 from adjointbench.suites import bench
 from adjointbench.suites.cells import DEFAULT_BENCH_OPS, Cell, plan_cells
+from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
 from adjointbench.suites.timing import sample, warm_up
 
@@ -36,7 +37,7 @@ class _CatalogueBenchmark:
             implementation = load_implementation(impl)
         except MissingDependency as e:
             raise NotImplementedError(str(e)) from None
-        reason = unsupported_reason(cell, implementation)
+        reason = unsupported_reason(cell, LocalExecutor(implementation))
         if reason:
             raise NotImplementedError(reason)
         self.primal, prepare = bench.time_primal(cell, implementation)

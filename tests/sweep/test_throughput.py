@@ -20,6 +20,7 @@ import pytest
 from adjointbench.impls.registry import available_implementations, load_implementation
 from adjointbench.suites.bench import time_primal
 from adjointbench.suites.cells import Cell, plan_cells
+from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
 from adjointbench.suites.threads import blas_threads
 from adjointbench.suites.timing import warm_up
@@ -44,7 +45,7 @@ def _cells() -> list[Cell]:
 @pytest.mark.parametrize("cell", _cells(), ids=lambda c: f"{c.op}-{c.id}")
 def test_throughput(benchmark, cell):
     impl = load_implementation(cell.impl)
-    reason = unsupported_reason(cell, impl)
+    reason = unsupported_reason(cell, LocalExecutor(impl))
     if reason:
         pytest.skip(reason)
     try:
