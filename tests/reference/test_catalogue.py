@@ -43,10 +43,23 @@ def test_inputs_are_seeded_and_float32_exact(name):
 
 
 def test_probes_have_the_shapes_of_inputs_and_output():
-    problem = get_problem("matvec")
-    probes = make_probes(problem, 8, make_inputs(problem, 8), (8,))
-    assert {k: v.shape for k, v in probes.tangent.items()} == {"A": (8, 8), "x": (8,)}
-    assert probes.cotangent.shape == (8,)
+    problem = get_problem("matvec")  # non-square: A is (n + 1) x n
+    probes = make_probes(problem, 8, make_inputs(problem, 8), (9,))
+    assert {k: v.shape for k, v in probes.tangent.items()} == {"A": (9, 8), "x": (8,)}
+    assert probes.cotangent.shape == (9,)
+
+
+@pytest.mark.parametrize("name", ["scalar_sin", "broadcast_sin", "matvec", "softmax"])
+def test_input_points_differ_and_stay_in_the_domain(name):
+    problem = get_problem(name)
+    size = problem.smallest_size
+    points = [make_inputs(problem, size, point=k) for k in range(3)]
+    for key, (low, high) in problem.domain.items():
+        for later in points[1:]:
+            assert np.all((later[key] >= low) & (later[key] <= high))
+            assert not np.array_equal(later[key], points[0][key])
+    if name == "scalar_sin":  # the golden-ratio spread reaches cos x < 0 within three points
+        assert any(np.cos(p["x"]) < 0 for p in points)
 
 
 def test_linear_solve_matrices_are_well_conditioned():

@@ -89,10 +89,12 @@ def test_too_few_digits_is_refused(monkeypatch):
 
 def test_cache_is_json_keyed_by_problem_size_seed_and_version(tmp_path, monkeypatch):
     first = Oracle(tmp_path).reference("matvec", 8, seed=3)
-    path = tmp_path / f"oracle-v{ORACLE_VERSION}" / "matvec-n8-s3.json"
+    path = tmp_path / f"oracle-v{ORACLE_VERSION}" / "matvec-n8-s3-p0.json"
     data = json.loads(path.read_text())
-    assert (data["problem"], data["size"], data["seed"], data["version"]) == \
-        ("matvec", 8, 3, ORACLE_VERSION)
+    key = data["key"]
+    assert (key["problem"], key["size"], key["seed"], key["point"], key["oracle_version"]) == \
+        ("matvec", 8, 3, 0, ORACLE_VERSION)
+    assert len(key["definition"]) == len(key["inputs"]) == 64 and data["checksum"]
 
     def no_recompute(*args, **kwargs):
         raise AssertionError("the cached reference was recomputed")
@@ -108,10 +110,11 @@ def test_damaged_cache_entry_is_recomputed(tmp_path):
     path = oracle.path("scalar_sin", 1, 0)
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    reference = oracle.reference("scalar_sin", 1)
+    with pytest.warns(UserWarning, match="discarding the oracle cache entry"):
+        reference = oracle.reference("scalar_sin", 1)
     x = make_inputs(get_problem("scalar_sin"), 1)["x"]
     assert reference.value.value == pytest.approx(np.sin(x), rel=1e-15)
-    assert json.loads(path.read_text())["problem"] == "scalar_sin"
+    assert json.loads(path.read_text())["key"]["problem"] == "scalar_sin"
 
 
 def test_ode_reference_matches_an_independent_integrator():
