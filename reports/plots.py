@@ -199,6 +199,7 @@ def recorded_curves(frame: pd.DataFrame) -> Figure | None:
     curve dx_t/dtheta), drawn against the oracle's reference."""
     curves = frame[(frame["suite"] == "check") & (frame["op"] != "gradient")
                    & frame["value"].notna() & frame["reference"].notna()]
+    curves = curves[curves["value"].map(lambda v: np.size(v) > 1)]  # curves, not single numbers
     if curves.empty:
         return None
     keys = sorted(curves.groupby(["problem", "op"]).groups)
@@ -206,9 +207,10 @@ def recorded_curves(frame: pd.DataFrame) -> Figure | None:
     fig, axes = _grid(len(keys))
     for ax, (problem, op) in zip(axes, keys):
         rows = curves[(curves["problem"] == problem) & (curves["op"] == op)]
-        reference = np.ravel(np.asarray(rows.iloc[0]["reference"], dtype=float))
-        ax.plot(reference, color="black", lw=4, alpha=0.25, label="oracle")
-        for _, row in rows.drop_duplicates("impl").iterrows():
+        for index, (_, row) in enumerate(rows.drop_duplicates("impl").iterrows()):
+            # each record keeps its worst input point: its own reference goes under it
+            ax.plot(np.ravel(np.asarray(row["reference"], dtype=float)), color="black", lw=4,
+                    alpha=0.25, label="oracle" if index == 0 else None)
             ax.plot(np.ravel(np.asarray(row["value"], dtype=float)), lw=1,
                     color=colours[row["impl"]])
         ax.set(xlabel="output index (iteration t)", ylabel=f"{op} value", title=f"{problem} {op}")
