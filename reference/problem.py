@@ -66,6 +66,18 @@ class Problem:
             get wrong (both signs of sin and cos, of scalars) is visited.
         max_points: the most input points worth checking (1 for the
             worked examples, whose values are fixed); None for no limit.
+        primal_float64: the primal in float64 (keyword arguments by input
+            name), for problems that declare neither a closed form nor a
+            high-precision primal: the oracle extrapolates its differences in
+            float64 and certifies them to the level they reach.
+        neighbourhood: for inputs without a ``domain``, how far points 1, 2,
+            ... stray from point 0, relatively: each entry is scaled by
+            exp(neighbourhood * u), u uniform in [-1, 1] (a zero entry becomes
+            neighbourhood * u), so signs, and positivity, are kept. Problems
+            with explicit inputs use it; 0 keeps every point at point 0.
+        max_full_jacobian: the oracle builds the full Jacobian at the smallest
+            size only when the differentiable inputs have at most this many
+            entries (None: always); above it VJPs are checked through projections.
     """
 
     name: str
@@ -88,6 +100,9 @@ class Problem:
     dtypes: tuple[str, ...] = ("float64", "float32")
     domain: dict[str, tuple[float, float]] = field(default_factory=dict)
     max_points: int | None = None
+    primal_float64: Callable[..., Any] | None = None
+    neighbourhood: float = 0.0
+    max_full_jacobian: int | None = None
 
     @property
     def smallest_size(self) -> int:
@@ -120,6 +135,20 @@ def _spread(problem: Problem, raw: Arrays, size: int, seed: int, point: int) -> 
     return spread
 
 
+def _neighbour(problem: Problem, raw: Arrays, size: int, seed: int, point: int) -> Arrays:
+    """Point ``point`` near point 0, for inputs without a domain (see ``neighbourhood``)."""
+    rng = _rng(problem, size, seed, stream=3, point=point)
+    moved = dict(raw)
+    for name in problem.inputs:
+        if name in problem.domain or not problem.neighbourhood:
+            continue
+        x = np.asarray(raw[name], dtype=np.float64)
+        u = rng.uniform(-1.0, 1.0, size=x.shape)
+        moved[name] = np.where(x == 0, problem.neighbourhood * u,
+                               x * np.exp(problem.neighbourhood * u))
+    return moved
+
+
 def float32_exact(array: np.ndarray) -> np.ndarray:
     """Round to float32 and back, so float32 and float64 cells see one input."""
     return np.asarray(array, dtype=np.float64).astype(np.float32).astype(np.float64)
@@ -127,11 +156,13 @@ def float32_exact(array: np.ndarray) -> np.ndarray:
 
 def make_inputs(problem: Problem, size: int, seed: int = 0, point: int = 0) -> Arrays:
     """The seeded inputs of ``problem`` at ``size`` and input point ``point``:
-    float64, float32-exact (sensitivity problems: exactly as declared)."""
+    float64, float32-exact so that float32 and float64 cells see one input
+    (sensitivity problems and problems defined in float64 only: exactly as
+    declared)."""
     raw = problem.generate(size, _rng(problem, size, seed, stream=0, point=point))
     if point:
-        raw = _spread(problem, raw, size, seed, point)
-    if problem.kind == "sensitivity":
+        raw = _neighbour(problem, _spread(problem, raw, size, seed, point), size, seed, point)
+    if problem.kind == "sensitivity" or "float32" not in problem.dtypes:
         return {name: np.asarray(raw[name], dtype=np.float64) for name in problem.inputs}
     return {name: float32_exact(raw[name]) for name in problem.inputs}
 

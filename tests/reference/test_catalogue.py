@@ -36,7 +36,8 @@ def test_inputs_are_seeded_and_float32_exact(name):
     other = make_inputs(problem, size, seed=1)
     for key in problem.inputs:
         np.testing.assert_array_equal(a[key], b[key])
-        np.testing.assert_array_equal(a[key].astype(np.float32).astype(np.float64), a[key])
+        if "float32" in problem.dtypes:  # one input for both dtypes' cells
+            np.testing.assert_array_equal(a[key].astype(np.float32).astype(np.float64), a[key])
         assert a[key].dtype == np.float64
     fixed = problem.sizes == (1,) and problem.kind == "sensitivity" or name == "gd_trajectory"
     assert fixed or any(not np.array_equal(a[k], other[k]) for k in problem.inputs)

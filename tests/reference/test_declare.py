@@ -1,0 +1,106 @@
+"""Third-party problem declarations and the three reference sources."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import sympy
+
+from adjointbench import declare_problem
+from adjointbench.reference import DeclarationError, compute_reference
+from adjointbench.reference.catalogue import temporarily
+from adjointbench.reference.namespace import F64, MP, NAMES
+from adjointbench.reference.oracle import WEAKEST_REFERENCE, UncertifiedReference, WeakReference
+
+
+def _vector(size, rng):
+    return {"x": rng.standard_normal(size)}
+
+
+def test_a_declaration_names_what_is_missing():
+    with pytest.raises(DeclarationError, match="no reference source"):
+        declare_problem("p", inputs=("x",), sizes=(4,), generate=_vector)
+    with pytest.raises(DeclarationError, match="no input generator"):
+        declare_problem("p", inputs=("x",), sizes=(4,), float64_primal=np.sin)
+    with pytest.raises(DeclarationError, match="'y' named in differentiable"):
+        declare_problem("p", inputs={"x": np.ones(2)}, differentiable=("y",),
+                        float64_primal=np.sin)
+    with pytest.raises(DeclarationError, match="Python identifier"):
+        declare_problem("my problem", inputs={"x": np.ones(2)}, float64_primal=np.sin)
+    with pytest.raises(DeclarationError, match="low < high"):
+        declare_problem("p", inputs={"x": np.ones(2)}, domain={"x": (1.0, -1.0)},
+                        float64_primal=np.sin)
+
+
+def test_the_namespace_offers_the_same_names_in_both_precisions():
+    x = np.array([0.3, -0.2, 2.0])
+    for name in ("exp", "log1p", "tanh", "sin", "sqrt", "erf", "expm1", "cosh"):
+        arg = np.abs(x) if name == "sqrt" else x
+        hp = np.array([float(v) for v in getattr(MP, name)(MP.asarray(arg))])
+        np.testing.assert_allclose(hp, getattr(F64, name)(arg), rtol=1e-15, err_msg=name)
+    assert set(NAMES) <= set(dir(MP))
+    assert float(MP.sum(MP.asarray(x))) == pytest.approx(F64.sum(x), rel=1e-15)
+
+
+def _three_ways(name, closed_form, primal):
+    """One function declared with each source, under one name (same inputs)."""
+    base = declare_problem(name, inputs=("x",), sizes=(5, 12), generate=_vector,
+                           domain={"x": (-2.0, 2.0)}, closed_form=closed_form)
+    hp = dataclasses.replace(base, closed_form=None,
+                             primal_mp=lambda x: primal(MP, x))
+    f64 = dataclasses.replace(base, closed_form=None,
+                              primal_float64=lambda x: primal(F64, x))
+    return base, hp, f64
+
+
+@pytest.mark.parametrize("size", [5, 12])
+@pytest.mark.parametrize("point", [0, 1, 2])
+def test_every_source_agrees_within_its_certified_error(size, point):
+    problems = _three_ways("lse", lambda x: sympy.log(sum(sympy.exp(v) for v in x)),
+                           lambda xp, x: xp.log(xp.sum(xp.exp(x))))
+    references = []
+    for problem in problems:
+        with temporarily(problem):
+            references.append(compute_reference(problem, size, point=point))
+    exact, hp, f64 = references
+    assert [r.method for r in references] == ["exact", "fd", "fd64"]
+    for other in (hp, f64):
+        for a, b in ((exact.jvp, other.jvp), (exact.value, other.value)):
+            scale = np.max(np.abs(a.value))
+            assert np.max(np.abs(a.value - b.value)) <= b.error + a.error + 1e-15 * scale
+    assert hp.jvp.relative_error < 1e-13
+    assert 0 < f64.jvp.relative_error < WEAKEST_REFERENCE
+    if size == 5:  # full Jacobian at the smallest size
+        assert np.max(np.abs(exact.jacobian.value - f64.jacobian.value)) <= f64.jacobian.error
+
+
+@pytest.mark.parametrize("f, x", [
+    (lambda xp, x: xp.sin(x), [1000.5, -3.0, 0.1]),      # a first step far too large
+    (lambda xp, x: xp.exp(x), [20.0, -30.0]),            # scales far apart
+    (lambda xp, x: xp.sqrt(x), [1e-3, 4.0]),             # a step that leaves the domain
+    (lambda xp, x: xp.tanh(50 * x), [0.01, -0.02, 0.3]),  # steep
+    (lambda xp, x: x**3 - x, [1e5, 2.0]),                # large values
+    (lambda xp, x: xp.sin(1 / x), [0.05, 0.3]),          # fast oscillation
+])
+def test_float64_extrapolation_never_claims_more_than_it_has(f, x):
+    """Its error estimate bounds its distance from the 40-digit reference."""
+    x = np.array(x)
+    hp = declare_problem("hard", inputs={"x": x}, primal=f)
+    f64 = dataclasses.replace(hp, primal_mp=None)
+    for point in range(3):
+        with temporarily(hp):
+            exact = compute_reference(hp, hp.sizes[0], point=point)
+        with temporarily(f64):
+            approx = compute_reference(f64, f64.sizes[0], point=point)
+        for a, b in ((exact.jacobian, approx.jacobian), (exact.jvp, approx.jvp)):
+            assert np.max(np.abs(a.value - b.value)) <= b.error + a.error
+
+
+def test_a_reference_too_weak_to_judge_is_refused_not_passed():
+    noisy = declare_problem("kinked", inputs={"x": np.array([1e-12, 2.0])},
+                            float64_primal=lambda x: np.sqrt(np.abs(x)))
+    with temporarily(noisy):
+        reference = compute_reference(noisy, noisy.sizes[0])
+    with pytest.raises(WeakReference, match="too weak to judge"):
+        reference.jvp.certified("jvp")
+    assert issubclass(WeakReference, UncertifiedReference)
