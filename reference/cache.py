@@ -49,12 +49,18 @@ def definition_hash(problem: Problem) -> str:
 
 def _definition_hash(problem: Problem) -> str:
     fields = {k: v for k, v in vars(problem).items() if not callable(v)}
-    module = sys.modules.get(problem.generate.__module__)
+    sources = sorted({_module_source(f) for f in vars(problem).values() if callable(f)})
+    return _sha(json.dumps(fields, sort_keys=True, default=str) + "".join(sources))
+
+
+def _module_source(function) -> str:
+    """The source of the module defining ``function`` (unwrapped), else its repr."""
+    function = inspect.unwrap(function)
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
     try:
-        source = inspect.getsource(module) if module else ""
+        return inspect.getsource(module) if module else repr(function)
     except (OSError, TypeError):
-        source = repr(problem)
-    return _sha(json.dumps(fields, sort_keys=True, default=str) + source)
+        return repr(function)
 
 
 def inputs_hash(inputs: dict) -> str:

@@ -1,11 +1,14 @@
 """The oracle: reference values, with error estimates, for every problem.
 
-Two paths, one result type:
+Three paths, one result type, in the order a problem's declaration allows:
 - exact: problems with a sympy closed form are differentiated symbolically and
   evaluated with mpmath;
-- finite differences: everything else runs its high-precision primal and takes
-  central differences along a direction, extrapolated with Richardson's
-  scheme, D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree.
+- fd: problems with a high-precision primal take central differences along a
+  direction at 40 digits, extrapolated with Richardson's scheme,
+  D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree;
+- fd64: problems with only a float64 primal get the same extrapolation in
+  float64 (Ridders' tableau), certified to the level its error estimate
+  reaches, which is recorded with every result.
 
 Cost policy (DESIGN.md): at a problem's smallest size the oracle builds the
 full Jacobian column by column, so the VJP is the full gradient J^T w; at
@@ -13,8 +16,9 @@ larger sizes it computes J u for the tangent and J v for a few projection
 directions, and the VJP is checked through <vjp(w), v> = <w, J v>.
 
 A reference is certified only when its error estimate is at most
-``CERTIFY_RTOL`` relative to its norm; otherwise asking for it raises
-:class:`UncertifiedReference`.
+``CERTIFY_RTOL`` relative to its norm (``WEAKEST_REFERENCE`` for fd64);
+otherwise asking for it raises :class:`UncertifiedReference`
+(:class:`WeakReference` for fd64: the cell is ``unsupported``).
 """
 
 from __future__ import annotations
@@ -24,20 +28,37 @@ from dataclasses import dataclass, field
 
 import mpmath
 import numpy as np
-import sympy
 
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "4"
+ORACLE_VERSION = "5"
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
+MP_STEP_RETRIES = 3  # first steps 1/16, 2^-14, 2^-24 (over sqrt of the entries)
 FLOAT64_ROUNDING = 2.0**-53
+FLOAT64_EPS = 2.0**-52
+
+
+# A float64 extrapolation is certified to the level it reaches; beyond this
+# relative error it cannot tell a right rule from a slightly wrong one
+WEAKEST_REFERENCE = 1e-6
+LEVELS = {"exact": "sympy closed form", "fd": f"{DPS}-digit mpmath extrapolation",
+          "fd64": "float64 extrapolation"}
 
 
 class UncertifiedReference(ArithmeticError):
     """The oracle cannot vouch for a reference value to CERTIFY_RTOL."""
+
+
+class WeakReference(UncertifiedReference):
+    """A float64-extrapolated reference too inaccurate to judge a cell."""
+
+
+def describe_level(method: str, relative_error: float) -> str:
+    """``reference certified to 3e-10 by float64 extrapolation``."""
+    return f"reference certified to {relative_error:.0e} by {LEVELS.get(method, method)}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,7 @@ class Estimate:
 
     value: np.ndarray
     error: float
+    method: str = "exact"  # the path that computed it (see LEVELS)
 
     @property
     def relative_error(self) -> float:
@@ -53,6 +75,14 @@ class Estimate:
         return self.error / scale if scale > 0 else (0.0 if self.error == 0 else np.inf)
 
     def certified(self, what: str) -> np.ndarray:
+        if self.method == "fd64":
+            if not self.relative_error <= WEAKEST_REFERENCE:
+                raise WeakReference(
+                    f"the {what}'s reference is too weak to judge it: "
+                    f"{describe_level(self.method, self.relative_error)}, above "
+                    f"{WEAKEST_REFERENCE:.0e}. Declare a sympy closed form or a high-precision "
+                    "primal for the problem (reference=...).")
+            return self.value
         if not self.relative_error <= CERTIFY_RTOL:
             raise UncertifiedReference(
                 f"the oracle cannot certify the {what}: its error estimate is "
@@ -62,12 +92,12 @@ class Estimate:
 
     def to_json(self) -> dict:
         return {"value": self.value.tolist(), "shape": list(self.value.shape),
-                "error": self.error}
+                "error": self.error, "method": self.method}
 
     @classmethod
     def from_json(cls, data: dict) -> "Estimate":
         value = np.array(data["value"], dtype=np.float64).reshape(data["shape"])
-        return cls(value, float(data["error"]))
+        return cls(value, float(data["error"]), data["method"])
 
 
 @dataclass(frozen=True)
@@ -114,48 +144,87 @@ class Reference:
             seconds=data["seconds"], version=data["version"])
 
 
-# --- the two paths: a value and directional derivatives in high precision ---
+# --- the three paths: a value and directional derivatives, each with its error ---
+
+def _symbols(problem: Problem, inputs: Arrays) -> dict:
+    """One sympy symbol per input entry: a plain symbol for a 0-d input, an
+    object array of symbols (the input's shape) otherwise."""
+    import sympy  # only closed forms need it
+
+    symbols = {}
+    for name in problem.inputs:
+        shape = np.shape(inputs[name])
+        if shape == ():
+            symbols[name] = sympy.Symbol(name)
+            continue
+        array = np.empty(int(np.prod(shape, dtype=int)), dtype=object)
+        array[:] = sympy.symbols(f"{name}_0:{array.size}")
+        symbols[name] = array.reshape(shape)
+    return symbols
+
+
+def _flat_symbols(symbols: dict, names) -> list:
+    return [s for n in names for s in np.ravel(np.asarray(symbols[n], dtype=object))]
+
+
+def _mp_array(values, shape) -> np.ndarray:
+    """lambdify's nested lists (constants come back as ints) as mpf, shaped."""
+    flat = np.array([mpmath.mpf(v) for v in np.ravel(np.array(values, dtype=object))],
+                    dtype=object)
+    return flat.reshape(shape)
+
 
 class _Exact:
-    """Closed forms: sympy derivatives evaluated with mpmath."""
+    """Closed forms: sympy derivatives evaluated with mpmath. Elementwise
+    forms are differentiated once, as functions of one variable; any other
+    form is differentiated entry by entry (its whole symbolic Jacobian), which
+    suits the small sizes such problems are declared at."""
 
     method = "exact"
 
     def __init__(self, problem: Problem, inputs: Arrays):
         self.problem, self.inputs = problem, inputs
+        import sympy  # only closed forms need it
+
+        self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
         if problem.elementwise:
             t = sympy.Symbol("t")
             expr = problem.closed_form(t)
             self._f = np.frompyfunc(sympy.lambdify(t, expr, "mpmath"), 1, 1)
             self._df = np.frompyfunc(sympy.lambdify(t, sympy.diff(expr, t), "mpmath"), 1, 1)
-        else:
-            syms = sympy.symbols(problem.inputs)
-            expr = problem.closed_form(*syms)
-            self._f = sympy.lambdify(syms, expr, "mpmath")
-            self._grad = {s.name: sympy.lambdify(syms, sympy.diff(expr, s), "mpmath")
-                          for s in syms if s.name in problem.differentiable}
-        self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
-
-    def _scalar_args(self):
-        return [self._args[name].item() for name in self.problem.inputs]
+            return
+        symbols = _symbols(problem, inputs)
+        output = np.array(problem.closed_form(*(symbols[n] for n in problem.inputs)),
+                          dtype=object)
+        self._shape = output.shape
+        every = _flat_symbols(symbols, problem.inputs)
+        jacobian = sympy.Matrix(list(output.ravel())).jacobian(
+            _flat_symbols(symbols, problem.differentiable))
+        values = [v for n in problem.inputs for v in np.ravel(self._args[n])]
+        self._value = _mp_array(sympy.lambdify(every, list(output.ravel()), "mpmath")(*values),
+                                self._shape)
+        self._jacobian = _mp_array(sympy.lambdify(every, jacobian.tolist(), "mpmath")(*values),
+                                   jacobian.shape)
 
     def value(self):
         if self.problem.elementwise:
-            return np.asarray(self._f(self._args["x"]), dtype=object), mpmath.mpf(0)
-        return np.array(self._f(*self._scalar_args()), dtype=object), mpmath.mpf(0)
+            (x,) = self.problem.inputs
+            return np.asarray(self._f(self._args[x]), dtype=object), mpmath.mpf(0)
+        return self._value, mpmath.mpf(0)
 
     def derivative(self, direction: Arrays):
         if self.problem.elementwise:
-            du = self._df(self._args["x"]) * hp.to_mp(direction["x"])
+            (x,) = self.problem.inputs
+            du = self._df(self._args[x]) * hp.to_mp(direction[x])
             return np.asarray(du, dtype=object), mpmath.mpf(0)
-        args = self._scalar_args()
-        du = sum(self._grad[name](*args) * mpmath.mpf(float(direction[name]))
-                 for name in self.problem.differentiable)
-        return np.array(du, dtype=object), mpmath.mpf(0)
+        u = hp.to_mp(np.concatenate([np.ravel(direction[n]) for n in self.problem.differentiable]))
+        return (self._jacobian @ u).reshape(self._shape), mpmath.mpf(0)
 
 
-def high_precision_primal(problem: Problem):
+def high_precision_primal(problem: Problem, inputs: Arrays):
     """The primal on object arrays: ``primal_mp``, else lambdified from sympy."""
+    import sympy  # only closed forms need it
+
     if problem.primal_mp is not None:
         return problem.primal_mp
     if problem.closed_form is None:
@@ -164,11 +233,14 @@ def high_precision_primal(problem: Problem):
     if problem.elementwise:
         t = sympy.Symbol("t")
         f = np.frompyfunc(sympy.lambdify(t, problem.closed_form(t), "mpmath"), 1, 1)
-        return lambda x: f(x)
-    syms = sympy.symbols(problem.inputs)
-    f = sympy.lambdify(syms, problem.closed_form(*syms), "mpmath")
-    return lambda **args: np.array(f(*(np.asarray(args[n], dtype=object).item()
-                                             for n in problem.inputs)), dtype=object)
+        (x,) = problem.inputs
+        return lambda **args: f(args[x])
+    symbols = _symbols(problem, inputs)
+    output = np.array(problem.closed_form(*(symbols[n] for n in problem.inputs)), dtype=object)
+    f = sympy.lambdify(_flat_symbols(symbols, problem.inputs), list(output.ravel()), "mpmath")
+    return lambda **args: _mp_array(
+        f(*(v for n in problem.inputs for v in np.ravel(np.asarray(args[n], dtype=object)))),
+        output.shape)
 
 
 class _FiniteDifferences:
@@ -178,7 +250,7 @@ class _FiniteDifferences:
 
     def __init__(self, problem: Problem, inputs: Arrays):
         self.problem = problem
-        self._primal_mp = high_precision_primal(problem)
+        self._primal_mp = high_precision_primal(problem, inputs)
         self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
 
     def _primal(self, args):
@@ -205,10 +277,21 @@ class _FiniteDifferences:
         count = sum(d.size for d in direction.values())
         unit = {k: hp.to_mp(v) / norm for k, v in direction.items()}  # exact: norm is a float
         h0 = mpmath.mpf(1) / (16 * mpmath.sqrt(count))
+        for _ in range(MP_STEP_RETRIES):
+            try:
+                value, error = self._extrapolate(unit, h0)
+                return value * norm, error * norm
+            except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
+                h0 /= 2**10
+        raise UncertifiedReference(
+            f"the oracle cannot difference {self.problem.name} here: every step down to "
+            f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
+
+    def _extrapolate(self, unit, h0):
         goal = mpmath.mpf(10) ** (-(DPS // 2 + 5))
         previous: list = []
         for k in range(FD_LEVELS):
-            row = [self._central(unit, h0 / 2**k)]
+            row = [_real(self._central(unit, h0 / 2**k))]
             for j in range(1, k + 1):
                 row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
             if k >= 1:
@@ -216,21 +299,121 @@ class _FiniteDifferences:
                 if error <= goal * max(mpmath.mpf(1), hp.max_abs(row[k])):
                     break
             previous = row
-        return row[-1] * norm, error * norm
+        return row[-1], error
+
+
+def _real(values: np.ndarray) -> np.ndarray:
+    """``values``, refused (TypeError) if a step left the real domain."""
+    if any(isinstance(v, mpmath.mpc) for v in np.ravel(values)):
+        raise TypeError("complex value")
+    return values
+
+
+# float64 extrapolation: Ridders' tableau (central differences, h halved at
+# each level, Richardson in h^2); the entry with the smallest error estimate
+# wins, its estimate inflated by a safety factor (it is an estimate, not a bound)
+F64_LEVELS = 20
+F64_ORDERS = 6  # Richardson columns: h^2 ... h^12 cancelled
+F64_SAFETY = 10.0
+F64_FIRST_STEPS = (0.1, 0.1 / 3**0.5)  # down to 2e-7 in F64_LEVELS halvings
+
+
+class _Float64Differences:
+    """What is left when a problem declares neither a closed form nor a
+    high-precision primal: its float64 primal, differenced and extrapolated.
+    Certified to the level the extrapolation reaches (1e-8 to 1e-11 for
+    smooth functions); a cell whose tolerance needs more is ``unsupported``."""
+
+    method = "fd64"
+
+    def __init__(self, problem: Problem, inputs: Arrays):
+        self.problem = problem
+        self._args = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+
+    def _primal(self, args) -> np.ndarray:
+        return np.asarray(self.problem.primal_float64(**args), dtype=np.float64)
+
+    def value(self):
+        return self._primal(self._args), 0.0
+
+    def _central(self, direction: Arrays, h: float) -> tuple[np.ndarray, float]:
+        """The central difference, and its rounding error: eps |f| / h."""
+        plus, minus = dict(self._args), dict(self._args)
+        for name, d in direction.items():
+            plus[name] = self._args[name] + h * d
+            minus[name] = self._args[name] - h * d
+        f_plus, f_minus = self._primal(plus), self._primal(minus)
+        size = max(float(np.max(np.abs(f_plus), initial=0.0)),
+                   float(np.max(np.abs(f_minus), initial=0.0)))
+        return (f_plus - f_minus) / (2 * h), FLOAT64_EPS * size / h
+
+    def _tableau(self, unit: Arrays, h: float) -> tuple[np.ndarray | None, float]:
+        """Ridders' tableau from step h: its entry with the smallest error
+        estimate, among the rows where the plain central differences are
+        converging, entry by entry (each change at most half the one before,
+        or at the rounding level). A feature smaller than every step (a kink, a
+        singularity within 1e-7) makes no row converge, and no estimate."""
+        best, best_error, previous, changes = None, np.inf, [], []
+        for k in range(F64_LEVELS):
+            difference, rounding = self._central(unit, h / 2**k)
+            row = [difference]
+            if k:
+                changes.append(np.abs(difference - previous[0]))
+            converging = len(changes) >= 2 and bool(np.all(
+                (changes[-1] <= 0.5 * changes[-2]) | (changes[-1] <= 4 * rounding)))
+            for j in range(1, min(k, F64_ORDERS) + 1):
+                row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
+                # neighbours in the tableau disagree by about the error; an
+                # accidental agreement is no better than the rounding level
+                error = max(float(np.max(np.abs(row[j] - row[j - 1]))),
+                            float(np.max(np.abs(row[j] - previous[j - 1]))), rounding)
+                if converging and error < best_error:
+                    best, best_error = row[j], error
+            if rounding > best_error:  # every later entry's error is at least its rounding
+                break
+            previous = row
+        return best, best_error
+
+    def derivative(self, direction: Arrays):
+        """Two tableaux from incommensurate first steps: each one's estimate,
+        and their disagreement, bound the error (an accidental agreement
+        inside one tableau, at a step far too large, does not survive the other)."""
+        norm = max(float(np.max(np.abs(d), initial=0.0)) for d in direction.values())
+        if norm == 0:
+            return self._primal(self._args) * 0, 0.0
+        unit = {k: v / norm for k, v in direction.items()}
+        (a, a_error), (b, b_error) = (self._tableau(unit, h) for h in F64_FIRST_STEPS)
+        if a is None or b is None or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+            return self._primal(self._args) * 0, np.inf
+        disagreement = float(np.max(np.abs(a - b), initial=0.0))
+        best = a if a_error <= b_error else b
+        return best * norm, F64_SAFETY * max(a_error, b_error, disagreement) * norm
+
+
+def reference_source(problem: Problem) -> str:
+    """Which path defines the problem's reference: ``exact`` (sympy),
+    ``fd`` (mpmath differences of its high-precision primal) or ``fd64``
+    (float64 extrapolation of its float64 primal)."""
+    if problem.closed_form is not None:
+        return "exact"
+    return "fd" if problem.primal_mp is not None else "fd64"
 
 
 def _path(problem: Problem, inputs: Arrays, method: str | None):
-    if method == "fd" or (method is None and problem.closed_form is None):
+    method = method or reference_source(problem)
+    if method == "fd64":
+        return _Float64Differences(problem, inputs)
+    if method == "fd":
         return _FiniteDifferences(problem, inputs)
     if problem.closed_form is None:
         raise ValueError(f"problem {problem.name!r} has no closed form for the exact path")
     return _Exact(problem, inputs)
 
 
-def _estimate(mp_value, mp_error) -> Estimate:
+def _estimate(mp_value, mp_error, method: str) -> Estimate:
     value = hp.to_float(mp_value)
     rounding = FLOAT64_ROUNDING * float(np.max(np.abs(value), initial=0.0))
-    return Estimate(value, float(mp_error) + rounding)
+    return Estimate(value, float(mp_error) + rounding, method)
 
 
 def _basis(inputs: Arrays, names: tuple[str, ...]):
@@ -246,7 +429,8 @@ def directional_derivative(problem: Problem, inputs: Arrays, direction: Arrays) 
     """The oracle's J u at any inputs (not only the seeded ones): exact where
     the problem has a closed form, high-precision differences elsewhere."""
     with mpmath.workdps(DPS):
-        return _estimate(*_path(problem, inputs, None).derivative(direction))
+        path = _path(problem, inputs, None)
+        return _estimate(*path.derivative(direction), path.method)
 
 
 def compute_reference(problem: Problem, size: int, seed: int = 0,
@@ -254,8 +438,8 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
     """Compute (uncached) the reference of ``problem`` at ``size``, ``seed``
     and input point ``point``.
 
-    ``method`` forces ``"exact"`` or ``"fd"``; by default a closed form is used
-    where the problem has one.
+    ``method`` forces ``"exact"``, ``"fd"`` or ``"fd64"``; by default the
+    problem's own source (:func:`reference_source`).
     """
     start = time.perf_counter()
     inputs = make_inputs(problem, size, seed, point)
@@ -268,17 +452,26 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
                 f"the oracle cannot evaluate {problem.name} at size {size} in high precision "
                 f"({type(e).__name__}: {e}), so it cannot certify a reference there") from e
         probes = make_probes(problem, size, inputs, np.shape(value), seed, point)
-        jvp = _estimate(*path.derivative(probes.tangent))
+        jvp = _estimate(*path.derivative(probes.tangent), path.method)
         projected, jacobian, vjp = (), None, None
-        if size == problem.smallest_size:
+        if _full(problem, size, inputs):
             jacobian, vjp = _full_jacobian(path, inputs, problem, probes.cotangent)
         else:
-            projected = tuple(_estimate(*path.derivative(v)) for v in probes.projections)
+            projected = tuple(_estimate(*path.derivative(v), path.method)
+                              for v in probes.projections)
     return Reference(
         problem=problem.name, size=size, seed=seed, method=path.method,
-        condition=float(problem.condition(**inputs)), value=_estimate(value, value_err),
+        condition=float(problem.condition(**inputs)),
+        value=_estimate(value, value_err, path.method),
         jvp=jvp, projected=projected, jacobian=jacobian, vjp=vjp,
         seconds=time.perf_counter() - start)
+
+
+def _full(problem: Problem, size: int, inputs: Arrays) -> bool:
+    """Whether the oracle builds the full Jacobian (see Problem.max_full_jacobian)."""
+    entries = sum(np.size(inputs[n]) for n in problem.differentiable)
+    limit = problem.max_full_jacobian
+    return size == problem.smallest_size and (limit is None or entries <= limit)
 
 
 def _full_jacobian(path, inputs: Arrays, problem: Problem, cotangent: np.ndarray):
@@ -295,10 +488,11 @@ def _full_jacobian(path, inputs: Arrays, problem: Problem, cotangent: np.ndarray
     for name in problem.differentiable:
         shape = np.shape(inputs[name])
         stop = start + int(np.prod(shape, dtype=int))
-        vjp[name] = _estimate(np.reshape(grad[start:stop], shape), grad_error)
+        vjp[name] = _estimate(np.reshape(grad[start:stop], shape), grad_error, path.method)
         start = stop
-    return _estimate(jac, max(errors)), vjp
+    return _estimate(jac, max(errors), path.method), vjp
 
 
-__all__ = ["ORACLE_VERSION", "CERTIFY_RTOL", "DPS", "Estimate", "Reference",
-           "UncertifiedReference", "compute_reference"]
+__all__ = ["ORACLE_VERSION", "CERTIFY_RTOL", "DPS", "Estimate", "LEVELS", "Reference",
+           "UncertifiedReference", "WEAKEST_REFERENCE", "WeakReference", "compute_reference",
+           "describe_level", "reference_source"]

@@ -38,7 +38,9 @@ class Record:
     reference: list | None = None
     # timings (suites/timing.py), per call: "bench" cells and gradient cells
     suite: str = "check"  # "check" (correctness) or "bench" (throughput)
-    level: str | None = None  # how the oracle certified its reference: exact or fd
+    # how the oracle certified its reference: exact (sympy), fd (mpmath
+    # extrapolation) or fd64 (float64 extrapolation); its relative error is oracle_err
+    level: str | None = None
     point: int | None = None  # the input point the record reports: the worst one
     time_median_s: float | None = None
     time_iqr_s: float | None = None
@@ -69,18 +71,21 @@ def outcome_of(error: BaseException) -> tuple[str, str]:
     """The one mapping from an exception to (outcome, message), for every cell.
 
     A worker that answers too late is ``timeout``, one that dies ``crashed``;
-    the oracle's refusal to certify is ``ill_conditioned``; a case an
+    the oracle's refusal to certify is ``ill_conditioned``, unless the
+    reference is merely too weak to judge (a float64 extrapolation), which
+    is ``unsupported``; a case an
     implementation declines (NotImplementedError) is ``unsupported``; a result
     of the wrong shape, dtype or finiteness, an impure or non-reentrant call
     (WrongResult) is ``mismatch``; anything else the implementation raises is
     ``error``.
     """
-    from adjointbench.reference import UncertifiedReference
+    from adjointbench.reference.oracle import UncertifiedReference, WeakReference
     from adjointbench.suites.compare import WrongResult
     from adjointbench.suites.executors import ImplementationError, WorkerCrashed, WorkerTimeout
 
     table = ((WorkerTimeout, "timeout"), (WorkerCrashed, "crashed"),
-             (ImplementationError, "error"), (UncertifiedReference, "ill_conditioned"),
+             (ImplementationError, "error"), (WeakReference, "unsupported"),
+             (UncertifiedReference, "ill_conditioned"),
              (NotImplementedError, "unsupported"), (WrongResult, "mismatch"))
     for kind, outcome in table:
         if isinstance(error, kind):

@@ -24,8 +24,7 @@ from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.impls.registry import load_implementation
 from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
                                     make_inputs, make_probes)
-from adjointbench.reference.batched import batched_blocks
-from adjointbench.reference.oracle import Estimate
+from adjointbench.reference.oracle import Estimate, describe_level
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
                                          validate, worst_of)
@@ -116,7 +115,7 @@ def _check_cotangents(ctx: _Context, cotangents: list, w: np.ndarray, what: str)
         start, parts = 0, []
         for c, n in zip(cotangents, names):
             stop = start + c.size
-            expected = Estimate(full[start:stop].reshape(c.shape), error)
+            expected = Estimate(full[start:stop].reshape(c.shape), error, jacobian.method)
             parts.append(ctx.against(c, expected, f"{what} for input {n!r}"))
             start = stop
         return worst_of(parts)
@@ -172,6 +171,8 @@ def _check_no_sample_mixing(ctx: _Context) -> None:
 
 
 def _check_batched_jacobian(ctx: _Context) -> Comparison:
+    from adjointbench.reference.batched import batched_blocks
+
     _check_no_sample_mixing(ctx)
     x = ctx.inputs[ctx.problem.batch_input]
     output_shape = ctx.reference.value.value.shape
@@ -181,7 +182,7 @@ def _check_batched_jacobian(ctx: _Context) -> Comparison:
                       ctx.cell.dtype, "batched Jacobian")
     if ctx.reference.jacobian is not None:
         blocks, _ = batched_blocks(ctx.reference.jacobian.value, output_shape, x.shape)
-        expected = Estimate(blocks, ctx.reference.jacobian.error)
+        expected = Estimate(blocks, ctx.reference.jacobian.error, ctx.reference.jacobian.method)
         return ctx.against(actual, expected, "batched Jacobian (per-sample blocks)")
     # sum_j J[i, j, s] u[j, s] is the JVP of the whole batch
     u = ctx.probes.tangent[ctx.problem.batch_input].reshape(features, batch)
@@ -243,7 +244,7 @@ def _ill_conditioned(record: Record, problem: Problem) -> Record:
         f"hold: {record.message}"))
 
 
-def _check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
+def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
                  point: int) -> Record:
     """The record of one input point: prepared anew, compared with its own reference."""
     problem = get_problem(cell.problem)
@@ -263,11 +264,15 @@ def _check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Re
         return _ill_conditioned(replace(
             record, **(ctx.fields if ctx else {}), outcome=outcome,
             message=f"{message}{where}" if outcome != "unsupported" else message), problem)
-    where = f" at input point {point}" if cell.points > 1 and not result.ok else ""
+    message = result.message
+    if not result.ok:
+        message += f" at input point {point}" if cell.points > 1 else ""
+        if result.oracle_err is not None:
+            message += f"; {describe_level(reference.method, result.oracle_err)}"
     return _ill_conditioned(replace(
         record, **ctx.fields, outcome="ok" if result.ok else "mismatch",
         max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err, tol=result.tol,
-        oracle_err=result.oracle_err, message=result.message + where), problem)
+        oracle_err=result.oracle_err, message=message), problem)
 
 
 def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record) -> Record:
@@ -275,7 +280,7 @@ def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record) 
     (the first that is not ok, else the largest relative error)."""
     worst = None
     for point in range(cell.points):
-        result = _check_point(cell, oracle, executor, record, point)
+        result = check_point(cell, oracle, executor, record, point)
         if result.outcome != "ok":
             return result
         if worst is None or (result.max_rel_err or 0.0) > (worst.max_rel_err or 0.0):
