@@ -40,7 +40,8 @@ from pathlib import Path
 from adjointbench.impls.protocol import DEVICES, DTYPES
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
-from adjointbench.reference import Oracle, UnknownNameError, problems
+from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
+from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
 from adjointbench.suites.environment import write_environment
 from adjointbench.suites.expected import load_manifest, surprises
@@ -78,7 +79,8 @@ def _catalogue() -> dict:
     return {
         "problems": [{"name": p.name, "family": p.family, "sizes": list(p.sizes),
                       "inputs": list(p.inputs), "differentiable": list(p.differentiable),
-                      "kind": p.kind, "description": p.description} for p in problems(None)],
+                      "kind": p.kind, "description": p.description, "origin": origin(p.name)}
+                     for p in problems(None)],
         "implementations": [{"name": n, "available": n in available} for n in known_names()],
         "operations": list(ALL_OPS),
         "dtypes": list(DTYPES),
@@ -96,7 +98,8 @@ def cmd_list(args) -> int:
         print(title)
         for p in (p for p in data["problems"] if p["kind"] == kind):
             sizes = ",".join(map(str, p["sizes"]))
-            print(f"  {p['name']:<29} {p['family']:<13} sizes {sizes:<18} {p['description']}")
+            where = "" if p["origin"] == "built-in" else f" [{p['origin']}]"
+            print(f"  {p['name']:<29} {p['family']:<13} sizes {sizes:<18} {p['description']}{where}")
     print("implementations:")
     for i in data["implementations"]:
         print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}")
@@ -297,7 +300,8 @@ def _sweep_options(parser: argparse.ArgumentParser) -> None:
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl", help="implementations, comma-separated: a built-in name, "
                         "an entry-point name or module:object (default: every installed one)")
-    parser.add_argument("--problem", help="problems, comma-separated (default: all)")
+    parser.add_argument("--problem", help="problems, comma-separated: a catalogue name, an "
+                        "entry-point name or module:object (default: all)")
     parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
     parser.add_argument("--method", help="gradient methods of sensitivity problems, "
                         f"comma-separated, of {', '.join(METHODS)} (default: all)")
@@ -367,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, UnknownNameError, ProtocolError, MissingDependency) as e:
+    except (UsageError, UnknownNameError, ProtocolError, MissingDependency, DeclarationError) as e:
         print(f"adjointbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 

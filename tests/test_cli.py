@@ -61,3 +61,57 @@ def test_unwritable_output_folder_is_reported_before_any_work(tmp_path, capsys):
     assert main(["check", "--problem", "softmax", "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert "cannot write to the output folder" in err and "checking" not in err
+
+
+# --- third-party problems by module:object ---
+
+PROBLEM_MODULE = '''
+import numpy as np
+from adjointbench import declare_problem
+cube = declare_problem("cli_cube", inputs=("x",), sizes=(3, 6),
+                       generate=lambda n, rng: {"x": rng.standard_normal(n)},
+                       primal=lambda xp, x: x * x * x)
+shadow = declare_problem("softmax", inputs={"x": np.ones(3)}, float64_primal=np.sin)
+not_a_problem = np.sin
+'''
+IMPL_MODULE = '''
+import numpy as np
+from adjointbench.impls.rules import Rule, RuleImplementation
+class Cube(RuleImplementation):
+    name = "cube_rules"
+    rules = {"cli_cube": Rule(primal=lambda x: x**3, forward=lambda x: (x**3, x),
+                              jvp=lambda x, t: 3 * x**2 * t, vjp=lambda x, w: (3 * x**2 * w,))}
+implementation = Cube()
+'''
+
+
+@pytest.fixture
+def problem_modules(tmp_path, monkeypatch):
+    (tmp_path / "cli_problems.py").write_text(PROBLEM_MODULE)
+    (tmp_path / "cli_cube_rules.py").write_text(IMPL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv("ADJOINTBENCH_PROBLEMS", raising=False)
+    return tmp_path
+
+
+def test_check_a_problem_and_implementation_named_by_module(problem_modules, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["check", "--problem", "cli_problems:cube", "--impl", "cli_cube_rules:implementation",
+                   "--quiet", "--out", str(out), "--points", "2"])
+    assert status == 0, capsys.readouterr()
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["problem"] for r in records} == {"cli_cube"}
+    assert {r["outcome"] for r in records if r["dtype"] == "float64"} == {"ok"}
+    assert {r["level"] for r in records if r["op"] == "vjp"} == {"fd"}
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("cli_problems:not_a_problem", "not a problem declaration"),
+    ("cli_problems:missing", "has no attribute 'missing'"),
+    ("no_such_module_here:x", "cannot import module 'no_such_module_here'"),
+    ("cli_problems:shadow", "already uses; give it another name"),
+])
+def test_a_bad_problem_spec_exits_2_naming_the_problem(problem_modules, spec, expected, capsys):
+    assert main(["check", "--problem", spec, "--impl", "numpy", "--quiet"]) == 2
+    assert expected in capsys.readouterr().err
