@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_implementation": "adjointbench.impls.registry",
     # the catalogue and the oracle
     "Oracle": "adjointbench.reference",
+    "declare_problem": "adjointbench.reference",
+    "DeclarationError": "adjointbench.reference",
     "get_problem": "adjointbench.reference",
     "problems": "adjointbench.reference",
     # sweeps and their records

@@ -1,0 +1,394 @@
+"""check_rules and check_function: the harness's own checks, on your function.
+
+Your function becomes a problem with explicit inputs (your arguments) and a
+reference source, registered for the duration of the check; your rules
+become an implementation that runs in this process. The cells (primal, jvp,
+vjp, transpose, linearity) then run through the same runner, oracle,
+tolerances and purity checks as the catalogue's sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from adjointbench.impls.protocol import Prepared, Task
+from adjointbench.reference.catalogue import temporarily
+from adjointbench.reference.declare import NEIGHBOURHOOD, declare_problem, fixed_inputs
+from adjointbench.reference.oracle import describe_level
+from adjointbench.reference.problem import Problem
+from adjointbench.suites.cells import Cell
+from adjointbench.suites.executors import LocalExecutor
+from adjointbench.suites.results import Record
+from adjointbench.suites.runner import check_point, unsupported_reason
+
+FULL_JACOBIAN_MAX = 64  # input entries up to which VJPs are compared entry by entry
+DTYPES = ("float64", "float32")
+_COUNTER = itertools.count()
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """A sympy reference: ``expression(*inputs)`` with one sympy symbol per
+    scalar argument and an object array of symbols per array argument
+    (``elementwise=True``: a function of one symbol, applied entry by entry)."""
+
+    expression: Callable[..., Any]
+    elementwise: bool = False
+
+
+@dataclass(frozen=True)
+class HighPrecision:
+    """A 40-digit reference: ``primal(xp, *inputs)`` written against the
+    namespace of :mod:`adjointbench.reference.namespace`."""
+
+    primal: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Every check of one function: one record per check and input point."""
+
+    function: str
+    records: tuple[Record, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome == "ok" for r in self.records)
+
+    @property
+    def failures(self) -> list[Record]:
+        return [r for r in self.records if r.outcome != "ok"]
+
+    @property
+    def errors(self) -> dict[tuple[str, int], float | None]:
+        """{(check, input point): relative error} (None where none was measured)."""
+        return {(r.op, r.point): r.max_rel_err for r in self.records}
+
+    def worst(self, op: str) -> Record:
+        """The record of ``op`` with the largest relative error."""
+        chosen = [r for r in self.records if r.op == op]
+        return max(chosen, key=lambda r: r.max_rel_err or 0.0)
+
+    def __str__(self) -> str:
+        lines = [f"{self.function}: {len(self.records) - len(self.failures)} of "
+                 f"{len(self.records)} checks ok"]
+        for r in self.records:
+            error = "" if r.max_rel_err is None else f"error {r.max_rel_err:.1e} <= tol {r.tol:.1e}"
+            level = ("" if r.oracle_err is None or r.level is None
+                     else f"  ({describe_level(r.level, r.oracle_err)})")
+            lines.append(f"  {r.op:<10} point {r.point}  {r.outcome:<12} {error}{level}")
+        return "\n".join(lines)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, maybe requiring grad
+        x = x.detach().cpu()
+    return np.asarray(x)
+
+
+def _dtype(arrays: Sequence[np.ndarray]) -> str:
+    kinds = {str(a.dtype) for a in arrays}
+    if not kinds <= set(DTYPES):
+        raise TypeError(f"the arguments must be float32 or float64 arrays, got "
+                        f"{', '.join(sorted(kinds))}; convert them (np.asarray(x, float))")
+    if len(kinds) > 1:
+        raise TypeError(f"the arguments mix {' and '.join(sorted(kinds))}; give them one dtype")
+    return kinds.pop()
+
+
+def _names(f: Callable, count: int) -> tuple[str, ...]:
+    """f's parameter names where they are plain positional ones, else x0, x1, ..."""
+    with contextlib.suppress(TypeError, ValueError):
+        params = list(inspect.signature(f).parameters.values())
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = tuple(p.name for p in params[:count] if p.kind in kinds)
+        if len(names) == count and len(set(names)) == count:
+            return names
+    return tuple(f"x{i}" for i in range(count))
+
+
+def _label(f: Callable) -> str:
+    name = getattr(f, "__name__", None) or type(f).__name__
+    owner = getattr(f, "__self__", None)
+    if isinstance(owner, type):  # a torch.autograd.Function's apply
+        name = f"{owner.__name__}.{name}"
+    return name
+
+
+def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
+             differentiable: tuple[str, ...], dtype: str, reference: Any,
+             float64_f: Callable) -> Problem:
+    """Your function as a problem: explicit inputs, the reference asked for."""
+    identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
+    name = f"{identifier}_{next(_COUNTER)}"
+    inputs = dict(zip(names, arrays))
+    common = dict(differentiable=differentiable, dtypes=(dtype,), family="testing",
+                  description=f"check of {_label(f)}")
+    if isinstance(reference, ClosedForm):
+        problem = declare_problem(name, inputs, closed_form=reference.expression,
+                                  elementwise=reference.elementwise, **common)
+    elif isinstance(reference, HighPrecision):
+        problem = declare_problem(name, inputs, primal=reference.primal, **common)
+    elif isinstance(reference, Problem):
+        problem = _at_your_inputs(reference, name, names, inputs, common)
+    elif reference is None:
+        problem = declare_problem(name, inputs, float64_primal=float64_f, **common)
+    else:
+        raise TypeError(f"reference must be ClosedForm(...), HighPrecision(...), a declared "
+                        f"problem or None, got {type(reference).__name__}")
+    return dataclasses.replace(problem, max_full_jacobian=FULL_JACOBIAN_MAX)
+
+
+def _at_your_inputs(declared: Problem, name: str, names: tuple[str, ...], inputs: dict,
+                    common: dict) -> Problem:
+    """A declared problem's reference source, at your arguments."""
+    if len(declared.inputs) != len(names):
+        raise TypeError(f"problem {declared.name!r} takes {len(declared.inputs)} inputs "
+                        f"({', '.join(declared.inputs)}), your function {len(names)}")
+    renamed = dict(zip(declared.inputs, inputs.values()))
+    differentiable = tuple(declared.inputs[names.index(n)] for n in common["differentiable"])
+    return dataclasses.replace(
+        declared, name=name, family="testing", kind="primitive", generate=fixed_inputs(renamed),
+        sizes=(sum(np.size(v) for v in renamed.values()),), differentiable=differentiable,
+        domain={}, neighbourhood=NEIGHBOURHOOD, dtypes=common["dtypes"], max_points=None)
+
+
+class _UnderTest:
+    """Your operations as an implementation: ``operations[op](task) -> run``."""
+
+    name = "your function"
+
+    def __init__(self, operations: dict[str, Callable[[Task], Callable[[], Any]]],
+                 to_numpy: Callable[[Any], np.ndarray] = np.asarray):
+        self.operations, self._to_numpy = operations, to_numpy
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool:
+        return op in self.operations
+
+    def prepare(self, task: Task) -> Prepared:
+        convert = self._to_numpy
+        if task.op == "vjp":
+            return Prepared(self.operations["vjp"](task),
+                            lambda r: tuple(convert(c) for c in r)
+                            if isinstance(r, (tuple, list)) else r)
+        return Prepared(self.operations[task.op](task), convert)
+
+
+def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
+         label: str) -> CheckResult:
+    from adjointbench.reference.cache import Oracle
+
+    if points < 1:
+        raise ValueError(f"points must be at least 1, got {points}")
+    oracle = Oracle(use_cache=False)  # your function's references live in memory only
+    executor = LocalExecutor(impl)
+    records = []
+    with temporarily(problem):
+        for op in ops:
+            cell = Cell(problem.name, impl.name, op, problem.sizes[0], problem.dtypes[0],
+                        points=points)
+            blank = Record(cell.problem, cell.impl, op, cell.dtype, "cpu", cell.size, 0,
+                           outcome="error")
+            reason = unsupported_reason(cell, executor)
+            if reason:
+                records.append(dataclasses.replace(blank, outcome="unsupported", message=reason))
+                continue
+            records += [check_point(cell, oracle, executor, blank, point)
+                        for point in range(points)]
+    result = CheckResult(label, tuple(records))
+    if not result.ok:
+        raise AssertionError(_failure_message(result, problem))
+    return result
+
+
+def _failure_message(result: CheckResult, problem: Problem) -> str:
+    from adjointbench.reference.problem import make_inputs
+
+    lines = [f"{result.function}: {len(result.failures)} of {len(result.records)} checks "
+             "failed or could not be judged:"]
+    shown = {}
+    for r in result.failures:
+        shown[r.op] = shown.get(r.op, 0) + 1
+        if shown[r.op] > 1:  # the first failing point of each check
+            continue
+        lines.append(f"  {r.op} at input point {r.point}: {r.outcome}: {r.message}")
+        inputs = make_inputs(problem, r.size, 0, r.point or 0)
+        if sum(np.size(v) for v in inputs.values()) <= 8:
+            values = ", ".join(f"{k}={np.array2string(v, precision=6)}" for k, v in inputs.items())
+            lines.append(f"    inputs at that point: {values}")
+    more = sum(n - 1 for n in shown.values())
+    return "\n".join(lines + ([f"  ({more} more at other input points)"] if more else []))
+
+
+def _prepare_arguments(f: Callable, args: tuple, argnums) -> tuple:
+    if not args:
+        raise TypeError("give the arguments to check f at: check_rules(f, x, ...)")
+    arrays = [np.array(_to_numpy(a), dtype=float) if isinstance(a, (int, float))
+              else np.array(_to_numpy(a)) for a in args]
+    dtype = _dtype(arrays)
+    names = _names(f, len(arrays))
+    argnums = range(len(arrays)) if argnums is None else (
+        (argnums,) if isinstance(argnums, int) else tuple(argnums))
+    differentiable = tuple(names[i] for i in argnums)
+    return names, arrays, differentiable, dtype
+
+
+def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable | None = None,
+                reference: Any = None, points: int = 3, argnums=None) -> CheckResult:
+    """Check hand-written rules of ``f`` on NumPy arrays.
+
+    ``f(*args) -> y``; ``jvp(args, tangents) -> dy`` and ``vjp(args, w) ->
+    tuple of cotangents``, with one tangent and one cotangent per
+    differentiable argument (every argument, or those in ``argnums``).
+    Checks the primal (against a reference other than ``f`` itself), each
+    rule given, the transpose identity when both are, and linearity of the
+    JVP, at ``points`` input points; see the module docstring.
+
+    >>> import numpy as np
+    >>> r = check_rules(np.sin, np.array([0.5, 1.0]), jvp=lambda a, t: np.cos(a[0]) * t[0],
+    ...                 vjp=lambda a, w: (np.cos(a[0]) * w,))
+    >>> r.ok
+    True
+    """
+    if jvp is None and vjp is None:
+        raise TypeError("give the rules to check: jvp=(args, tangents) -> dy and/or "
+                        "vjp=(args, w) -> tuple of cotangents")
+    names, arrays, differentiable, dtype = _prepare_arguments(f, args, argnums)
+
+    def arguments(task):
+        return tuple(np.asarray(task.inputs[n], dtype=task.dtype) for n in names)
+
+    def along(task, field):
+        return tuple(np.asarray(getattr(task, field)[n], dtype=task.dtype) for n in differentiable)
+
+    operations = {"primal": lambda task: (lambda a=arguments(task): f(*a))}
+    if jvp is not None:
+        operations["jvp"] = lambda task: (
+            lambda a=arguments(task), t=along(task, "tangent"): jvp(a, t))
+    if vjp is not None:
+        operations["vjp"] = lambda task: (
+            lambda a=arguments(task), w=np.asarray(task.cotangent, dtype=task.dtype): vjp(a, w))
+    float64_f = lambda *a: f(*(np.asarray(x, dtype=np.float64) for x in a))  # noqa: E731
+    problem = _problem(f, names, arrays, differentiable, dtype, reference, float64_f)
+    return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
+                                                        reference), points, _label(f))
+
+
+def _ops(jvp: bool, vjp: bool, reference: Any) -> list[str]:
+    """The checks: the primal only against an independent reference."""
+    ops = [] if reference is None else ["primal"]
+    ops += (["jvp", "linearity"] if jvp else []) + (["vjp"] if vjp else [])
+    return ops + (["transpose"] if jvp and vjp else [])
+
+
+def check_function(f: Callable, backend: str, *args, reference: Any = None, points: int = 3,
+                   argnums=None) -> CheckResult:
+    """Check a JAX or PyTorch function's derivatives, as its framework computes
+    them (through your ``jax.custom_vjp``/``custom_jvp`` or
+    ``torch.autograd.Function``).
+
+    ``backend`` is a helper-API name: ``"jax-forward"`` and ``"torch-forward"``
+    check the JVP, and the VJP obtained by transposing it; ``"jax-reverse"``
+    and ``"torch-reverse"`` the VJP, and the JVP obtained by transposing it.
+    ``args`` are NumPy arrays or the framework's own, all float32 or all
+    float64; the derivatives are computed in that dtype. A
+    ``torch.autograd.Function`` must define ``setup_context`` (torch.func's
+    requirement). JAX needs float64 enabled for float64 arguments; the
+    default reference evaluates ``f`` in float64 (in JAX under a scoped
+    ``jax.enable_x64``, which changes no global setting).
+
+    >>> import jax.numpy as jnp
+    >>> check_function(jnp.tanh, "jax-reverse", jnp.array([0.5, -1.0])).ok
+    True
+    """
+    from adjointbench.impls.backends import _backend
+
+    chosen = _backend(backend)
+    fw = chosen.ops
+    names, arrays, differentiable, dtype = _prepare_arguments(f, args, argnums)
+    _check_precision(chosen.framework, dtype)
+    operations = _framework_operations(f, fw, chosen.mode, names, differentiable)
+    problem = _problem(f, names, arrays, differentiable, dtype, reference,
+                       _float64_twin(f, fw, chosen.framework))
+    return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
+                points, _label(f))
+
+
+def _check_precision(framework: str, dtype: str) -> None:
+    if framework == "jax" and dtype == "float64":
+        import jax
+        if not jax.config.jax_enable_x64:
+            raise ValueError("float64 arguments, but JAX's float64 mode is off, so JAX would "
+                             "compute in float32: enable it at start-up "
+                             "(jax.config.update('jax_enable_x64', True)) or pass float32 arrays")
+
+
+def _float64_twin(f: Callable, fw, framework: str) -> Callable:
+    """f evaluated on float64 NumPy arrays, for the default reference (JAX:
+    compiled once, since the reference calls it thousands of times)."""
+    if framework == "jax":
+        import jax
+
+        compiled = jax.jit(f)
+
+        def twin(*arrays):
+            with jax.enable_x64(True):
+                try:
+                    return np.asarray(compiled(*(np.asarray(a, np.float64) for a in arrays)))
+                except jax.errors.JAXTypeError:  # not traceable: run it as it is
+                    return np.asarray(f(*(jax.numpy.asarray(a, np.float64) for a in arrays)))
+        return twin
+    return lambda *arrays: fw.to_numpy(f(*(fw.put(a, "float64", "cpu") for a in arrays)))
+
+
+def _framework_operations(f: Callable, fw, mode: str, names: tuple[str, ...],
+                          differentiable: tuple[str, ...]) -> dict:
+    """primal, jvp and vjp of f through the framework, in its ``mode``; the
+    other product by transposing (a JVP is linear in its tangent, so its VJP
+    is the transposed product, and the other way round)."""
+    def bound(task):
+        xs = {n: fw.put(task.inputs[n], task.dtype, "cpu") for n in names}
+        g = lambda *d: f(*(d[differentiable.index(n)] if n in differentiable else xs[n]  # noqa: E731
+                           for n in names))
+        return xs, g, tuple(xs[n] for n in differentiable)
+
+    def directions(task, field):
+        return tuple(fw.put(getattr(task, field)[n], task.dtype, "cpu") for n in differentiable)
+
+    def jvp(g, d, t):
+        if mode == "forward":
+            return fw.jvp(g, d, t)
+        w0 = g(*d) * 0
+        return fw.vjp(lambda w: tuple(fw.vjp(g, d, w)), (w0,), tuple(t))[0]
+
+    def vjp(g, d, w):
+        if mode == "reverse":
+            return tuple(fw.vjp(g, d, w))
+        return tuple(fw.vjp(lambda *t: fw.jvp(g, d, t), tuple(x * 0 for x in d), w))
+
+    def primal_op(task):
+        xs, g, d = bound(task)
+        return lambda: g(*d)
+
+    def jvp_op(task):
+        xs, g, d = bound(task)
+        t = directions(task, "tangent")
+        return lambda: jvp(g, d, t)
+
+    def vjp_op(task):
+        xs, g, d = bound(task)
+        w = fw.put(task.cotangent, task.dtype, "cpu")
+        return lambda: vjp(g, d, w)
+
+    return {"primal": primal_op, "jvp": jvp_op, "vjp": vjp_op}

@@ -1,0 +1,192 @@
+"""adjointbench.testing: check_rules and check_function on the user's own functions."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adjointbench.testing import ClosedForm, HighPrecision, check_function, check_rules
+
+X = np.linspace(-1.5, 2.0, 6)
+
+
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def softplus_jvp(args, tangents):
+    return sigmoid(args[0]) * tangents[0]
+
+
+def softplus_vjp(args, w):
+    return (sigmoid(args[0]) * w,)
+
+
+@pytest.mark.parametrize("reference, level", [
+    (None, "fd64"),
+    (HighPrecision(lambda xp, x: xp.log1p(xp.exp(x))), "fd"),
+    (ClosedForm(lambda t: __import__("sympy").log(1 + __import__("sympy").exp(t)),
+                elementwise=True), "exact"),
+])
+def test_right_rules_pass_against_each_reference(reference, level):
+    result = check_rules(softplus, X, jvp=softplus_jvp, vjp=softplus_vjp, reference=reference)
+    assert result.ok
+    ops = {r.op for r in result.records}
+    assert ops == {"jvp", "vjp", "linearity", "transpose"} | ({"primal"} if reference else set())
+    assert {r.point for r in result.records} == {0, 1, 2}
+    assert {r.level for r in result.records if r.op in ("jvp", "vjp")} == {level}
+    # every measured error is within its tolerance, which includes the reference's own error
+    for r in result.records:
+        assert r.max_rel_err <= r.tol
+        if r.oracle_err is not None:
+            assert r.tol >= r.oracle_err
+
+
+@pytest.mark.parametrize("scale", [1 + 1e-7, -1.0, 0.5])
+def test_a_wrong_vjp_is_caught_with_the_full_message(scale):
+    with pytest.raises(AssertionError) as caught:
+        check_rules(softplus, X, vjp=lambda a, w: (scale * sigmoid(a[0]) * w,))
+    message = str(caught.value)
+    for part in ("vjp at input point 0: mismatch", "worst element", "rel > tol",
+                 "condition estimate", "reference certified to", "float64 extrapolation",
+                 "inputs at that point: x="):
+        assert part in message, part
+
+
+def test_a_rule_right_only_at_the_first_point_is_caught():
+    given = X.copy()
+
+    def fitted_jvp(args, tangents):  # memorised at the given point
+        return sigmoid(given) * tangents[0]
+
+    with pytest.raises(AssertionError, match="jvp at input point 1: mismatch"):
+        check_rules(softplus, X, jvp=fitted_jvp)
+
+
+def test_a_rule_that_writes_into_its_cotangent_is_caught():
+    def in_place(args, w):
+        w *= sigmoid(args[0])
+        return (w,)
+
+    with pytest.raises(AssertionError, match="mutated its cotangent in place"):
+        check_rules(softplus, X, vjp=in_place)
+
+
+def test_a_rule_with_state_is_not_reentrant():
+    calls = []
+
+    def stateful(args, tangents):
+        calls.append(1)
+        return sigmoid(args[0]) * tangents[0] * (1 + 1e-3 * (len(calls) % 2))
+
+    with pytest.raises(AssertionError, match="not reentrant"):
+        check_rules(softplus, X, jvp=stateful)
+
+
+def test_several_arguments_and_argnums():
+    def f(a, b):
+        return a * np.sin(b)
+
+    jvp = lambda args, t: np.sin(args[1]) * t[0] + args[0] * np.cos(args[1]) * t[1]  # noqa: E731
+    vjp = lambda args, w: (np.sin(args[1]) * w, args[0] * np.cos(args[1]) * w)  # noqa: E731
+    a, b = np.array([1.0, -2.0, 0.5]), np.array([0.3, 1.1, -0.7])
+    assert check_rules(f, a, b, jvp=jvp, vjp=vjp).ok
+    only_b = check_rules(f, a, b, vjp=lambda args, w: (args[0] * np.cos(args[1]) * w,), argnums=1)
+    assert only_b.ok and "b" in only_b.records[0].message + "b"
+    with pytest.raises(AssertionError, match="must return a tuple of 1 cotangents"):
+        check_rules(f, a, b, vjp=vjp, argnums=1)
+
+
+def test_float32_is_judged_at_float32_accuracy():
+    x32 = X.astype(np.float32)
+    result = check_rules(softplus, x32, jvp=softplus_jvp, vjp=softplus_vjp)
+    assert result.ok and {r.dtype for r in result.records} == {"float32"}
+    assert max(r.tol for r in result.records) < 1e-4
+    with pytest.raises(AssertionError, match="mismatch"):
+        check_rules(softplus, x32, vjp=lambda a, w: ((1 + 1e-3) * sigmoid(a[0]) * w,))
+
+
+def test_an_unjudgeable_reference_fails_instead_of_passing():
+    with pytest.raises(AssertionError, match="too weak to judge"):
+        check_rules(lambda x: np.sqrt(np.abs(x)), np.array([1e-12, 2.0]),
+                    jvp=lambda a, t: 0.5 / np.sqrt(np.abs(a[0])) * np.sign(a[0]) * t[0],
+                    points=1)
+
+
+def test_bad_calls_name_the_fix():
+    with pytest.raises(TypeError, match="give the rules to check"):
+        check_rules(softplus, X)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        check_rules(softplus, np.arange(3), jvp=softplus_jvp)
+    with pytest.raises(ValueError, match="points must be at least 1"):
+        check_rules(softplus, X, jvp=softplus_jvp, points=0)
+
+
+def test_check_rules_imports_no_framework_and_no_sympy():
+    code = ("import sys, numpy as np\n"
+            "from adjointbench.testing import check_rules\n"
+            "f = lambda x: np.sin(x)\n"
+            "check_rules(f, np.ones(3), jvp=lambda a, t: np.cos(a[0]) * t[0])\n"
+            "heavy = [m for m in ('sympy', 'jax', 'torch', 'scipy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_check_function_through_jax_custom_vjp():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    def make(scale):
+        @jax.custom_vjp
+        def f(x):
+            return jnp.sum(jnp.sin(x) ** 2)
+        f.defvjp(lambda x: (f(x), x), lambda x, g: (scale * g * 2 * jnp.sin(x) * jnp.cos(x),))
+        return f
+
+    x = jnp.asarray(X, dtype=jnp.float32)
+    result = check_function(make(1.0), "jax-reverse", x)
+    assert result.ok and {r.dtype for r in result.records} == {"float32"}
+    with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
+        check_function(make(1.01), "jax-reverse", x)
+    with pytest.raises(AssertionError, match="forward-mode"):  # custom_vjp has no JVP
+        check_function(make(1.0), "jax-forward", x)
+    assert not jax.config.jax_enable_x64  # the float64 reference changed no setting
+    with pytest.raises(ValueError, match="float64 mode is off"):
+        check_function(make(1.0), "jax-reverse", X)
+
+
+def test_check_function_through_a_torch_function():
+    torch = pytest.importorskip("torch")
+
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x ** 3
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x ** 2 * g
+
+    class Wrong(Cube):
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x * g
+
+    x = torch.as_tensor(X)
+    result = check_function(Cube.apply, "torch-reverse", x,
+                            reference=HighPrecision(lambda xp, x: x * x * x))
+    assert result.ok and result.function == "Cube.apply"
+    with pytest.raises(AssertionError, match="(?s)Wrong.apply: .*vjp at input point 0: mismatch"):
+        check_function(Wrong.apply, "torch-reverse", x)

@@ -1,0 +1,71 @@
+"""The pytest plugin: a plug-in's correctness sweep in the user's own test run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGINS = Path(__file__).parents[1] / "plugins"
+LISTS_A_PASSING_CELL = '''
+from third_party import ScalarOnly
+class ListsAPassingCell(ScalarOnly):
+    expected_outcomes = [{"problem": "scalar_mul", "op": "vjp", "outcome": "mismatch"}]
+implementation = ListsAPassingCell()
+'''
+
+
+def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    (folder / "test_own.py").write_text("def test_own():\n    assert True\n")
+    environment = {**os.environ, "PYTHONPATH": f"{PLUGINS}{os.pathsep}{folder}"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rxXfs",
+                           *args], cwd=folder, env=environment, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_one_test_per_cell_with_readable_ids(tmp_path):
+    done = _pytest(tmp_path, "--adjointbench-impl", "third_party:implementation", "-v")
+    assert done.returncode == 0, done.stdout
+    for cell in ("scalar_mul-primal-n1-float64", "scalar_mul-vjp-n1-float64",
+                 "scalar_mul-transpose-n1-float64", "scalar_mul-linearity-n1-float64"):
+        assert f"{cell} PASSED" in done.stdout
+    assert "test_own PASSED" in done.stdout  # the user's own tests still run
+
+
+def test_the_ini_option_adds_the_sweep(tmp_path):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nadjointbench_impl = third_party:implementation\n")
+    done = _pytest(tmp_path, "-m", "adjointbench")
+    assert done.returncode == 0, done.stdout
+    assert "5 passed" in done.stdout
+
+
+def test_expected_failures_are_xfail_and_new_ones_fail(tmp_path):
+    selected = ["-k", "scalar_add or scalar_mul"]
+    declared = _pytest(tmp_path, "--adjointbench-impl", "misbehaving:ExpectsItsFailures", *selected)
+    assert declared.returncode == 0, declared.stdout
+    assert "2 xfailed" in declared.stdout
+    undeclared = _pytest(tmp_path, "--adjointbench-impl", "misbehaving:ExpectsOneFailure", *selected)
+    assert undeclared.returncode == 1
+    assert "mismatch (expected ok)" in undeclared.stdout and "1 xfailed" in undeclared.stdout
+
+
+def test_a_listed_failure_that_passes_fails_the_run(tmp_path):
+    (tmp_path / "lists_passing.py").write_text(LISTS_A_PASSING_CELL)
+    done = _pytest(tmp_path, "--adjointbench-impl", "lists_passing:implementation")
+    assert done.returncode == 1
+    assert "scalar_mul-vjp-n1-float64 now passes" in done.stdout
+
+
+def test_wrong_rules_fail_their_cells(tmp_path):
+    done = _pytest(tmp_path, "--adjointbench-impl", "wrong_rules:implementation",
+                   "-k", "softmax-vjp")
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout and "mismatch" in done.stdout
+
+
+@pytest.mark.parametrize("spec", ["no_such_module:x", "third_party:nothing"])
+def test_an_implementation_that_does_not_load_is_a_usage_error(tmp_path, spec):
+    done = _pytest(tmp_path, "--adjointbench-impl", spec)
+    assert done.returncode == 4  # pytest's usage error
+    assert f"--adjointbench-impl {spec!r}" in done.stderr
