@@ -150,14 +150,15 @@ def test_check_function_through_jax_custom_vjp():
         return f
 
     x = jnp.asarray(X, dtype=jnp.float32)
+    x64 = jax.config.jax_enable_x64  # on when an earlier test in this process turned it on
     result = check_function(make(1.0), "jax-reverse", x)
     assert result.ok and {r.dtype for r in result.records} == {"float32"}
     with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
         check_function(make(1.01), "jax-reverse", x)
     with pytest.raises(AssertionError, match="forward-mode"):  # custom_vjp has no JVP
         check_function(make(1.0), "jax-forward", x)
-    assert not jax.config.jax_enable_x64  # the float64 reference changed no setting
-    with pytest.raises(ValueError, match="float64 mode is off"):
+    assert jax.config.jax_enable_x64 == x64  # the float64 reference changed no setting
+    with jax.enable_x64(False), pytest.raises(ValueError, match="float64 mode is off"):
         check_function(make(1.0), "jax-reverse", X)
 
 
