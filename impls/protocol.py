@@ -15,7 +15,10 @@ implementation that offers no gradient may take just (problem, op).
 returns a :class:`Prepared` whose ``run()`` computes the operation on data
 already on the device. ``to_numpy`` turns what ``run`` returned into the
 canonical NumPy result below; ``wait`` blocks until an asynchronous result is
-ready (``block_until_ready``, ``cuda.synchronize``).
+ready (``block_until_ready``, ``cuda.synchronize``). ``run()`` computes the
+whole operation from the inputs: a VJP, a Jacobian or a gradient includes its
+forward pass, so residuals belong in ``run()``, not in ``prepare()`` (the
+bench flags such an operation timed below its primal).
 
 Canonical results, by operation (``m`` = output size, ``N`` = total size of
 the differentiable inputs, concatenated row-major in declared order):

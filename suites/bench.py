@@ -1,9 +1,11 @@
 """The throughput suite: every operation of every implementation, timed by the
 one timing core against its own primal, over each problem's scaling sizes.
 
-A bench cell times the operation and its primal in one process (the primal
-once per worker for all operations of the same inputs), so that
-``ratio_to_primal`` compares like with like, within one run. Its record
+A bench cell times the operation and its primal in one process, their
+samples alternating on the same inputs (suites/timing.py's
+:func:`sample_paired`), so that ``ratio_to_primal`` (the median of the paired
+ratios, with its quartiles) compares like with like at the same moment. The
+primal is prepared once per worker for all operations of the same inputs. Its record
 (``suite == "bench"``) carries the timing fields of :mod:`suites.results`;
 correctness is the check suite's business, but a result that is not finite
 makes the cell a ``mismatch`` rather than a number.
@@ -12,17 +14,20 @@ makes the cell a ``mismatch`` rather than a number.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
-
 import numpy as np
 
-from adjointbench.impls.protocol import Implementation, Prepared, Task
+from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
+from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import Timing, time_operation, timing_fields
+from adjointbench.suites.timing import Paired, WarmCall, sample_paired, warm_up
+
+# Operations whose run() includes the forward pass: never cheaper than the primal
+INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "gradient")
+SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
 
 
 def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
@@ -36,46 +41,83 @@ def _operation_task(cell: Cell, problem: Problem, inputs: dict, output_shape) ->
     return _task(cell, problem, cell.op, inputs, **extra.get(cell.op, {}))
 
 
-def _all_finite(timing: Timing) -> bool:
-    result = timing.result
+def _all_finite(result) -> bool:
     parts = result if isinstance(result, (tuple, list)) else (result,)
     return all(np.all(np.isfinite(np.asarray(p, dtype=np.float64))) for p in parts)
 
 
-# The primal's timing per (impl, problem, size, dtype, device, seed, budget),
-# shared by the operations of one worker process: ratios within one run.
-_PRIMALS: dict[tuple, tuple[Timing, tuple]] = {}
+# The primal's warmed-up call per (impl, problem, size, dtype, device, seed),
+# shared by the operations of one worker process: compiled once.
+_PRIMALS: dict[tuple, tuple[WarmCall, tuple]] = {}
 
 
-def _primal_timing(cell: Cell, impl: Implementation, problem: Problem, inputs: dict):
-    key = (cell.impl, cell.problem, cell.size, cell.dtype, cell.device, cell.seed, cell.budget_s)
+def _warm_primal(cell: Cell, impl: Implementation, problem: Problem, inputs: dict):
+    key = (cell.impl, cell.problem, cell.size, cell.dtype, cell.device, cell.seed)
     if key not in _PRIMALS:
-        timing = time_operation(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
-                                cell.budget_s)
-        shape = np.shape(timing.result)
-        _PRIMALS[key] = (timing, shape)
+        warm = warm_up(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
+                       cell.budget_s)
+        _PRIMALS[key] = (warm, np.shape(warm.prepared.to_numpy(warm.result)))
     return _PRIMALS[key]
 
 
-def time_primal(cell: Cell, impl: Implementation) -> tuple[Timing, Callable[[], Prepared]]:
-    """The primal's timing, and ``prepare()`` of the cell's operation (on the
-    same inputs, with probes shaped by the primal's output)."""
+def warm_pair(cell: Cell, impl: Implementation) -> tuple[WarmCall, WarmCall]:
+    """The primal and the cell's operation, prepared on the same inputs (probes
+    shaped by the primal's output) and warmed up, ready for
+    :func:`~adjointbench.suites.timing.sample_paired`."""
     problem = get_problem(cell.problem)
     inputs = make_inputs(problem, cell.size, cell.seed)
-    primal, output_shape = _primal_timing(cell, impl, problem, inputs)
+    primal, output_shape = _warm_primal(cell, impl, problem, inputs)
+    if cell.op == "primal":
+        return primal, primal
     task = _operation_task(cell, problem, inputs, output_shape)
-    return primal, lambda: impl.prepare(task)
+    return primal, warm_up(lambda: impl.prepare(task), cell.budget_s)
+
+
+def paired_fields(paired: Paired, op: str, compile_s: float, number: int) -> dict:
+    """The record fields (suites/results.py) of an operation timed against its
+    primal, with a warning where the figures should not be believed."""
+    fields = {"time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
+              "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
+              "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
+              "number": number, "compile_s": compile_s}
+    if op == "primal":  # the primal against itself: 1 by definition, not by measurement
+        fields.update(ratio_to_primal=1.0, ratio_q1=1.0, ratio_q3=1.0)
+    return {**fields, "timing_warning": timing_warning(fields, op)}
+
+
+def timing_warning(fields: dict, op: str) -> str | None:
+    """Why a bench record's figures are suspect, or None.
+
+    An operation that includes the forward pass (:data:`INCLUDES_FORWARD`)
+    cannot cost less than its primal: three quarters of the pairs below 1
+    mean the timing missed work (residuals computed in ``prepare``, a cached
+    result). A spread of more than :data:`SPREAD_WARNING` of the median means
+    the machine was busy or the call's cost varies.
+    """
+    if op in INCLUDES_FORWARD and fields["ratio_q3"] < 1.0:
+        return (f"{op} timed at {fields['ratio_to_primal']:.2f}x its primal, although it "
+                "includes the forward pass: work done in prepare() or cached between calls "
+                "is not in the timing")
+    spreads = {"time": fields["time_iqr_s"] / fields["time_median_s"],
+               "ratio": (fields["ratio_q3"] - fields["ratio_q1"]) / fields["ratio_to_primal"]}
+    noisy = {k: v for k, v in spreads.items() if v > SPREAD_WARNING}
+    if noisy:
+        what = ", ".join(f"{k} IQR {v:.0%} of its median" for k, v in noisy.items())
+        return f"noisy: {what}; rerun on a quiet machine or with a larger --budget"
+    return None
 
 
 def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     """The timing fields of one bench cell, run in this process."""
     record = replace(record, threads=blas_threads())
-    primal, prepare = time_primal(cell, impl)
-    timing = primal if cell.op == "primal" else time_operation(prepare, cell.budget_s)
-    record = replace(record, outcome="ok", primal_median_s=primal.median_s,
-                     ratio_to_primal=timing.median_s / primal.median_s, **timing_fields(timing))
-    if not _all_finite(timing):
+    primal, operation = warm_pair(cell, impl)
+    result = copy_arrays(operation.prepared.to_numpy(operation.result))
+    paired = sample_paired(primal, operation, cell.budget_s)
+    record = replace(record, outcome="ok", **paired_fields(
+        paired, cell.op, operation.compile_s, operation.number))
+    if not _all_finite(result):
         return replace(record, outcome="mismatch",
                        message=f"{cell.op} returned NaN or Inf; its timing is not meaningful")
-    check_reentrant(cell, cell.op, timing.result, timing.last_result)  # timed results are right
+    last = operation.prepared.to_numpy(operation.call())
+    check_reentrant(cell, cell.op, result, last)  # timed results are right
     return record

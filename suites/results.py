@@ -10,7 +10,8 @@ from pathlib import Path
 OUTCOMES = ("ok", "mismatch", "unsupported", "error", "timeout", "crashed", "ill_conditioned")
 FAILURES = ("mismatch", "error", "timeout", "crashed")
 FLOAT_FIELDS = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "time_median_s",
-                "time_iqr_s", "primal_median_s", "ratio_to_primal", "compile_s")
+                "time_iqr_s", "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3",
+                "compile_s")
 
 
 @dataclass
@@ -45,10 +46,15 @@ class Record:
     time_median_s: float | None = None
     time_iqr_s: float | None = None
     primal_median_s: float | None = None
+    # bench cells: the median of paired (operation, primal) sample ratios and
+    # its quartiles over ``rounds`` pairs (suites/timing.py's sample_paired)
     ratio_to_primal: float | None = None
+    ratio_q1: float | None = None
+    ratio_q3: float | None = None
     compile_s: float | None = None
     rounds: int | None = None
     number: int | None = None  # calls per timed sample
+    timing_warning: str | None = None  # why the figures are suspect (suites/bench.py)
     threads: int | None = None  # BLAS/OpenMP threads (torch's where it is the framework)
 
     def to_json(self) -> dict:

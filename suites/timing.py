@@ -9,6 +9,11 @@ After a warm-up, the number of calls per sample is calibrated so that one
 sample lasts at least ``MIN_SAMPLE_S`` (far above the timer's resolution);
 samples are taken until ``budget_s`` is spent (at least ``MIN_ROUNDS``), and
 the median and interquartile range of the per-call times are reported.
+
+An operation's cost relative to its primal is measured in pairs
+(:func:`sample_paired`): primal and operation samples alternate in one
+process on the same inputs, and the ratio is the median of the pairs' ratios,
+reported with its quartiles.
 """
 
 from __future__ import annotations
@@ -121,16 +126,64 @@ def sample(call: Callable[[], Any], number: int, budget_s: float = DEFAULT_BUDGE
     SLOW_MIN_ROUNDS when those already overrun the budget."""
     samples: list[float] = []
     deadline = clock() + budget_s
-
-    def more() -> bool:
-        if clock() >= deadline:
-            return len(samples) < min(min_rounds, SLOW_MIN_ROUNDS) or (
-                len(samples) < min_rounds and clock() < deadline + budget_s)
-        return len(samples) < MAX_ROUNDS
-    while more():
+    while _more(len(samples), deadline, budget_s, min_rounds):
         samples.append(_sample(call, number))
     q1, median, q3 = _quartiles(samples)
     return median, q3 - q1, len(samples)
+
+
+def _more(taken: int, deadline: float, budget_s: float, min_rounds: int) -> bool:
+    """Whether to take another sample: until the deadline (at most MAX_ROUNDS),
+    then up to ``min_rounds`` within a second budget, SLOW_MIN_ROUNDS in any case."""
+    if clock() >= deadline:
+        return taken < min(min_rounds, SLOW_MIN_ROUNDS) or (
+            taken < min_rounds and clock() < deadline + budget_s)
+    return taken < MAX_ROUNDS
+
+
+@dataclass(frozen=True)
+class Paired:
+    """An operation timed against its primal, their samples alternating.
+
+    Each pair is one sample of the primal and one of the operation, taken
+    back to back on the same inputs (which goes first alternates), so a stall
+    of the machine lands in one pair rather than in one of the two medians.
+    ``ratio`` is the median of the pairs' ratios, ``ratio_q1``/``ratio_q3``
+    their quartiles; the per-call medians and IQRs are over the same samples.
+    """
+
+    median_s: float
+    iqr_s: float
+    primal_median_s: float
+    primal_iqr_s: float
+    ratio: float
+    ratio_q1: float
+    ratio_q3: float
+    pairs: int
+
+
+def sample_paired(primal: WarmCall, operation: WarmCall, budget_s: float = DEFAULT_BUDGET_S,
+                  min_rounds: int = MIN_ROUNDS) -> Paired:
+    """Alternate samples of ``primal`` and ``operation``, ``budget_s`` for each.
+
+    >>> warm = warm_up(lambda: Prepared(run=lambda: sum(range(100))), budget_s=0.01)
+    >>> paired = sample_paired(warm, warm, budget_s=0.01)
+    >>> paired.pairs >= MIN_ROUNDS and paired.ratio_q1 <= paired.ratio <= paired.ratio_q3
+    True
+    """
+    primal_s: list[float] = []
+    operation_s: list[float] = []
+    budget_s *= 2  # each pair is two samples: ``budget_s`` for each of the two
+    deadline = clock() + budget_s
+    while _more(len(primal_s), deadline, budget_s, min_rounds):
+        first, second = (primal, operation) if len(primal_s) % 2 == 0 else (operation, primal)
+        a, b = _sample(first.call, first.number), _sample(second.call, second.number)
+        primal_s.append(a if first is primal else b)
+        operation_s.append(b if first is primal else a)
+    p1, primal_median, p3 = _quartiles(primal_s)
+    o1, median, o3 = _quartiles(operation_s)
+    r1, ratio, r3 = _quartiles([o / p for o, p in zip(operation_s, primal_s)])
+    return Paired(median, o3 - o1, primal_median, p3 - p1, ratio, r1, r3, len(primal_s))
 
 
 def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BUDGET_S,
@@ -138,7 +191,7 @@ def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BU
     """Prepare, warm up, calibrate and time one operation.
 
     >>> t = time_operation(lambda: Prepared(run=lambda: 1), budget_s=0.01)
-    >>> t.median_s < 1e-3 and t.result == 1
+    >>> bool(t.median_s < 1e-3 and t.result == 1)
     True
     """
     warm = warm_up(prepare, budget_s)

@@ -3,8 +3,8 @@ problem and operation, ``params`` = implementation x size.
 
 Each class has ``time_<op>`` (one synchronised call of the prepared
 operation, prepared and warmed up in ``setup`` by the timing core) and
-``track_ratio_to_primal`` (the operation's median over the primal's, both
-timed by the core in one process); batched Jacobians also get
+``track_ratio_to_primal`` (the median of paired operation/primal sample
+ratios, the same figure as ``adjointbench bench``'s: suites/bench.py); batched Jacobians also get
 ``peakmem_batched_jacobian``. An implementation that is not installed, or a
 cell it does not support, raises NotImplementedError in ``setup``, which asv
 records as skipped. Sizes are each problem's smallest and largest scaling
@@ -19,7 +19,7 @@ from adjointbench.suites import bench
 from adjointbench.suites.cells import DEFAULT_BENCH_OPS, Cell, plan_cells
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
-from adjointbench.suites.timing import sample, warm_up
+from adjointbench.suites.timing import sample_paired
 
 FULL = os.environ.get("ADJOINTBENCH_ASV_FULL") == "1"
 
@@ -40,12 +40,10 @@ class _CatalogueBenchmark:
         reason = unsupported_reason(cell, LocalExecutor(implementation))
         if reason:
             raise NotImplementedError(reason)
-        self.primal, prepare = bench.time_primal(cell, implementation)
-        self.warm = warm_up(prepare)
+        self.primal, self.warm = bench.warm_pair(cell, implementation)
 
     def track_ratio_to_primal(self, impl, size):
-        median = sample(self.warm.call, self.warm.number)[0]
-        return median / self.primal.median_s
+        return sample_paired(self.primal, self.warm).ratio
 
     track_ratio_to_primal.unit = "ratio"
 

@@ -14,6 +14,7 @@ from adjointbench.reference import problems
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.runner import run_cell
 from adjointbench.suites.results import ResultsFile
+from adjointbench.suites.timing import SLOW_MIN_ROUNDS
 
 ROOT = Path(__file__).parents[2]
 
@@ -44,8 +45,9 @@ def test_bench_records_carry_every_timing_field(tmp_path, capsys):
     vjp = by_op["vjp"]
     assert vjp.outcome == "ok"
     assert vjp.time_median_s > 0 and vjp.time_iqr_s >= 0 and vjp.primal_median_s > 0
-    assert vjp.ratio_to_primal == pytest.approx(vjp.time_median_s / vjp.primal_median_s)
-    assert vjp.compile_s > 0 and vjp.rounds >= 5 and vjp.number >= 1 and vjp.threads >= 1
+    assert vjp.ratio_q1 <= vjp.ratio_to_primal <= vjp.ratio_q3  # paired (test_timing.py)
+    assert vjp.compile_s > 0 and vjp.rounds >= SLOW_MIN_ROUNDS and vjp.number >= 1
+    assert vjp.threads == 1  # the default
     assert by_op["primal"].ratio_to_primal == 1.0
     environment = json.loads((tmp_path / "environment.json").read_text())
     assert environment["versions"]["numpy"] and environment["threads"]["cpu_count"]
@@ -119,8 +121,9 @@ def test_pytest_benchmark_suite_smoke(tmp_path):
     for b in benchmarks:
         info = b["extra_info"]
         assert b["stats"]["median"] > 0 and info["primal_median_s"] > 0
-        assert info["ratio_to_primal"] == pytest.approx(b["stats"]["median"]
-                                                        / info["primal_median_s"])
+        assert info["ratio_q1"] <= info["ratio_to_primal"] <= info["ratio_q3"]
+        if info["op"] == "primal":
+            assert info["ratio_to_primal"] == 1.0
 
 
 def test_asv_suite_is_valid():

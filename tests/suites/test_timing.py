@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from adjointbench.impls.protocol import Prepared
@@ -95,3 +96,67 @@ def test_limit_threads_applies_to_blas_and_torch():
             "limit_threads(1); print(blas_threads(), torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+class Workload:
+    """An implementation whose operations cost a known multiple of the primal:
+    ``vjp`` repeats the primal's work three times, ``jvp`` once, and
+    ``jacrev`` skips it (a result computed in prepare, the bug to flag)."""
+
+    name = "workload"
+    COST = {"primal": 1, "vjp": 3, "jvp": 1}
+
+    def devices(self):
+        return ("cpu",)
+
+    def supports(self, problem, op, method=None):
+        return op in ("primal", "vjp", "jvp", "jacrev")
+
+    def prepare(self, task):
+        x = np.linspace(0.0, 1.0, 20_000)
+        work = lambda: float(np.sum(np.sin(x) ** 2))
+        if task.op == "jacrev":
+            cached = np.ones((1, 1))
+            return Prepared(run=lambda: cached)
+        repeats = self.COST[task.op]
+        shape = {"primal": (), "jvp": (), "vjp": None}[task.op]
+
+        def run():
+            value = sum(work() for _ in range(repeats))
+            return np.full(shape, value) if shape is not None else (np.array(value),)
+        return Prepared(run=run)
+
+
+def _bench(op: str):
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    return run_cell(Cell("scalar_sin", "workload", op, 1, budget_s=0.05, suite="bench"),
+                    impl=Workload())
+
+
+def test_ratio_to_primal_is_the_median_of_paired_ratios():
+    vjp = _bench("vjp")
+    assert vjp.outcome == "ok", vjp.message
+    assert vjp.ratio_q1 <= vjp.ratio_to_primal <= vjp.ratio_q3
+    assert 2.0 < vjp.ratio_to_primal < 4.5  # three times the primal's work, paired
+    assert vjp.rounds >= MIN_ROUNDS and vjp.primal_median_s > 0
+    primal = _bench("primal")
+    assert primal.ratio_to_primal == primal.ratio_q1 == primal.ratio_q3 == 1.0
+
+
+def test_an_operation_cheaper_than_its_forward_pass_is_flagged():
+    jacrev = _bench("jacrev")
+    assert jacrev.outcome == "ok" and jacrev.ratio_to_primal < 1
+    assert "includes the forward pass" in jacrev.timing_warning
+    assert "forward pass" not in (_bench("vjp").timing_warning or "")  # 3x its primal
+
+
+def test_a_noisy_spread_is_flagged():
+    from adjointbench.suites.bench import timing_warning
+
+    fields = {"time_median_s": 1e-3, "time_iqr_s": 6e-4, "ratio_to_primal": 2.0,
+              "ratio_q1": 1.9, "ratio_q3": 2.1}
+    assert "time IQR 60% of its median" in timing_warning(fields, "jvp")
+    fields.update(time_iqr_s=1e-5)
+    assert timing_warning(fields, "jvp") is None

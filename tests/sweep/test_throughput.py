@@ -9,8 +9,9 @@ Kept out of the default run by the ``bench`` marker. Run it with
 smallest scaling size), ``quick`` (smallest and largest, the default) or
 ``full`` (the whole scaling sweep). The timing core prepares, warms up,
 synchronises and calibrates each call (suites/timing.py); pytest-benchmark
-repeats it. ``extra_info`` holds the primal's median, ``ratio_to_primal``,
-``compile_s`` and the thread count, for reports.
+repeats it. ``extra_info`` holds the primal's median, ``ratio_to_primal``
+(the median of paired ratios, with quartiles, from the same core as
+``adjointbench bench``), ``compile_s`` and the thread count, for reports.
 """
 
 import os
@@ -18,12 +19,12 @@ import os
 import pytest
 
 from adjointbench.impls.registry import available_implementations, load_implementation
-from adjointbench.suites.bench import time_primal
+from adjointbench.suites.bench import paired_fields, warm_pair
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import warm_up
+from adjointbench.suites.timing import sample_paired
 
 SCALES = ("smoke", "quick", "full")
 SCALE = os.environ.get("ADJOINTBENCH_BENCH_SCALE", "quick")
@@ -49,15 +50,16 @@ def test_throughput(benchmark, cell):
     if reason:
         pytest.skip(reason)
     try:
-        primal, prepare = time_primal(cell, impl)
-        warm = warm_up(prepare, cell.budget_s)
+        primal, warm = warm_pair(cell, impl)
     except NotImplementedError as e:
         pytest.skip(str(e))
     benchmark.group = f"{cell.problem}-{cell.op}-n{cell.size}-{cell.dtype}-{cell.device}"
     benchmark.extra_info.update(problem=cell.problem, impl=cell.impl, op=cell.op,
                                 size=cell.size, dtype=cell.dtype, device=cell.device,
-                                primal_median_s=primal.median_s, compile_s=warm.compile_s,
                                 threads=blas_threads())
     benchmark.pedantic(warm.call, rounds=5, iterations=warm.number, warmup_rounds=0)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info["ratio_to_primal"] = median / primal.median_s
+    paired = paired_fields(sample_paired(primal, warm, cell.budget_s), cell.op,
+                           warm.compile_s, warm.number)
+    benchmark.extra_info.update({k: paired[k] for k in (
+        "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3", "compile_s",
+        "timing_warning")})
