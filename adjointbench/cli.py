@@ -43,13 +43,13 @@ from adjointbench.impls.registry import (MissingDependency, ProtocolError, avail
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
 from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
-from adjointbench.suites.environment import write_environment
+from adjointbench.suites.environment import finish_environment, write_environment
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
 from adjointbench.suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
 from adjointbench.suites.sweep import run_sweep
-from adjointbench.suites.threads import limit_threads, thread_environment
+from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
 
@@ -166,9 +166,12 @@ def _results_file(args, suite: str) -> ResultsFile | None:
     return results
 
 
-def _run(args, impls: list[str], plan, suite: str, threads: int | None = None) -> int:
+def _run(args, impls: list[str], plan, suite: str) -> int:
     """Load the implementations (each in its worker unless --in-process), run
     the cells ``plan(impls)``, append, summarise."""
+    threads = args.threads
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
     oracle = Oracle()
     with contextlib.ExitStack() as stack:
         if args.in_process:
@@ -189,6 +192,8 @@ def _run(args, impls: list[str], plan, suite: str, threads: int | None = None) -
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
+        if results:
+            finish_environment(results.path.parent)
     return _summarise(records, results, descriptions)
 
 
@@ -204,14 +209,12 @@ def cmd_check(args) -> int:
 def cmd_bench(args) -> int:
     if args.budget <= 0:
         raise UsageError(f"--budget must be a positive number of seconds, got {args.budget}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     def plan(impls):
         return plan_cells(impls, _names(args.problem), _names(args.op), _names(args.dtype),
                           _sizes(args.size), _names(args.device), args.seed,
                           _names(args.method), args.quick, suite="bench", budget_s=args.budget)
     plan([])
-    return _run(args, _implementations(_names(args.impl)), plan, "bench", args.threads)
+    return _run(args, _implementations(_names(args.impl)), plan, "bench")
 
 
 def cmd_report(args) -> int:
@@ -238,7 +241,7 @@ def cmd_report(args) -> int:
 def cmd_run(args) -> int:
     """The main job: a quick check, a quick bench, and the report."""
     parser = build_parser()
-    common = ["--out", args.out, "--timeout", str(args.timeout)]
+    common = ["--out", args.out, "--timeout", str(args.timeout), "--threads", str(args.threads)]
     common += ["--impl", args.impl] if args.impl else []
     common += ["--resume"] if args.resume else []
     common += ["--quiet"] if args.quiet else []
@@ -295,6 +298,14 @@ def _sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="run cells in this process: faster, but a hang or a crash "
                         "stops the sweep")
+    _threads_option(parser)
+
+
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="BLAS/OpenMP/torch/XLA threads of the workers (default "
+                        f"{DEFAULT_THREADS}: on a shared machine multithreaded calls stall; "
+                        "recorded in environment.json)")
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -332,8 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench = sub.add_parser("bench", help="throughput: each operation timed against its primal")
     _filters(p_bench)
     _sweep_options(p_bench)
-    p_bench.add_argument("--threads", type=int,
-                         help="BLAS/OpenMP/torch threads for the run (default: the libraries' own)")
     p_bench.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                          help=f"seconds of timed samples per operation (default {DEFAULT_BUDGET_S:g})")
     p_bench.add_argument("--quick", action="store_true",
@@ -356,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                        help=f"seconds per cell (default {DEFAULT_TIMEOUT_S:g})")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _threads_option(p_run)
     p_run.set_defaults(func=cmd_run)
     return parser
 

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from adjointbench.suites.environment import machine_was_loaded
 from adjointbench.suites.results import Record, ResultsFile
 
 COLUMNS = [f.name for f in fields(Record)]
 NUMERIC = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "seconds",
-           "time_median_s", "time_iqr_s", "primal_median_s", "ratio_to_primal", "compile_s")
+           "time_median_s", "time_iqr_s", "primal_median_s", "ratio_to_primal", "ratio_q1",
+           "ratio_q3", "compile_s")
 
 
 @dataclass
@@ -70,7 +72,8 @@ def read_pytest_benchmark(path: Path) -> pd.DataFrame:
     for bench in data.get("benchmarks", []):
         info, stats = bench.get("extra_info", {}), bench.get("stats", {})
         rows.append({**{k: info.get(k) for k in ("problem", "impl", "op", "size", "dtype",
-                                                 "device", "ratio_to_primal", "compile_s",
+                                                 "device", "ratio_to_primal", "ratio_q1",
+                                                 "ratio_q3", "timing_warning", "compile_s",
                                                  "primal_median_s", "threads")},
                      "group": bench.get("group"), "name": bench.get("name"),
                      "time_median_s": stats.get("median"), "time_iqr_s": stats.get("iqr"),
@@ -107,10 +110,20 @@ def read_asv(results_dir: Path) -> pd.DataFrame:
     return frame
 
 
+def _timing_notes(frame: pd.DataFrame, environment: dict) -> list[str]:
+    """Warnings about the timings as a whole: a busy machine, flagged cells."""
+    notes = [busy] if (busy := machine_was_loaded(environment)) else []
+    flagged = int(frame["timing_warning"].notna().sum()) if "timing_warning" in frame else 0
+    if flagged:
+        notes.append(f"{flagged} bench cell(s) have timings not to be believed as they stand: "
+                     "see Timing warnings")
+    return notes
+
+
 def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None = None) -> Loaded:
     frame, warnings = read_results(results)
     environment, more = read_environment(results)
-    loaded = Loaded(frame, environment, warnings=warnings + more)
+    loaded = Loaded(frame, environment, warnings=warnings + more + _timing_notes(frame, environment))
     if benchmark_json is not None:
         loaded.benchmarks = read_pytest_benchmark(benchmark_json)
     if asv_dir is not None:

@@ -87,10 +87,16 @@ def ratio_to_primal(frame: pd.DataFrame) -> Figure | None:
            if op in set(data["op"])]
     fig, axes = _grid(len(ops), width=5.2, height=0.3 * data["problem"].nunique() + 1.6)
     for ax, op in zip(axes, ops):
-        table = data[data["op"] == op].pivot_table(index="problem", columns="impl",
-                                                   values="ratio_to_primal", aggfunc="median")
+        subset = data[data["op"] == op].assign(flagged=lambda d: d["timing_warning"].notna())
+        table = subset.pivot_table(index="problem", columns="impl", values="ratio_to_primal",
+                                   aggfunc="median")
+        flagged = subset.pivot_table(index="problem", columns="impl", values="flagged",
+                                     aggfunc="any").reindex_like(table).fillna(False)
+        labels = np.vectorize(lambda r, f: f"{r:.3g}{'!' if f else ''}" if np.isfinite(r)
+                              else "", otypes=[object])(table.to_numpy(dtype=float),
+                                                        flagged.to_numpy(dtype=bool))
         _heatmap(ax, np.log10(table.to_numpy(dtype=float)), table, fmt="{:.3g}", cmap="RdYlGn_r",
-                 annotate=table.to_numpy(dtype=float))
+                 annotate=labels)
         ax.set_title(f"{op} / primal")
     fig.suptitle("Cost relative to the primal at the largest timed size (log colour scale)")
     return fig

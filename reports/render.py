@@ -43,8 +43,9 @@ SECTIONS = (
     Section("time-vjp", "VJP: time against size", "Median time per call, log-log.",
             lambda f: plots.time_against_size(f, "vjp")),
     Section("ratio", "Cost relative to the primal",
-            "Median time of each operation over the median time of its own primal, "
-            "timed in the same process.", plots.ratio_to_primal),
+            "Median of paired ratios: samples of each operation and of its primal alternate "
+            "in one process on the same inputs. '!' marks a flagged cell (see Timing "
+            "warnings).", plots.ratio_to_primal),
     Section("adjoint", "Adjoint-sensitivity methods",
             "Relative error against the oracle and time per gradient, against the number "
             "of parameters P.", plots.adjoint_methods),
@@ -139,14 +140,27 @@ def _environment_rows(environment: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["setting", "value"])
 
 
+def timing_warnings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bench cells whose figures are suspect, with the reason (suites/bench.py)."""
+    columns = ["problem", "impl", "op", "size", "dtype", "device", "ratio", "timing_warning"]
+    if "timing_warning" not in frame:
+        return pd.DataFrame(columns=columns)
+    flagged = frame[frame["timing_warning"].notna()].copy()
+    flagged["ratio"] = [f"{m:.3g} [{a:.3g}, {b:.3g}]" for m, a, b in zip(
+        flagged["ratio_to_primal"], flagged["ratio_q1"], flagged["ratio_q3"])]
+    return flagged.reindex(columns=columns)
+
+
 def _bench_table(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
-    columns = ["group", "impl", "time_median_s", "time_iqr_s", "ratio_to_primal", "rounds"]
+    columns = ["group", "impl", "time_median_s", "time_iqr_s", "ratio_to_primal", "ratio_q1",
+               "ratio_q3", "rounds"]
     table = frame.reindex(columns=columns).sort_values(["group", "time_median_s"])
     return table.assign(time_median_s=table["time_median_s"].map("{:.3e}".format),
                         time_iqr_s=table["time_iqr_s"].map("{:.1e}".format),
-                        ratio_to_primal=table["ratio_to_primal"].map("{:.2f}".format))
+                        **{c: table[c].map("{:.2f}".format)
+                           for c in ("ratio_to_primal", "ratio_q1", "ratio_q3")})
 
 
 class Report:
@@ -214,6 +228,8 @@ def render(loaded: Loaded, out: Path, title: str = "adjointbench report") -> Pat
     report.table("failures", "Failures", failures(frame), "No cell failed.")
     for section in SECTIONS:
         report.plot(section, frame)
+    report.table("timing-warnings", "Timing warnings", timing_warnings(frame),
+                 "No timing was flagged: every ratio is plausible and every spread small.")
     if not loaded.benchmarks.empty:
         report.table("pytest-benchmark", "pytest-benchmark", _bench_table(loaded.benchmarks),
                      "No benchmarks.")

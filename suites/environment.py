@@ -70,7 +70,33 @@ def describe_environment(requested_threads: int | None = None) -> dict:
         "gpus": _gpus(),
         "versions": _versions(),
         "threads": {"requested": requested_threads, **thread_settings()},
+        "load_before": load_average(),
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the system has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+LOADED_PER_CPU = 0.5  # load beyond the sweep's own above this per core: timings suspect
+
+
+def machine_was_loaded(environment: dict) -> str | None:
+    """Why the machine was too busy for timings to be believed, or None: a
+    1-minute load average before the run, or after it less the sweep's own one
+    process, above :data:`LOADED_PER_CPU` per core."""
+    cpus = environment.get("cpu_count") or 1
+    before, after = environment.get("load_before"), environment.get("load_after")
+    loads = ([before[0]] if before else []) + ([after[0] - 1] if after else [])
+    if max(loads, default=0.0) > LOADED_PER_CPU * cpus:
+        return (f"the machine was busy while these timings ran (load average before "
+                f"{before and before[0]}, after {after and after[0]}, on {cpus} cores): "
+                "rerun on a quiet machine before trusting them")
+    return None
 
 
 def write_environment(folder: Path, requested_threads: int | None = None) -> Path:
@@ -78,3 +104,14 @@ def write_environment(folder: Path, requested_threads: int | None = None) -> Pat
     path.write_text(json.dumps(describe_environment(requested_threads), indent=2) + "\n",
                     encoding="utf-8")
     return path
+
+
+def finish_environment(folder: Path) -> None:
+    """Add the load average after the sweep to ``folder/environment.json``."""
+    path = Path(folder) / "environment.json"
+    try:
+        environment = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    environment["load_after"] = load_average()
+    path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")

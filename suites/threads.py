@@ -3,7 +3,8 @@
 Thread pools are read when a library loads, so a count is best set in the
 environment of a fresh worker process (:func:`thread_environment`); in this
 process :func:`limit_threads` also applies it to BLAS/OpenMP (threadpoolctl)
-and to torch. XLA's CPU thread pool has no runtime setting; JAX uses every core.
+and to torch. XLA's CPU thread pool is read from ``XLA_FLAGS`` when jax
+starts; it can be made single-threaded, not set to another count.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+DEFAULT_THREADS = 1  # bench, check and run: quiet, comparable timings on a shared machine
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
 def thread_environment(threads: int | None) -> dict[str, str]:
-    """Environment variables that fix every thread pool to ``threads``."""
+    """Environment variables that fix every thread pool to ``threads`` (XLA's
+    CPU pool only to one: it has no setting for another count)."""
     if threads is None:
         return {}
     if threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
-    return {name: str(threads) for name in THREAD_VARIABLES}
+    variables = {name: str(threads) for name in THREAD_VARIABLES}
+    if threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        variables["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+    return variables
 
 
 def limit_threads(threads: int | None) -> None:
@@ -53,7 +63,8 @@ def blas_threads() -> int | None:
 def thread_settings() -> dict:
     """Every thread setting that can change a timing, as JSON-ready data."""
     settings = {"cpu_count": os.cpu_count(), "pools": _blas_pools(),
-                "environment": {n: os.environ[n] for n in THREAD_VARIABLES if n in os.environ}}
+                "environment": {n: os.environ[n] for n in (*THREAD_VARIABLES, "XLA_FLAGS")
+                                if n in os.environ}}
     if "torch" in sys.modules:
         settings["torch"] = sys.modules["torch"].get_num_threads()
     return settings
