@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+from pathlib import Path
 
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
@@ -143,6 +144,17 @@ class RemoteExecutor:
         return lambda *args: self.worker.call(self.deadline, method, *args)
 
 
+def compilation_cache_environment(cache_dir: Path) -> dict[str, str]:
+    """JAX's persistent compilation cache in ``cache_dir/jax`` for the workers,
+    so that a second sweep reuses the first one's XLA compilations; a cache
+    the user configured (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return {}
+    return {"JAX_COMPILATION_CACHE_DIR": str((Path(cache_dir) / "jax").resolve()),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
 class IsolatedRunner:
     """``run(cell) -> Record``: the oracle and the comparisons here, the
     implementation in its own worker, under a timeout per cell."""
@@ -153,7 +165,9 @@ class IsolatedRunner:
 
         self.timeout_s = timeout_s
         self.oracle = oracle or Oracle(cache_dir)
-        self.environment = environment or {}  # for the workers (thread counts), set at start
+        # for the workers (thread counts, compilation cache), set at their start
+        self.environment = {**compilation_cache_environment(self.oracle.cache_dir),
+                            **(environment or {})}
         self._context = mp.get_context("spawn")  # no inherited JAX/torch threads
         self._workers: dict[str, Worker] = {}
 

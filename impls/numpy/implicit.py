@@ -3,7 +3,7 @@ linearisation, and impls.rules.implicit_rule derives both products from it
 (dx = -(dr/dx)^-1 (dr/dtheta) dtheta and its transpose)."""
 
 import numpy as np
-import scipy.linalg
+import scipy  # submodules load on first use
 
 from adjointbench.impls.rules import Linearisation, implicit_rule
 

@@ -1,7 +1,7 @@
 """Linear algebra rules: A x, A B, A^-1 b."""
 
 import numpy as np
-import scipy.linalg
+import scipy  # submodules load on first use
 
 from adjointbench.impls.rules import Linearisation, Rule, implicit_rule
 
