@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adjointbench.impls.gradient_methods import OdeModel, gradient_table, ode_methods
+from adjointbench.impls.gradient_methods import (OdeModel, gradient_table, loss_of, ode_loss,
+                                                 ode_methods)
 
 
 # z = (y, y'), z' = (y', f cos(w t) - c y' - k y)
@@ -36,7 +37,8 @@ def _oscillator(P, y0, times, y_ref, weights, components):
 
 
 # u' = tanh(W u + b), theta = (W, b);  s = 1 - u'^2:
-#   f_u = s W,  f_W = s_j u_k at (j, (j, k)),  f_b = diag(s);  f_theta^T a = ((s a) u^T, s a)
+#   f_u = s W,  f_W = s_j u_k at (j, (j, k)),  f_b = diag(s);  f_theta^T a = ((s a) u^T, s a),
+#   f_u^T a = W^T (s a)
 def _neural(P, u0, target):
     n = len(u0)
 
@@ -54,10 +56,14 @@ def _neural(P, u0, target):
         _, _, s = parts(u, th)
         return np.concatenate([np.outer(s * a, u).ravel(), s * a])
 
+    def f_z_T(t, u, th, a):
+        W, _, s = parts(u, th)
+        return W.T @ (s * a)
+
     return OdeModel(
         z0=u0, f=lambda t, u, th: parts(u, th)[1],
         f_z=lambda t, u, th: parts(u, th)[2][:, None] * parts(u, th)[0],
-        f_theta=f_theta, f_theta_T=f_theta_T,
+        f_theta=f_theta, f_theta_T=f_theta_T, f_z_T=f_z_T,
         times=np.array([1.0]), weights=np.ones(1),
         obs_loss=lambda u, i: 0.5 * float(np.sum((u - target) ** 2)),
         obs_grad=lambda u, i: u - target)
@@ -68,3 +74,6 @@ GRADIENTS = {
     "forced_oscillator_trajectory": gradient_table(_oscillator, ode_methods),
     "neural_ode_params": gradient_table(_neural, ode_methods),
 }
+
+# J(theta) by the same model: the primal of the harness's adjoint benchmark
+LOSSES = {"neural_ode_params": loss_of(_neural, ode_loss)}

@@ -6,12 +6,12 @@ which arrive as its non-differentiable inputs; the formulas are written here."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
+import scipy  # submodules load on first use
 
 from adjointbench.impls.gradient_methods import (SteadyLinearisation, SteadyModel, fd_central,
-                                                 fd_forward, gradient_table,
+                                                 fd_forward, gradient_table, loss_of,
                                                  matrix_linearisation, steady_methods)
+from adjointbench.impls.rules import Linearisation
 
 
 def _lu_linearisation(r_x, r_theta, J_x, J_theta) -> SteadyLinearisation:
@@ -102,11 +102,19 @@ def _nonlinear_system(P, x_start):
                                                       _system_r_theta(x, theta), x, np.zeros(4)))
 
 
-# A(kappa) = D^T diag(kappa) D / h^2 on interior nodes; r = A u - 1;
-# r_theta[:, i] = kappa_i (D^T e_i)(D U)_i / h^2 with U the solution padded by zeros.
-def _difference_operator(P):
-    return scipy.sparse.diags([-np.ones(P - 1), np.ones(P - 1)], [0, -1], shape=(P, P - 1),
-                              format="csr")
+# A(kappa) = D^T diag(kappa) D / h^2 on interior nodes, D the (P, P-1) difference
+# (D u)_i = u_{i-1} - u_i with zero boundary values; r = A u - 1, so
+# r_theta d = D^T (c * d) and r_theta^T lam = c * (D lam), c = kappa (D u) / h^2:
+# applied without assembling a matrix (the adjoint gradient is -c * (D lam)).
+def _difference(u):
+    """D u along the first axis (zero boundary values)."""
+    padding = [(1, 1)] + [(0, 0)] * (np.ndim(u) - 1)
+    return -np.diff(np.pad(u, padding), axis=0)
+
+
+def _difference_transposed(v):
+    """D^T v along the first axis."""
+    return np.diff(v, axis=0)
 
 
 def _diffusion_banded(kappa):
@@ -126,13 +134,14 @@ def _diffusion(P, u_obs):
         return scipy.linalg.solve_banded((1, 1), _diffusion_banded(np.exp(theta)), np.ones(P - 1))
 
     def linearise(u, theta):
-        kappa = np.exp(theta)
-        D = _difference_operator(P)
-        ab = _diffusion_banded(kappa)  # symmetric: A^T = A
+        ab = _diffusion_banded(np.exp(theta))  # symmetric: A^T = A
         banded = lambda rhs: scipy.linalg.solve_banded((1, 1), ab, rhs)
-        r_theta = (D.T @ scipy.sparse.diags(kappa * (D @ u) / h**2)).tocsc()
-        return SteadyLinearisation(matrix_linearisation(banded, banded, r_theta),
-                                   h * (u - u_obs), np.zeros(P))
+        c = np.exp(theta) * _difference(u) / h**2
+        column = lambda a: c.reshape(c.shape + (1,) * (np.ndim(a) - 1))
+        residual = Linearisation(banded, banded,
+                                 lambda d: _difference_transposed(column(d) * d),
+                                 lambda lam: (column(lam) * _difference(lam),))
+        return SteadyLinearisation(residual, h * (u - u_obs), np.zeros(P))
 
     return SteadyModel(solve=solve, loss=lambda u, theta: 0.5 * h * float(np.sum((u - u_obs) ** 2)),
                        linearise=linearise)
@@ -162,3 +171,6 @@ GRADIENTS = {
     "unrolled_gd": _finite_differences(_gd_final),
     "gd_fixed_point": _finite_differences(lambda theta, x0, b: float(b) / theta[0]),
 }
+
+# J(theta) by the same models: the primal of the harness's adjoint benchmark
+LOSSES = {"diffusion": loss_of(_diffusion, SteadyModel.loss_of_theta)}
