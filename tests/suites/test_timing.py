@@ -1,5 +1,6 @@
 """The timing core: what it excludes, what it synchronises, how it samples."""
 
+import os
 import subprocess
 import sys
 import time
@@ -86,6 +87,8 @@ def test_timer_overhead_is_measured_per_call():
 def test_thread_environment_covers_every_pool():
     env = threads.thread_environment(3)
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
+    assert "XLA_FLAGS" not in env  # XLA has no setting for 3
+    assert "intra_op_parallelism_threads=1" in threads.thread_environment(1)["XLA_FLAGS"]
     assert threads.thread_environment(None) == {}
     with pytest.raises(ValueError, match="at least 1"):
         threads.thread_environment(0)
@@ -160,3 +163,24 @@ def test_a_noisy_spread_is_flagged():
     assert "time IQR 60% of its median" in timing_warning(fields, "jvp")
     fields.update(time_iqr_s=1e-5)
     assert timing_warning(fields, "jvp") is None
+
+
+def test_a_jax_worker_runs_xla_on_one_thread():
+    pytest.importorskip("jax")
+    env = {**os.environ, **threads.thread_environment(1)}
+    code = ("import jax, jax.numpy as jnp; jnp.ones(4).block_until_ready();"
+            "import os; print(os.environ['XLA_FLAGS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert "xla_cpu_multi_thread_eigen=false" in out.stdout  # jax started with the flag
+
+
+def test_the_adjoint_benchmark_prints_paired_ratios(capsys):
+    from adjointbench.suites import harness
+
+    harness.adjoint(budget_s=0.02)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(harness.ADJOINT_SIZES)
+    for line in lines:
+        ratio = float(line.split()[1])
+        assert ratio > 1.0, line  # a gradient includes its forward pass
