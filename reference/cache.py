@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adjointbench.faults import HarnessFault
 from adjointbench.reference.catalogue import get_problem
 from adjointbench.reference.oracle import ORACLE_VERSION, Reference, compute_reference
 from adjointbench.reference.problem import Problem, make_inputs
@@ -118,7 +119,7 @@ class Oracle:
             if entry["checksum"] != _checksum(entry["reference"]):
                 raise ValueError("its checksum does not match its contents")
             return Reference.from_json(entry["reference"])
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OSError) as e:  # UnicodeDecodeError too
             warnings.warn(f"discarding the oracle cache entry {path}: {e}; recomputing it",
                           stacklevel=2)
             return None
@@ -127,10 +128,18 @@ class Oracle:
         reference = compute_reference(get_problem(key["problem"]), key["size"], key["seed"],
                                       point=key["point"])
         if self.use_cache:
-            path = self.path(key["problem"], key["size"], key["seed"], key["point"])
+            self._store(key, reference)
+        return reference
+
+    def _store(self, key: dict, reference: Reference) -> None:
+        path = self.path(key["problem"], key["size"], key["seed"], key["point"])
+        data = reference.to_json()
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = reference.to_json()
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({"key": key, "checksum": _checksum(data), "reference": data}))
             os.replace(tmp, path)
-        return reference
+        except OSError as e:
+            raise HarnessFault(
+                f"cannot write the oracle cache {path.parent}: {e.strerror or e}. Make it "
+                "writable or set ADJOINTBENCH_CACHE_DIR to a writable folder") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from adjointbench.suites.environment import machine_was_loaded
-from adjointbench.suites.results import Record, ResultsFile
+from adjointbench.suites.results import Record, ResultsFile, without_duplicates
 
 COLUMNS = [f.name for f in fields(Record)]
 NUMERIC = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "seconds",
@@ -49,8 +49,13 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, list[str]]:
         warnings.append(f"{path} does not exist: no cells to report")
         return pd.DataFrame(columns=COLUMNS), warnings
     records, damaged = ResultsFile(folder).read()
+    records, duplicates = without_duplicates(records)
     if damaged:
-        warnings.append(f"skipped {damaged} damaged line(s) of {path} (a sweep cut short)")
+        warnings.append(f"skipped {damaged} damaged line(s) of {path}: cut short, not a JSON "
+                        "object of a record, or not UTF-8")
+    if duplicates:
+        warnings.append(f"dropped {duplicates} duplicate record(s) of cells already in {path} "
+                        "(two runs appended to one folder); each cell is counted once")
     frame = pd.DataFrame([r.to_json() for r in records], columns=COLUMNS)
     return _numeric(frame), warnings
 

@@ -7,8 +7,11 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from adjointbench.faults import FolderInUse, HarnessFault
+
 OUTCOMES = ("ok", "mismatch", "unsupported", "error", "timeout", "crashed", "ill_conditioned")
 FAILURES = ("mismatch", "error", "timeout", "crashed")
+RETRIED = ("timeout", "crashed", "error")  # what --retry runs again
 FLOAT_FIELDS = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "time_median_s",
                 "time_iqr_s", "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3",
                 "compile_s")
@@ -108,41 +111,113 @@ def _finite(x: float) -> bool:
 
 
 class ResultsFile:
-    """Appends records to ``DIR/results.jsonl``, flushed and synced one by one."""
+    """Appends records to ``DIR/results.jsonl``, flushed and synced one by one.
+
+    A run holds ``DIR/.lock`` (an ``flock``, released by the kernel when the
+    process ends however it ends, so a dead holder never leaves it stale)
+    while it appends: a second run on the same folder is refused.
+    """
 
     def __init__(self, directory: str | Path):
         self.path = Path(directory) / "results.jsonl"
+        self._lock = None
+
+    def lock(self) -> None:
+        """Take the folder's lock for this process, or raise :class:`FolderInUse`
+        naming the holder's PID."""
+        import fcntl
+
+        path = self.path.parent / ".lock"
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise FolderInUse(
+                f"{self.path.parent} is in use by another adjointbench run (PID {holder}); "
+                "wait for it to finish, or choose another --out") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
 
     def append(self, record: Record) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record.to_json()) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a+b") as f:
+                f.write(self._separator(f) + (json.dumps(record.to_json()) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise HarnessFault(f"cannot append to {self.path}: {e.strerror or e}; the records "
+                               "written so far are kept. Free space or fix the folder's "
+                               "permissions, then rerun with --resume") from None
+
+    @staticmethod
+    def _separator(f) -> bytes:
+        """A newline if the file does not end with one (a write cut short),
+        so that the next record never joins a damaged line."""
+        if f.seek(0, os.SEEK_END) == 0:
+            return b""
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(0, os.SEEK_END)
+        return b"" if last == b"\n" else b"\n"
 
     def read(self) -> tuple[list[Record], int]:
-        """The records, and how many damaged lines were skipped (a sweep killed
-        mid-write leaves a truncated last line)."""
+        """The records, and how many damaged lines were skipped: a truncated
+        last line, a line that is not a JSON object of a record, bytes that
+        are not UTF-8."""
         if not self.path.exists():
             return [], 0
         records, damaged = [], 0
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
+        for raw in self.path.read_bytes().splitlines():
+            if not raw.strip():
                 continue
             try:
-                records.append(Record.from_json(json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
+                data = json.loads(raw.decode("utf-8"))
+                if not isinstance(data, dict):
+                    raise TypeError("not a JSON object")
+                records.append(Record.from_json(data))
+            except (UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError):
                 damaged += 1
         return records, damaged
+
+    def rewrite(self, records: list[Record]) -> None:
+        """Replace the file's content by ``records`` at once (a temporary file
+        renamed over it: a kill leaves the old file or the new one)."""
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        try:
+            tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records),
+                           encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as e:
+            raise HarnessFault(f"cannot rewrite {self.path}: {e.strerror or e}") from None
 
     def repair(self) -> int:
         """Rewrite the file without damaged lines; returns how many were dropped."""
         records, damaged = self.read()
         if damaged:
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records),
-                           encoding="utf-8")
-            os.replace(tmp, self.path)
+            self.rewrite(records)
         return damaged
+
+
+def without_duplicates(records: list[Record]) -> tuple[list[Record], int]:
+    """Each cell's first record, and how many later records of the same key
+    were dropped (two runs that appended to one file)."""
+    seen, kept = set(), []
+    for r in records:
+        key = record_key(r)
+        if key not in seen:
+            seen.add(key)
+            kept.append(r)
+    return kept, len(records) - len(kept)
 
 
 def record_key(r) -> tuple:

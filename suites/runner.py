@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from adjointbench.faults import HarnessFault
 from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.impls.registry import load_implementation
 from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
@@ -258,6 +259,8 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
                              point)
         ctx = _Context(cell, problem, executor, reference, inputs, probes)
         result = CHECKERS[cell.op](ctx)
+    except HarnessFault:
+        raise  # the harness's own fault stops the run; it is no implementation's outcome
     except Exception as e:  # the implementation's failure is an outcome
         outcome, message = outcome_of(e)
         where = f" at input point {point}" if cell.points > 1 else ""
@@ -306,6 +309,8 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
             record = Record(**executor.bench(cell))
         else:
             record = _check(cell, oracle or Oracle(), executor, record)
+    except HarnessFault:
+        raise
     except Exception as e:  # the implementation's failure is an outcome
         outcome, message = outcome_of(e)
         record = replace(record, outcome=outcome, message=message)
