@@ -14,6 +14,7 @@ import signal
 import time
 from pathlib import Path
 
+from adjointbench.faults import HarnessFault
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.results import FAILURES, Record
@@ -23,12 +24,79 @@ LOAD_TIMEOUT_S = 300.0  # importing a framework is not the cell's time
 MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
 
 
-def _limit_memory() -> None:
-    limit = os.environ.get(MEMORY_LIMIT_ENV)
-    if limit:
+MEMORY_FRACTION = 0.5  # of physical memory, per worker, unless MEMORY_LIMIT_ENV says otherwise
+
+
+def memory_limit_gb() -> float | None:
+    """The workers' address-space cap in GiB: ``$ADJOINTBENCH_MEMORY_LIMIT_GB``
+    (0 for none), else MEMORY_FRACTION of physical memory."""
+    text = os.environ.get(MEMORY_LIMIT_ENV)
+    if text is not None:
+        try:
+            limit = float(text)
+        except ValueError:
+            raise ValueError(f"{MEMORY_LIMIT_ENV}={text!r} is not a number of GiB "
+                             "(0 for no cap)") from None
+        return limit if limit > 0 else None
+    try:
+        return MEMORY_FRACTION * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError):
+        return None
+
+
+def _limit_memory(limit_gb: float | None) -> None:
+    if limit_gb:
         import resource
-        size = int(float(limit) * 2**30)
+        size = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+
+def _children() -> list[int]:
+    """This process's children (Linux /proc; empty elsewhere)."""
+    pids = []
+    for listing in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids += [int(pid) for pid in listing.read_text().split()]
+    return pids
+
+
+def _end_strays(rounds: int = 5) -> None:
+    """End every process the code under test started and left running. The
+    worker is a child subreaper, so orphaned grandchildren become its
+    children and are ended in the next round; the dead are reaped."""
+    for _ in range(rounds):
+        strays = _children()
+        if not strays:
+            return
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _die_with_parent() -> None:
+    """End this worker's whole process group when the harness dies, even by
+    SIGKILL: the kernel sends SIGTERM on the parent's death (Linux), and a
+    watcher thread looks for a changed parent every half second. The worker
+    also becomes its descendants' subreaper (see :func:`_end_strays`)."""
+    parent = os.getppid()
+    end_group = lambda *_: os.killpg(os.getpid(), signal.SIGKILL)
+    signal.signal(signal.SIGTERM, end_group)
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        end_group()
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _answer(call):
@@ -37,13 +105,20 @@ def _answer(call):
 
     try:
         return ("ok", call())
+    except MemoryError:
+        return ("raise", "error", f"MemoryError: the worker hit its memory cap of "
+                f"{memory_limit_gb():.1f} GiB; raise it with {MEMORY_LIMIT_ENV} (0 for none) "
+                "if the cell really needs more")
     except Exception as e:  # the implementation's failure, sent back as its outcome
         return ("raise", *outcome_of(e))
 
 
 def _serve(connection, spec: str) -> None:
-    """The worker: load one implementation, then answer method calls."""
-    _limit_memory()
+    """The worker: in its own process group, tied to the harness's life and
+    under the memory cap, load one implementation, then answer method calls."""
+    os.setpgrp()
+    _die_with_parent()
+    _limit_memory(memory_limit_gb())
     from adjointbench.impls.registry import load_implementation
 
     loaded = _answer(lambda: LocalExecutor(load_implementation(spec)))
@@ -56,7 +131,9 @@ def _serve(connection, spec: str) -> None:
         if request is None:
             return
         method, args = request
-        connection.send(_answer(lambda: getattr(executor, method)(*args)))
+        answer = _answer(lambda: getattr(executor, method)(*args))
+        _end_strays()  # nothing the call started outlives it
+        connection.send(answer)
 
 
 @contextlib.contextmanager
@@ -117,12 +194,13 @@ class Worker:
         return self._receive(deadline, f"running {method}")
 
     def stop(self) -> None:
+        """Stop the worker, and everything in its process group with it."""
         if self.process.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
                 self.connection.send(None)
             self.process.join(timeout=2)
-        if self.process.is_alive():
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()
 
 
@@ -132,16 +210,27 @@ def _wrong_result():
 
 
 class RemoteExecutor:
-    """A worker's executor, within one cell's deadline (see LocalExecutor)."""
+    """A worker's executor, within one cell's time budget (see LocalExecutor).
 
-    def __init__(self, worker: Worker, deadline: float):
-        self.worker, self.deadline = worker, deadline
+    The budget counts only the time spent waiting for the worker: starting it
+    and loading the implementation come before, and the oracle's work in
+    this process between calls is not the implementation's.
+    """
+
+    def __init__(self, worker: Worker, timeout_s: float):
+        self.worker, self.remaining_s = worker, timeout_s
 
     def describe(self) -> dict:
         return self.worker.description
 
     def __getattr__(self, method):
-        return lambda *args: self.worker.call(self.deadline, method, *args)
+        def call(*args):
+            start = time.monotonic()
+            try:
+                return self.worker.call(start + self.remaining_s, method, *args)
+            finally:
+                self.remaining_s -= time.monotonic() - start
+        return call
 
 
 def compilation_cache_environment(cache_dir: Path) -> dict[str, str]:
@@ -194,7 +283,9 @@ class IsolatedRunner:
         try:
             worker = self.worker(cell.impl)
             record = run_cell(cell, self.oracle,
-                              executor=RemoteExecutor(worker, time.monotonic() + self.timeout_s))
+                              executor=RemoteExecutor(worker, self.timeout_s))
+        except HarnessFault:
+            raise
         except Exception as e:  # the implementation would not even load
             outcome, message = outcome_of(e)
             record = Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
