@@ -32,8 +32,10 @@ import argparse
 import collections
 import contextlib
 import json
+import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -47,31 +49,62 @@ from adjointbench.suites.environment import finish_environment, write_environmen
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
-from adjointbench.suites.results import FAILURES, OUTCOMES, ResultsFile, record_key
+from adjointbench.faults import HarnessFault
+from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
+                                         without_duplicates)
 from adjointbench.suites.sweep import run_sweep
 from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
     """Bad input on the command line: reported with exit status 2."""
 
 
-def _names(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def _name_list(text: str) -> list[str]:
+    """An argparse type: comma-separated names, at least one."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing: give one or more names "
+                                         "separated by commas, or leave the option out for all")
+    return names
 
 
-def _sizes(text: str | None) -> list[int] | None:
-    names = _names(text)
-    if names is None:
-        return None
+def _size_list(text: str) -> list[int]:
+    """An argparse type: comma-separated positive whole numbers."""
     try:
-        return [int(n) for n in names]
+        sizes = [int(n) for n in _name_list(text)]
     except ValueError:
-        raise UsageError(f"--size takes whole numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"takes whole numbers separated by commas, got {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be at least 1, got {text!r}")
+    return sizes
+
+
+def _number_in(low: float, high: float, kind=float, what: str = "a number"):
+    """An argparse type: a finite ``kind`` with low < x <= high (low <= x for ints)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        inside = (low <= value <= high) if kind is int else (low < value <= high)
+        if not inside or value != value:
+            bound = f"from {low} up to {high}" if kind is int else f"above {low:g} up to {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {what} {bound}")
+        return value
+    return parse
+
+
+SECONDS = _number_in(0.0, 7 * 86400.0, what="a number of seconds")
+BUDGET = _number_in(0.0, 3600.0, what="a number of seconds")
+THREADS = _number_in(1, 1024, int, "a whole number of threads")
+SEED = _number_in(0, 2**32 - 1, int, "a whole-number seed")
+POINTS = _number_in(1, 1000, int, "a whole number of input points")
 
 
 def _catalogue() -> dict:
@@ -142,25 +175,59 @@ def _describe_all(names: list[str], describe) -> dict[str, dict]:
     return descriptions
 
 
-def _unfinished(cells: list, results: ResultsFile) -> list:
-    dropped = results.repair()
-    if dropped:
-        print(f"ignored {dropped} damaged line(s) in {results.path} (a truncated last write)",
-              file=sys.stderr)
-    done = {record_key(r) for r in results.read()[0]}
+def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, list]:
+    """The planned cells still to run, and the records of those already run
+    (counted in the exit status). With ``retry``, cells recorded as timeout,
+    crashed or error are run again: their records are removed first, in one
+    atomic rewrite. Damaged lines and duplicate records are dropped."""
+    records, damaged = results.read()
+    records, duplicates = without_duplicates(records)
+    retried = [r for r in records if retry and r.outcome in RETRIED]
+    records = [r for r in records if not (retry and r.outcome in RETRIED)]
+    if damaged or duplicates or retried:
+        results.rewrite(records)
+    for count, what in ((damaged, "damaged line(s) (a truncated write)"),
+                        (duplicates, "duplicate record(s) of the same cell")):
+        if count:
+            print(f"dropped {count} {what} from {results.path}", file=sys.stderr)
+    done = {record_key(r): r for r in records}
+    planned = {record_key(c) for c in cells}
     remaining = [c for c in cells if record_key(c) not in done]
-    print(f"resuming: {len(cells) - len(remaining)} of {len(cells)} cells already finished",
-          file=sys.stderr)
-    return remaining
+    earlier = [r for key, r in done.items() if key in planned]
+    retry_note = f", {len(retried)} failed to run again" if retry else ""
+    print(f"resuming: {len(cells) - len(remaining)} of {len(cells)} cells already "
+          f"finished{retry_note}", file=sys.stderr)
+    return remaining, earlier
+
+
+def _on_present_devices(cells: list, descriptions: dict) -> list:
+    """The cells whose device their implementation has here; the others are
+    skipped, said on screen with the reason (a GPU cell on a machine without
+    one is no failure). Bad input, exit 2, when nothing is left to run."""
+    has = lambda c: c.device in descriptions[c.impl]["devices"]
+    present = [c for c in cells if has(c)]
+    skipped = collections.Counter((c.impl, c.device) for c in cells if not has(c))
+    for (impl, device), count in sorted(skipped.items()):
+        seen = ", ".join(descriptions[impl]["devices"]) or "none"
+        print(f"skipping {count} {device} cell(s) of {impl}: it sees no {device} device here "
+              f"(devices: {seen})", file=sys.stderr)
+    if cells and not present:
+        raise UsageError("no implementation has the device(s) asked for on this machine; "
+                         "run where one is, or choose --device cpu")
+    return present
 
 
 def _results_file(args, suite: str) -> ResultsFile | None:
     """The results file to append to; refuses to mix into a finished sweep of
     the same suite unless --resume (check and bench share one table)."""
     results = ResultsFile(_writable_folder(args.out)) if args.out else None
-    if args.resume and not results:
-        raise UsageError("--resume needs --out, the folder whose results.jsonl to continue")
-    if results and not args.resume and any(r.suite == suite for r in results.read()[0]):
+    if (args.resume or args.retry) and not results:
+        raise UsageError("--resume and --retry need --out, the folder whose results.jsonl "
+                         "to continue")
+    if results:
+        results.lock()  # held until this process ends: one run per folder
+    if results and not (args.resume or args.retry) and any(
+            r.suite == suite for r in results.read()[0]):
         raise UsageError(f"{results.path} already holds {suite} results: pass --resume to "
                          "continue that sweep, or choose another --out")
     return results
@@ -170,10 +237,11 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
     """Load the implementations (each in its worker unless --in-process), run
     the cells ``plan(impls)``, append, summarise."""
     threads = args.threads
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
     oracle = Oracle()
     with contextlib.ExitStack() as stack:
+        results = _results_file(args, suite)
+        if results:
+            stack.callback(results.unlock)
         if args.in_process:
             limit_threads(threads)
             describe = lambda name: LocalExecutor(load_implementation(name)).describe()
@@ -183,10 +251,9 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
                 args.timeout, environment=thread_environment(threads), oracle=oracle))
             describe, runner = isolated.describe, isolated.run
         descriptions = _describe_all(impls, describe)
-        cells = plan(impls)
-        results = _results_file(args, suite)
-        if results and args.resume:
-            cells = _unfinished(cells, results)
+        cells, earlier = _on_present_devices(plan(impls), descriptions), []
+        if results and (args.resume or args.retry):
+            cells, earlier = _unfinished(cells, results, args.retry)
         if results:
             write_environment(results.path.parent, threads)
         verb = "checking" if suite == "check" else "timing"
@@ -194,27 +261,23 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
         if results:
             finish_environment(results.path.parent)
-    return _summarise(records, results, descriptions)
+    return _summarise(earlier + records, results, descriptions)
 
 
 def cmd_check(args) -> int:
     def plan(impls):
-        return plan_cells(impls, _names(args.problem), _names(args.op), _names(args.dtype),
-                          _sizes(args.size), _names(args.device), args.seed,
-                          _names(args.method), quick=args.quick, points=args.points)
+        return plan_cells(impls, args.problem, args.op, args.dtype, args.size, args.device,
+                          args.seed, args.method, quick=args.quick, points=args.points)
     plan([])  # bad names exit 2 before any implementation loads
-    return _run(args, _implementations(_names(args.impl)), plan, "check")
+    return _run(args, _implementations(args.impl), plan, "check")
 
 
 def cmd_bench(args) -> int:
-    if args.budget <= 0:
-        raise UsageError(f"--budget must be a positive number of seconds, got {args.budget}")
     def plan(impls):
-        return plan_cells(impls, _names(args.problem), _names(args.op), _names(args.dtype),
-                          _sizes(args.size), _names(args.device), args.seed,
-                          _names(args.method), args.quick, suite="bench", budget_s=args.budget)
+        return plan_cells(impls, args.problem, args.op, args.dtype, args.size, args.device,
+                          args.seed, args.method, args.quick, suite="bench", budget_s=args.budget)
     plan([])
-    return _run(args, _implementations(_names(args.impl)), plan, "bench")
+    return _run(args, _implementations(args.impl), plan, "bench")
 
 
 def cmd_report(args) -> int:
@@ -238,12 +301,28 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def _run_folder(args) -> str:
+    """``--out``, or a new timestamped folder beside it when it already holds
+    results and neither --resume nor --retry was asked: a rerun never fails
+    on, or mixes into, the last run."""
+    out = Path(args.out)
+    if args.resume or args.retry or not (out / "results.jsonl").exists():
+        return args.out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fresh = out.with_name(f"{out.name}-{stamp}")
+    print(f"{out} already holds a run: writing this one to {fresh} "
+          f"(pass --resume to continue the earlier run instead)", file=sys.stderr)
+    return str(fresh)
+
+
 def cmd_run(args) -> int:
     """The main job: a quick check, a quick bench, and the report."""
     parser = build_parser()
+    args.out = _run_folder(args)
     common = ["--out", args.out, "--timeout", str(args.timeout), "--threads", str(args.threads)]
-    common += ["--impl", args.impl] if args.impl else []
+    common += ["--impl", ",".join(args.impl)] if args.impl else []
     common += ["--resume"] if args.resume else []
+    common += ["--retry"] if args.retry else []
     common += ["--quiet"] if args.quiet else []
     status = EXIT_OK
     for argv in (["check", "--quick", *common], ["bench", "--quick", "--budget", "0.05", *common]):
@@ -255,45 +334,48 @@ def cmd_run(args) -> int:
     return status
 
 
+def _cell_name(r) -> str:
+    what = f"{r.op}/{r.method}" if r.method else r.op
+    return f"{what:<9} {r.impl}-{r.problem}-n{r.size}-{r.dtype}-{r.device}"
+
+
 def _summarise(records: list, results: ResultsFile | None, descriptions: dict) -> int:
+    """Counts, then each failed or surprising cell once; the exit status."""
     counts = collections.Counter(r.outcome for r in records)
     summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
     print(f"{len(records)} cells: {summary}")
-    for r in records:
-        if r.outcome in FAILURES:
-            what = f"{r.op}/{r.method}" if r.method else r.op
-            print(f"  {r.outcome:<9} {what:<9} {r.impl}-{r.problem}-n{r.size}-{r.dtype}-{r.device}: "
-                  f"{r.message}")
-    if results:
-        print(f"results: {results.path}")
-    unexpected = _surprises(records, descriptions)
-    bench_failed = any(r.outcome in FAILURES for r in records if r.suite == "bench")
-    return EXIT_FAILED if unexpected or bench_failed else EXIT_OK
-
-
-def _surprises(records: list, descriptions: dict) -> list:
-    """Check cells whose outcome differs from their implementation's manifest
-    (suites/expected.py), printed; both directions count."""
     manifests = {name: load_manifest(name, d["expected_outcomes"])
                  for name, d in descriptions.items()}
-    found = surprises(records, manifests)
-    for record, expected in found:
-        what = f"{record.op}/{record.method}" if record.method else record.op
-        verb = "now passes" if record.outcome == "ok" else f"is {record.outcome}"
-        print(f"  unexpected: {what} {record.impl}-{record.problem}-n{record.size}-"
-              f"{record.dtype} {verb}, its manifest expects {expected}")
-    if found:
-        print(f"{len(found)} cell(s) differ from the expected outcomes; update "
+    found = {id(r): expected for r, expected in surprises(records, manifests)}
+    for r in records:
+        if id(r) in found and manifests.get(r.impl) is not None:
+            verb = "now passes" if r.outcome == "ok" else f"is {r.outcome}"
+            print(f"  unexpected: {_cell_name(r)} {verb}, its manifest expects {found[id(r)]}"
+                  + (f": {r.message}" if r.outcome != "ok" else ""))
+        elif r.outcome in FAILURES:
+            tag = "" if id(r) in found else " (expected)"
+            print(f"  {r.outcome:<9} {_cell_name(r)}{tag}: {r.message}")
+    if results:
+        print(f"results: {results.path}")
+    with_manifest = sorted({r.impl for r in records if id(r) in found
+                            and manifests.get(r.impl) is not None})
+    if with_manifest:
+        print(f"cells differ from the expected outcomes of {', '.join(with_manifest)}; update "
               "impls/expected/<impl>.json (or the plug-in's expected_outcomes) if intended")
-    return found
+    bench_failed = any(r.outcome in FAILURES for r in records if r.suite == "bench")
+    return EXIT_FAILED if found or bench_failed else EXIT_OK
 
 
 def _sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for results.jsonl (created if needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--resume", action="store_true",
-                        help="skip the cells already in --out's results.jsonl")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help="skip the cells already in --out's results.jsonl; the exit "
+                        "status counts their failures too")
+    parser.add_argument("--retry", action="store_true",
+                        help="resume, and run again the cells recorded as timeout, crashed "
+                        "or error (their old records are replaced)")
+    parser.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
                         help=f"seconds per cell before it is killed (default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--in-process", action="store_true",
                         help="run cells in this process: faster, but a hang or a crash "
@@ -302,25 +384,26 @@ def _sweep_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+    parser.add_argument("--threads", type=THREADS, default=DEFAULT_THREADS,
                         help="BLAS/OpenMP/torch/XLA threads of the workers (default "
                         f"{DEFAULT_THREADS}: on a shared machine multithreaded calls stall; "
                         "recorded in environment.json)")
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--impl", help="implementations, comma-separated: a built-in name, "
+    parser.add_argument("--impl", type=_name_list, help="implementations, comma-separated: a built-in name, "
                         "an entry-point name or module:object (default: every installed one)")
-    parser.add_argument("--problem", help="problems, comma-separated: a catalogue name, an "
+    parser.add_argument("--problem", type=_name_list, help="problems, comma-separated: a "
+                        "catalogue name, a family name (all of its problems, see list), an "
                         "entry-point name or module:object (default: all)")
-    parser.add_argument("--op", help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
-    parser.add_argument("--method", help="gradient methods of sensitivity problems, "
+    parser.add_argument("--op", type=_name_list, help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
+    parser.add_argument("--method", type=_name_list, help="gradient methods of sensitivity problems, "
                         f"comma-separated, of {', '.join(METHODS)} (default: all)")
-    parser.add_argument("--dtype", help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
-    parser.add_argument("--size", help="sizes, comma-separated (default: each problem's own)")
-    parser.add_argument("--device", help=f"devices, comma-separated, of {', '.join(DEVICES)} "
+    parser.add_argument("--dtype", type=_name_list, help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
+    parser.add_argument("--size", type=_size_list, help="sizes, comma-separated (default: each problem's own)")
+    parser.add_argument("--device", type=_name_list, help=f"devices, comma-separated, of {', '.join(DEVICES)} "
                         "(default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of inputs and probes (0)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of inputs and probes (0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,14 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_options(p_check)
     p_check.add_argument("--quick", action="store_true",
                          help="float64 only, each problem at its two smallest sizes")
-    p_check.add_argument("--points", type=int, default=DEFAULT_POINTS,
+    p_check.add_argument("--points", type=POINTS, default=DEFAULT_POINTS,
                          help="input points per cell: the seeded one, then points spread over "
                          f"the problem's domain (default {DEFAULT_POINTS})")
     p_check.set_defaults(func=cmd_check)
     p_bench = sub.add_parser("bench", help="throughput: each operation timed against its primal")
     _filters(p_bench)
     _sweep_options(p_bench)
-    p_bench.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
+    p_bench.add_argument("--budget", type=BUDGET, default=DEFAULT_BUDGET_S,
                          help=f"seconds of timed samples per operation (default {DEFAULT_BUDGET_S:g})")
     p_bench.add_argument("--quick", action="store_true",
                          help="each problem at its smallest, middle and largest scaling size")
@@ -359,10 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="the main job: quick check, quick bench, report")
     p_run.add_argument("--out", default="results", help="folder for results and report/ "
                        "(default: results)")
-    p_run.add_argument("--impl", help="implementations, comma-separated (default: every "
+    p_run.add_argument("--impl", type=_name_list, help="implementations, comma-separated (default: every "
                        "installed one)")
-    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p_run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run "
+                       "(without it, a folder that holds a run gets a timestamped sibling)")
+    p_run.add_argument("--retry", action="store_true", help="continue, running again the "
+                       "cells recorded as timeout, crashed or error")
+    p_run.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
                        help=f"seconds per cell (default {DEFAULT_TIMEOUT_S:g})")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
     _threads_option(p_run)
@@ -378,12 +464,33 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line  # one readable line, no source excerpt
     # SIGTERM unwinds like Ctrl-C: the workers are stopped, the records kept
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: bad input (2) or --help (0), already printed
+        return int(e.code or 0)
     try:
         return args.func(args)
-    except (UsageError, UnknownNameError, ProtocolError, MissingDependency, DeclarationError) as e:
+    except (UsageError, UnknownNameError, ProtocolError, MissingDependency, DeclarationError,
+            HarnessFault) as e:
         print(f"adjointbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(_interrupted(args, argv), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `adjointbench list --json | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _interrupted(args, argv: list[str] | None) -> str:
+    """One line: what was kept, and the command that continues."""
+    out = getattr(args, "out", None)
+    if not out:
+        return "adjointbench: interrupted"
+    kept = len(ResultsFile(out).read()[0])
+    words = list(sys.argv[1:] if argv is None else argv)
+    again = " ".join(["adjointbench", *words, *([] if "--resume" in words else ["--resume"])])
+    return f"adjointbench: interrupted; {kept} records kept in {out}. Continue with: {again}"
 
 
 if __name__ == "__main__":

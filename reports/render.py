@@ -186,18 +186,19 @@ class Report:
 
     def plot(self, section: Section, frame: pd.DataFrame) -> None:
         try:
-            fig = section.plot(frame)
+            with plt.rc_context({"text.parse_math": False}):  # names are text, never TeX
+                fig = section.plot(frame)
+                png = None if fig is None else _png(fig)
         except Exception as e:  # a plot that fails is reported, the report goes on
             message = f"This plot failed: {type(e).__name__}: {e}"
             self.section(section.id, section.title, f'<p class="warning">{html.escape(message)}'
                          "</p>", f"_{escape_markdown(message)}_\n")
             return
-        if fig is None:
+        if png is None:
             message = "No data for this plot in these results."
             self.section(section.id, section.title, f'<p class="empty">{message}</p>',
                          f"_{message}_\n")
             return
-        png = _png(fig)
         name = f"plots/{section.id}.png"
         (self.out / name).write_bytes(png)
         data = base64.b64encode(png).decode("ascii")

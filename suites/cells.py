@@ -93,6 +93,18 @@ def _ops_of(problem: Problem, ops: list[str]) -> list[str]:
     return [op for op in ops if op in valid and (op != "batched_jacobian" or problem.batch_input)]
 
 
+def _chosen(names: Iterable[str]) -> list:
+    """Problems by name, a family name standing for all of its problems."""
+    every = problems(None)
+    families = {p.family for p in every} - {p.name for p in every}
+    chosen = []
+    for name in names:
+        members = [p for p in every if p.family == name] if name in families else [
+            get_problem(name)]
+        chosen += [p for p in members if p not in chosen]
+    return chosen
+
+
 def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
                ops: Iterable[str] | None = None, dtypes: Iterable[str] | None = None,
                sizes: Iterable[int] | None = None, devices: Iterable[str] | None = None,
@@ -118,7 +130,7 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     """
     suite = check_names("suite", [suite], SUITES)[0]
     bench = suite == "bench"
-    chosen = ([get_problem(n) for n in problem_names] if problem_names
+    chosen = (_chosen(problem_names) if problem_names
               else problems("primitive") if bench else problems(None))
     ops = check_names("operation", ops, ALL_OPS) if ops else (
         list(DEFAULT_BENCH_OPS) if bench else list(ALL_OPS))

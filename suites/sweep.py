@@ -8,30 +8,38 @@ from typing import Callable, Iterable
 
 from adjointbench.reference import Oracle
 from adjointbench.suites.cells import Cell
-from adjointbench.suites.results import Record, ResultsFile
+from adjointbench.suites.results import FAILURES, Record, ResultsFile
 from adjointbench.suites.runner import run_cell
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal; silent elsewhere."""
+    """Progress of a sweep: a one-line bar on a terminal; elsewhere (a pipe,
+    CI's log) a plain line at least every LINE_EVERY_S seconds."""
+
+    LINE_EVERY_S = 10.0
 
     def __init__(self, total: int, stream=None):
         self.total, self.stream = total, stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self.start = time.perf_counter()
+        self.terminal = self.stream.isatty()
+        self.start = self.last_line = time.perf_counter()
 
-    def update(self, done: int, label: str) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / max(self.total, 1))
+    def update(self, done: int, label: str, failed: int = 0) -> None:
         elapsed = time.perf_counter() - self.start
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                          f"{elapsed:5.1f}s {label[:50]:<50}")
-        self.stream.flush()
+        if self.terminal:
+            width = 30
+            filled = int(width * done / max(self.total, 1))
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                              f"{elapsed:5.1f}s {label[:50]:<50}")
+            self.stream.flush()
+        elif time.perf_counter() - self.last_line >= self.LINE_EVERY_S:
+            self.last_line = time.perf_counter()
+            eta = elapsed / done * (self.total - done) if done else float("nan")
+            self.stream.write(f"adjointbench: {done}/{self.total} cells, {failed} failed, "
+                              f"{elapsed:.0f} s elapsed, about {eta:.0f} s to go\n")
+            self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.terminal:
             self.stream.write("\n")
 
 
@@ -49,16 +57,18 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
     runner = runner or (lambda cell: run_cell(cell, oracle))
     bar = ProgressBar(len(cells)) if progress else None
     records = []
+    failed = 0
     for done, cell in enumerate(cells, 1):
         if bar:
-            bar.update(done - 1, f"{cell.op} {cell.id}")
+            bar.update(done - 1, f"{cell.op} {cell.id}", failed)
         record = runner(cell)
+        failed += record.outcome in FAILURES
         records.append(record)
         if results:
             results.append(record)
         if on_record:
             on_record(record)
     if bar:
-        bar.update(len(cells), "done")
+        bar.update(len(cells), "done", failed)
         bar.close()
     return records

@@ -74,8 +74,8 @@ def test_check_and_bench_share_one_results_table(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, hint", [
-    (["--budget", "0"], "--budget must be a positive"),
-    (["--threads", "0"], "--threads must be at least 1"),
+    (["--budget", "0"], "argument --budget: 0 is out of range: give a number of seconds above 0"),
+    (["--threads", "0"], "argument --threads: 0 is out of range"),
     (["--op", "vjpp"], "vjp"),
     (["--size", "7"], "Valid sizes"),
 ])

@@ -49,7 +49,7 @@ def test_resume_skips_finished_cells_and_drops_a_truncated_line(tmp_path):
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])  # killed mid-write
     again = _check(*args, "--resume")
     assert again.returncode == 0, again.stderr
-    assert "ignored 1 damaged line" in again.stderr
+    assert "dropped 1 damaged line" in again.stderr
     assert f"{len(lines) - 1} of {len(lines)} cells already finished" in again.stderr
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == len(lines)
@@ -126,4 +126,4 @@ def test_a_plug_in_declares_its_own_expectations(plugins_on_path, tmp_path, caps
                  "--out", str(tmp_path / "both")]) == 0  # both failures were expected
     assert main(["check", "--impl", "misbehaving:ExpectsOneFailure", *args,
                  "--out", str(tmp_path / "one")]) == 1
-    assert "scalar_mul-n1-float64 is mismatch, its manifest expects ok" in capsys.readouterr().out
+    assert "scalar_mul-n1-float64-cpu is mismatch, its manifest expects ok" in capsys.readouterr().out
