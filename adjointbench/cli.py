@@ -3,23 +3,28 @@
     adjointbench list [--json]
     adjointbench check [--impl numpy,naive] [--problem linear_solve] [--op vjp]
                        [--method adjoint] [--dtype float32] [--size 8,16] [--device cpu]
-                       [--quick] [--out DIR [--resume]] [--timeout S] [--in-process]
-    adjointbench bench [the same filters] [--threads N] [--budget S] [--quick] [--out DIR]
+                       [--quick] [--out DIR [--resume | --retry]] [--timeout S]
+                       [--threads 1] [--in-process]
+    adjointbench bench [the same filters] [--threads 1] [--budget S] [--quick] [--out DIR]
     adjointbench report --results DIR [--out DIR] [--benchmark-json F] [--asv DIR]
-    adjointbench run [--out results]      # check --quick, bench --quick, report
+    adjointbench run [--out results] [--resume | --retry]  # check --quick, bench --quick, report
 
 ``check`` runs the correctness sweep (primitives' operations, and the gradient
 methods of the sensitivity problems) and writes ``DIR/results.jsonl``, one
 JSON object per cell, appended and synced as each cell finishes. Cells run in
 a worker process under ``--timeout``: a hang becomes ``timeout``, a dead
 worker ``crashed``, and the sweep goes on. ``--resume`` skips the cells
-already in DIR (a truncated last line is dropped and reported). Each cell is
+already in DIR (damaged lines and duplicates are dropped and reported);
+``--retry`` also runs the timeout, crashed and error cells again. One run
+holds a results folder at a time (README: Reliability). Each cell is
 compared with its implementation's expected-outcome manifest
 (``impls/expected/<impl>.json``, or a plug-in's ``expected_outcomes``).
 Exit status: 0 when every cell did what was expected, 1 when one did not (a
 new mismatch, error, timeout or crash, or a listed failure that now passes;
-without a manifest, any failure), 2 for bad input (an unknown name, an
-unwritable folder, existing results without --resume).
+without a manifest, any failure; with --resume, earlier cells count too), 2
+for bad input or a harness fault (an unknown name, a value out of range, an
+unwritable folder, a folder in use, existing results without --resume), 130
+when interrupted.
 
 ``bench`` times each operation against its primal (suites/timing.py) and
 appends to the same table; ``report`` renders a results folder as

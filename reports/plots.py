@@ -127,7 +127,8 @@ def correctness_matrix(frame: pd.DataFrame) -> Figure | None:
     data = frame[frame["suite"] == "check"].copy()
     if data.empty:
         return None
-    data["column"] = data["op"].where(data["method"].isna(), data["op"] + ":" + data["method"])
+    data["column"] = data["op"].where(data["method"].isna(),
+                                      data["op"] + ":" + data["method"].fillna("").astype(str))
     impls = sorted(data["impl"].unique())
     fig, axes = _grid(len(impls), width=4.4, height=0.22 * data["problem"].nunique() + 1.8)
     cmap = ListedColormap([OUTCOME_COLOURS[o] for o in OUTCOMES])

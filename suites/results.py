@@ -176,6 +176,9 @@ class ResultsFile:
         are not UTF-8."""
         if not self.path.exists():
             return [], 0
+        if not self.path.is_file():
+            raise HarnessFault(f"{self.path} is not a regular file; move it away or choose "
+                               "another --out")
         records, damaged = [], 0
         for raw in self.path.read_bytes().splitlines():
             if not raw.strip():

@@ -32,6 +32,8 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     assert records[-1].outcome == "ok"  # the sweep went on after every failure
     crashed = {r.problem: r.message for r in records if r.outcome == "crashed"}
     assert "SIGSEGV" in crashed["matmul"] and "status 3" in crashed["softmax"]
+    errors = {r.problem: r.message for r in records if r.outcome == "error"}
+    assert "memory cap of 3.0 GiB" in errors["l2_loss"]
     assert len(ResultsFile(tmp_path).read()[0]) == len(cells)
 
 
@@ -77,7 +79,9 @@ def test_sigint_keeps_every_finished_cell(tmp_path):
     while time.time() < deadline and (not path.exists() or len(path.read_text().splitlines()) < 3):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGINT)
-    process.wait(timeout=60)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err.decode()
+    assert "records kept in" in err.decode() and "--resume" in err.decode()
     kept, damaged = ResultsFile(tmp_path).read()
     assert len(kept) >= 3 and damaged == 0
     finished = _check(*args, "--resume")

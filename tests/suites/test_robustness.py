@@ -1,0 +1,296 @@
+"""Runs that lose, double and hide nothing: concurrent runs, damaged files,
+retries, the process tree after signals, timeouts, harness faults and bad
+arguments, each through the command line as a user meets it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+from adjointbench.cli import main
+from adjointbench.suites.isolation import memory_limit_gb
+from adjointbench.suites.results import Record, ResultsFile
+from adjointbench.suites.sweep import ProgressBar
+
+PLUGINS = Path(__file__).parents[1] / "plugins"
+NUMPY_CELL = ["--impl", "numpy", "--problem", "scalar_add", "--op", "primal", "--dtype",
+              "float64", "--quiet"]
+posix = pytest.mark.skipif(sys.platform != "linux", reason="Linux process tree and /proc")
+
+
+def _env(tmp_path, **extra) -> dict:
+    path = os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path,
+            "ADJOINTBENCH_TEST_PIDFILE": str(tmp_path / "pids"), **extra}
+
+
+def _cli(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "adjointbench", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _start(*args, env):
+    return subprocess.Popen([sys.executable, "-m", "adjointbench", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for listing in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                children = [int(p) for p in listing.read_text().split()]
+            except OSError:
+                continue
+            found += children
+            frontier += children
+    return found
+
+
+def _wait_for(condition, seconds=60.0) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _pids(tmp_path) -> list[int]:
+    path = tmp_path / "pids"
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+# --- one run per folder; what a killed run leaves ---
+
+@posix
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL])
+def test_a_second_run_is_refused_and_a_killed_run_takes_its_workers(tmp_path, kill):
+    out = tmp_path / "out"
+    env = _env(tmp_path)
+    first = _start("check", "--impl", "lifecycle:HangsWithAChild", "--problem", "broadcast_tanh",
+                   "--op", "primal", "--dtype", "float64", "--size", "4", "--timeout", "120",
+                   "--quiet", "--out", str(out), env=env)
+    assert _wait_for(lambda: _pids(tmp_path)), first.communicate(timeout=10)
+    second = _cli("check", *NUMPY_CELL, "--out", str(out), "--resume", env=env)
+    assert second.returncode == 2
+    assert f"in use by another adjointbench run (PID {first.pid})" in second.stderr
+    tree = _descendants(first.pid) + _pids(tmp_path)
+    first.send_signal(kill)
+    first.wait(timeout=30)
+    assert _wait_for(lambda: not any(_alive(p) for p in tree), 15), \
+        [p for p in tree if _alive(p)]  # the worker, its child, the resource tracker
+    third = _cli("check", *NUMPY_CELL, "--out", str(out), "--resume", env=env)
+    assert third.returncode == 0, third.stderr  # the dead holder's lock is gone with it
+
+
+@posix
+def test_children_left_by_a_cell_are_ended_and_a_pipe_does_not_hang(tmp_path):
+    done = _cli("check", "--impl", "lifecycle:LeavesChildren", "--problem", "broadcast_tanh",
+                "--op", "primal", "--dtype", "float64", "--size", "4", "--quiet",
+                env=_env(tmp_path), timeout=120)  # stdout is a pipe, read to its end
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 cells: 1 ok" in done.stdout
+    children = _pids(tmp_path)
+    assert children and not any(_alive(p) for p in children)
+
+
+# --- the results file ---
+
+def test_a_lost_final_newline_is_repaired_before_appending(tmp_path):
+    assert _cli("check", *NUMPY_CELL, "--out", str(tmp_path)).returncode == 0
+    path = tmp_path / "results.jsonl"
+    path.write_text(path.read_text().rstrip("\n"))  # the last newline never reached the disk
+    more = _cli("check", *NUMPY_CELL[:-5], "--op", "primal,jvp", "--dtype", "float64",
+                "--quiet", "--out", str(tmp_path), "--resume")
+    assert more.returncode == 0, more.stderr
+    records, damaged = ResultsFile(tmp_path).read()
+    assert damaged == 0 and sorted(r.op for r in records) == ["jvp", "primal"]
+
+
+def _mark(path: Path, outcome: str) -> None:
+    """Rewrite the only record of ``path`` as ``outcome``."""
+    (record,) = [json.loads(line) for line in path.read_text().splitlines()]
+    record.update(outcome=outcome, message="worker gave no answer")
+    path.write_text(json.dumps(record) + "\n")
+
+
+def test_resume_counts_earlier_failures_and_retry_runs_them_again(tmp_path):
+    assert _cli("check", *NUMPY_CELL, "--out", str(tmp_path)).returncode == 0
+    _mark(tmp_path / "results.jsonl", "timeout")
+    resumed = _cli("check", *NUMPY_CELL, "--out", str(tmp_path), "--resume")
+    assert resumed.returncode == 1 and "timeout" in resumed.stdout  # not a silent 0
+    retried = _cli("check", *NUMPY_CELL, "--out", str(tmp_path), "--retry")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.outcome == "ok"  # replaced, not doubled
+
+
+def test_lines_that_are_not_records_are_skipped_and_counted(tmp_path, capsys):
+    assert main(["check", *NUMPY_CELL, "--in-process", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "results.jsonl"
+    good = path.read_bytes()
+    path.write_bytes(b"[1, 2]\n42\nnull\n\xff\xfe{}\n" + good + good)  # and a duplicate
+    assert main(["report", "--results", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 4 damaged line(s)" in err and "dropped 1 duplicate" in err
+    assert main(["check", *NUMPY_CELL, "--in-process", "--out", str(tmp_path),
+                 "--resume"]) == 0
+    records, damaged = ResultsFile(tmp_path).read()
+    assert len(records) == 1 and damaged == 0
+
+
+def test_a_name_that_is_mathtext_is_drawn_as_text(tmp_path):
+    name = "$\\frac{$"
+    results = ResultsFile(tmp_path)
+    for op, ratio in (("primal", 1.0), ("vjp", 2.5)):
+        results.append(Record("matmul", name, op, "float64", "cpu", 8, 0, "ok", suite="bench",
+                              time_median_s=1e-5 * ratio, time_iqr_s=1e-7,
+                              primal_median_s=1e-5, ratio_to_primal=ratio, ratio_q1=ratio,
+                              ratio_q3=ratio))
+    results.append(Record("matmul", name, "vjp", "float64", "cpu", 8, 0, "ok", max_rel_err=1e-16))
+    assert main(["report", "--results", str(tmp_path)]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "This plot failed" not in page and "$\\frac{$" in page
+
+
+# --- timeouts and the memory cap ---
+
+def test_the_timeout_starts_when_the_worker_is_ready(tmp_path):
+    slow = _cli("check", "--impl", "lifecycle:slow_start", "--problem", "scalar_add", "--op",
+                "primal", "--dtype", "float64", "--timeout", "1", "--quiet",
+                "--out", str(tmp_path), env=_env(tmp_path, ADJOINTBENCH_TEST_IMPORT_S="3"))
+    assert slow.returncode == 0, slow.stdout + slow.stderr  # a 3 s import is not the cell's
+
+
+def test_a_timeout_record_carries_the_time_spent(tmp_path):
+    hung = _cli("check", "--impl", "misbehaving:implementation", "--problem", "matvec",
+                "--op", "primal", "--dtype", "float64", "--size", "2", "--timeout", "2",
+                "--quiet", "--out", str(tmp_path), env=_env(tmp_path))
+    assert hung.returncode == 1
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.outcome == "timeout" and record.seconds >= 2.0
+
+
+def test_workers_have_a_memory_cap_by_default(monkeypatch):
+    monkeypatch.delenv("ADJOINTBENCH_MEMORY_LIMIT_GB", raising=False)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    assert memory_limit_gb() == pytest.approx(physical / 2)
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_LIMIT_GB", "0")
+    assert memory_limit_gb() is None
+
+
+# --- harness faults and bad input: exit 2, naming the problem ---
+
+def test_an_unwritable_oracle_cache_stops_the_run(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = _cli("check", *NUMPY_CELL, "--out", str(tmp_path / "out"),
+                env={**os.environ, "ADJOINTBENCH_CACHE_DIR": str(blocker / "cache")})
+    assert done.returncode == 2
+    assert f"cannot write the oracle cache {blocker / 'cache'}" in done.stderr
+    assert ResultsFile(tmp_path / "out").read() == ([], 0)  # no record blames numpy
+
+
+def test_a_full_disk_stops_the_run(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from adjointbench.suites import results
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(results.os, "fsync", full)
+    assert main(["check", *NUMPY_CELL, "--in-process", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot append to {tmp_path / 'results.jsonl'}: No space left on device" in err
+
+
+def test_a_results_path_that_is_not_a_file_is_refused(tmp_path):
+    (tmp_path / "results.jsonl").symlink_to("/dev/zero")
+    done = _cli("check", *NUMPY_CELL, "--out", str(tmp_path), "--resume", timeout=60)
+    assert done.returncode == 2 and "not a regular file" in done.stderr
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["--timeout", "0"], "--timeout: 0 is out of range"),
+    (["--timeout", "-5"], "--timeout: -5 is out of range"),
+    (["--timeout", "nan"], "--timeout: nan is out of range"),
+    (["--timeout", "inf"], "--timeout: inf is out of range"),
+    (["--timeout", "1e300"], "--timeout: 1e300 is out of range"),
+    (["--seed", "-1"], "--seed: -1 is out of range"),
+    (["--points", "0"], "--points: 0 is out of range"),
+    (["--impl", ""], "--impl: '' names nothing"),
+    (["--impl", ","], "--impl: ',' names nothing"),
+    (["--problem", ""], "--problem: '' names nothing"),
+    (["--op", ""], "--op: '' names nothing"),
+    (["--impl", "nosuchmod:obj"], "No module named 'nosuchmod'"),
+    (["--device", "cuda", "--impl", "numpy"], "no implementation has the device"),
+])
+def test_bad_arguments_exit_2_with_the_valid_range(args, hint, capsys):
+    assert main(["check", "--quiet", *args]) == 2
+    assert hint in capsys.readouterr().err
+
+
+def test_cells_on_an_absent_device_are_skipped_with_the_reason(tmp_path, capsys):
+    assert main(["check", *NUMPY_CELL, "--device", "cpu,cuda", "--in-process",
+                 "--out", str(tmp_path)]) == 0
+    assert "skipping 1 cuda cell(s) of numpy: it sees no cuda device here" in \
+        capsys.readouterr().err
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.device == "cpu"
+
+
+# --- what a user sees ---
+
+def test_without_a_terminal_progress_is_a_line_every_few_seconds(monkeypatch):
+    stream = StringIO()
+    bar = ProgressBar(10, stream)
+    monkeypatch.setattr(ProgressBar, "LINE_EVERY_S", 0.0)
+    bar.update(4, "vjp numpy-matmul-n8", failed=1)
+    assert "adjointbench: 4/10 cells, 1 failed," in stream.getvalue()
+    assert "s to go" in stream.getvalue()
+
+
+def test_the_main_job_can_be_rerun(tmp_path):
+    out = tmp_path / "results"
+    first = _cli("run", "--impl", "naive", "--out", str(out), "--quiet", timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = _cli("run", "--impl", "naive", "--out", str(out), "--quiet", timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already holds a run: writing this one to" in again.stderr
+    runs = sorted(p.name for p in tmp_path.iterdir())
+    assert len(runs) == 2 and all((tmp_path / r / "report" / "index.html").exists() for r in runs)
+
+
+def test_list_is_fast_and_pipe_safe():
+    start = time.perf_counter()
+    listed = subprocess.run(f"{sys.executable} -m adjointbench list --json | head -c 10",
+                            shell=True, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    assert time.perf_counter() - start < 10  # generous on a loaded machine; ~0.6 s quiet
+    full = json.loads(_cli("list", "--json").stdout)
+    assert all(p["kind"] and p["family"] for p in full["problems"])
+
+
+def test_a_family_name_selects_its_problems(capsys):
+    assert main(["check", "--impl", "numpy", "--problem", "scalar", "--op", "primal",
+                 "--dtype", "float64", "--quiet", "--in-process"]) == 0
+    assert "cells: " in capsys.readouterr().out
+    from adjointbench.suites.cells import plan_cells
+    cells = plan_cells(["numpy"], ["scalar"], ["primal"], ["float64"])
+    assert {c.problem for c in cells} == {"scalar_add", "scalar_mul", "scalar_sin"}
