@@ -19,6 +19,7 @@ import numpy as np
 from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
 from adjointbench.suites.cells import Cell
+from adjointbench.suites.compare import WrongResult, validate
 from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
@@ -41,9 +42,30 @@ def _operation_task(cell: Cell, problem: Problem, inputs: dict, output_shape) ->
     return _task(cell, problem, cell.op, inputs, **extra.get(cell.op, {}))
 
 
-def _all_finite(result) -> bool:
-    parts = result if isinstance(result, (tuple, list)) else (result,)
-    return all(np.all(np.isfinite(np.asarray(p, dtype=np.float64))) for p in parts)
+def expected_shapes(cell: Cell, problem: Problem, inputs: dict,
+                    output_shape: tuple) -> list[tuple]:
+    """The shape of each array the cell's operation must return (the
+    protocol's canonical results, impls/protocol.py)."""
+    outputs, n = int(np.prod(output_shape)), sum(np.size(inputs[k]) for k in problem.differentiable)
+    if cell.op in ("primal", "jvp"):
+        return [tuple(output_shape)]
+    if cell.op in ("vjp", "gradient"):
+        return [np.shape(inputs[k]) for k in problem.differentiable]
+    if cell.op == "batched_jacobian":
+        x = inputs[problem.batch_input]
+        return [(outputs // x.shape[-1], x[..., 0].size, x.shape[-1])]
+    return [(outputs, n)]
+
+
+def validate_result(result, shapes: list[tuple], dtype: str, op: str) -> None:
+    """A timed result must be what the operation returns: the right number of
+    arrays, shapes and dtype, all finite (else the timing measured something
+    else); raises WrongResult (a ``mismatch``)."""
+    parts = list(result) if isinstance(result, (tuple, list)) else [result]
+    if len(parts) != len(shapes):
+        raise WrongResult(f"{op} returned {len(parts)} arrays, expected {len(shapes)}")
+    for k, (part, shape) in enumerate(zip(parts, shapes)):
+        validate(part, shape, dtype, f"{op} result {k}" if len(shapes) > 1 else f"{op} result")
 
 
 # The primal's warmed-up call per (impl, problem, size, dtype, device, seed),
@@ -51,8 +73,12 @@ def _all_finite(result) -> bool:
 _PRIMALS: dict[tuple, tuple[WarmCall, tuple]] = {}
 
 
+def _primal_key(cell: Cell) -> tuple:
+    return (cell.impl, cell.problem, cell.size, cell.dtype, cell.device, cell.seed)
+
+
 def _warm_primal(cell: Cell, impl: Implementation, problem: Problem, inputs: dict):
-    key = (cell.impl, cell.problem, cell.size, cell.dtype, cell.device, cell.seed)
+    key = _primal_key(cell)
     if key not in _PRIMALS:
         warm = warm_up(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
                        cell.budget_s)
@@ -112,12 +138,13 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     record = replace(record, threads=blas_threads())
     primal, operation = warm_pair(cell, impl)
     result = copy_arrays(operation.prepared.to_numpy(operation.result))
+    problem = get_problem(cell.problem)
+    shapes = expected_shapes(cell, problem, make_inputs(problem, cell.size, cell.seed),
+                             _PRIMALS[_primal_key(cell)][1])
+    validate_result(result, shapes, cell.dtype, cell.op)
     paired = sample_paired(primal, operation, cell.budget_s)
     record = replace(record, outcome="ok", **paired_fields(
         paired, cell.op, operation.compile_s, operation.number))
-    if not _all_finite(result):
-        return replace(record, outcome="mismatch",
-                       message=f"{cell.op} returned NaN or Inf; its timing is not meaningful")
     last = operation.prepared.to_numpy(operation.call())
     check_reentrant(cell, cell.op, result, last)  # timed results are right
     return record

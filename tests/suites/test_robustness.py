@@ -294,3 +294,68 @@ def test_a_family_name_selects_its_problems(capsys):
     from adjointbench.suites.cells import plan_cells
     cells = plan_cells(["numpy"], ["scalar"], ["primal"], ["float64"])
     assert {c.problem for c in cells} == {"scalar_add", "scalar_mul", "scalar_sin"}
+
+
+# --- what an implementation returns, and what it runs while the sweep plans ---
+
+class _Oversized:
+    """A gradient of five million entries for a problem with a handful."""
+
+    name = "oversized"
+
+    def devices(self):
+        return ("cpu",)
+
+    def supports(self, problem, op, method=None):
+        return op == "gradient"
+
+    def prepare(self, task):
+        import numpy as np
+
+        from adjointbench.impls.protocol import Prepared
+        return Prepared(run=lambda: (np.ones(5_000_000),))
+
+
+class _SupportsRaises(_Oversized):
+    def supports(self, problem, op, method=None):
+        raise RuntimeError("supports() is broken")
+
+
+def test_an_oversized_result_is_a_mismatch_and_is_not_stored():
+    from adjointbench.suites.runner import Cell, run_cell
+
+    record = run_cell(Cell("linear_system", "oversized", "gradient", 3, method="adjoint"),
+                      impl=_Oversized())
+    assert record.outcome == "mismatch" and "shape" in record.message
+    assert record.value is None and len(json.dumps(record.to_json())) < 5000
+
+
+def test_plug_in_code_run_while_planning_is_protected_like_a_cell():
+    from adjointbench.suites.runner import Cell, run_cell
+    from adjointbench.suites.sweep import run_sweep
+
+    cells = [Cell("scalar_add", "broken", "primal", 1), Cell("scalar_mul", "broken", "primal", 1)]
+    records = run_sweep(cells, progress=False,
+                        runner=lambda cell: run_cell(cell, impl=_SupportsRaises()))
+    assert [r.outcome for r in records] == ["error", "error"]
+    assert all("supports() is broken" in r.message for r in records)
+
+
+def test_a_timed_result_of_the_wrong_shape_is_a_mismatch():
+    from adjointbench.suites.runner import Cell, run_cell
+
+    class Truncated(_Oversized):
+        def supports(self, problem, op, method=None):
+            return op in ("primal", "vjp")
+
+        def prepare(self, task):
+            import numpy as np
+
+            from adjointbench.impls.protocol import Prepared
+            if task.op == "primal":
+                return Prepared(run=lambda: task.inputs["A"] @ task.inputs["x"])
+            return Prepared(run=lambda: (np.zeros(3), np.zeros(1)))  # both cotangents cut short
+
+    record = run_cell(Cell("matvec", "truncated", "vjp", 8, budget_s=0.01, suite="bench"),
+                      impl=Truncated())
+    assert record.outcome == "mismatch" and "result 0 has shape (3,), expected" in record.message
