@@ -24,6 +24,7 @@ from adjointbench.faults import HarnessFault
 from adjointbench.reference.catalogue import get_problem
 from adjointbench.reference.oracle import ORACLE_VERSION, Reference, compute_reference
 from adjointbench.reference.problem import Problem, make_inputs
+from adjointbench.reference.second_order import SecondOrder, compute_second_order
 
 DEFAULT_CACHE_DIR = ".oracle-cache"
 
@@ -48,8 +49,12 @@ def definition_hash(problem: Problem) -> str:
     return _DEFINITIONS[id(problem)]
 
 
+NOT_DEFINING = ("second_order",)  # planning flags: no reference depends on them
+
+
 def _definition_hash(problem: Problem) -> str:
-    fields = {k: v for k, v in vars(problem).items() if not callable(v)}
+    fields = {k: v for k, v in vars(problem).items()
+              if not callable(v) and k not in NOT_DEFINING}
     sources = sorted({_module_source(f) for f in vars(problem).values() if callable(f)})
     return _sha(json.dumps(fields, sort_keys=True, default=str) + "".join(sources))
 
@@ -84,6 +89,11 @@ def _checksum(reference: dict) -> str:
     return _sha(json.dumps(reference, sort_keys=True))
 
 
+# kind -> (decode, compute) of a cache entry
+KINDS = {"first": (Reference.from_json, compute_reference),
+         "second": (SecondOrder.from_json, compute_second_order)}
+
+
 class Oracle:
     """Reference values, computed once and then read from the cache.
 
@@ -96,19 +106,31 @@ class Oracle:
         self.use_cache = use_cache
         self._memory: dict[tuple, Reference] = {}
 
-    def path(self, problem: str, size: int, seed: int, point: int = 0) -> Path:
+    def path(self, problem: str, size: int, seed: int, point: int = 0,
+             kind: str = "first") -> Path:
+        suffix = "" if kind == "first" else f"-{kind}"
         return (self.cache_dir / f"oracle-v{ORACLE_VERSION}"
-                / f"{problem}-n{size}-s{seed}-p{point}.json")
+                / f"{problem}-n{size}-s{seed}-p{point}{suffix}.json")
 
     def reference(self, problem: str, size: int, seed: int = 0, point: int = 0) -> Reference:
-        key = (problem, size, seed, point)
+        """Values and first derivatives (reference/oracle.py)."""
+        return self._get("first", problem, size, seed, point)
+
+    def second_order(self, problem: str, size: int, seed: int = 0,
+                     point: int = 0) -> SecondOrder:
+        """Second derivatives of <w, f> along the cell's probes (reference/second_order.py)."""
+        return self._get("second", problem, size, seed, point)
+
+    def _get(self, kind: str, problem: str, size: int, seed: int, point: int):
+        key = (kind, problem, size, seed, point)
         if key not in self._memory:
-            expected = cache_key(get_problem(problem), size, seed, point)
-            self._memory[key] = self._load(expected) or self._compute(expected)
+            expected = {**cache_key(get_problem(problem), size, seed, point),
+                        **({} if kind == "first" else {"kind": kind})}
+            self._memory[key] = self._load(kind, expected) or self._compute(kind, expected)
         return self._memory[key]
 
-    def _load(self, key: dict) -> Reference | None:
-        path = self.path(key["problem"], key["size"], key["seed"], key["point"])
+    def _load(self, kind: str, key: dict):
+        path = self.path(key["problem"], key["size"], key["seed"], key["point"], kind)
         if not (self.use_cache and path.exists()):
             return None
         try:
@@ -118,21 +140,21 @@ class Oracle:
                                  "inputs and oracle version")
             if entry["checksum"] != _checksum(entry["reference"]):
                 raise ValueError("its checksum does not match its contents")
-            return Reference.from_json(entry["reference"])
+            return KINDS[kind][0](entry["reference"])
         except (ValueError, KeyError, TypeError, OSError) as e:  # UnicodeDecodeError too
             warnings.warn(f"discarding the oracle cache entry {path}: {e}; recomputing it",
                           stacklevel=2)
             return None
 
-    def _compute(self, key: dict) -> Reference:
-        reference = compute_reference(get_problem(key["problem"]), key["size"], key["seed"],
-                                      point=key["point"])
+    def _compute(self, kind: str, key: dict):
+        reference = KINDS[kind][1](get_problem(key["problem"]), key["size"], key["seed"],
+                                   point=key["point"])
         if self.use_cache:
-            self._store(key, reference)
+            self._store(kind, key, reference)
         return reference
 
-    def _store(self, key: dict, reference: Reference) -> None:
-        path = self.path(key["problem"], key["size"], key["seed"], key["point"])
+    def _store(self, kind: str, key: dict, reference) -> None:
+        path = self.path(key["problem"], key["size"], key["seed"], key["point"], kind)
         data = reference.to_json()
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:

@@ -55,7 +55,8 @@ def _ode_inputs(size, rng):
 
 
 PROBLEMS = (
-    Problem(name="neural_ode", family="ode", inputs=("u0", "W", "b"),
+    Problem(name="neural_ode", second_order=False,  # the oracle would difference an integration
+            family="ode", inputs=("u0", "W", "b"),
             differentiable=("u0", "W", "b"), sizes=(2, 4, 8), generate=_ode_inputs,
             primal_mp=flow_mp,
             primal_mp_check=lambda u0, W, b: flow_mp(u0, W, b, steps=16),

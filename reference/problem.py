@@ -78,6 +78,9 @@ class Problem:
         max_full_jacobian: the oracle builds the full Jacobian at the smallest
             size only when the differentiable inputs have at most this many
             entries (None: always); above it VJPs are checked through projections.
+        second_order: whether the correctness sweep has second-order cells
+            (hvp, hessian, symmetry) for the problem: False where the oracle's
+            mixed differences of a high-precision integration would take minutes.
     """
 
     name: str
@@ -103,6 +106,7 @@ class Problem:
     primal_float64: Callable[..., Any] | None = None
     neighbourhood: float = 0.0
     max_full_jacobian: int | None = None
+    second_order: bool = True
 
     @property
     def smallest_size(self) -> int:
