@@ -20,6 +20,10 @@ _EXPORTS = {
     "batched_jacobian": "adjointbench.impls.backends",
     "jacobian_vector_product": "adjointbench.impls.backends",
     "vector_jacobian_product": "adjointbench.impls.backends",
+    "SECOND_ORDER_BACKENDS": "adjointbench.impls.backends",
+    "NestingError": "adjointbench.impls.backends",
+    "hessian": "adjointbench.impls.backends",
+    "hessian_vector_product": "adjointbench.impls.backends",
     # the protocol an implementation follows
     "Implementation": "adjointbench.impls.protocol",
     "Prepared": "adjointbench.impls.protocol",

@@ -16,7 +16,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from adjointbench.impls.protocol import OPERATIONS, Prepared, Task
+from adjointbench.names import UnknownNameError, closest
+
+from adjointbench.impls.protocol import NESTINGS, OPERATIONS, SECOND_ORDER, Prepared, Task
+from adjointbench.impls.rules import unit_directions
 
 
 class Framework:
@@ -56,6 +59,29 @@ class Framework:
 
     def jacrev(self, f, primals: tuple) -> tuple:
         return self._jacrev(f, argnums=tuple(range(len(primals))))(*primals)
+
+    def hvp(self, f, primals: tuple, cotangent, tangents: tuple, nesting: str) -> tuple:
+        """The Hessian of <w, f> applied to u, one array per primal, by one of
+        NESTINGS: the outer mode differentiates the inner one.
+
+        forward_over_reverse: the JVP of the gradient (Pearlmutter);
+        reverse_over_forward: the gradient of <w, J u>;
+        reverse_over_reverse: the VJP of the gradient, with u as its cotangent;
+        forward_over_forward: the gradient of <w, J u> by forward mode, one
+        JVP of the JVP per input entry (it materialises, hence its cost).
+        """
+        w, u = cotangent, tuple(tangents)
+        gradient = lambda *p: tuple(self.vjp(f, p, w))
+        directional = lambda *p: self.xp.sum(w * self.jvp(f, p, u))  # <w, J u>
+        if nesting == "forward_over_reverse":
+            return tuple(self.jvp(gradient, primals, u))
+        if nesting == "reverse_over_forward":
+            return tuple(self.vjp(lambda *p: self.jvp(f, p, u), primals, w))
+        if nesting == "reverse_over_reverse":
+            return tuple(self.vjp(gradient, primals, u))
+        if nesting == "forward_over_forward":
+            return tuple(self.jacfwd(directional, primals))
+        raise UnknownNameError(f"unknown nesting {nesting!r}.{closest(nesting, NESTINGS)}")
 
     def jacobian(self, mode: str) -> Callable:
         """g -> (x -> dg/dx), in ``"forward"`` or ``"reverse"`` mode."""
@@ -110,6 +136,9 @@ class AutodiffImplementation:
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         if op == "gradient":
             return method in self.losses.get(problem, {})
+        if op in SECOND_ORDER:  # a custom rule without forward mode nests reverse only
+            return (problem in self.primals and method in NESTINGS
+                    and (problem not in self.reverse_only or method == "reverse_over_reverse"))
         forward = op in ("jvp", "jacfwd")
         return (problem in self.primals and op in OPERATIONS
                 and not (forward and problem in self.reverse_only))
@@ -132,6 +161,8 @@ class AutodiffImplementation:
                             lambda r: tuple(fw.to_numpy(x) for x in r), fw.wait)
         if task.op == "batched_jacobian":
             return self.prepare_batched_jacobian(run, static, primals[0])
+        if task.op in SECOND_ORDER:
+            return self._prepare_second_order(task, run, static, primals, put)
         first_size = np.size(task.inputs[task.differentiable[0]])
         return Prepared(lambda: run(static, primals),
                         lambda r: _flatten_blocks([fw.to_numpy(x) for x in r], first_size),
@@ -149,12 +180,29 @@ class AutodiffImplementation:
 
             def f(static, *diff):
                 return primal(xp, **dict(zip(names, diff)), **static)
-            operation = self.operation("vjp" if op == "gradient" else op, f)
+            operation = self.operation("vjp" if op == "gradient" else op, f, method)
             self._cache[key] = self.framework.compile(operation)
         return self._cache[key]
 
-    def operation(self, op: str, f: Callable) -> Callable:
-        """``op`` of ``f(static, *differentiable)`` through the framework's AD."""
+    def _prepare_second_order(self, task: Task, run: Callable, static: dict, primals: tuple,
+                              put: Callable) -> Prepared:
+        """hvp: H u per input; hessian: (N, N), one compiled HVP per unit direction."""
+        fw = self.framework
+        w = put(task.cotangent)
+        to_tuple = lambda r: tuple(fw.to_numpy(x) for x in r)
+        if task.op == "hvp":
+            u = tuple(put(task.tangent[n]) for n in task.differentiable)
+            return Prepared(lambda: run(static, primals, u, w), to_tuple, fw.wait)
+        shapes = {n: np.shape(task.inputs[n]) for n in task.differentiable}
+        units = [tuple(put(t) for t in unit) for unit in unit_directions(shapes, np.float64)]
+        return Prepared(lambda: [run(static, primals, u, w) for u in units],
+                        lambda columns: np.stack([np.concatenate(
+                            [np.ravel(fw.to_numpy(x)) for x in c]) for c in columns], axis=1),
+                        fw.wait)
+
+    def operation(self, op: str, f: Callable, method: str | None = None) -> Callable:
+        """``op`` of ``f(static, *differentiable)`` through the framework's AD
+        (``method``: a second-order operation's nesting)."""
         fw = self.framework
         bind = lambda s: (lambda *d: f(s, *d))
         if op == "primal":
@@ -165,6 +213,8 @@ class AutodiffImplementation:
             return lambda s, p, w: tuple(fw.vjp(bind(s), p, w))
         if op == "batched_jacobian":
             return lambda s, x: fw.vmap_jacobian(_one_sample(bind(s)), x)
+        if op in SECOND_ORDER:
+            return lambda s, p, u, w: fw.hvp(bind(s), p, w, u, method)
         transform = fw.jacfwd if op == "jacfwd" else fw.jacrev
         return lambda s, p: tuple(transform(bind(s), p))
 
@@ -192,9 +242,9 @@ class PerSampleLoopImplementation(AutodiffImplementation):
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         return problem in self.primals and op in self.LOOP_OPS
 
-    def operation(self, op: str, f: Callable) -> Callable:
+    def operation(self, op: str, f: Callable, method: str | None = None) -> Callable:
         if op != "batched_jacobian":
-            return super().operation(op, f)
+            return super().operation(op, f, method)
         fw = self.framework
         return lambda s, xs: fw.jacfwd(_one_sample(lambda x: f(s, x)), (xs,))[0]
 

@@ -10,6 +10,15 @@ enables float64 itself, once at start-up, with
 ``jax.config.update("jax_enable_x64", True)`` (or ``JAX_ENABLE_X64=1``). In the other mode, a JVP is the transpose of a VJP and a
 VJP the transpose of a JVP, so every product is available in every mode.
 
+Second order, for a scalar-valued f: ``hessian_vector_product(f, backend, x, v)``
+and ``hessian(f, backend, x)``, the backend naming the nesting of AD modes
+(the outer differentiates the inner): ``jax-forward-over-reverse``,
+``jax-reverse-over-forward``, ``jax-reverse-over-reverse``,
+``jax-forward-over-forward`` and ``torch-forward-over-reverse``,
+``torch-reverse-over-forward``, ``torch-reverse-over-reverse``,
+``torch-forward-over-forward``. The first-order helpers can themselves be
+differentiated (a loss holding a batched Jacobian or a JVP), in either mode.
+
 Shapes of ``batched_jacobian`` follow Lux.jl: x is (N..., B), f(x) is (M..., B)
 and J is (prod M, prod N, B). ``batch_axis=0`` gives NumPy's (B, M, N) for x
 of shape (B, N...).
@@ -23,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adjointbench.impls.protocol import NESTINGS
 from adjointbench.names import UnknownNameError, closest
 
 BACKENDS = ("jax-forward", "jax-reverse", "torch-forward", "torch-reverse")
@@ -135,3 +145,65 @@ def batched_jacobian(f: Callable, backend: str, x: Any, batch_axis: int = -1) ->
         return J.reshape(-1, int(np.prod(sample.shape, dtype=int)))
 
     return ops.vmap(sample_jacobian, batch_axis, 0 if batch_axis == 0 else 2)(x)
+
+
+SECOND_ORDER_BACKENDS = tuple(f"{framework}-{nesting.replace('_', '-')}"
+                              for framework in ("jax", "torch") for nesting in NESTINGS)
+
+
+def _second_order_backend(name: str) -> tuple[Any, str]:
+    """(the framework's adapter, the nesting) of a backend like ``jax-forward-over-reverse``."""
+    if name not in SECOND_ORDER_BACKENDS:
+        raise UnknownNameError(f"unknown second-order backend {name!r}."
+                               f"{closest(name, SECOND_ORDER_BACKENDS)}")
+    framework, nesting = name.split("-", 1)
+    return _Backend(framework, "").ops, nesting.replace("-", "_")
+
+
+def hessian_vector_product(f: Callable, backend: str, x: Any, v: Any) -> Any:
+    """H v, with H the Hessian of the scalar-valued ``f`` at ``x``, by the
+    nesting the backend names (``jax-forward-over-reverse``, ...,
+    ``torch-forward-over-forward``: the outer mode differentiates the inner).
+
+    >>> import jax.numpy as jnp
+    >>> hessian_vector_product(lambda x: jnp.sum(x ** 3), "jax-forward-over-reverse",
+    ...                        jnp.ones(2), jnp.ones(2))
+    Array([6., 6.], dtype=float64)
+    """
+    ops, nesting = _second_order_backend(backend)
+    x, v = ops.asarray(x), ops.asarray(v)
+    _require_scalar(f(x), backend)
+    try:
+        return ops.hvp(f, (x,), ops.asarray(1.0, dtype=x.dtype), (v,), nesting)[0]
+    except Exception as e:  # noqa: BLE001 - the framework's refusal, named
+        raise NestingError(f"{backend} cannot differentiate this f: {type(e).__name__}: {e}. "
+                           "A custom rule with no forward mode (jax.custom_vjp, a "
+                           "torch.autograd.Function without jvp) allows reverse-over-reverse "
+                           "only; choose that backend, or give the rule a forward mode.") from e
+
+
+def hessian(f: Callable, backend: str, x: Any) -> Any:
+    """The Hessian of the scalar-valued ``f`` at ``x``, shape x.shape + x.shape,
+    one Hessian-vector product per entry of x by the backend's nesting.
+
+    >>> import torch
+    >>> hessian(lambda x: (x ** 2).sum(), "torch-reverse-over-reverse", torch.ones(2))
+    tensor([[2., 0.],
+            [0., 2.]])
+    """
+    ops, _ = _second_order_backend(backend)
+    x = ops.asarray(x)
+    n = int(np.prod(x.shape, dtype=int))
+    columns = [hessian_vector_product(f, backend, x, ops.asarray(
+        np.eye(n)[k].reshape(x.shape), dtype=x.dtype)) for k in range(n)]
+    return ops.xp.stack([c.reshape(-1) for c in columns], 1).reshape(tuple(x.shape) * 2)
+
+
+class NestingError(TypeError):
+    """This nesting of AD modes cannot differentiate this function."""
+
+
+def _require_scalar(y: Any, backend: str) -> None:
+    if int(np.prod(getattr(y, "shape", ()), dtype=int)) != 1:
+        raise ValueError(f"{backend}: f must return a scalar for a Hessian, got shape "
+                         f"{tuple(y.shape)}; for a vector output use the Hessian of <w, f(x)>")

@@ -8,8 +8,9 @@ An implementation is an object with a ``name`` and three methods::
         def supports(self, problem: str, op: str, method: str | None = None) -> bool: ...
         def prepare(self, task: Task) -> Prepared: ...
 
-``supports`` is asked with a ``method`` for ``gradient`` only; an
-implementation that offers no gradient may take just (problem, op).
+``supports`` is asked with a ``method`` for ``gradient``, ``hvp`` and
+``hessian`` only; an implementation that offers none of them may take just
+(problem, op).
 
 ``prepare`` does all conversion and compilation (it is never timed) and
 returns a :class:`Prepared` whose ``run()`` computes the operation on data
@@ -32,6 +33,12 @@ jacrev     2-D array (m, N), built in reverse mode
 batched_   3-D array (M, N, B): for a batched problem (one differentiable
 jacobian   input x of shape (N..., B), output (M..., B)), the Jacobian of
            each sample on its own, the batch last (Lux.jl's layout)
+hvp        tuple of one array per differentiable input: the Hessian of
+           <w, f> (w = ``task.cotangent``; 1 for a scalar output) applied
+           to u = ``task.tangent``, by the nesting ``task.method``
+           (forward_over_reverse, reverse_over_forward, reverse_over_reverse,
+           forward_over_forward)
+hessian    2-D array (N, N): the Hessian of <w, f>, by ``task.method``
 gradient   tuple of one array per differentiable input: dJ/dtheta of a
            sensitivity problem's scalar loss J, by ``task.method`` (fd_forward,
            fd_central, forward_sensitivity, adjoint, unrolled, implicit)
@@ -53,7 +60,11 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "gradient")
+OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian",
+              "gradient")
+SECOND_ORDER = ("hvp", "hessian")
+NESTINGS = ("forward_over_reverse", "reverse_over_forward", "reverse_over_reverse",
+            "forward_over_forward")  # second order: the outer mode differentiates the inner
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
 
