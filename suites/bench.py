@@ -27,7 +27,7 @@ from adjointbench.suites.threads import blas_threads
 from adjointbench.suites.timing import Paired, WarmCall, sample_paired, warm_up
 
 # Operations whose run() includes the forward pass: never cheaper than the primal
-INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "gradient")
+INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian", "gradient")
 SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
 
 
@@ -38,7 +38,9 @@ def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
 
 def _operation_task(cell: Cell, problem: Problem, inputs: dict, output_shape) -> Task:
     probes = make_probes(problem, cell.size, inputs, output_shape, cell.seed)
-    extra = {"jvp": {"tangent": probes.tangent}, "vjp": {"cotangent": probes.cotangent}}
+    extra = {"jvp": {"tangent": probes.tangent}, "vjp": {"cotangent": probes.cotangent},
+             "hvp": {"tangent": probes.tangent, "cotangent": probes.cotangent},
+             "hessian": {"cotangent": probes.cotangent}}
     return _task(cell, problem, cell.op, inputs, **extra.get(cell.op, {}))
 
 
@@ -49,8 +51,10 @@ def expected_shapes(cell: Cell, problem: Problem, inputs: dict,
     outputs, n = int(np.prod(output_shape)), sum(np.size(inputs[k]) for k in problem.differentiable)
     if cell.op in ("primal", "jvp"):
         return [tuple(output_shape)]
-    if cell.op in ("vjp", "gradient"):
+    if cell.op in ("vjp", "gradient", "hvp"):
         return [np.shape(inputs[k]) for k in problem.differentiable]
+    if cell.op == "hessian":
+        return [(n, n)]
     if cell.op == "batched_jacobian":
         x = inputs[problem.batch_input]
         return [(outputs // x.shape[-1], x[..., 0].size, x.shape[-1])]

@@ -12,17 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from adjointbench.impls.protocol import DEVICES, DTYPES, OPERATIONS
+from adjointbench.impls.protocol import DEVICES, DTYPES, NESTINGS, OPERATIONS, SECOND_ORDER
 from adjointbench.reference import Problem, get_problem, problems
 from adjointbench.reference.catalogue import UnknownNameError, closest
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
 
-IDENTITIES = ("transpose", "linearity")
+IDENTITIES = ("transpose", "linearity", "symmetry")
 PRIMITIVE_OPS = tuple(op for op in OPERATIONS if op != "gradient") + IDENTITIES
 SENSITIVITY_OPS = ("gradient",)
 ALL_OPS = PRIMITIVE_OPS + SENSITIVITY_OPS
-FULL_JACOBIAN_OPS = ("jacfwd", "jacrev")
+FULL_JACOBIAN_OPS = ("jacfwd", "jacrev", "hessian")
+SECOND_ORDER_OPS = SECOND_ORDER + ("symmetry",)  # one cell per nesting (the cell's method)
 DEFAULT_BENCH_OPS = ("primal", "jvp", "vjp", "batched_jacobian")
 SUITES = ("check", "bench")
 # Scalable sensitivity problems run up to this P unless sizes are asked for
@@ -90,7 +91,17 @@ def _offered_sizes(chosen: list[Problem], suite: str) -> list[int]:
 
 def _ops_of(problem: Problem, ops: list[str]) -> list[str]:
     valid = SENSITIVITY_OPS if problem.kind == "sensitivity" else PRIMITIVE_OPS
-    return [op for op in ops if op in valid and (op != "batched_jacobian" or problem.batch_input)]
+    return [op for op in ops if op in valid and (op != "batched_jacobian" or problem.batch_input)
+            and (op not in SECOND_ORDER_OPS or problem.second_order)]
+
+
+def _methods_of(op: str, methods: list[str]) -> list[str | None]:
+    """A gradient cell per gradient method, a second-order cell per nesting."""
+    if op == "gradient":
+        return [m for m in methods if m in METHODS]
+    if op in SECOND_ORDER_OPS:
+        return [m for m in methods if m in NESTINGS]
+    return [None]
 
 
 def _chosen(names: Iterable[str]) -> list:
@@ -133,8 +144,9 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     chosen = (_chosen(problem_names) if problem_names
               else problems("primitive") if bench else problems(None))
     ops = check_names("operation", ops, ALL_OPS) if ops else (
-        list(DEFAULT_BENCH_OPS) if bench else list(ALL_OPS))
-    methods = check_names("method", methods, METHODS)
+        list(DEFAULT_BENCH_OPS) if bench
+        else [op for op in ALL_OPS if not (quick and op in SECOND_ORDER_OPS)])
+    methods = check_names("method", methods, METHODS + NESTINGS)
     dtypes = check_names("dtype", dtypes, DTYPES) if dtypes else (
         ["float64"] if bench or quick else list(DTYPES))
     devices = check_names("device", devices, DEVICES) if devices else ["cpu"]
@@ -152,5 +164,5 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
             for p in chosen for op in _ops_of(p, ops)
             for size in _sizes(p, op, suite, quick, sizes)
             for impl in impls
-            for method in (methods if op == "gradient" else [None])
+            for method in _methods_of(op, methods)
             for dtype in dtypes for device in devices]

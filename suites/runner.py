@@ -37,7 +37,8 @@ from adjointbench.suites.tolerance import ILL_CONDITIONED, tolerance
 LINEARITY = (0.75, -1.25)
 # Gradients at large P take seconds: three timed rounds, within a small budget
 GRADIENT_ROUNDS, GRADIENT_BUDGET_S = 3, 0.1
-NEEDS = {"transpose": ("jvp", "vjp"), "linearity": ("jvp",)}
+NEEDS = {"transpose": ("jvp", "vjp"), "linearity": ("jvp",), "symmetry": ("hvp",)}
+SECOND_ORDER_CHECKS = ("hvp", "hessian")  # compared with the oracle's second derivatives
 
 
 @dataclass
@@ -49,6 +50,7 @@ class _Context:
     inputs: dict
     probes: object
     fields: dict = field(default_factory=dict)  # extra record fields a check fills in
+    second: object = None  # the oracle's second derivatives, for hvp and hessian cells
 
     def task(self, op: str, inputs: dict | None = None, **kw) -> Task:
         return Task(self.problem.name, op, self.inputs if inputs is None else inputs,
@@ -209,11 +211,55 @@ def _check_linearity(ctx: _Context) -> Comparison:
                    ctx.reference.condition, scale=np.abs(a * ju) + np.abs(b * jv))
 
 
+def _hvp(ctx: _Context, u: dict) -> list[np.ndarray]:
+    """H u from the implementation, one array per differentiable input."""
+    w = ctx.probes.cotangent
+    return ctx.cotangents(ctx.execute("hvp", tangent=u, cotangent=w), "hvp")
+
+
+def _check_hvp(ctx: _Context) -> Comparison:
+    """H u against the oracle's Hessian at the smallest size, else <v_k, H u>
+    against its mixed second derivatives along each projection v_k."""
+    u, names = ctx.probes.tangent, ctx.problem.differentiable
+    actual, second = _hvp(ctx, u), ctx.second
+    if second.hessian is not None:
+        hessian = second.hessian
+        full = hessian.certified("Hessian") @ np.concatenate([np.ravel(u[n]) for n in names])
+        error = float(np.sum([np.sum(np.abs(u[n])) for n in names])) * hessian.error
+        start, parts = 0, []
+        for a, n in zip(actual, names):
+            expected = Estimate(full[start:start + a.size].reshape(a.shape), error, "fd")
+            parts.append(ctx.against(a, expected, f"hvp (H u) for input {n!r}"))
+            start += a.size
+        return worst_of(parts)
+    return worst_of([compare_inner_products(
+        [np.array(1.0)], [e.certified(f"second derivative {k}")], actual, [v[n] for n in names],
+        ctx.tol(e.relative_error), f"hvp: <v{k}, H u> against the oracle's second derivative",
+        ctx.reference.condition, e.relative_error)
+        for k, (v, e) in enumerate(zip(ctx.probes.projections, second.projected))])
+
+
+def _check_hessian(ctx: _Context) -> Comparison:
+    expected = ctx.second.hessian
+    actual = validate(ctx.execute("hessian", cotangent=ctx.probes.cotangent),
+                      expected.value.shape, ctx.cell.dtype, "Hessian")
+    return ctx.against(actual, expected, "Hessian")
+
+
+def _check_symmetry(ctx: _Context) -> Comparison:
+    """<v, H u> = <u, H v> within the implementation (H is symmetric)."""
+    u, v, names = ctx.probes.tangent, ctx.probes.tangent2, ctx.problem.differentiable
+    return compare_inner_products([v[n] for n in names], _hvp(ctx, u), [u[n] for n in names],
+                                  _hvp(ctx, v), ctx.tol(), "<u, H v> against <v, H u>",
+                                  ctx.reference.condition)
+
+
 CHECKERS: dict[str, Callable[[_Context], Comparison]] = {
     "primal": _check_primal, "jvp": _check_jvp, "vjp": _check_vjp,
     "jacfwd": _check_jacobian("jacfwd"), "jacrev": _check_jacobian("jacrev"),
     "batched_jacobian": _check_batched_jacobian, "gradient": _check_gradient,
     "transpose": _check_transpose, "linearity": _check_linearity,
+    "hvp": _check_hvp, "hessian": _check_hessian, "symmetry": _check_symmetry,
 }
 
 
@@ -258,6 +304,8 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
         probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
                              point)
         ctx = _Context(cell, problem, executor, reference, inputs, probes)
+        if cell.op in SECOND_ORDER_CHECKS:
+            ctx.second = oracle.second_order(cell.problem, cell.size, cell.seed, point)
         result = CHECKERS[cell.op](ctx)
     except HarnessFault:
         raise  # the harness's own fault stops the run; it is no implementation's outcome
