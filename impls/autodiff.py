@@ -22,6 +22,9 @@ from adjointbench.impls.protocol import NESTINGS, OPERATIONS, SECOND_ORDER, Prep
 from adjointbench.impls.rules import unit_directions
 
 
+MAX_FORWARD_OVER_FORWARD = 4096  # input entries: beyond, N JVPs of JVPs per product
+
+
 class Framework:
     """One AD framework: array handling, plus the transforms ``_jvp``,
     ``_vjp``, ``_jacfwd``, ``_jacrev`` with JAX's signatures (torch.func has
@@ -188,6 +191,11 @@ class AutodiffImplementation:
                               put: Callable) -> Prepared:
         """hvp: H u per input; hessian: (N, N), one compiled HVP per unit direction."""
         fw = self.framework
+        entries = sum(int(np.size(task.inputs[n])) for n in task.differentiable)
+        if task.method == "forward_over_forward" and entries > MAX_FORWARD_OVER_FORWARD:
+            raise NotImplementedError(
+                f"forward-over-forward takes one JVP of a JVP per input entry: {entries} "
+                f"entries here, run up to {MAX_FORWARD_OVER_FORWARD}")
         w = put(task.cotangent)
         to_tuple = lambda r: tuple(fw.to_numpy(x) for x in r)
         if task.op == "hvp":
