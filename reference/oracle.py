@@ -288,18 +288,26 @@ class _FiniteDifferences:
             f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
 
     def _extrapolate(self, unit, h0):
-        goal = mpmath.mpf(10) ** (-(DPS // 2 + 5))
-        previous: list = []
-        for k in range(FD_LEVELS):
-            row = [_real(self._central(unit, h0 / 2**k))]
-            for j in range(1, k + 1):
-                row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
-            if k >= 1:
-                error = hp.max_abs(row[k] - previous[k - 1])
-                if error <= goal * max(mpmath.mpf(1), hp.max_abs(row[k])):
-                    break
-            previous = row
-        return row[-1], error
+        return richardson(lambda h: _real(self._central(unit, h)), h0,
+                          mpmath.mpf(10) ** (-(DPS // 2 + 5)))
+
+
+def richardson(difference, h0, goal) -> tuple:
+    """Richardson extrapolation of a difference quotient whose error expands in
+    even powers of h, halving h from ``h0``: (value, error), stopping when
+    two levels agree to ``goal`` relatively; their difference is the error."""
+    previous: list = []
+    error = mpmath.inf
+    for k in range(FD_LEVELS):
+        row = [difference(h0 / 2**k)]
+        for j in range(1, k + 1):
+            row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
+        if k >= 1:
+            error = hp.max_abs(row[k] - previous[k - 1])
+            if error <= goal * max(mpmath.mpf(1), hp.max_abs(row[k])):
+                break
+        previous = row
+    return row[-1], error
 
 
 def _real(values: np.ndarray) -> np.ndarray:

@@ -26,10 +26,10 @@ import mpmath
 import numpy as np
 
 from adjointbench.reference import hp
-from adjointbench.reference.oracle import (DPS, FD_LEVELS, MP_STEP_RETRIES, ORACLE_VERSION,
-                                           Estimate, UncertifiedReference, WeakReference,
-                                           _basis, _estimate, _real, high_precision_primal,
-                                           reference_source)
+from adjointbench.reference.oracle import (DPS, MP_STEP_RETRIES, ORACLE_VERSION, Estimate,
+                                           UncertifiedReference, WeakReference, _basis,
+                                           _estimate, _real, high_precision_primal,
+                                           reference_source, richardson)
 from adjointbench.reference.problem import Problem, make_inputs, make_probes
 
 Arrays = dict
@@ -104,31 +104,14 @@ class _MixedDifferences:
         h0 = mpmath.mpf(1) / (16 * mpmath.sqrt(count))
         for _ in range(MP_STEP_RETRIES):
             try:
-                value, error = _extrapolate(lambda h: self._difference(unit_a, unit_b, h), h0)
+                value, error = richardson(lambda h: self._difference(unit_a, unit_b, h), h0,
+                                          mpmath.mpf(10) ** (-(DPS // 2)))
                 return value * norm_a * norm_b, error * norm_a * norm_b
             except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
                 h0 /= 2**10
         raise UncertifiedReference(
             f"the oracle cannot difference {self.problem.name} twice here: every step "
             f"down to {float(h0):.0e} leaves the primal's domain")
-
-
-def _extrapolate(difference, h0) -> tuple:
-    """Richardson extrapolation of an even-power expansion in h, halving h;
-    stops when two levels agree to half the working digits."""
-    goal = mpmath.mpf(10) ** (-(DPS // 2))
-    previous: list = []
-    error = mpmath.inf
-    for k in range(FD_LEVELS):
-        row = [difference(h0 / 2**k)]
-        for j in range(1, k + 1):
-            row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
-        if k >= 1:
-            error = hp.max_abs(row[k] - previous[k - 1])
-            if error <= goal * max(mpmath.mpf(1), hp.max_abs(row[k])):
-                break
-        previous = row
-    return row[-1], error
 
 
 def _scalar_estimate(value, error) -> Estimate:
