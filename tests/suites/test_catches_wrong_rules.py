@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from adjointbench.reference import get_problem
-from adjointbench.suites.cells import plan_cells
+from adjointbench.suites.cells import SECOND_ORDER_OPS, plan_cells
 from adjointbench.suites.sweep import run_sweep
 
 WRONG_PROBLEMS = {"softmax", "matmul", "linear_solve"}
@@ -25,7 +25,9 @@ def test_wrong_vjps_are_mismatches_exactly_where_wrong(plugins_on_path, oracle):
     # matmul's transposed factor is a shape error now that A and B are not square
     assert by_outcome["mismatch"] | by_outcome["error"] == expected_mismatches
     assert {p for p, *_ in by_outcome["error"]} <= {"matmul"}
-    assert set(by_outcome) <= {"ok", "mismatch", "error"}
+    # hand-written first-order rules offer no second order: those cells, and only those
+    assert {op for _, op, *_ in by_outcome["unsupported"]} == set(SECOND_ORDER_OPS)
+    assert set(by_outcome) <= {"ok", "mismatch", "error", "unsupported"}
 
 
 def test_mismatch_message_names_op_input_element_error_tolerance_condition(plugins_on_path,

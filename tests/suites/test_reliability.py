@@ -12,7 +12,7 @@ import pytest
 from adjointbench.reference import get_problem
 from adjointbench.suites.cells import plan_cells
 from adjointbench.suites.isolation import IsolatedRunner
-from adjointbench.suites.results import ResultsFile
+from adjointbench.suites.results import ResultsFile, record_key
 from adjointbench.suites.runner import Cell
 from adjointbench.suites.sweep import run_sweep
 
@@ -87,7 +87,7 @@ def test_sigint_keeps_every_finished_cell(tmp_path):
     finished = _check(*args, "--resume")
     assert finished.returncode == 0, finished.stderr
     total, _ = ResultsFile(tmp_path).read()
-    keys = [(r.problem, r.op, r.size, r.dtype) for r in total]
+    keys = [record_key(r) for r in total]
     planned = plan_cells(["naive"], ["matmul", "matvec", "softmax"])
     assert len(keys) == len(set(keys)) == len(planned)  # every cell once, interrupted or not
 
