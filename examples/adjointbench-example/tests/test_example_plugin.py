@@ -33,8 +33,10 @@ def test_check_from_the_command_line(tmp_path):
                 "--impl", "adjointbench_example.rules:implementation", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    judged = [r for r in records if r["dtype"] == "float64"]
+    judged = [r for r in records if r["dtype"] == "float64" and r["method"] is None]
     assert judged and {r["outcome"] for r in judged} == {"ok"}
+    second_order = [r for r in records if r["op"] in ("hvp", "hessian", "symmetry")]
+    assert {r["outcome"] for r in second_order} == {"unsupported"}  # the rules have none
     assert {r["level"] for r in judged} == {"fd"}  # the high-precision primal's
     # declared in float64 only: its float32 cells say so instead of passing
     assert {r["outcome"] for r in records if r["dtype"] == "float32"} == {"unsupported"}
