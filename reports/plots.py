@@ -53,7 +53,7 @@ def _lines(ax, data: pd.DataFrame, y: str, colours: dict, x: str = "size") -> No
 
 def _legend(fig: Figure, colours: dict) -> None:
     handles = [plt.Line2D([], [], color=c, marker="o", ms=4, label=n) for n, c in colours.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8),
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
                frameon=False)
 
 
@@ -196,6 +196,34 @@ def batched_throughput(frame: pd.DataFrame) -> Figure | None:
         ax.set(xscale="log", yscale="log", title=problem, xlabel="batch size B",
                ylabel="samples / s")
     fig.suptitle("Batched Jacobians: throughput against batch size")
+    _legend(fig, colours)
+    return fig
+
+
+def second_order_costs(frame: pd.DataFrame) -> Figure | None:
+    """Cost of a Hessian-vector product in primals against size, one line per
+    implementation and nesting, one panel per problem (paired ratios)."""
+    data = _bench(frame)
+    data = data[(data["op"] == "hvp") & data["method"].notna()].dropna(
+        subset=["ratio_to_primal"])
+    if data.empty:
+        return None
+    data = data.assign(series=data["impl"] + " " + data["method"].str.replace("_", "-"))
+    colours = _colours(data["series"].unique())
+    problems = sorted(data["problem"].unique())
+    fig, axes = _grid(len(problems))
+    for ax, problem in zip(axes, problems):
+        for series, rows in data[data["problem"] == problem].groupby("series"):
+            rows = rows.sort_values("size")
+            ax.errorbar(rows["size"], rows["ratio_to_primal"],
+                        yerr=[rows["ratio_to_primal"] - rows["ratio_q1"],
+                              rows["ratio_q3"] - rows["ratio_to_primal"]],
+                        marker="o", ms=3, capsize=2, color=colours[series],
+                        linestyle="-" if len(rows) > 1 else "none")
+        ax.set(xscale="log", yscale="log", title=problem, xlabel="size",
+               ylabel="hvp time / primal time")
+    fig.suptitle("Second order: Hessian-vector product cost by nesting (median and quartiles "
+                 "of paired ratios)")
     _legend(fig, colours)
     return fig
 

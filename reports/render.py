@@ -46,6 +46,11 @@ SECTIONS = (
             "Median of paired ratios: samples of each operation and of its primal alternate "
             "in one process on the same inputs. '!' marks a flagged cell (see Timing "
             "warnings).", plots.ratio_to_primal),
+    Section("second-order", "Second order: cost of each nesting",
+            "Hessian-vector product time over the primal's (paired ratios, bars at the "
+            "quartiles) against size, per implementation and nesting: forward-over-reverse "
+            "is the cheap one; forward-over-forward takes one JVP of a JVP per input entry.",
+            plots.second_order_costs),
     Section("adjoint", "Adjoint-sensitivity methods",
             "Relative error against the oracle and time per gradient, against the number "
             "of parameters P.", plots.adjoint_methods),
@@ -72,6 +77,20 @@ th{background:#f4f4f4} img{max-width:100%;height:auto} .empty{color:#777;font-st
 
 def escape_markdown(text) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", str(text))
+
+
+NAME_COLUMNS = ("problem", "impl", "op", "method", "dtype", "device", "suite")
+
+
+def _mathtext_escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """The names matplotlib draws, with ``$`` escaped: an implementation named
+    ``$\\frac{$`` is drawn as written instead of failing as mathtext."""
+    escaped = frame.copy()
+    for column in NAME_COLUMNS:
+        if column in escaped:
+            escaped[column] = escaped[column].map(
+                lambda v: v.replace("$", r"\$") if isinstance(v, str) else v)
+    return escaped
 
 
 def _png(fig) -> bytes:
@@ -186,9 +205,8 @@ class Report:
 
     def plot(self, section: Section, frame: pd.DataFrame) -> None:
         try:
-            with plt.rc_context({"text.parse_math": False}):  # names are text, never TeX
-                fig = section.plot(frame)
-                png = None if fig is None else _png(fig)
+            fig = section.plot(_mathtext_escaped(frame))  # names are text, never TeX
+            png = None if fig is None else _png(fig)
         except Exception as e:  # a plot that fails is reported, the report goes on
             message = f"This plot failed: {type(e).__name__}: {e}"
             self.section(section.id, section.title, f'<p class="warning">{html.escape(message)}'

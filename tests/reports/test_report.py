@@ -27,6 +27,10 @@ def results(tmp_path_factory):
              "--size", "1,4,8,32,100,1000", "--budget", "0.01", "--out", str(out), "--quiet",
              "--in-process"]
     assert main(bench) == 0
+    second = ["bench", "--impl", "jax", "--problem", "softmax", "--op", "hvp", "--method",
+              "forward_over_reverse,reverse_over_reverse", "--size", "100,1000", "--budget",
+              "0.01", "--out", str(out), "--quiet", "--in-process", "--resume"]
+    assert main(second) == 0
     return out
 
 
