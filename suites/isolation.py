@@ -21,6 +21,7 @@ from adjointbench.suites.results import FAILURES, Record
 
 DEFAULT_TIMEOUT_S = 300.0
 LOAD_TIMEOUT_S = 300.0  # importing a framework is not the cell's time
+STOP_GRACE_S = 0.05  # a worker asked to stop is then killed: results live in the parent
 MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
 
 
@@ -198,7 +199,7 @@ class Worker:
         if self.process.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
                 self.connection.send(None)
-            self.process.join(timeout=2)
+            self.process.join(timeout=STOP_GRACE_S)  # it holds nothing worth a wait
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()
