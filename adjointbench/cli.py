@@ -54,6 +54,7 @@ from adjointbench.suites.environment import finish_environment, write_environmen
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
+from adjointbench import faults
 from adjointbench.faults import HarnessFault
 from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
                                          without_duplicates)
@@ -470,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line  # one readable line, no source excerpt
     # SIGTERM unwinds like Ctrl-C: the workers are stopped, the records kept
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with faults.interrupts_never_swallowed():
+        return _dispatch(argv)
+
+
+def _dispatch(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse: bad input (2) or --help (0), already printed

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 from adjointbench.reference import Oracle
 from adjointbench.suites.cells import Cell
+from adjointbench.faults import raise_if_interrupted
 from adjointbench.suites.results import FAILURES, Record, ResultsFile
 from adjointbench.suites.runner import run_cell
 
@@ -68,6 +69,7 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
             results.append(record)
         if on_record:
             on_record(record)
+        raise_if_interrupted()  # a Ctrl-C a finaliser swallowed during the cell
     if bar:
         bar.update(len(cells), "done", failed)
         bar.close()

@@ -359,3 +359,21 @@ def test_a_timed_result_of_the_wrong_shape_is_a_mismatch():
     record = run_cell(Cell("matvec", "truncated", "vjp", 8, budget_s=0.01, suite="bench"),
                       impl=Truncated())
     assert record.outcome == "mismatch" and "result 0 has shape (3,), expected" in record.message
+
+
+def test_a_ctrl_c_a_finaliser_swallows_still_stops_the_sweep(capfd):
+    """Python hands KeyboardInterrupt to whatever runs, a ``__del__`` included,
+    which prints it and goes on: the sweep must stop at the next cell anyway."""
+    from adjointbench import faults
+
+    class InterruptedWhileCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with faults.interrupts_never_swallowed():
+        InterruptedWhileCollected()  # collected at once: the interrupt lands in __del__
+        with pytest.raises(KeyboardInterrupt):
+            faults.raise_if_interrupted()
+    assert "Traceback" not in capfd.readouterr().err
+    with faults.interrupts_never_swallowed():
+        faults.raise_if_interrupted()  # a new run starts clean
