@@ -44,7 +44,7 @@ import time
 import warnings
 from pathlib import Path
 
-from adjointbench.impls.protocol import DEVICES, DTYPES, NESTINGS
+from adjointbench.impls.protocol import DEVICES, DTYPES, SECOND_ORDER_METHODS
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                             known_names, load_implementation)
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
@@ -404,8 +404,8 @@ def _filters(parser: argparse.ArgumentParser) -> None:
                         "entry-point name or module:object (default: all)")
     parser.add_argument("--op", type=_name_list, help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
     parser.add_argument("--method", type=_name_list, help="gradient methods of sensitivity "
-                        f"problems ({', '.join(METHODS)}) and second-order nestings "
-                        f"({', '.join(NESTINGS)}), comma-separated (default: all)")
+                        f"problems ({', '.join(METHODS)}) and second-order methods "
+                        f"({', '.join(SECOND_ORDER_METHODS)}), comma-separated (default: all)")
     parser.add_argument("--dtype", type=_name_list, help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
     parser.add_argument("--size", type=_size_list, help="sizes, comma-separated (default: each problem's own)")
     parser.add_argument("--device", type=_name_list, help=f"devices, comma-separated, of {', '.join(DEVICES)} "

@@ -35,9 +35,11 @@ jacobian   input x of shape (N..., B), output (M..., B)), the Jacobian of
            each sample on its own, the batch last (Lux.jl's layout)
 hvp        tuple of one array per differentiable input: the Hessian of
            <w, f> (w = ``task.cotangent``; 1 for a scalar output) applied
-           to u = ``task.tangent``, by the nesting ``task.method``
-           (forward_over_reverse, reverse_over_forward, reverse_over_reverse,
-           forward_over_forward)
+           to u = ``task.tangent``, by ``task.method``: a nesting of AD
+           modes (forward_over_reverse, reverse_over_forward,
+           reverse_over_reverse, forward_over_forward), ``rule`` (a
+           hand-written second-order rule) or ``materialised`` (the
+           Hessian filled entry by entry, then multiplied)
 hessian    2-D array (N, N): the Hessian of <w, f>, by ``task.method``
 gradient   tuple of one array per differentiable input: dJ/dtheta of a
            sensitivity problem's scalar loss J, by ``task.method`` (fd_forward,
@@ -65,6 +67,7 @@ OPERATIONS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "h
 SECOND_ORDER = ("hvp", "hessian")
 NESTINGS = ("forward_over_reverse", "reverse_over_forward", "reverse_over_reverse",
             "forward_over_forward")  # second order: the outer mode differentiates the inner
+SECOND_ORDER_METHODS = NESTINGS + ("rule", "materialised")
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
 

@@ -9,7 +9,15 @@ A :class:`Rule` is the pure primal beside the JAX-style triple forward / jvp
     vjp(residuals, cotangent)    -> tuple of input cotangents
 
 with tangents and cotangents in the order of the differentiable inputs, so a
-factorisation made by the forward pass is reused by both rules. The full
+factorisation made by the forward pass is reused by both rules. A rule may add
+second order:
+
+    hvp(inputs, w, *u)           -> the Hessian of <w, f> at ``inputs`` applied
+                                    to u, one array per differentiable input
+    hessian(inputs, w)           -> that Hessian materialised, (N, N)
+
+(``hvp`` is the tangent of the VJP written by hand; ``hessian`` alone, as the
+naive table gives it, yields the product H u by materialising H first.) The full
 Jacobians are built here, once for every rule table: column by column from
 JVPs (forward) and row by row from VJPs (reverse), unless the rule materialises
 its own ``jacobian(residuals)``.
@@ -29,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from adjointbench.impls.protocol import Prepared, Task
+from adjointbench.impls.protocol import SECOND_ORDER, Prepared, Task
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class Rule:
     jvp: Callable[..., Any]
     vjp: Callable[..., tuple]
     jacobian: Callable[[Any], np.ndarray] | None = None
+    hvp: Callable[..., tuple] | None = None
+    hessian: Callable[[dict, Any], np.ndarray] | None = None
+
+    @property
+    def second_order(self) -> bool:
+        return self.hvp is not None or self.hessian is not None
 
 
 @dataclass(frozen=True)
@@ -108,13 +122,19 @@ class RuleImplementation:
     """An implementation backed by a table ``{problem name: Rule}`` on NumPy arrays.
 
     ``max_input_elements`` declines (NotImplementedError, an ``unsupported``
-    outcome) inputs larger than the rules are meant for.
+    outcome) inputs larger than the rules are meant for. Second-order cells
+    (``hvp``, ``hessian``) are offered for rules that have them, under the one
+    method ``second_order_method`` names (the table's own way, not a nesting of
+    AD modes): ``"rule"`` for hand-written second-order rules, ``"materialised"``
+    for a Hessian filled entry by entry.
     """
 
     name = "rules"
     rules: Mapping[str, Rule] = {}
     gradients: Mapping[str, Mapping[str, Callable[..., tuple]]] = {}
     max_input_elements: int | None = None
+    max_second_order_elements: int | None = None
+    second_order_method: str = "rule"
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)
@@ -122,6 +142,9 @@ class RuleImplementation:
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         if op == "gradient":
             return method in self.gradients.get(problem, {})
+        if op in SECOND_ORDER:
+            return (problem in self.rules and self.rules[problem].second_order
+                    and method == self.second_order_method)
         return problem in self.rules and op in _OPERATIONS
 
     def prepare(self, task: Task) -> Prepared:
@@ -135,6 +158,12 @@ class RuleImplementation:
             raise NotImplementedError(
                 f"{self.name} declines inputs of {elements} elements (its limit is "
                 f"{self.max_input_elements}): it materialises every Jacobian with loops")
+        if (task.op in SECOND_ORDER and self.max_second_order_elements is not None
+                and elements > self.max_second_order_elements):
+            raise NotImplementedError(
+                f"{self.name} declines second order on inputs of {elements} elements (its "
+                f"limit is {self.max_second_order_elements}): it materialises the Hessian "
+                "with loops")
         dtype = np.dtype(task.dtype)
         args = {k: np.asarray(v, dtype=dtype) for k, v in task.inputs.items()}
         shapes = {n: args[n].shape for n in task.differentiable}
@@ -173,14 +202,14 @@ def _jacrev(rule, args, shapes, task, dtype):
     return run
 
 
-
-
-def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple]) -> Rule:
+def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple],
+                      hessian: Callable[..., np.ndarray] | None = None) -> Rule:
     """A rule that first materialises the Jacobian, then multiplies.
 
     ``jacobian(**inputs)`` returns one block per differentiable input, of
     shape ``output.shape + input.shape``; the JVP is sum_i J_i u_i and the
-    VJP is (w^T J_i)_i.
+    VJP is (w^T J_i)_i. ``hessian(w, **inputs)``, if given, materialises the
+    (N, N) Hessian of <w, f> over the differentiable inputs.
     """
     def forward(**inputs):
         y = np.asarray(primal(**inputs))
@@ -196,7 +225,8 @@ def materialised_rule(primal: Callable[..., Any], jacobian: Callable[..., tuple]
         size, blocks = res
         return np.concatenate([b.reshape(size, -1) for b in blocks], axis=1)
 
-    return Rule(primal=primal, forward=forward, jvp=jvp, vjp=vjp, jacobian=full)
+    second = None if hessian is None else lambda inputs, w: hessian(w, **inputs)
+    return Rule(primal=primal, forward=forward, jvp=jvp, vjp=vjp, jacobian=full, hessian=second)
 
 
 def _batched_jacobian(rule, args, shapes, task, dtype):
@@ -215,5 +245,36 @@ def _batched_jacobian(rule, args, shapes, task, dtype):
     return run
 
 
+def _concatenated(arrays) -> np.ndarray:
+    return np.concatenate([np.ravel(a) for a in arrays])
+
+
+def _split(flat: np.ndarray, shapes: Mapping[str, tuple]) -> tuple:
+    """A flat vector back into one array per differentiable input."""
+    sizes = [int(np.prod(s)) for s in shapes.values()]
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    return tuple(p.reshape(s) for p, s in zip(parts, shapes.values()))
+
+
+def hessian_by_hvps(rule: Rule, inputs: dict, w, shapes: Mapping[str, tuple], dtype) -> np.ndarray:
+    columns = [_concatenated(rule.hvp(inputs, w, *u)) for u in unit_directions(shapes, dtype)]
+    return np.stack(columns, axis=1)
+
+
+def _hvp(rule, args, shapes, task, dtype):
+    w = np.asarray(task.cotangent, dtype=dtype)
+    u = [np.asarray(task.tangent[n], dtype=dtype) for n in task.differentiable]
+    if rule.hvp is not None:
+        return lambda: tuple(rule.hvp(args, w, *u))
+    return lambda: _split(rule.hessian(args, w) @ _concatenated(u), shapes)
+
+
+def _hessian(rule, args, shapes, task, dtype):
+    w = np.asarray(task.cotangent, dtype=dtype)
+    if rule.hessian is not None:
+        return lambda: rule.hessian(args, w)
+    return lambda: hessian_by_hvps(rule, args, w, shapes, dtype)
+
+
 _OPERATIONS = {"primal": _primal, "jvp": _jvp, "vjp": _vjp, "jacfwd": _jacfwd, "jacrev": _jacrev,
-               "batched_jacobian": _batched_jacobian}
+               "batched_jacobian": _batched_jacobian, "hvp": _hvp, "hessian": _hessian}

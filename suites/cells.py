@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from adjointbench.impls.protocol import DEVICES, DTYPES, NESTINGS, OPERATIONS, SECOND_ORDER
+from adjointbench.impls.protocol import (DEVICES, DTYPES, OPERATIONS, SECOND_ORDER,
+                                         SECOND_ORDER_METHODS)
 from adjointbench.reference import Problem, get_problem, problems
 from adjointbench.reference.catalogue import UnknownNameError, closest
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
@@ -100,7 +101,7 @@ def _methods_of(op: str, methods: list[str]) -> list[str | None]:
     if op == "gradient":
         return [m for m in methods if m in METHODS]
     if op in SECOND_ORDER_OPS:
-        return [m for m in methods if m in NESTINGS]
+        return [m for m in methods if m in SECOND_ORDER_METHODS]
     return [None]
 
 
@@ -146,7 +147,7 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     ops = check_names("operation", ops, ALL_OPS) if ops else (
         list(DEFAULT_BENCH_OPS) if bench
         else [op for op in ALL_OPS if not (quick and op in SECOND_ORDER_OPS)])
-    methods = check_names("method", methods, METHODS + NESTINGS)
+    methods = check_names("method", methods, METHODS + SECOND_ORDER_METHODS)
     dtypes = check_names("dtype", dtypes, DTYPES) if dtypes else (
         ["float64"] if bench or quick else list(DTYPES))
     devices = check_names("device", devices, DEVICES) if devices else ["cpu"]

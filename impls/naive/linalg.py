@@ -66,8 +66,52 @@ def _solve_jacobian(A, b):
     return implicit_jacobian(A, (r_A, -np.eye(n, dtype=A.dtype)), gaussian_solve)
 
 
+# Hessians of <w, f> over the differentiable inputs flattened row-major, in
+# declared order: the (A, A) block first, then the mixed blocks.
+
+def _matvec_hessian(w, A, x):
+    # d2<w, A x>/dA_ij dx_l = w_i delta_jl; bilinear, so no other entry
+    n, m = A.shape
+    H = np.zeros((n * m + m, n * m + m), dtype=A.dtype)
+    for i in range(n):
+        for j in range(m):
+            H[i * m + j, n * m + j] = H[n * m + j, i * m + j] = w[i]
+    return H
+
+
+def _matmul_hessian(W, A, B):
+    # d2<W, A B>/dA_ik dB_kj = W_ij; bilinear, so no other entry
+    n, k = A.shape
+    m = B.shape[1]
+    H = np.zeros((n * k + k * m, n * k + k * m), dtype=A.dtype)
+    for i in range(n):
+        for p in range(k):
+            for j in range(m):
+                H[i * k + p, n * k + p * m + j] = H[n * k + p * m + j, i * k + p] = W[i, j]
+    return H
+
+
+def _solve_hessian(w, A, b):
+    # phi = <w, A^-1 b>, x = A^-1 b, lam = A^-T w, K = A^-1:
+    # d2phi/dA_ij dA_kl = K_li lam_k x_j + lam_i K_jk x_l,  d2phi/dA_ij db_k = -lam_i K_jk
+    n = len(b)
+    K = gaussian_solve(A, np.eye(n, dtype=A.dtype))
+    x = gaussian_solve(A, b)
+    lam = gaussian_solve(A.T.copy(), w)
+    H = np.zeros((n * n + n, n * n + n), dtype=A.dtype)
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                for l in range(n):
+                    H[i * n + j, k * n + l] = K[l, i] * lam[k] * x[j] + lam[i] * K[j, k] * x[l]
+                H[i * n + j, n * n + k] = H[n * n + k, i * n + j] = -lam[i] * K[j, k]
+    return H
+
+
 RULES = {
-    "matvec": materialised_rule(lambda A, x: matmul_loops(A, x[:, None])[:, 0], _matvec_jacobian),
-    "matmul": materialised_rule(matmul_loops, _matmul_jacobian),
-    "linear_solve": materialised_rule(lambda A, b: gaussian_solve(A, b), _solve_jacobian),
+    "matvec": materialised_rule(lambda A, x: matmul_loops(A, x[:, None])[:, 0], _matvec_jacobian,
+                                _matvec_hessian),
+    "matmul": materialised_rule(matmul_loops, _matmul_jacobian, _matmul_hessian),
+    "linear_solve": materialised_rule(lambda A, b: gaussian_solve(A, b), _solve_jacobian,
+                                      _solve_hessian),
 }

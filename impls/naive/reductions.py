@@ -35,7 +35,28 @@ def _softmax_jacobian(x):
     return (J,)
 
 
+def _l2_hessian(w, y, y_ref):
+    # d2L/dy_i dy_j = delta_ij, times the scalar cotangent
+    H = np.zeros((y.size, y.size), dtype=y.dtype)
+    for i in range(y.size):
+        H[i, i] = w
+    return H
+
+
+def _softmax_hessian(w, x):
+    # d2<w, s>/dx_j dx_k = delta_jk s_j (w_j - a) - s_j s_k (w_j + w_k - 2 a),  a = <w, s>
+    s = _softmax_primal(x)
+    a = w.dtype.type(0)
+    for i in range(x.size):
+        a += w[i] * s[i]
+    H = np.zeros((x.size, x.size), dtype=x.dtype)
+    for j in range(x.size):
+        for k in range(x.size):
+            H[j, k] = (j == k) * s[j] * (w[j] - a) - s[j] * s[k] * (w[j] + w[k] - 2 * a)
+    return H
+
+
 RULES = {
-    "l2_loss": materialised_rule(_l2_primal, _l2_jacobian),
-    "softmax": materialised_rule(_softmax_primal, _softmax_jacobian),
+    "l2_loss": materialised_rule(_l2_primal, _l2_jacobian, _l2_hessian),
+    "softmax": materialised_rule(_softmax_primal, _softmax_jacobian, _softmax_hessian),
 }

@@ -37,4 +37,4 @@ batched_softmax = Rule(primal=_column_softmax, forward=lambda x: (_column_softma
                        vjp=lambda s, s_bar: (s * (s_bar - _column_dot(s, s_bar)),))
 
 RULES = {"batched_dense": batched_dense, "batched_softmax": batched_softmax,
-         "batched_sin": diagonal_rule(np.sin, lambda x, y: np.cos(x))}
+         "batched_sin": diagonal_rule(np.sin, lambda x, y: np.cos(x), lambda x, y: -y)}
