@@ -23,6 +23,7 @@ from adjointbench.impls.rules import unit_directions
 
 
 MAX_FORWARD_OVER_FORWARD = 4096  # input entries: beyond, N JVPs of JVPs per product
+SENSITIVITY_NESTING = "forward_over_reverse"  # H u of a loss J: the JVP of its gradient
 
 
 class Framework:
@@ -139,6 +140,10 @@ class AutodiffImplementation:
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         if op == "gradient":
             return method in self.losses.get(problem, {})
+        if op == "primal" and problem in self.losses:  # J, as the gradient's method computes it
+            return method in self.losses[problem]
+        if op in SECOND_ORDER and problem in self.losses:  # H u of J, through the solver
+            return op == "hvp" and method in self.losses[problem]
         if op in SECOND_ORDER:  # a custom rule without forward mode nests reverse only
             return (problem in self.primals and method in NESTINGS
                     and (problem not in self.reverse_only or method == "reverse_over_reverse"))
@@ -175,15 +180,18 @@ class AutodiffImplementation:
                   names: tuple[str, ...]) -> Callable:
         """The compiled operation ``run(static, primals, ...)``, built once per
         problem and operation: later cells of any size reuse it (JAX retraces
-        only for new shapes and dtypes). A gradient is the VJP of the loss."""
+        only for new shapes and dtypes). A gradient is the VJP of the loss, a
+        loss's HVP the JVP of that (its method names the loss)."""
         key = (problem, op, method, names)
         if key not in self._cache:
-            primal = self.losses[problem][method] if op == "gradient" else self.primals[problem]
+            of_loss = op == "gradient" or problem in self.losses
+            primal = self.losses[problem][method] if of_loss else self.primals[problem]
             xp = self.framework.xp
 
             def f(static, *diff):
                 return primal(xp, **dict(zip(names, diff)), **static)
-            operation = self.operation("vjp" if op == "gradient" else op, f, method)
+            operation = self.operation("vjp" if op == "gradient" else op, f,
+                                       SENSITIVITY_NESTING if of_loss else method)
             self._cache[key] = self.framework.compile(operation)
         return self._cache[key]
 

@@ -231,6 +231,39 @@ def gradient_table(model_of: Callable[..., Any], methods_of: Callable[[Any], dic
     return {name: method(name) for name in names}
 
 
+def fd_hvp(gradient: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,
+           u: np.ndarray) -> np.ndarray:
+    """H u by central differences of the gradient along u, the step eps^(1/3)
+    scaled by max(1, |theta|) over |u| (both in the max norm)."""
+    size = float(np.max(np.abs(u), initial=0.0))
+    if size == 0:
+        return np.zeros_like(theta)
+    h = FD_CENTRAL_STEP * max(1.0, float(np.max(np.abs(theta)))) / size
+    return (gradient(theta + h * u) - gradient(theta - h * u)) / (2 * h)
+
+
+def hvp_table(model_of: Callable[..., SteadyModel], second_order_adjoint: Callable) -> dict:
+    """{method: hvp(inputs, w, u) -> (H u,)} for the loss of a steady model
+    built from the problem's data (``model_of(P, **data)``), H the Hessian of
+    w J: by ``second_order_adjoint(theta, u, **data)`` (the tangent of the
+    adjoint gradient along u, written per problem), and by central differences
+    of the adjoint gradient along u."""
+    def split(inputs):
+        data = {k: v for k, v in inputs.items() if k != "theta"}
+        return inputs["theta"], data
+
+    def adjoint(inputs, w, u):
+        theta, data = split(inputs)
+        return (w * second_order_adjoint(theta, u, **data),)
+
+    def fd_gradient(inputs, w, u):
+        theta, data = split(inputs)
+        model = model_of(len(theta), **data)
+        return (w * fd_hvp(lambda th: steady_adjoint(model, th), theta, u),)
+
+    return {"second_order_adjoint": adjoint, "fd_gradient": fd_gradient}
+
+
 def loss_of(model_of: Callable[..., Any], loss: Callable[[Any, np.ndarray], float]) -> Callable:
     """J(theta, **data) of a model built as :func:`gradient_table` builds it:
     the primal a gradient's cost is measured against."""

@@ -40,6 +40,11 @@ hvp        tuple of one array per differentiable input: the Hessian of
            reverse_over_reverse, forward_over_forward), ``rule`` (a
            hand-written second-order rule) or ``materialised`` (the
            Hessian filled entry by entry, then multiplied)
+           For a sensitivity problem, the same of its scalar loss J(theta)
+           (w a scalar), by ``task.method``: second_order_adjoint (forward over the
+           adjoint), fd_gradient (central differences of the adjoint
+           gradient along u), unrolled or implicit (forward over reverse
+           through the solver, or through its implicit-function rule)
 hessian    2-D array (N, N): the Hessian of <w, f>, by ``task.method``
 gradient   tuple of one array per differentiable input: dJ/dtheta of a
            sensitivity problem's scalar loss J, by ``task.method`` (fd_forward,
@@ -68,6 +73,7 @@ SECOND_ORDER = ("hvp", "hessian")
 NESTINGS = ("forward_over_reverse", "reverse_over_forward", "reverse_over_reverse",
             "forward_over_forward")  # second order: the outer mode differentiates the inner
 SECOND_ORDER_METHODS = NESTINGS + ("rule", "materialised")
+SENSITIVITY_HVP_METHODS = ("second_order_adjoint", "fd_gradient", "unrolled", "implicit")
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
 

@@ -26,8 +26,12 @@ The implicit-function rule is written once here too: a solution declares its
 residual's linearisation and :func:`implicit_rule` derives both products
 (lineax's one JVP and one transpose rule for all solvers is the model).
 
-A table may also offer gradients of sensitivity problems:
-``gradients = {problem: {method: gradient(**inputs) -> tuple of cotangents}}``.
+A table may also offer gradients of sensitivity problems,
+``gradients = {problem: {method: gradient(**inputs) -> tuple of cotangents}}``,
+their Hessian-vector products,
+``hvps = {problem: {method: hvp(inputs, w, u) -> (H u,)}}`` (H of w J), and
+their losses, ``losses = {problem: J(theta, **data)}``, the primal a bench
+measures a gradient against.
 """
 
 from __future__ import annotations
@@ -132,6 +136,8 @@ class RuleImplementation:
     name = "rules"
     rules: Mapping[str, Rule] = {}
     gradients: Mapping[str, Mapping[str, Callable[..., tuple]]] = {}
+    hvps: Mapping[str, Mapping[str, Callable[..., tuple]]] = {}
+    losses: Mapping[str, Callable[..., float]] = {}
     max_input_elements: int | None = None
     max_second_order_elements: int | None = None
     second_order_method: str = "rule"
@@ -142,6 +148,10 @@ class RuleImplementation:
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         if op == "gradient":
             return method in self.gradients.get(problem, {})
+        if op == "primal" and problem in self.losses:
+            return True
+        if op in SECOND_ORDER and problem in self.hvps:
+            return op == "hvp" and method in self.hvps[problem]
         if op in SECOND_ORDER:
             return (problem in self.rules and self.rules[problem].second_order
                     and method == self.second_order_method)
@@ -152,6 +162,16 @@ class RuleImplementation:
             gradient = self.gradients[task.problem][task.method]
             inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
             return Prepared(run=lambda: gradient(**inputs))
+        if task.op == "primal" and task.problem in self.losses:
+            loss = self.losses[task.problem]
+            inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
+            return Prepared(run=lambda: np.asarray(loss(**inputs)))
+        if task.op == "hvp" and task.problem in self.hvps:
+            hvp = self.hvps[task.problem][task.method]
+            inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
+            w = np.asarray(task.cotangent, dtype=task.dtype)
+            (u,) = (np.asarray(task.tangent[n], dtype=task.dtype) for n in task.differentiable)
+            return Prepared(run=lambda: hvp(inputs, w, u))
         rule = self.rules[task.problem]
         elements = sum(np.size(v) for v in task.inputs.values())
         if self.max_input_elements is not None and elements > self.max_input_elements:

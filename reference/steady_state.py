@@ -31,8 +31,10 @@ def _cond(jacobian: np.ndarray) -> float:
 
 
 def sensitivity_problem(name, inputs, sizes, generate, primal_mp, condition, description,
-                        family, **kw) -> Problem:
-    return Problem(name=name, family=family, inputs=("theta", *inputs),
+                        family, second_order=False, **kw) -> Problem:
+    """A sensitivity problem; ``second_order`` gives it Hessian-vector products
+    of J (the oracle differences J twice in high precision)."""
+    return Problem(second_order=second_order, name=name, family=family, inputs=("theta", *inputs),
                    differentiable=("theta",), sizes=sizes, generate=generate,
                    primal_mp=primal_mp, condition=condition, description=description,
                    kind="sensitivity", dtypes=("float64",), max_points=1, **kw)
@@ -208,7 +210,7 @@ def _diffusion_condition(theta, u_obs):
 PROBLEMS = (
     _steady("linear_system", ("A", "x_ref"), (3,), _linear_data, _linear_system_mp,
             lambda theta, A, x_ref: _cond(A),
-            "J = 0.5 ||A^-1 theta - x_ref||^2, the 3x3 worked example"),
+            "J = 0.5 ||A^-1 theta - x_ref||^2, the 3x3 worked example", second_order=True),
     _steady("scalar_nonlinear", ("v_ref", "force", "v_start"), (3,), _spring_data,
             _scalar_nonlinear_mp, _spring_condition,
             "two rollers and a spring: J = 0.5 (v - v_ref)^2"),
@@ -224,7 +226,8 @@ PROBLEMS = (
             "x* = b / theta, the fixed point that unrolled_gd's iterates approach"),
     _steady("diffusion", ("u_obs",), DIFFUSION_SIZES, _diffusion_generate, _diffusion_mp,
             _diffusion_condition,
-            "1-D diffusion, cell-wise kappa = exp(theta): J = 0.5 h ||u - u_obs||^2"),
+            "1-D diffusion, cell-wise kappa = exp(theta): J = 0.5 h ||u - u_obs||^2",
+            second_order=True),
 )
 
 # The unrolling curve: every iterate of unrolled_gd as a primitive's output, so

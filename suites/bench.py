@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 import numpy as np
 
-from adjointbench.impls.protocol import Implementation, Task
+from adjointbench.impls.protocol import Implementation, Task, supports
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import WrongResult, validate
@@ -83,6 +83,9 @@ def _primal_key(cell: Cell) -> tuple:
 
 def _warm_primal(cell: Cell, impl: Implementation, problem: Problem, inputs: dict):
     key = _primal_key(cell)
+    if key not in _PRIMALS and not supports(impl, cell.problem, "primal", cell.method):
+        raise NotImplementedError(f"{cell.impl} offers no primal of {cell.problem}: every "
+                                  "bench figure is a ratio to the primal, timed beside it")
     if key not in _PRIMALS:
         warm = warm_up(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
                        cell.budget_s)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from adjointbench.impls.protocol import (DEVICES, DTYPES, OPERATIONS, SECOND_ORDER,
-                                         SECOND_ORDER_METHODS)
+                                         SECOND_ORDER_METHODS, SENSITIVITY_HVP_METHODS)
 from adjointbench.reference import Problem, get_problem, problems
 from adjointbench.reference.catalogue import UnknownNameError, closest
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
@@ -21,7 +21,7 @@ from adjointbench.suites.tolerance import METHODS
 
 IDENTITIES = ("transpose", "linearity", "symmetry")
 PRIMITIVE_OPS = tuple(op for op in OPERATIONS if op != "gradient") + IDENTITIES
-SENSITIVITY_OPS = ("gradient",)
+SENSITIVITY_OPS = ("gradient", "hvp", "symmetry")  # H u of J, where the problem has second order
 ALL_OPS = PRIMITIVE_OPS + SENSITIVITY_OPS
 FULL_JACOBIAN_OPS = ("jacfwd", "jacrev", "hessian")
 SECOND_ORDER_OPS = SECOND_ORDER + ("symmetry",)  # one cell per nesting (the cell's method)
@@ -96,12 +96,14 @@ def _ops_of(problem: Problem, ops: list[str]) -> list[str]:
             and (op not in SECOND_ORDER_OPS or problem.second_order)]
 
 
-def _methods_of(op: str, methods: list[str]) -> list[str | None]:
-    """A gradient cell per gradient method, a second-order cell per nesting."""
+def _methods_of(problem: Problem, op: str, methods: list[str]) -> list[str | None]:
+    """A gradient cell per gradient method, a second-order cell per nesting
+    (or, for a sensitivity problem, per HVP method)."""
     if op == "gradient":
         return [m for m in methods if m in METHODS]
     if op in SECOND_ORDER_OPS:
-        return [m for m in methods if m in SECOND_ORDER_METHODS]
+        valid = SENSITIVITY_HVP_METHODS if problem.kind == "sensitivity" else SECOND_ORDER_METHODS
+        return [m for m in methods if m in valid]
     return [None]
 
 
@@ -147,7 +149,8 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     ops = check_names("operation", ops, ALL_OPS) if ops else (
         list(DEFAULT_BENCH_OPS) if bench
         else [op for op in ALL_OPS if not (quick and op in SECOND_ORDER_OPS)])
-    methods = check_names("method", methods, METHODS + SECOND_ORDER_METHODS)
+    methods = check_names("method", methods, dict.fromkeys(
+        METHODS + SECOND_ORDER_METHODS + SENSITIVITY_HVP_METHODS))
     dtypes = check_names("dtype", dtypes, DTYPES) if dtypes else (
         ["float64"] if bench or quick else list(DTYPES))
     devices = check_names("device", devices, DEVICES) if devices else ["cpu"]
@@ -165,5 +168,5 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
             for p in chosen for op in _ops_of(p, ops)
             for size in _sizes(p, op, suite, quick, sizes)
             for impl in impls
-            for method in _methods_of(op, methods)
+            for method in _methods_of(p, op, methods)
             for dtype in dtypes for device in devices]

@@ -25,9 +25,13 @@ ILL_CONDITIONED = 1e10
 # What each gradient method can promise, relative to the gradient's largest
 # entry: forward differences O(sqrt eps), central O(eps^(2/3)), ODE integrators
 # at rtol 1e-12 or RK4 with h = 0.01, and exact linear algebra.
+# A sensitivity HVP by central differences of adjoint gradients promises what
+# fd_central does; the second-order adjoint, what the adjoint does.
 METHOD_RTOL = {"fd_forward": 1e-4, "fd_central": 1e-6, "forward_sensitivity": 1e-8,
-               "adjoint": 1e-8, "unrolled": 1e-8, "implicit": 1e-8}
-METHODS = tuple(METHOD_RTOL)
+               "adjoint": 1e-8, "unrolled": 1e-8, "implicit": 1e-8,
+               "fd_gradient": 1e-6, "second_order_adjoint": 1e-8}
+METHODS = ("fd_forward", "fd_central", "forward_sensitivity", "adjoint", "unrolled",
+           "implicit")  # of gradient cells
 
 
 def method_accuracy(method: str | None, size: int) -> float:

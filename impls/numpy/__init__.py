@@ -16,6 +16,8 @@ class NumpyImplementation(RuleImplementation):
     name = "numpy"
     rules = merged(sys.modules[__name__], "RULES")
     gradients = merged(sys.modules[__name__], "GRADIENTS")
+    hvps = merged(sys.modules[__name__], "HVPS")
+    losses = merged(sys.modules[__name__], "LOSSES")
 
 
 implementation = NumpyImplementation()

@@ -9,7 +9,7 @@ import numpy as np
 import scipy  # submodules load on first use
 
 from adjointbench.impls.gradient_methods import (SteadyLinearisation, SteadyModel, fd_central,
-                                                 fd_forward, gradient_table, loss_of,
+                                                 fd_forward, gradient_table, hvp_table, loss_of,
                                                  matrix_linearisation, steady_methods)
 from adjointbench.impls.rules import Linearisation
 
@@ -28,6 +28,13 @@ def _linear_system(P, A, x_ref):
         solve=lambda theta: scipy.linalg.lu_solve(lu, theta),
         loss=lambda x, theta: 0.5 * float(np.sum((x - x_ref) ** 2)),
         linearise=lambda x, theta: _lu_linearisation(A, -np.eye(P), x - x_ref, np.zeros(P)))
+
+
+# Second order (forward over the adjoint): A x = theta, A^T lam = x - x_ref,
+# grad = lam.  Along u: A xdot = u, A^T lamdot = xdot, so H u = lamdot.
+def _linear_system_hvp(theta, u, A, x_ref):
+    lu = scipy.linalg.lu_factor(A)
+    return scipy.linalg.lu_solve(lu, scipy.linalg.lu_solve(lu, u), trans=1)
 
 
 # r = k (a - v) g - F, g = 1 - b/s, s = sqrt(b^2 + 2 a v - v^2):
@@ -147,6 +154,25 @@ def _diffusion(P, u_obs):
                        linearise=linearise)
 
 
+# Second order (forward over the adjoint): A u = 1, A lam = h (u - u_obs),
+# grad = -kappa (D u)(D lam) / h^2.  Along v (so kappa' = kappa v):
+#   A udot = -D^T (kappa v D u) / h^2
+#   A lamdot = h udot - D^T (kappa v D lam) / h^2
+#   H v = -kappa (v (D u)(D lam) + (D udot)(D lam) + (D u)(D lamdot)) / h^2
+# two more banded solves than the gradient, nothing assembled.
+def _diffusion_hvp(theta, v, u_obs):
+    P = len(theta)
+    h2, kappa = (1.0 / P) ** 2, np.exp(theta)
+    ab = _diffusion_banded(kappa)
+    solve = lambda rhs: scipy.linalg.solve_banded((1, 1), ab, rhs)
+    u = solve(np.ones(P - 1))
+    lam = solve((u - u_obs) / P)
+    Du, Dlam = _difference(u), _difference(lam)
+    u_dot = solve(-_difference_transposed(kappa * v * Du) / h2)
+    lam_dot = solve(u_dot / P - _difference_transposed(kappa * v * Dlam) / h2)
+    return -kappa * (v * Du * Dlam + _difference(u_dot) * Dlam + Du * _difference(lam_dot)) / h2
+
+
 # unrolled_gd: x_{t+1} = x_t - 0.1 (theta x_t - b), 1000 steps; gd_fixed_point: x* = b / theta
 GD_STEP, GD_STEPS = 0.1, 1000
 
@@ -172,5 +198,13 @@ GRADIENTS = {
     "gd_fixed_point": _finite_differences(lambda theta, x0, b: float(b) / theta[0]),
 }
 
+HVPS = {
+    "linear_system": hvp_table(_linear_system, _linear_system_hvp),
+    "diffusion": hvp_table(_diffusion, _diffusion_hvp),
+}
+
 # J(theta) by the same models: the primal of the harness's adjoint benchmark
-LOSSES = {"diffusion": loss_of(_diffusion, SteadyModel.loss_of_theta)}
+LOSSES = {name: loss_of(model, SteadyModel.loss_of_theta)
+          for name, model in (("linear_system", _linear_system),
+                              ("scalar_nonlinear", _scalar_nonlinear),
+                              ("nonlinear_system", _nonlinear_system), ("diffusion", _diffusion))}

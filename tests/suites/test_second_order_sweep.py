@@ -86,3 +86,64 @@ def test_a_second_order_rule_missing_a_term_is_caught():
                        methods=["rule"], points=1)
     outcomes = {run_cell(c, Oracle(), impl=impl).outcome for c in cells}
     assert outcomes == {"mismatch"}
+
+
+def test_sensitivity_hvps_by_every_method(tmp_path):
+    """H u of J(theta) for linear_system and diffusion: numpy's second-order
+    adjoint and differences of its adjoint gradients, and the frameworks'
+    forward-over-reverse through the solver and through its implicit rule."""
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    assert main(["check", "--impl", "numpy,jax,torch,jax_implicit,torch_implicit",
+                 "--problem", "linear_system,diffusion", "--size", "3,8,100",
+                 "--op", "hvp,symmetry", "--dtype", "float64", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    records, _ = ResultsFile(tmp_path).read()
+    ok = {(r.impl, r.problem, r.method) for r in records if r.outcome == "ok"
+          and r.op == "hvp"}
+    for problem in ("linear_system", "diffusion"):
+        assert {("numpy", problem, "second_order_adjoint"), ("numpy", problem, "fd_gradient"),
+                ("jax", problem, "unrolled"), ("torch", problem, "unrolled"),
+                ("jax_implicit", problem, "implicit"),
+                ("torch_implicit", problem, "implicit")} <= ok
+    assert {r.outcome for r in records} <= {"ok", "unsupported"}
+
+
+class _ForgetsTheOperatorsTangent(_DroppedTerm):
+    """numpy whose diffusion second-order adjoint forgets dA/dtheta lam in the
+    adjoint's tangent equation (a classic slip)."""
+    name = "forgets_tangent"
+
+    def __init__(self):
+        import numpy as np
+        import scipy
+
+        from adjointbench.impls.gradient_methods import hvp_table
+        from adjointbench.impls.numpy import NumpyImplementation
+        from adjointbench.impls.numpy import steady_state as s
+
+        def hvp(theta, v, u_obs):
+            P = len(theta)
+            h2, kappa = (1.0 / P) ** 2, np.exp(theta)
+            solve = lambda rhs: scipy.linalg.solve_banded((1, 1), s._diffusion_banded(kappa), rhs)
+            u = solve(np.ones(P - 1))
+            lam = solve((u - u_obs) / P)
+            Du, Dlam = s._difference(u), s._difference(lam)
+            u_dot = solve(-s._difference_transposed(kappa * v * Du) / h2)
+            lam_dot = solve(u_dot / P)  # the operator's tangent is missing
+            return -kappa * (v * Du * Dlam + s._difference(u_dot) * Dlam
+                             + Du * s._difference(lam_dot)) / h2
+
+        self.impl = NumpyImplementation()
+        self.impl.hvps = {**self.impl.hvps, "diffusion": hvp_table(s._diffusion, hvp)}
+
+
+def test_a_second_order_adjoint_missing_a_term_is_caught():
+    from adjointbench.reference import Oracle
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.runner import run_cell
+
+    impl = _ForgetsTheOperatorsTangent()
+    cells = plan_cells(["forgets_tangent"], ["diffusion"], ["hvp"], ["float64"], sizes=[8, 100],
+                       methods=["second_order_adjoint"])
+    assert {run_cell(c, Oracle(), impl=impl).outcome for c in cells} == {"mismatch"}
