@@ -6,7 +6,8 @@
                        [--quick] [--out DIR [--resume | --retry]] [--timeout S]
                        [--threads 1] [--in-process]
     adjointbench bench [the same filters] [--threads 1] [--budget S] [--quick] [--out DIR]
-    adjointbench report --results DIR [--out DIR] [--benchmark-json F] [--asv DIR]
+    adjointbench report --results DIR [--against OLD] [--out DIR] [--benchmark-json F] [--asv DIR]
+    adjointbench compare OLD NEW [--threshold 1.10] [--markdown | --json]
     adjointbench run [--out results] [--resume | --retry]  # check --quick, bench --quick, report
 
 ``check`` runs the correctness sweep (primitives' operations, and the gradient
@@ -28,7 +29,10 @@ when interrupted.
 
 ``bench`` times each operation against its primal (suites/timing.py) and
 appends to the same table; ``report`` renders a results folder as
-index.html, summary.md and plots; ``run`` is the main job.
+index.html, summary.md and plots (with ``--against OLD``, a comparison
+section too); ``compare`` lists what changed between two results folders
+(suites/comparison.py) and exits 1 when a cell regressed (a new failure, or
+significantly slower than ``--threshold``); ``run`` is the main job.
 """
 
 from __future__ import annotations
@@ -297,14 +301,38 @@ def cmd_report(args) -> int:
     from adjointbench.reports.load import load
     from adjointbench.reports.render import render
 
+    against = args.against and _results_folder(args.against, "--against")
     out = _writable_folder(args.out or str(results / "report"))
     loaded = load(results, args.benchmark_json and Path(args.benchmark_json),
-                  args.asv and Path(args.asv))
+                  args.asv and Path(args.asv), against)
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     page = render(loaded, out)
     print(f"report: {page.resolve()}")
     return EXIT_OK
+
+
+def _results_folder(path: str, option: str) -> Path:
+    folder = Path(path)
+    if not (folder / "results.jsonl").is_file():
+        raise UsageError(f"{option} {path!r} holds no results.jsonl; give the --out folder of "
+                         "a check, bench or run")
+    return folder
+
+
+def cmd_compare(args) -> int:
+    from adjointbench.suites.comparison import compare_folders, to_markdown, to_text
+
+    if not (args.threshold > 1 and args.threshold < float("inf")):
+        raise UsageError(f"--threshold must be a finite factor above 1 (1.10 flags 10% "
+                         f"slower), got {args.threshold}")
+    comparison = compare_folders(_results_folder(args.old, "OLD"),
+                                 _results_folder(args.new, "NEW"), args.threshold)
+    if args.json:
+        print(json.dumps(comparison.to_json(), indent=1))
+    else:
+        print(to_markdown(comparison) if args.markdown else to_text(comparison))
+    return EXIT_FAILED if comparison.regressions else EXIT_OK
 
 
 def _run_folder(args) -> str:
@@ -445,7 +473,24 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: RESULTS/report)")
     p_report.add_argument("--benchmark-json", help="pytest-benchmark JSON to include")
     p_report.add_argument("--asv", help="asv results folder to include (e.g. .asv/results)")
+    p_report.add_argument("--against", help="an older results folder: adds a section "
+                          "comparing the two (as adjointbench compare)")
     p_report.set_defaults(func=cmd_report)
+    p_compare = sub.add_parser(
+        "compare", help="what changed between two results folders; exit 1 on a regression",
+        description="Match the cells of two results folders (two commits, machines or "
+        "plug-in versions). An outcome that becomes a failure is a regression; a bench cell "
+        "is a regression when its median time grew beyond --threshold, a Mann-Whitney test "
+        "on the stored samples says so at p < 0.01, and the two samples' quartiles no "
+        "longer overlap. Exit 1 when anything regressed.")
+    p_compare.add_argument("old", help="the baseline results folder")
+    p_compare.add_argument("new", help="the results folder to judge")
+    p_compare.add_argument("--threshold", type=float, default=1.10,
+                           help="slowdown factor that counts (default: 1.10)")
+    form = p_compare.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="a pull-request comment")
+    form.add_argument("--json", action="store_true", help="every change as JSON")
+    p_compare.set_defaults(func=cmd_compare)
     p_run = sub.add_parser("run", help="the main job: quick check, quick bench, report")
     p_run.add_argument("--out", default="results", help="folder for results and report/ "
                        "(default: results)")

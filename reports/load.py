@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from adjointbench.suites.comparison import Comparison, compare_folders
 from adjointbench.suites.environment import machine_was_loaded
 from adjointbench.suites.results import Record, ResultsFile, without_duplicates
 
-COLUMNS = [f.name for f in fields(Record)]
+SAMPLES = ("samples_s", "primal_samples_s", "reference_samples_s")  # per-sample lists: compare's, not the tables'
+COLUMNS = [f.name for f in fields(Record) if f.name not in SAMPLES]
 NUMERIC = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "seconds",
            "time_median_s", "time_iqr_s", "primal_median_s", "ratio_to_primal", "ratio_q1",
            "ratio_q3", "compile_s")
@@ -32,6 +34,7 @@ class Loaded:
     benchmarks: pd.DataFrame = field(default_factory=pd.DataFrame)
     asv: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None  # against an older results folder
 
 
 def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
@@ -125,7 +128,8 @@ def _timing_notes(frame: pd.DataFrame, environment: dict) -> list[str]:
     return notes
 
 
-def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None = None) -> Loaded:
+def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None = None,
+         against: Path | None = None) -> Loaded:
     frame, warnings = read_results(results)
     environment, more = read_environment(results)
     loaded = Loaded(frame, environment, warnings=warnings + more + _timing_notes(frame, environment))
@@ -133,4 +137,6 @@ def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None
         loaded.benchmarks = read_pytest_benchmark(benchmark_json)
     if asv_dir is not None:
         loaded.asv = read_asv(asv_dir)
+    if against is not None:
+        loaded.comparison = compare_folders(against, results)
     return loaded

@@ -239,10 +239,38 @@ class Report:
         return self.out / "index.html"
 
 
+def comparison_table(comparison) -> pd.DataFrame:
+    """One row per changed cell, regressions first (suites/comparison.py)."""
+    from adjointbench.suites.comparison import describe_change
+
+    return pd.DataFrame([{"change": c.kind, "cell": c.cell, "what": c.what,
+                          "old -> new": describe_change(c)} for c in comparison.changes],
+                        columns=["change", "cell", "what", "old -> new"])
+
+
+def _comparison_section(report: "Report", comparison) -> None:
+    from adjointbench.suites.comparison import machine_note, summary_line
+
+    lines = [f"Against {comparison.old}: {summary_line(comparison)}."]
+    if note := machine_note(comparison):
+        lines.append(f"Note: {note}.")
+    intro_html = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    intro_md = "".join(f"{escape_markdown(line)}\n\n" for line in lines)
+    table = comparison_table(comparison)
+    if table.empty:
+        report.section("comparison", "Comparison", intro_html + "<p>No cell changed.</p>",
+                       intro_md + "No cell changed.\n")
+    else:
+        report.section("comparison", "Comparison", intro_html + _html_table(table),
+                       intro_md + _markdown_table(table))
+
+
 def render(loaded: Loaded, out: Path, title: str = "adjointbench report") -> Path:
     """Write index.html, summary.md and plots/*.png into ``out``; returns the page."""
     frame = loaded.results
     report = Report(out, title)
+    if loaded.comparison is not None:
+        _comparison_section(report, loaded.comparison)
     report.table("summary", "Summary", outcome_counts(frame), "No cells in these results.")
     report.table("failures", "Failures", failures(frame), "No cell failed.")
     for section in SECTIONS:

@@ -24,7 +24,8 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import Paired, WarmCall, sample_paired, warm_up
+from adjointbench.suites.timing import (Paired, WarmCall, reference_workload, sample_paired,
+                                        warm_up)
 
 # Operations whose run() includes the forward pass: never cheaper than the primal
 INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian", "gradient")
@@ -106,15 +107,33 @@ def warm_pair(cell: Cell, impl: Implementation) -> tuple[WarmCall, WarmCall]:
     return primal, warm_up(lambda: impl.prepare(task), cell.budget_s)
 
 
+STORED_SAMPLES = 200  # per record: enough for a rank test, a few kB per line
+
+
+def stored_samples(samples) -> list[float]:
+    """Per-call times kept in the record (4 significant digits), for
+    ``adjointbench compare``'s significance test: evenly spaced over the run
+    when there are more than STORED_SAMPLES."""
+    samples = list(samples)
+    if len(samples) > STORED_SAMPLES:
+        step = len(samples) / STORED_SAMPLES
+        samples = [samples[int(k * step)] for k in range(STORED_SAMPLES)]
+    return [float(f"{s:.4g}") for s in samples]
+
+
 def paired_fields(paired: Paired, op: str, compile_s: float, number: int) -> dict:
     """The record fields (suites/results.py) of an operation timed against its
     primal, with a warning where the figures should not be believed."""
     fields = {"time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
               "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
               "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
-              "number": number, "compile_s": compile_s}
-    if op == "primal":  # the primal against itself: 1 by definition, not by measurement
-        fields.update(ratio_to_primal=1.0, ratio_q1=1.0, ratio_q3=1.0)
+              "number": number, "compile_s": compile_s,
+              "samples_s": stored_samples(paired.samples_s),
+              "primal_samples_s": stored_samples(paired.primal_samples_s)}
+    if op == "primal":  # 1 by definition, not by measurement; paired with the reference call
+        fields.update(ratio_to_primal=1.0, ratio_q1=1.0, ratio_q3=1.0,
+                      primal_median_s=paired.median_s, primal_samples_s=None,
+                      reference_samples_s=fields["primal_samples_s"])
     return {**fields, "timing_warning": timing_warning(fields, op)}
 
 
@@ -149,6 +168,8 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     shapes = expected_shapes(cell, problem, make_inputs(problem, cell.size, cell.seed),
                              _PRIMALS[_primal_key(cell)][1])
     validate_result(result, shapes, cell.dtype, cell.op)
+    if cell.op == "primal":  # beside the fixed reference call: the unit compare judges it in
+        primal = warm_up(reference_workload, cell.budget_s)
     paired = sample_paired(primal, operation, cell.budget_s)
     record = replace(record, outcome="ok", **paired_fields(
         paired, cell.op, operation.compile_s, operation.number))

@@ -22,7 +22,7 @@ from adjointbench.suites.tolerance import METHODS
 IDENTITIES = ("transpose", "linearity", "symmetry")
 PRIMITIVE_OPS = tuple(op for op in OPERATIONS if op != "gradient") + IDENTITIES
 SENSITIVITY_OPS = ("gradient", "hvp", "symmetry")  # H u of J, where the problem has second order
-ALL_OPS = PRIMITIVE_OPS + SENSITIVITY_OPS
+ALL_OPS = tuple(dict.fromkeys(PRIMITIVE_OPS + SENSITIVITY_OPS))  # hvp and symmetry are in both
 FULL_JACOBIAN_OPS = ("jacfwd", "jacrev", "hessian")
 SECOND_ORDER_OPS = SECOND_ORDER + ("symmetry",)  # one cell per nesting (the cell's method)
 DEFAULT_BENCH_OPS = ("primal", "jvp", "vjp", "batched_jacobian")
@@ -62,7 +62,7 @@ def check_names(kind: str, asked: Iterable[str] | None, valid: Iterable[str]) ->
     valid = list(valid)
     if asked is None:
         return valid
-    asked = list(asked)
+    asked = list(dict.fromkeys(asked))  # a name asked twice plans its cells once
     for name in asked:
         if name not in valid:
             raise UnknownNameError(f"unknown {kind} {name!r}.{closest(name, valid)}")

@@ -65,6 +65,7 @@ def describe_environment(requested_threads: int | None = None) -> dict:
         "commit": _commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "machine": platform.node(),  # which machine, for compare and merged results
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpus": _gpus(),

@@ -59,6 +59,13 @@ class Record:
     number: int | None = None  # calls per timed sample
     timing_warning: str | None = None  # why the figures are suspect (suites/bench.py)
     threads: int | None = None  # BLAS/OpenMP threads (torch's where it is the framework)
+    # bench cells: per-call times of the operation and of its primal, pair by
+    # pair (at most suites/bench.py's STORED_SAMPLES), for compare's rank test
+    samples_s: list | None = None
+    primal_samples_s: list | None = None
+    # primal cells: a fixed reference call timed in alternation with the primal
+    # (suites/timing.py's reference_workload), the unit compare judges it in
+    reference_samples_s: list | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -160,6 +160,28 @@ class Paired:
     ratio_q1: float
     ratio_q3: float
     pairs: int
+    samples_s: tuple[float, ...] = ()         # the operation's per-call times, in order
+    primal_samples_s: tuple[float, ...] = ()  # the primal's, paired with them
+
+
+def reference_workload() -> Prepared:
+    """A fixed call timed in alternation with each primal, the unit in which a
+    primal's time is compared across runs: a 64 x 64 matrix product (compute),
+    a sum over 1 MB (memory) and a short Python loop, about 60 us. Two runs of
+    the same code on a shared machine differ by up to 2x in absolute time for
+    some cells (the core's neighbours change); a call timed beside it slows
+    down with it."""
+    import numpy as np
+
+    a = np.linspace(-1.0, 1.0, 64 * 64).reshape(64, 64)
+    big = np.linspace(-1.0, 1.0, 2**17)
+
+    def run():
+        total = float(big.sum())
+        for i in range(64):
+            total += i * 0.5
+        return a @ a + total
+    return Prepared(run=run)
 
 
 def sample_paired(primal: WarmCall, operation: WarmCall, budget_s: float = DEFAULT_BUDGET_S,
@@ -183,7 +205,8 @@ def sample_paired(primal: WarmCall, operation: WarmCall, budget_s: float = DEFAU
     p1, primal_median, p3 = _quartiles(primal_s)
     o1, median, o3 = _quartiles(operation_s)
     r1, ratio, r3 = _quartiles([o / p for o, p in zip(operation_s, primal_s)])
-    return Paired(median, o3 - o1, primal_median, p3 - p1, ratio, r1, r3, len(primal_s))
+    return Paired(median, o3 - o1, primal_median, p3 - p1, ratio, r1, r3, len(primal_s),
+                  tuple(operation_s), tuple(primal_s))
 
 
 def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BUDGET_S,

@@ -147,3 +147,16 @@ def test_a_second_order_adjoint_missing_a_term_is_caught():
     cells = plan_cells(["forgets_tangent"], ["diffusion"], ["hvp"], ["float64"], sizes=[8, 100],
                        methods=["second_order_adjoint"])
     assert {run_cell(c, Oracle(), impl=impl).outcome for c in cells} == {"mismatch"}
+
+
+def test_every_planned_cell_is_planned_once():
+    """hvp and symmetry are operations of primitives and of sensitivity
+    problems alike: each cell must still appear once in a plan."""
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.results import record_key
+
+    for suite in ("check", "bench"):
+        keys = [record_key(c) for c in plan_cells(["numpy", "jax"], suite=suite)]
+        assert len(keys) == len(set(keys)), suite
+    asked_twice = plan_cells(["numpy"], ["softmax"], ["hvp", "hvp"], ["float64", "float64"])
+    assert len(asked_twice) == len({record_key(c) for c in asked_twice})

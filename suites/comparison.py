@@ -1,0 +1,328 @@
+"""Two result sets side by side: what ``adjointbench compare OLD NEW`` reports.
+
+Cells are matched by :func:`~adjointbench.suites.results.record_key`. For
+each matched pair:
+
+- an **outcome** change is a regression when the new outcome is a failure
+  and the old one was not (ok -> mismatch), an improvement the other way
+  round, and otherwise a plain change (ok -> unsupported);
+- a **time** change (bench cells, ok in both) is judged on what a busy or
+  different machine cannot fake: for an operation, its cost over the primal,
+  sample by sample (the two were timed in alternation, so a machine that is
+  slower for both cancels out); for a primal, its time over a fixed reference
+  call timed in alternation with it (suites/timing.py's
+  ``reference_workload``; records without one: over the machine's drift, the
+  median new/old time of all primals, :func:`machine_drift`). It
+  is a regression only when all three hold: that change exceeds the
+  threshold, a Mann-Whitney U test on the two sets of stored samples rejects
+  "same distribution" at ``ALPHA``, and the new lower quartile lies above the
+  old upper quartile; and the threshold is raised by the two runs' own
+  noise (:func:`run_to_run_noise`, at most 10 %). Improvements mirror this.
+  Records without stored samples (older runs) are judged by the quartiles
+  they carry alone. Two
+  runs of the same code on this shared machine differ by 20 % in absolute
+  time, which is why absolute times alone would not do.
+
+Cells present on one side only are listed as new or vanished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adjointbench.suites.results import FAILURES, Record, ResultsFile, record_key, without_duplicates
+
+DEFAULT_THRESHOLD = 1.10
+ALPHA = 0.01
+MAX_NOISE = 1.10  # the run-to-run allowance never exceeds 10 %
+MIN_CELLS_FOR_NOISE = 20
+KINDS = ("regression", "improvement", "changed", "new", "vanished")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One cell that differs between the two result sets."""
+
+    cell: str          # problem/impl/op, size, dtype, device, method
+    kind: str          # one of KINDS
+    what: str          # "outcome", "time" or "presence"
+    old_outcome: str | None = None
+    new_outcome: str | None = None
+    old_median_s: float | None = None
+    new_median_s: float | None = None
+    ratio: float | None = None      # new over old median time
+    p_value: float | None = None    # Mann-Whitney U, two-sided, on what is judged
+    change: float | None = None     # what is judged: cost over the primal (drift for a primal)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    old: str
+    new: str
+    threshold: float
+    matched: int
+    changes: tuple[Change, ...]
+    machines: tuple[str | None, str | None]
+    drift: float = 1.0  # the new run's machine over the old one's (machine_drift)
+    noise: float = 1.0  # run_to_run_noise: a time change counts beyond threshold * noise
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.kind == "regression"]
+
+    def count(self, kind: str) -> int:
+        return sum(c.kind == kind for c in self.changes)
+
+    def to_json(self) -> dict:
+        return {"old": self.old, "new": self.new, "threshold": self.threshold,
+                "matched": self.matched, "machines": list(self.machines), "drift": self.drift,
+                "noise": self.noise,
+                "summary": {k: self.count(k) for k in KINDS},
+                "changes": [asdict(c) for c in self.changes]}
+
+
+def cell_label(r: Record) -> str:
+    method = f" by {r.method}" if r.method else ""
+    device = "" if r.device == "cpu" else f" on {r.device}"
+    return f"{r.suite} {r.problem}/{r.impl}/{r.op}{method} n={r.size} {r.dtype}{device}"
+
+
+def _records(folder: Path) -> dict[tuple, Record]:
+    records, _ = ResultsFile(folder).read()
+    return {record_key(r): r for r in without_duplicates(records)[0]}
+
+
+def _machine(folder: Path) -> str | None:
+    try:
+        environment = json.loads((folder / "environment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(environment, dict):
+        return None
+    if environment.get("machine"):
+        return str(environment["machine"])
+    cpu, cores = environment.get("cpu"), environment.get("cpu_count")
+    return f"{cpu}, {cores} cores" if cpu else None
+
+
+def outcome_change(old: Record, new: Record) -> str | None:
+    """"regression", "improvement", "changed", or None when the outcome holds."""
+    if old.outcome == new.outcome:
+        return None
+    if new.outcome in FAILURES and old.outcome not in FAILURES:
+        return "regression"
+    if old.outcome in FAILURES and new.outcome not in FAILURES:
+        return "improvement"
+    return "changed"
+
+
+def _quartiles(samples) -> tuple[float, float]:
+    q1, q3 = np.percentile(samples, [25, 75])
+    return float(q1), float(q3)
+
+
+def _paired(samples, unit) -> list[float] | None:
+    if samples and unit:
+        return [s / u for s, u in zip(samples, unit) if u > 0]
+    return None
+
+
+def _judged_samples(r: Record, drift: float) -> list[float] | None:
+    """What a time change is judged on, pair by pair: for an operation, its
+    cost over the primal; for a primal, its time over the fixed reference call
+    timed beside it (a machine slower for both cancels out). A primal recorded
+    without the reference (older runs) falls back to its time over the run's
+    drift."""
+    if r.op != "primal":
+        return _paired(r.samples_s, r.primal_samples_s)
+    if r.reference_samples_s:
+        return _paired(r.samples_s, r.reference_samples_s)
+    return [t / drift for t in r.samples_s] if r.samples_s else None
+
+
+def _carried_quartiles(r: Record, drift: float) -> tuple[float, float, float]:
+    """(q1, median, q3) of what is judged, from the fields a record without
+    stored samples carries."""
+    if r.op != "primal":
+        median = r.ratio_to_primal or 0.0
+        return (r.ratio_q1 or median), median, (r.ratio_q3 or median)
+    median, half = r.time_median_s / drift, (r.time_iqr_s or 0.0) / 2 / drift
+    return median - half, median, median + half
+
+
+@dataclass(frozen=True)
+class TimeJudgement:
+    """A timed cell in both runs: new/old median time, the judged change and
+    its p-value, and whether the two samples' quartiles no longer overlap."""
+
+    ratio: float
+    change: float
+    p_value: float | None
+    apart_slower: bool
+    apart_faster: bool
+
+    def kind(self, threshold: float) -> str | None:
+        significant = self.p_value is None or self.p_value < ALPHA
+        if self.change > threshold and significant and self.apart_slower:
+            return "regression"
+        if self.change < 1 / threshold and significant and self.apart_faster:
+            return "improvement"
+        return None
+
+
+def judge_time(old: Record, new: Record, drift: float = 1.0) -> TimeJudgement:
+    """Two ok bench records of one cell; ``drift`` (:func:`machine_drift`)
+    applies only to primals without a reference call."""
+    ratio = new.time_median_s / old.time_median_s
+    before, after = _judged_samples(old, 1.0), _judged_samples(new, drift)
+    if before and after:
+        from scipy.stats import mannwhitneyu
+
+        p = float(mannwhitneyu(after, before, alternative="two-sided").pvalue)
+        change = float(np.median(after) / np.median(before))
+        (old_q1, old_q3), (new_q1, new_q3) = _quartiles(before), _quartiles(after)
+    else:  # records without samples (older runs): their quartiles alone
+        p = None
+        old_q1, old_median, old_q3 = _carried_quartiles(old, 1.0)
+        new_q1, new_median, new_q3 = _carried_quartiles(new, drift)
+        change = new_median / old_median if old_median else float("nan")
+    return TimeJudgement(ratio, change, p, new_q1 > old_q3, new_q3 < old_q1)
+
+
+def time_change(old: Record, new: Record, threshold: float,
+                drift: float = 1.0) -> tuple[str | None, float, float, float | None]:
+    """(kind or None, new/old median time, the judged change, p-value or None)."""
+    judged = judge_time(old, new, drift)
+    return judged.kind(threshold), judged.ratio, judged.change, judged.p_value
+
+
+def run_to_run_noise(changes: list[float]) -> float:
+    """The factor by which the two runs' unchanged cells differ anyway: the
+    90th percentile of |log change| over every timed cell, capped at
+    MAX_NOISE (beyond, many cells changed for real) and 1 with fewer than
+    MIN_CELLS_FOR_NOISE cells. Two runs of the same code here differ by 3-4 %
+    at that percentile, with rare cells up to 1.17x (README)."""
+    logs = [abs(math.log(c)) for c in changes if c > 0 and math.isfinite(c)]
+    if len(logs) < MIN_CELLS_FOR_NOISE:
+        return 1.0
+    return min(math.exp(float(np.percentile(logs, 90))), MAX_NOISE)
+
+
+def machine_drift(pairs: list[tuple[Record, Record]]) -> float:
+    """How much slower the new run's machine was: the median new/old time of
+    the primals both runs timed (1 with fewer than three of them, where one
+    changed primal would pass for the machine)."""
+    ratios = [new.time_median_s / old.time_median_s for old, new in pairs
+              if new.op == "primal" and _timed(old) and _timed(new)]
+    return float(np.median(ratios)) if len(ratios) >= 3 else 1.0
+
+
+def _timed(r: Record) -> bool:
+    return r.suite == "bench" and r.outcome == "ok" and bool(r.time_median_s)
+
+
+def compare_pair(old: Record, new: Record, threshold: float,
+                 judged: TimeJudgement | None = None) -> Change | None:
+    """The change of one matched cell, or None; ``judged`` is its time
+    judgement when both records are timed, ``threshold`` the factor that
+    counts (noise allowance included)."""
+    label = cell_label(new)
+    kind = outcome_change(old, new)
+    if kind:
+        return Change(label, kind, "outcome", old.outcome, new.outcome)
+    if judged is not None and (kind := judged.kind(threshold)):
+        return Change(label, kind, "time", old.outcome, new.outcome, old.time_median_s,
+                      new.time_median_s, judged.ratio, judged.p_value, judged.change)
+    return None
+
+
+def compare_folders(old: str | Path, new: str | Path,
+                    threshold: float = DEFAULT_THRESHOLD) -> Comparison:
+    """Every difference between two result folders, regressions first."""
+    old, new = Path(old), Path(new)
+    before, after = _records(old), _records(new)
+    pairs = [(before[k], after[k]) for k in before if k in after]
+    drift = machine_drift(pairs)
+    judged = [judge_time(a, b, drift) if _timed(a) and _timed(b) else None for a, b in pairs]
+    noise = run_to_run_noise([j.change for j in judged if j is not None])
+    changes = [compare_pair(a, b, threshold * noise, j) for (a, b), j in zip(pairs, judged)]
+    changes += [Change(cell_label(after[k]), "new", "presence", new_outcome=after[k].outcome)
+                for k in after if k not in before]
+    changes += [Change(cell_label(before[k]), "vanished", "presence",
+                       old_outcome=before[k].outcome) for k in before if k not in after]
+    ordered = sorted((c for c in changes if c), key=lambda c: (KINDS.index(c.kind), c.cell))
+    return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
+                      (_machine(old), _machine(new)), drift, noise)
+
+
+# --- output ---
+
+def describe_change(c: Change) -> str:
+    if c.what == "time":
+        p = "" if c.p_value is None else f", p={c.p_value:.1g}"
+        judged = ("time over the reference call" if c.cell.split()[1].endswith("/primal")
+                  else "cost over the primal")
+        return (f"{c.ratio:.2f}x time ({_seconds(c.old_median_s)} -> "
+                f"{_seconds(c.new_median_s)}); {judged} {c.change:.2f}x{p}")
+    if c.what == "outcome":
+        return f"{c.old_outcome} -> {c.new_outcome}"
+    return c.new_outcome or c.old_outcome or ""
+
+
+def _seconds(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "-"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def summary_line(comparison: Comparison) -> str:
+    counts = ", ".join(f"{comparison.count(k)} {k}" for k in KINDS)
+    return (f"{comparison.matched} cells in both; {counts} "
+            f"(a time change counts beyond {comparison.threshold:.2f}x times the runs' own "
+            f"noise {comparison.noise:.2f}x, at p < {ALPHA}; machine drift "
+            f"{comparison.drift:.2f}x)")
+
+
+def machine_note(comparison: Comparison) -> str | None:
+    old, new = comparison.machines
+    if old and new and old != new:
+        return f"the two runs come from different machines ({old} and {new}): times differ by machine too"
+    return None
+
+
+def to_text(comparison: Comparison) -> str:
+    lines = [f"compare {comparison.old} -> {comparison.new}", summary_line(comparison)]
+    note = machine_note(comparison)
+    if note:
+        lines.append(f"note: {note}")
+    width = max((len(c.cell) for c in comparison.changes), default=0)
+    for c in comparison.changes:
+        lines.append(f"  {c.kind:<11} {c.cell:<{width}}  {describe_change(c)}")
+    return "\n".join(lines)
+
+
+def to_markdown(comparison: Comparison) -> str:
+    """A pull-request comment: the summary, then one table row per change."""
+    verdict = (f"**{len(comparison.regressions)} regression(s)**" if comparison.regressions
+               else "**no regression**")
+    lines = [f"### adjointbench: {verdict}", "", summary_line(comparison), ""]
+    note = machine_note(comparison)
+    if note:
+        lines += [f"> {note}", ""]
+    if comparison.changes:
+        lines += ["| change | cell | what | old -> new |", "|---|---|---|---|"]
+        lines += [f"| {c.kind} | `{c.cell}` | {c.what} | {describe_change(c)} |"
+                  for c in comparison.changes]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ALPHA", "Change", "Comparison", "DEFAULT_THRESHOLD", "compare_folders",
+           "to_markdown", "to_text"]
