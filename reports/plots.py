@@ -11,11 +11,8 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from adjointbench.suites.results import OUTCOMES  # noqa: E402
-from adjointbench.suites.tolerance import EPS  # noqa: E402
 
 OUTCOME_COLOURS = {"ok": "#4caf50", "mismatch": "#e53935", "unsupported": "#d9d9d9",
                    "error": "#8e24aa", "timeout": "#fb8c00", "crashed": "#000000",
@@ -25,9 +22,60 @@ SEVERITY = ["crashed", "timeout", "error", "mismatch", "ill_conditioned", "ok", 
 TIMED_OPS = ("primal", "jvp", "vjp", "jacfwd", "jacrev")
 
 
-def _colours(names) -> dict[str, str]:
-    palette = plt.get_cmap("tab10").colors
-    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(names))}
+# One colour per implementation and one marker per method in every figure:
+# the built-in implementations have fixed places, any other name a place by a
+# stable hash of its name (so adding an implementation moves no other).
+PALETTE = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
+BUILT_IN = ("numpy", "naive", "jax", "torch", "jax_implicit", "torch_implicit", "jax_loop",
+            "torch_loop", "example")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+METHOD_ORDER = ("forward_over_reverse", "reverse_over_forward", "reverse_over_reverse",
+                "forward_over_forward", "rule", "materialised", "fd_forward", "fd_central",
+                "forward_sensitivity", "adjoint", "unrolled", "implicit",
+                "second_order_adjoint", "fd_gradient")
+
+
+def _stable_index(name: str, known: tuple, count: int) -> int:
+    import zlib
+
+    if name in known:
+        return known.index(name) % count
+    spare = count - len(known)  # unknown names hash into the places the known ones leave
+    return len(known) + zlib.crc32(name.encode()) % spare if spare > 0 else \
+        zlib.crc32(name.encode()) % count
+
+
+def implementation_colour(impl: str):
+    return PALETTE[_stable_index(str(impl), BUILT_IN, len(PALETTE))]
+
+
+def method_marker(method) -> str:
+    if not isinstance(method, str) or not method:
+        return "o"
+    return MARKERS[_stable_index(method, METHOD_ORDER, len(MARKERS))]
+
+
+def _colours(names) -> dict[str, object]:
+    """Each series (an implementation, or "impl method") in its implementation's colour."""
+    return {name: implementation_colour(str(name).split(" ")[0]) for name in sorted(names)}
+
+
+def _markers(names) -> dict[str, str]:
+    """Each "impl method" series with its method's marker."""
+    return {name: method_marker(str(name).split(" ")[1] if " " in str(name) else None)
+            for name in sorted(names)}
+
+
+def tidy_log_axes(fig: Figure) -> Figure:
+    """Label log axes at their decades only: minor labels (2x10^0, 3x10^0, ...)
+    collide at page width."""
+    from matplotlib.ticker import NullFormatter
+
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(NullFormatter())
+    return fig
 
 
 def _grid(count: int, width: float = 3.6, height: float = 2.8):
@@ -45,32 +93,61 @@ def _bench(frame: pd.DataFrame) -> pd.DataFrame:
     return ok.dropna(subset=["time_median_s"])
 
 
-def _lines(ax, data: pd.DataFrame, y: str, colours: dict, x: str = "size") -> None:
-    for impl, rows in data.groupby("impl"):
-        rows = rows.sort_values(x)
-        ax.plot(rows[x], rows[y], marker="o", ms=3, label=impl, color=colours[impl])
+def _series(ax, rows: pd.DataFrame, x: str, y: str, low, high, colour, marker="o",
+            dashed: bool = False) -> None:
+    """Median with its spread as error bars; joined by a line only from three
+    sizes on (two points do not make a trend)."""
+    rows = rows.sort_values(x)
+    yerr = None
+    if low is not None and high is not None:
+        yerr = [(rows[y] - low(rows)).clip(lower=0), (high(rows) - rows[y]).clip(lower=0)]
+    style = ("--" if dashed else "-") if len(rows) >= 3 else "none"
+    ax.errorbar(rows[x], rows[y], yerr=yerr, marker=marker, ms=4, capsize=2, color=colour,
+                linestyle=style, mfc="white" if dashed else colour)
 
 
-def _legend(fig: Figure, colours: dict) -> None:
-    handles = [plt.Line2D([], [], color=c, marker="o", ms=4, label=n) for n, c in colours.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-               frameon=False)
+# time +- half its IQR: the bars of every per-call time
+TIME_SPREAD = (lambda r: r["time_median_s"] - r["time_iqr_s"].fillna(0) / 2,
+               lambda r: r["time_median_s"] + r["time_iqr_s"].fillna(0) / 2)
+
+
+def _lines(ax, data: pd.DataFrame, y: str, colours: dict, x: str = "size",
+           spread=(None, None)) -> None:
+    """One series per implementation and dtype (float32 dashed, open markers)."""
+    for (impl, dtype), rows in data.groupby(["impl", "dtype"]):
+        _series(ax, rows, x, y, *spread, colours[impl], dashed=dtype == "float32")
+
+
+def _legend(fig: Figure, colours: dict, markers: dict | None = None,
+            dtypes: bool = False) -> None:
+    """Below the panels, inside the figure (constrained layout keeps it whole)."""
+    markers = markers or {}
+    handles = [plt.Line2D([], [], color=c, marker=markers.get(n, "o"), ms=5, label=n)
+               for n, c in colours.items()]
+    if dtypes:
+        handles += [plt.Line2D([], [], color="grey", marker="o", ms=5, label="float64"),
+                    plt.Line2D([], [], color="grey", marker="o", ms=5, mfc="white",
+                               linestyle="--", label="float32")]
+    width = fig.get_size_inches()[0]  # as many columns as fit, about 2.4 inches each
+    fig.legend(handles=handles, loc="outside lower center", frameon=False,
+               ncols=max(1, min(len(handles), 4, int(width / 2.4))))
 
 
 def time_against_size(frame: pd.DataFrame, op: str) -> Figure | None:
     """Median time of ``op`` against size, log-log, one panel per problem."""
     data = _bench(frame)
-    data = data[(data["op"] == op) & (data["dtype"] == "float64") & (data["device"] == "cpu")]
+    data = data[(data["op"] == op) & (data["device"] == "cpu")]
     if data.empty:
         return None
     colours = _colours(data["impl"].unique())
     problems = sorted(data["problem"].unique())
     fig, axes = _grid(len(problems))
     for ax, problem in zip(axes, problems):
-        _lines(ax, data[data["problem"] == problem], "time_median_s", colours)
+        _lines(ax, data[data["problem"] == problem], "time_median_s", colours,
+               spread=TIME_SPREAD)
         ax.set(xscale="log", yscale="log", title=problem, xlabel="size", ylabel="seconds")
-    fig.suptitle(f"{op}: median time per call against size (float64, CPU)")
-    _legend(fig, colours)
+    fig.suptitle(f"{op}: median time per call against size, bars at the quartiles (CPU)")
+    _legend(fig, colours, dtypes=data["dtype"].nunique() > 1)
     return fig
 
 
@@ -85,7 +162,8 @@ def ratio_to_primal(frame: pd.DataFrame) -> Figure | None:
     data = data[data["size"] == largest]
     ops = [op for op in ("jvp", "vjp", "batched_jacobian", "jacfwd", "jacrev")
            if op in set(data["op"])]
-    fig, axes = _grid(len(ops), width=5.2, height=0.3 * data["problem"].nunique() + 1.6)
+    fig, axes = _grid(len(ops), width=max(5.2, 10.0 / len(ops)),
+                      height=0.3 * data["problem"].nunique() + 1.6)
     for ax, op in zip(axes, ops):
         subset = data[data["op"] == op].assign(flagged=lambda d: d["timing_warning"].notna())
         table = subset.pivot_table(index="problem", columns="impl", values="ratio_to_primal",
@@ -109,51 +187,7 @@ def _heatmap(ax, values: np.ndarray, table: pd.DataFrame, fmt: str, cmap, annota
     for (i, j), value in np.ndenumerate(annotate):
         if isinstance(value, str) or np.isfinite(value):
             ax.text(j, i, value if isinstance(value, str) else fmt.format(value),
-                    ha="center", va="center", fontsize=6)
-
-
-def _worst(outcomes: pd.Series) -> str:
-    return min(outcomes, key=SEVERITY.index)
-
-
-def _in_eps(group: pd.DataFrame) -> float:
-    errors = group["max_rel_err"] / group["dtype"].map(EPS).fillna(EPS["float64"])
-    return float(errors.max()) if errors.notna().any() else float("nan")
-
-
-def correctness_matrix(frame: pd.DataFrame) -> Figure | None:
-    """Problem x operation per implementation, coloured by the worst outcome
-    over sizes and dtypes, annotated with the largest error in units of eps."""
-    data = frame[frame["suite"] == "check"].copy()
-    if data.empty:
-        return None
-    data["column"] = data["op"].where(data["method"].isna(),
-                                      data["op"] + ":" + data["method"].fillna("").astype(str))
-    impls = sorted(data["impl"].unique())
-    fig, axes = _grid(len(impls), width=4.4, height=0.22 * data["problem"].nunique() + 1.8)
-    cmap = ListedColormap([OUTCOME_COLOURS[o] for o in OUTCOMES])
-    for ax, impl in zip(axes, impls):
-        cells = data[data["impl"] == impl].groupby(["problem", "column"])
-        outcome = cells["outcome"].agg(_worst).unstack()
-        errors = cells.apply(_in_eps, include_groups=False).unstack().reindex_like(outcome)
-        codes = outcome.apply(lambda col: col.map(lambda o: OUTCOMES.index(o)
-                                                  if isinstance(o, str) else np.nan))
-        ax.imshow(np.ma.masked_invalid(codes.to_numpy(dtype=float)), cmap=cmap, vmin=-0.5,
-                  vmax=len(OUTCOMES) - 0.5, aspect="auto")
-        labels = np.vectorize(_eps_label)(errors.to_numpy(dtype=float), outcome.to_numpy())
-        _heatmap(ax, codes.to_numpy(dtype=float) * np.nan, codes, "", None, labels)
-        ax.set_title(impl)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=OUTCOME_COLOURS[o], label=o) for o in OUTCOMES]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(OUTCOMES), frameon=False)
-    fig.suptitle("Correctness: worst outcome over sizes and dtypes; "
-                 "number = largest relative error in units of the dtype's eps")
-    return fig
-
-
-def _eps_label(error: float, outcome) -> str:
-    if not isinstance(outcome, str) or outcome == "unsupported" or not np.isfinite(error):
-        return ""
-    return f"{error:.0f}" if error < 1e3 else f"{error:.0e}"
+                    ha="center", va="center", fontsize=8)
 
 
 def adjoint_methods(frame: pd.DataFrame) -> Figure | None:
@@ -164,19 +198,19 @@ def adjoint_methods(frame: pd.DataFrame) -> Figure | None:
     if not scalable:
         return None
     data = data.assign(label=data["impl"] + " " + data["method"])
-    colours = _colours(data["label"].unique())
-    fig, axes = plt.subplots(2, len(scalable), figsize=(5 * len(scalable), 7), squeeze=False,
-                             layout="constrained")
+    colours, markers = _colours(data["label"].unique()), _markers(data["label"].unique())
+    fig, axes = plt.subplots(2, len(scalable), figsize=(5 * len(scalable) + 1, 7.5),
+                             squeeze=False, layout="constrained")
     for column, problem in enumerate(scalable):
         rows = data[data["problem"] == problem].assign(
             max_rel_err=lambda d: d["max_rel_err"].clip(lower=1e-17))
         for what, ax in zip(("max_rel_err", "time_median_s"), axes[:, column]):
             for label, line in rows.groupby("label"):
-                line = line.sort_values("size")
-                ax.plot(line["size"], line[what], marker="o", ms=3, color=colours[label])
+                bars = TIME_SPREAD if what == "time_median_s" else (None, None)
+                _series(ax, line, "size", what, *bars, colours[label], markers[label])
             ax.set(xscale="log", yscale="log", xlabel="P (parameters)", title=problem,
                    ylabel="relative error" if what == "max_rel_err" else "seconds per gradient")
-    _legend(fig, colours)
+    _legend(fig, colours, markers)
     fig.suptitle("Adjoint-sensitivity methods: accuracy and cost against P")
     return fig
 
@@ -191,8 +225,12 @@ def batched_throughput(frame: pd.DataFrame) -> Figure | None:
     colours = _colours(data["impl"].unique())
     problems = sorted(data["problem"].unique())
     fig, axes = _grid(len(problems))
+    half = lambda r: r["time_iqr_s"].fillna(0) / 2
+    spread = (lambda r: r["size"] / (r["time_median_s"] + half(r)),
+              lambda r: r["size"] / (r["time_median_s"] - half(r)).clip(
+                  lower=r["time_median_s"] * 1e-3))
     for ax, problem in zip(axes, problems):
-        _lines(ax, data[data["problem"] == problem], "samples_per_s", colours)
+        _lines(ax, data[data["problem"] == problem], "samples_per_s", colours, spread=spread)
         ax.set(xscale="log", yscale="log", title=problem, xlabel="batch size B",
                ylabel="samples / s")
     fig.suptitle("Batched Jacobians: throughput against batch size")
@@ -208,23 +246,19 @@ def second_order_costs(frame: pd.DataFrame) -> Figure | None:
         subset=["ratio_to_primal"])
     if data.empty:
         return None
-    data = data.assign(series=data["impl"] + " " + data["method"].str.replace("_", "-"))
-    colours = _colours(data["series"].unique())
+    data = data.assign(series=data["impl"] + " " + data["method"])
+    colours, markers = _colours(data["series"].unique()), _markers(data["series"].unique())
     problems = sorted(data["problem"].unique())
     fig, axes = _grid(len(problems))
     for ax, problem in zip(axes, problems):
         for series, rows in data[data["problem"] == problem].groupby("series"):
-            rows = rows.sort_values("size")
-            ax.errorbar(rows["size"], rows["ratio_to_primal"],
-                        yerr=[rows["ratio_to_primal"] - rows["ratio_q1"],
-                              rows["ratio_q3"] - rows["ratio_to_primal"]],
-                        marker="o", ms=3, capsize=2, color=colours[series],
-                        linestyle="-" if len(rows) > 1 else "none")
+            _series(ax, rows, "size", "ratio_to_primal", lambda r: r["ratio_q1"],
+                    lambda r: r["ratio_q3"], colours[series], markers[series])
         ax.set(xscale="log", yscale="log", title=problem, xlabel="size",
                ylabel="hvp time / primal time")
     fig.suptitle("Second order: Hessian-vector product cost by nesting (median and quartiles "
                  "of paired ratios)")
-    _legend(fig, colours)
+    _legend(fig, colours, markers)
     return fig
 
 

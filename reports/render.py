@@ -18,7 +18,7 @@ from typing import Callable
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from adjointbench.reports import plots
+from adjointbench.reports import plots, tables
 from adjointbench.reports.load import Loaded
 from adjointbench.suites.results import FAILURES, OUTCOMES
 
@@ -32,10 +32,6 @@ class Section:
 
 
 SECTIONS = (
-    Section("correctness", "Correctness matrix",
-            "Worst outcome of each problem and operation over sizes and dtypes, with the "
-            "largest relative error in units of the dtype's machine epsilon.",
-            plots.correctness_matrix),
     Section("time-primal", "Primal: time against size", "Median time per call, log-log.",
             lambda f: plots.time_against_size(f, "primal")),
     Section("time-jvp", "JVP: time against size", "Median time per call, log-log.",
@@ -72,6 +68,11 @@ th{background:#f4f4f4} img{max-width:100%;height:auto} .empty{color:#777;font-st
 .warning{color:#a15c00} nav a{margin-right:.8rem} code{background:#f4f4f4;padding:0 .2rem}
 .outcome-ok{color:#2e7d32} .outcome-mismatch,.outcome-error,.outcome-crashed,
 .outcome-timeout{color:#c62828;font-weight:bold}
+.scroll{overflow-x:auto;max-width:100%} .scroll table{font-size:.78rem}
+table.matrix th{font-weight:normal;white-space:nowrap} table.matrix thead th{writing-mode:
+vertical-rl;transform:rotate(180deg);max-height:16rem} td.cm{text-align:center;min-width:1.6rem}
+span.cm{padding:0 .4rem;margin-right:.2rem} table.sortable th{cursor:pointer}
+table.sortable td[data-v]{white-space:nowrap}
 """
 
 
@@ -206,7 +207,7 @@ class Report:
     def plot(self, section: Section, frame: pd.DataFrame) -> None:
         try:
             fig = section.plot(_mathtext_escaped(frame))  # names are text, never TeX
-            png = None if fig is None else _png(fig)
+            png = None if fig is None else _png(plots.tidy_log_axes(fig))
         except Exception as e:  # a plot that fails is reported, the report goes on
             message = f"This plot failed: {type(e).__name__}: {e}"
             self.section(section.id, section.title, f'<p class="warning">{html.escape(message)}'
@@ -225,13 +226,20 @@ class Report:
                      f'<img src="data:image/png;base64,{data}" alt="{html.escape(section.title)}">',
                      f"{section.caption}\n\n![{section.title}]({name})\n")
 
+    def html_section(self, id: str, title: str, body_html: str, body_markdown: str,
+                     empty: str) -> None:
+        if not body_html:
+            self.section(id, title, f'<p class="empty">{html.escape(empty)}</p>', f"_{empty}_\n")
+        else:
+            self.section(id, title, body_html, body_markdown)
+
     def write(self, warnings: list[str]) -> Path:
         nav = "".join(f'<a href="#{i}">{html.escape(t)}</a>' for i, t in self.nav)
         notes = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
         page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head><body>"
                 f"<h1>{html.escape(self.title)}</h1>{notes}<nav>{nav}</nav>"
-                f"{''.join(self.html)}</body></html>\n")
+                f"{''.join(self.html)}{tables.SORTABLE_SCRIPT}</body></html>\n")
         (self.out / "index.html").write_text(page, encoding="utf-8")
         if warnings:
             self.markdown.insert(1, "".join(f"> {escape_markdown(w)}\n" for w in warnings))
@@ -265,21 +273,69 @@ def _comparison_section(report: "Report", comparison) -> None:
                        intro_md + _markdown_table(table))
 
 
+def _headline(report: Report, frame: pd.DataFrame) -> None:
+    """First: which implementation failed what, what each operation costs it,
+    and who is fastest."""
+    if frame.empty:
+        report.html_section("headline", "Headline", "", "", "No cells in these results.")
+        return
+    impls, fastest = tables.implementation_headline(frame), tables.fastest_headline(frame)
+    note = ("Check cells per outcome (failed: mismatch, error, timeout or crash), and the "
+            "geometric mean over problems and sizes of each operation's cost in primals "
+            "(float64, paired ratios).")
+    body_html = f"<p>{html.escape(note)}</p>{_html_table(impls)}"
+    body_md = f"{note}\n\n{_markdown_table(impls)}"
+    if not fastest.empty:
+        lead = ("The fastest implementation per operation at each problem's smallest and "
+                "largest timed size (float64, CPU), counted over problems.")
+        body_html += f"<p>{html.escape(lead)}</p>{_html_table(fastest)}"
+        body_md += f"\n{lead}\n\n{_markdown_table(fastest)}"
+    report.section("headline", "Headline", body_html, body_md)
+
+
+def _correctness(report: Report, frame: pd.DataFrame) -> None:
+    caption = ("Worst outcome of each problem and operation (method) over sizes, dtypes and "
+               "input points, per implementation; the number is the largest relative error "
+               "in units of the dtype's machine epsilon; a dot is unsupported.")
+    matrix = tables.correctness_html(frame)
+    markdown = _markdown_table(outcome_counts(frame[frame["suite"] == "check"]))
+    report.html_section("correctness", "Correctness matrix",
+                        matrix and f"<p>{html.escape(caption)}</p>{matrix}", markdown,
+                        "No check cells in these results.")
+
+
+def _timings(report: Report, frame: pd.DataFrame) -> None:
+    timed = tables.timing_table(frame) if not frame.empty else pd.DataFrame()
+    caption = ("Every timed cell: median time per call and its IQR, cost over the primal with "
+               "its quartiles, compile (first-call) time, rounds, threads. Type to filter, "
+               "click a header to sort.")
+    report.html_section("timings", "Timings",
+                        "" if timed.empty else f"<p>{html.escape(caption)}</p>"
+                        + tables.sortable_html(timed, "timings-table"),
+                        _markdown_table(timed) if not timed.empty else "",
+                        "No timed cells in these results.")
+
+
 def render(loaded: Loaded, out: Path, title: str = "adjointbench report") -> Path:
     """Write index.html, summary.md and plots/*.png into ``out``; returns the page."""
     frame = loaded.results
     report = Report(out, title)
+    _headline(report, frame)
     if loaded.comparison is not None:
         _comparison_section(report, loaded.comparison)
     report.table("summary", "Summary", outcome_counts(frame), "No cells in these results.")
     report.table("failures", "Failures", failures(frame), "No cell failed.")
+    _correctness(report, frame)
     for section in SECTIONS:
         report.plot(section, frame)
+    _timings(report, frame)
     report.table("timing-warnings", "Timing warnings", timing_warnings(frame),
                  "No timing was flagged: every ratio is plausible and every spread small.")
     if not loaded.benchmarks.empty:
-        report.table("pytest-benchmark", "pytest-benchmark", _bench_table(loaded.benchmarks),
-                     "No benchmarks.")
+        benchmarks = _bench_table(loaded.benchmarks)
+        report.section("pytest-benchmark", "pytest-benchmark",
+                       tables.sortable_html(benchmarks, "pytest-benchmark-table"),
+                       _markdown_table(benchmarks))
     if not loaded.asv.empty:
         report.table("asv", "asv results", loaded.asv.dropna(subset=["value"]), "No asv results.")
     report.table("environment", "Environment", _environment_rows(loaded.environment),

@@ -11,7 +11,8 @@ from adjointbench.reports.load import load, read_asv
 from adjointbench.reports.render import SECTIONS, escape_markdown, render
 from adjointbench.suites.results import Record, ResultsFile
 
-SECTION_IDS = ["summary", "failures", *[s.id for s in SECTIONS], "environment"]
+SECTION_IDS = ["headline", "summary", "failures", "correctness", *[s.id for s in SECTIONS],
+               "timings", "environment"]
 HOSTILE = '<script>alert("x")</script>|*_'
 
 
@@ -45,13 +46,63 @@ def test_report_writes_page_summary_and_every_plot(report):
     page = (report / "index.html").read_text()
     for section in SECTION_IDS:
         assert f'id="{section}"' in page
-    for name in ("correctness", "time-vjp", "ratio", "adjoint", "batched", "unrolling"):
+    assert page.index('id="headline"') < page.index('id="summary"')  # the headline first
+    for name in ("time-vjp", "ratio", "adjoint", "batched", "unrolling"):
         png = report / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f"]({'plots/' + name}.png)" in (report / "summary.md").read_text()
     # self-contained: every image is a data URI, nothing is fetched
     assert "src=\"http" not in page and "href=\"http" not in page
     assert page.count("<img") == page.count('src="data:image/png;base64,') == len(SECTIONS)
+
+
+def test_headline_and_correctness_tables_match_the_results(results, report):
+    from adjointbench.reports.tables import implementation_headline
+
+    records, _ = ResultsFile(results).read()
+    loaded = load(results)
+    headline = implementation_headline(loaded.results).set_index("implementation")
+    for impl in ("numpy", "naive", "jax"):
+        mine = [r for r in records if r.impl == impl and r.suite == "check"]
+        assert headline.at[impl, "ok"] == sum(r.outcome == "ok" for r in mine)
+        assert headline.at[impl, "unsupported"] == sum(r.outcome == "unsupported" for r in mine)
+    ratios = [r.ratio_to_primal for r in records if r.impl == "numpy" and r.op == "vjp"
+              and r.suite == "bench" and r.outcome == "ok"]
+    geometric = float(__import__("numpy").exp(__import__("numpy").log(ratios).mean()))
+    assert float(headline.at["numpy", "vjp / primal"]) == pytest.approx(geometric, rel=1e-2)
+    page = (report / "index.html").read_text()
+    matrix = page[page.index('id="correctness"'):page.index('id="time-primal"')]
+    assert "<table" in matrix and "<img" not in matrix  # numbers as text, not an image
+    assert 'title="ok"' in matrix and "<h3>naive</h3>" in matrix
+
+
+def test_every_implementation_keeps_its_colour_across_figures():
+    from adjointbench.reports.plots import implementation_colour, method_marker
+
+    before = {n: implementation_colour(n) for n in ("numpy", "jax", "torch", "mine")}
+    assert len(set(before.values())) == 4
+    assert implementation_colour("other_plugin") is not None  # a new name moves no other
+    assert {n: implementation_colour(n) for n in before} == before
+    assert method_marker("forward_over_reverse") != method_marker("reverse_over_reverse")
+
+
+def test_no_legend_leaves_its_figure(results):
+    from adjointbench.reports.render import _mathtext_escaped
+
+    frame = _mathtext_escaped(load(results).results)
+    drawn = 0
+    for section in SECTIONS:
+        fig = section.plot(frame)
+        if fig is None:
+            continue
+        fig.canvas.draw()
+        box = fig.bbox
+        for legend in fig.legends:
+            extent = legend.get_window_extent()
+            assert (extent.x0 >= box.x0 - 1 and extent.x1 <= box.x1 + 1
+                    and extent.y0 >= box.y0 - 1 and extent.y1 <= box.y1 + 1), section.id
+            drawn += 1
+    assert drawn >= 4
 
 
 def test_summary_counts_match_the_results(results, report):
@@ -154,9 +205,26 @@ def test_report_in_headless_chromium(report, browser):
     assert set(SECTION_IDS) <= set(sections)
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-    assert len(images) >= 6
+    assert len(images) >= 5
     for alt, complete, width in images:
         assert complete and width > 0, f"image {alt!r} did not load"
+    assert browser.execute_script("return document.querySelector('section').id") == "headline"
+    # the timing table sorts by a numeric column and filters by words
+    sorted_values = browser.execute_script("""
+        var table = document.getElementById('timings-table');
+        var column = Array.from(table.tHead.rows[0].cells).findIndex(
+            th => th.textContent === 'time_median_s');
+        table.tHead.rows[0].cells[column].click();
+        return Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[column].dataset.v));
+    """)
+    assert len(sorted_values) > 5 and sorted_values == sorted(sorted_values)
+    shown = browser.execute_script("""
+        var box = document.getElementById('timings-table-filter');
+        box.value = 'softmax vjp'; box.dispatchEvent(new Event('input'));
+        return Array.from(document.getElementById('timings-table').tBodies[0].rows)
+            .filter(r => r.style.display !== 'none').map(r => r.textContent);
+    """)
+    assert shown and all("softmax" in row and "vjp" in row for row in shown)
     shot = report / "screenshot.png"
     browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
