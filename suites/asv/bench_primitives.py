@@ -7,8 +7,13 @@ operation, prepared and warmed up in ``setup`` by the timing core) and
 ratios, the same figure as ``adjointbench bench``'s: suites/bench.py); batched Jacobians also get
 ``peakmem_batched_jacobian``. An implementation that is not installed, or a
 cell it does not support, raises NotImplementedError in ``setup``, which asv
-records as skipped. Sizes are each problem's smallest and largest scaling
-size; ``ADJOINTBENCH_ASV_FULL=1`` runs the whole scaling sweep.
+records as skipped.
+
+By default the suite is representative, so that ``asv run --quick`` takes
+minutes: the problems in REPRESENTATIVE (one per family that matters for
+cost), the implementations in REPRESENTATIVE_IMPLS, each problem's smallest
+and largest scaling size. ``ADJOINTBENCH_ASV_FULL=1`` runs every primitive,
+every known implementation and the whole scaling sweep.
 """
 
 import os
@@ -22,6 +27,8 @@ from adjointbench.suites.runner import unsupported_reason
 from adjointbench.suites.timing import sample_paired
 
 FULL = os.environ.get("ADJOINTBENCH_ASV_FULL") == "1"
+REPRESENTATIVE = ("broadcast_tanh", "softmax", "matmul", "linear_solve", "batched_dense")
+REPRESENTATIVE_IMPLS = ("numpy", "jax", "torch")
 
 
 class _CatalogueBenchmark:
@@ -66,7 +73,8 @@ def _sizes(problem, op) -> list[int]:
 
 def _benchmark_class(problem, op):
     body = {"problem": problem.name, "op": op, f"time_{op}": _time(op),
-            "params": [known_names(), _sizes(problem, op)],
+            "params": [list(known_names() if FULL else REPRESENTATIVE_IMPLS),
+                       _sizes(problem, op)],
             "__module__": __name__}
     if op == "batched_jacobian":
         body["peakmem_batched_jacobian"] = _peakmem
@@ -74,6 +82,8 @@ def _benchmark_class(problem, op):
 
 
 for _problem in problems("primitive"):
+    if not FULL and _problem.name not in REPRESENTATIVE:
+        continue
     for _op in DEFAULT_BENCH_OPS:
         if _op != "batched_jacobian" or _problem.batch_input:
             _class = _benchmark_class(_problem, _op)
