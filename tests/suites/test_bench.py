@@ -130,3 +130,30 @@ def test_asv_suite_is_valid():
     run = _run([sys.executable, "-m", "asv", "check", "--python=same"])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "No problems found" in run.stdout
+
+
+def test_asv_continuous_builds_and_compares_two_commits(tmp_path):
+    """asv as its users run it: each of two commits of a clone built into its
+    own virtualenv (asv.conf.json), benchmarked, and compared."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout: asv benchmarks commits")
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD~1"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("a shallow clone: asv continuous needs two commits")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes"], cwd=clone, check=True, capture_output=True)
+    run = subprocess.run([*asv, "continuous", "HEAD~1", "HEAD", "--quick", "--bench",
+                          r"softmax_vjp\.time_vjp"], cwd=clone, capture_output=True, text=True,
+                         timeout=900)
+    out = run.stdout + run.stderr
+    assert run.returncode in (0, 1), out  # 1: asv saw a change between the two
+    for rev in ("HEAD~1", "HEAD"):
+        commit = subprocess.run(["git", "rev-parse", "--short=8", rev], cwd=clone,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert f"For adjointbench commit {commit}" in out, out
+    assert "Building for virtualenv-py3.11" in out
+    assert out.count("softmax_vjp.time_vjp") >= 2 and "failed" not in out
+    assert "| Change" in out or "BENCHMARKS NOT SIGNIFICANTLY CHANGED" in out, out
