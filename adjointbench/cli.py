@@ -62,7 +62,7 @@ from adjointbench import faults
 from adjointbench.faults import HarnessFault
 from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
                                          without_duplicates)
-from adjointbench.suites.sweep import run_sweep
+from adjointbench.suites.sweep import SerialisedOracle, run_sweep
 from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
@@ -113,6 +113,7 @@ def _number_in(low: float, high: float, kind=float, what: str = "a number"):
 SECONDS = _number_in(0.0, 7 * 86400.0, what="a number of seconds")
 BUDGET = _number_in(0.0, 3600.0, what="a number of seconds")
 THREADS = _number_in(1, 1024, int, "a whole number of threads")
+WORKERS = _number_in(1, 256, int, "a whole number of workers")
 SEED = _number_in(0, 2**32 - 1, int, "a whole-number seed")
 POINTS = _number_in(1, 1000, int, "a whole number of input points")
 
@@ -246,8 +247,8 @@ def _results_file(args, suite: str) -> ResultsFile | None:
 def _run(args, impls: list[str], plan, suite: str) -> int:
     """Load the implementations (each in its worker unless --in-process), run
     the cells ``plan(impls)``, append, summarise."""
-    threads = args.threads
-    oracle = Oracle()
+    threads, workers = args.threads, _workers(args, suite)
+    oracle = Oracle() if workers == 1 else SerialisedOracle(Oracle())
     with contextlib.ExitStack() as stack:
         results = _results_file(args, suite)
         if results:
@@ -257,21 +258,39 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             describe = lambda name: LocalExecutor(load_implementation(name)).describe()
             runner = None
         else:
-            isolated = stack.enter_context(IsolatedRunner(
+            isolated = [stack.enter_context(IsolatedRunner(
                 args.timeout, environment=thread_environment(threads), oracle=oracle))
-            describe, runner = isolated.describe, isolated.run
+                for _ in range(workers)]
+            describe, runner = isolated[0].describe, [i.run for i in isolated]
         descriptions = _describe_all(impls, describe)
         cells, earlier = _on_present_devices(plan(impls), descriptions), []
         if results and (args.resume or args.retry):
             cells, earlier = _unfinished(cells, results, args.retry)
         if results:
-            write_environment(results.path.parent, threads)
+            write_environment(results.path.parent, threads, workers)
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
         if results:
             finish_environment(results.path.parent)
     return _summarise(earlier + records, results, descriptions)
+
+
+def _workers(args, suite: str) -> int:
+    """Cells run at once: --workers, else the core count for check and one for
+    bench (timings must not share cores); always one with --in-process."""
+    if args.in_process:
+        if args.workers not in (None, 1):
+            raise UsageError("--in-process runs one cell at a time: drop --workers, or drop "
+                             "--in-process to run cells in parallel workers")
+        return 1
+    if args.workers is not None:
+        if suite == "bench" and args.workers > 1:
+            print(f"adjointbench: warning: {args.workers} bench cells at once share the "
+                  "machine's cores: their timings disturb each other (recorded in "
+                  "environment.json)", file=sys.stderr)
+        return args.workers
+    return 1 if suite == "bench" else max(1, os.cpu_count() or 1)
 
 
 def cmd_check(args) -> int:
@@ -358,8 +377,10 @@ def cmd_run(args) -> int:
     common += ["--resume"] if args.resume else []
     common += ["--retry"] if args.retry else []
     common += ["--quiet"] if args.quiet else []
+    workers = ["--workers", str(args.workers)] if args.workers else []
     status = EXIT_OK
-    for argv in (["check", "--quick", *common], ["bench", "--quick", "--budget", "0.05", *common]):
+    for argv in (["check", "--quick", *common, *workers],
+                 ["bench", "--quick", "--budget", "0.05", *common]):  # bench: one cell at a time
         print(f"== adjointbench {' '.join(argv)}", file=sys.stderr)
         sub = parser.parse_args(argv)
         status = max(status, sub.func(sub))
@@ -414,7 +435,15 @@ def _sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="run cells in this process: faster, but a hang or a crash "
                         "stops the sweep")
+    _workers_option(parser)
     _threads_option(parser)
+
+
+def _workers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=WORKERS, default=None,
+                        help="cells run at once, each implementation in worker processes of "
+                        "its own (default: the core count for check, 1 for bench, whose "
+                        "timings must not share cores)")
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:
@@ -503,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
                        help=f"seconds per cell (default {DEFAULT_TIMEOUT_S:g})")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _workers_option(p_run)
     _threads_option(p_run)
     p_run.set_defaults(func=cmd_run)
     return parser

@@ -100,10 +100,13 @@ def machine_was_loaded(environment: dict) -> str | None:
     return None
 
 
-def write_environment(folder: Path, requested_threads: int | None = None) -> Path:
+def write_environment(folder: Path, requested_threads: int | None = None,
+                      workers: int = 1) -> Path:
+    """``folder/environment.json``; ``workers``: cells run at once (timings of
+    cells that ran side by side shared the machine's cores)."""
     path = Path(folder) / "environment.json"
-    path.write_text(json.dumps(describe_environment(requested_threads), indent=2) + "\n",
-                    encoding="utf-8")
+    environment = {**describe_environment(requested_threads), "workers": workers}
+    path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
     return path
 
 

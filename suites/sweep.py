@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import queue
 import sys
+import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from adjointbench.reference import Oracle
 from adjointbench.suites.cells import Cell
@@ -44,31 +47,83 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+class SerialisedOracle:
+    """The oracle shared by the threads of a parallel sweep, one call at a time:
+    mpmath's working precision is process-global, so two references computed
+    at once would change each other's digits. Cached references come back at
+    once; the implementations still run side by side in their workers."""
+
+    def __init__(self, oracle: Oracle):
+        self._oracle, self._lock = oracle, threading.Lock()
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._oracle, name)
+        if not callable(attribute):
+            return attribute
+
+        def serialised(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+        return serialised
+
+
+def _finished(cells: list[Cell], runners: list[Callable]) -> Iterator[Record]:
+    """Each cell's record as it finishes: in order with one runner; with
+    several, the cells spread over threads of this process, each thread
+    driving a runner of its own (its own worker processes)."""
+    if len(runners) == 1:
+        yield from map(runners[0], cells)
+        return
+    free: queue.Queue = queue.Queue()
+    for runner in runners:
+        free.put(runner)
+
+    def run(cell: Cell) -> Record:
+        runner = free.get()
+        try:
+            return runner(cell)
+        finally:
+            free.put(runner)
+
+    pool = concurrent.futures.ThreadPoolExecutor(len(runners), "adjointbench-cell")
+    try:
+        futures = [pool.submit(run, cell) for cell in cells]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
+    finally:  # interrupted or failed: nothing new starts; cells in flight end with their workers
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
               results: ResultsFile | None = None,
               on_record: Callable[[Record], None] | None = None,
-              progress: bool = True, runner: Callable | None = None) -> list[Record]:
-    """Run every cell; append each record to ``results`` as soon as it exists.
+              progress: bool = True, runner: Callable | list[Callable] | None = None
+              ) -> list[Record]:
+    """Run every cell; append each record to ``results`` as soon as it exists
+    (here, in this thread: one writer, whatever runs the cells).
 
     ``runner(cell) -> Record`` defaults to running in this process; pass an
-    :class:`suites.isolation.IsolatedRunner`'s ``run`` for timeouts and crashes.
+    :class:`suites.isolation.IsolatedRunner`'s ``run`` for timeouts and crashes,
+    or a list of runners to run that many cells at once.
     """
     cells = list(cells)
     oracle = oracle or Oracle()
-    runner = runner or (lambda cell: run_cell(cell, oracle))
+    runners = runner if isinstance(runner, list) else [
+        runner or (lambda cell: run_cell(cell, oracle))]
     bar = ProgressBar(len(cells)) if progress else None
     records = []
     failed = 0
-    for done, cell in enumerate(cells, 1):
-        if bar:
-            bar.update(done - 1, f"{cell.op} {cell.id}", failed)
-        record = runner(cell)
+    if bar and cells:
+        bar.update(0, f"{cells[0].op} {cells[0].id}", failed)
+    for done, record in enumerate(_finished(cells, runners), 1):
         failed += record.outcome in FAILURES
         records.append(record)
         if results:
             results.append(record)
         if on_record:
             on_record(record)
+        if bar and done < len(cells):  # the next cell to start (several are in flight)
+            bar.update(done, f"{cells[done].op} {cells[done].id}", failed)
         raise_if_interrupted()  # a Ctrl-C a finaliser swallowed during the cell
     if bar:
         bar.update(len(cells), "done", failed)

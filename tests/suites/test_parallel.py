@@ -1,0 +1,69 @@
+"""--workers N: cells side by side in worker processes of their own, the
+same outcomes as one at a time, every cell recorded once, hangs and crashes
+still outcomes."""
+
+import pytest
+
+from adjointbench.cli import main
+from adjointbench.reference import get_problem
+from adjointbench.suites.cells import Cell, plan_cells
+from adjointbench.suites.isolation import IsolatedRunner
+from adjointbench.suites.results import ResultsFile, record_key
+from adjointbench.suites.sweep import SerialisedOracle, run_sweep
+
+CHECK = ["check", "--impl", "numpy,naive", "--problem", "matmul,softmax,linear_solve,diffusion",
+         "--quick", "--quiet"]
+
+
+def _outcomes(folder):
+    records, _ = ResultsFile(folder).read()
+    keys = [record_key(r) for r in records]
+    assert len(keys) == len(set(keys))  # every cell once
+    return {record_key(r): r.outcome for r in records}
+
+
+def test_two_workers_give_the_outcomes_of_one(tmp_path):
+    assert main([*CHECK, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*CHECK, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = _outcomes(tmp_path / "one"), _outcomes(tmp_path / "two")
+    planned = plan_cells(["numpy", "naive"], ["matmul", "softmax", "linear_solve", "diffusion"],
+                         quick=True)
+    assert one == two and len(one) == len(planned)
+    assert '"workers": 2' in (tmp_path / "two" / "environment.json").read_text()
+
+
+def test_misbehaviour_in_parallel_is_still_an_outcome(plugins_on_path, oracle, tmp_path,
+                                                      monkeypatch):
+    from misbehaving import EXPECTED
+
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_LIMIT_GB", "3")
+    cells = [Cell(p, "misbehaving:implementation", "primal", get_problem(p).smallest_size)
+             for p in EXPECTED] + [Cell("scalar_add", "numpy", "primal", 1)]
+    shared = SerialisedOracle(oracle)
+    with IsolatedRunner(timeout_s=15, oracle=shared) as a, \
+            IsolatedRunner(timeout_s=15, oracle=shared) as b:
+        records = run_sweep(cells, shared, ResultsFile(tmp_path), progress=False,
+                            runner=[a.run, b.run])
+    assert {r.problem: r.outcome for r in records if r.impl != "numpy"} == EXPECTED
+    assert [r.outcome for r in records if r.impl == "numpy"] == ["ok"]
+    assert len(ResultsFile(tmp_path).read()[0]) == len(cells)
+
+
+def test_workers_are_checked(tmp_path, capsys):
+    assert main([*CHECK, "--workers", "0", "--out", str(tmp_path / "a")]) == 2
+    assert main([*CHECK, "--workers", "2", "--in-process", "--out", str(tmp_path / "b")]) == 2
+    assert "--in-process runs one cell at a time" in capsys.readouterr().err
+    assert main(["bench", "--impl", "numpy", "--problem", "softmax", "--op", "primal", "--quick",
+                 "--budget", "0.01", "--quiet", "--workers", "2",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert "share the machine's cores" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suite, expected", [("check", None), ("bench", 1)])
+def test_defaults(suite, expected, monkeypatch):
+    import os
+
+    from adjointbench.cli import _workers, build_parser
+
+    args = build_parser().parse_args([suite])
+    assert _workers(args, suite) == (expected or max(1, os.cpu_count() or 1))
