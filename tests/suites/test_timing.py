@@ -56,11 +56,18 @@ def test_preparation_counts_as_compilation():
     assert time_operation(prepare, budget_s=0.01).compile_s >= 0.03
 
 
-def test_samples_are_calibrated_to_the_timer():
-    timing = time_operation(lambda: Prepared(run=lambda: None), budget_s=0.01)
-    assert timing.number > 1
-    assert timing.number * timing.median_s >= MIN_SAMPLE_S / 4  # a sample far above resolution
-    assert timing.rounds >= MIN_ROUNDS and timing.iqr_s >= 0
+def test_samples_are_calibrated_to_the_timer(monkeypatch):
+    """A call far below the timer's resolution is repeated until a sample is
+    long enough. A fake clock that each call advances by 100 ns makes this
+    exact: a loaded machine cannot stall the calibration."""
+    now = [0.0]
+    monkeypatch.setattr(timing, "clock", lambda: now[0])
+    tick = lambda: now.__setitem__(0, now[0] + 1e-7)
+    result = time_operation(lambda: Prepared(run=tick), budget_s=0.01)
+    assert result.number > 1
+    assert result.number * result.median_s >= MIN_SAMPLE_S / 4  # a sample far above resolution
+    assert result.median_s == pytest.approx(1e-7)
+    assert result.rounds >= MIN_ROUNDS and result.iqr_s >= 0
 
 
 def test_slow_calls_are_timed_one_at_a_time():
