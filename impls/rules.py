@@ -158,17 +158,15 @@ class RuleImplementation:
         return problem in self.rules and op in _OPERATIONS
 
     def prepare(self, task: Task) -> Prepared:
+        inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
         if task.op == "gradient":
             gradient = self.gradients[task.problem][task.method]
-            inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
             return Prepared(run=lambda: gradient(**inputs))
         if task.op == "primal" and task.problem in self.losses:
             loss = self.losses[task.problem]
-            inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
             return Prepared(run=lambda: np.asarray(loss(**inputs)))
         if task.op == "hvp" and task.problem in self.hvps:
             hvp = self.hvps[task.problem][task.method]
-            inputs = {k: np.asarray(v, dtype=task.dtype) for k, v in task.inputs.items()}
             w = np.asarray(task.cotangent, dtype=task.dtype)
             (u,) = (np.asarray(task.tangent[n], dtype=task.dtype) for n in task.differentiable)
             return Prepared(run=lambda: hvp(inputs, w, u))
@@ -184,10 +182,8 @@ class RuleImplementation:
                 f"{self.name} declines second order on inputs of {elements} elements (its "
                 f"limit is {self.max_second_order_elements}): it materialises the Hessian "
                 "with loops")
-        dtype = np.dtype(task.dtype)
-        args = {k: np.asarray(v, dtype=dtype) for k, v in task.inputs.items()}
-        shapes = {n: args[n].shape for n in task.differentiable}
-        return Prepared(run=_OPERATIONS[task.op](rule, args, shapes, task, dtype))
+        shapes = {n: inputs[n].shape for n in task.differentiable}
+        return Prepared(run=_OPERATIONS[task.op](rule, inputs, shapes, task, np.dtype(task.dtype)))
 
 
 def _primal(rule, args, shapes, task, dtype):

@@ -88,7 +88,8 @@ def _grid(count: int, width: float = 3.6, height: float = 2.8):
     return fig, list(axes.flat)
 
 
-def _bench(frame: pd.DataFrame) -> pd.DataFrame:
+def bench_ok(frame: pd.DataFrame) -> pd.DataFrame:
+    """The bench cells that were timed."""
     ok = frame[(frame["suite"] == "bench") & (frame["outcome"] == "ok")]
     return ok.dropna(subset=["time_median_s"])
 
@@ -135,7 +136,7 @@ def _legend(fig: Figure, colours: dict, markers: dict | None = None,
 
 def time_against_size(frame: pd.DataFrame, op: str) -> Figure | None:
     """Median time of ``op`` against size, log-log, one panel per problem."""
-    data = _bench(frame)
+    data = bench_ok(frame)
     data = data[(data["op"] == op) & (data["device"] == "cpu")]
     if data.empty:
         return None
@@ -153,7 +154,7 @@ def time_against_size(frame: pd.DataFrame, op: str) -> Figure | None:
 
 def ratio_to_primal(frame: pd.DataFrame) -> Figure | None:
     """Each operation's cost in primals, at each problem's largest timed size."""
-    data = _bench(frame)
+    data = bench_ok(frame)
     data = data[(data["op"] != "primal") & (data["dtype"] == "float64")].dropna(
         subset=["ratio_to_primal"])
     if data.empty:
@@ -217,7 +218,7 @@ def adjoint_methods(frame: pd.DataFrame) -> Figure | None:
 
 def batched_throughput(frame: pd.DataFrame) -> Figure | None:
     """Samples per second of batched Jacobians against the batch size B."""
-    data = _bench(frame)
+    data = bench_ok(frame)
     data = data[data["op"] == "batched_jacobian"]
     if data.empty:
         return None
@@ -241,7 +242,7 @@ def batched_throughput(frame: pd.DataFrame) -> Figure | None:
 def second_order_costs(frame: pd.DataFrame) -> Figure | None:
     """Cost of a Hessian-vector product in primals against size, one line per
     implementation and nesting, one panel per problem (paired ratios)."""
-    data = _bench(frame)
+    data = bench_ok(frame)
     data = data[(data["op"] == "hvp") & data["method"].notna()].dropna(
         subset=["ratio_to_primal"])
     if data.empty:

@@ -9,7 +9,8 @@ import html
 import numpy as np
 import pandas as pd
 
-from adjointbench.reports.plots import OUTCOME_COLOURS, SEVERITY
+from adjointbench.reports.plots import OUTCOME_COLOURS, SEVERITY, bench_ok
+from adjointbench.suites.comparison import format_seconds
 from adjointbench.suites.cells import ALL_OPS
 from adjointbench.suites.results import FAILURES
 from adjointbench.suites.tolerance import EPS
@@ -19,16 +20,13 @@ COST_OPS = ("jvp", "vjp", "batched_jacobian", "hvp", "gradient")
 
 # --- headline ---
 
-def _bench_ok(frame: pd.DataFrame) -> pd.DataFrame:
-    ok = frame[(frame["suite"] == "bench") & (frame["outcome"] == "ok")]
-    return ok.dropna(subset=["time_median_s"])
-
-
 def implementation_headline(frame: pd.DataFrame) -> pd.DataFrame:
     """Per implementation: check cells ok / failed / unsupported, and the
     geometric mean cost over the primal of each operation it was timed on
     (float64, paired ratios)."""
     check = frame[frame["suite"] == "check"]
+    timed = bench_ok(frame)
+    timed = timed[timed["dtype"] == "float64"]
     rows = []
     for impl in sorted(frame["impl"].dropna().unique()):
         mine = check[check["impl"] == impl]["outcome"]
@@ -36,10 +34,9 @@ def implementation_headline(frame: pd.DataFrame) -> pd.DataFrame:
                "failed": int(mine.isin(FAILURES).sum()),
                "ill-conditioned": int((mine == "ill_conditioned").sum()),
                "unsupported": int((mine == "unsupported").sum())}
-        timed = _bench_ok(frame)
-        timed = timed[(timed["impl"] == impl) & (timed["dtype"] == "float64")]
+        mine_timed = timed[timed["impl"] == impl]
         for op in COST_OPS:
-            ratios = timed[timed["op"] == op]["ratio_to_primal"].dropna()
+            ratios = mine_timed[mine_timed["op"] == op]["ratio_to_primal"].dropna()
             ratios = ratios[ratios > 0]
             row[f"{op} / primal"] = (f"{float(np.exp(np.log(ratios).mean())):.3g}"
                                      if len(ratios) else "")
@@ -54,9 +51,8 @@ def implementation_headline(frame: pd.DataFrame) -> pd.DataFrame:
 def fastest_headline(frame: pd.DataFrame) -> pd.DataFrame:
     """Per operation, at each problem's smallest and largest timed size: how
     often each implementation was the fastest (float64, CPU)."""
-    timed = _bench_ok(frame)
-    timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")
-                  & (timed["impl"].nunique() > 1)]
+    timed = bench_ok(frame)
+    timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")]
     rows = []
     for op, by_op in timed.groupby("op"):
         for which, pick in (("smallest", "min"), ("largest", "max")):
@@ -184,16 +180,9 @@ def _display(value, column: str) -> str:
         return ""
     if isinstance(value, float):
         if column.endswith("_s"):
-            return seconds(value)
+            return format_seconds(value)
         return f"{value:.3g}"
     return str(value)
-
-
-def seconds(s: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(s) >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
 
 
 def sortable_html(frame: pd.DataFrame, id: str) -> str:
@@ -222,6 +211,6 @@ TIMING_COLUMNS = ["problem", "impl", "op", "method", "size", "dtype", "device", 
 
 def timing_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Every timed cell with its spread, compile time and warning."""
-    timed = _bench_ok(frame)
+    timed = bench_ok(frame)
     return timed.reindex(columns=TIMING_COLUMNS).sort_values(
         ["problem", "op", "size", "time_median_s"])

@@ -84,10 +84,10 @@ def _primal_key(cell: Cell) -> tuple:
 
 def _warm_primal(cell: Cell, impl: Implementation, problem: Problem, inputs: dict):
     key = _primal_key(cell)
-    if key not in _PRIMALS and not supports(impl, cell.problem, "primal", cell.method):
-        raise NotImplementedError(f"{cell.impl} offers no primal of {cell.problem}: every "
-                                  "bench figure is a ratio to the primal, timed beside it")
     if key not in _PRIMALS:
+        if not supports(impl, cell.problem, "primal", cell.method):
+            raise NotImplementedError(f"{cell.impl} offers no primal of {cell.problem}: every "
+                                      "bench figure is a ratio to the primal, timed beside it")
         warm = warm_up(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
                        cell.budget_s)
         _PRIMALS[key] = (warm, np.shape(warm.prepared.to_numpy(warm.result)))

@@ -267,14 +267,14 @@ def describe_change(c: Change) -> str:
         p = "" if c.p_value is None else f", p={c.p_value:.1g}"
         judged = ("time over the reference call" if c.cell.split()[1].endswith("/primal")
                   else "cost over the primal")
-        return (f"{c.ratio:.2f}x time ({_seconds(c.old_median_s)} -> "
-                f"{_seconds(c.new_median_s)}); {judged} {c.change:.2f}x{p}")
+        return (f"{c.ratio:.2f}x time ({format_seconds(c.old_median_s)} -> "
+                f"{format_seconds(c.new_median_s)}); {judged} {c.change:.2f}x{p}")
     if c.what == "outcome":
         return f"{c.old_outcome} -> {c.new_outcome}"
     return c.new_outcome or c.old_outcome or ""
 
 
-def _seconds(s: float | None) -> str:
+def format_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "-"
     for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
