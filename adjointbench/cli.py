@@ -246,7 +246,7 @@ def _results_file(args, suite: str) -> ResultsFile | None:
 
 def _run(args, impls: list[str], plan, suite: str) -> int:
     """Load the implementations (each in its worker unless --in-process), run
-    the cells ``plan(impls)``, append, summarise."""
+    the cells ``plan(impls)`` here or on a Dask cluster, append, summarise."""
     threads, workers = args.threads, _workers(args, suite)
     oracle = Oracle() if workers == 1 else SerialisedOracle(Oracle())
     with contextlib.ExitStack() as stack:
@@ -260,14 +260,17 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         else:
             isolated = [stack.enter_context(IsolatedRunner(
                 args.timeout, environment=thread_environment(threads), oracle=oracle))
-                for _ in range(workers)]
+                for _ in range(1 if args.executor == "dask" else workers)]
             describe, runner = isolated[0].describe, [i.run for i in isolated]
         descriptions = _describe_all(impls, describe)
+        cluster = {}
+        if args.executor == "dask":
+            runner, cluster = _dask_cells(args, stack, workers, isolated[0], descriptions)
         cells, earlier = _on_present_devices(plan(impls), descriptions), []
         if results and (args.resume or args.retry):
             cells, earlier = _unfinished(cells, results, args.retry)
         if results:
-            write_environment(results.path.parent, threads, workers)
+            write_environment(results.path.parent, threads, workers, cluster)
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
@@ -276,16 +279,47 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
     return _summarise(earlier + records, results, descriptions)
 
 
+def _dask_cells(args, stack, workers: int, isolated, descriptions: dict):
+    """The cluster's cell runner and its description; the devices of its GPU
+    workers join each implementation's devices (their cells go there)."""
+    from adjointbench.suites import distributed
+
+    try:
+        client = stack.enter_context(distributed.dask_client(args.scheduler, workers))
+    except (distributed.MissingExtra, ConnectionError) as e:
+        raise UsageError(str(e)) from None
+    cells = distributed.DaskCells(client, args.timeout, thread_environment(args.threads),
+                                  distributed.declined_by(isolated))
+    for name, devices in distributed.gpu_worker_devices(client, list(descriptions),
+                                                        cells).items():
+        descriptions[name]["devices"] = tuple(dict.fromkeys(
+            [*descriptions[name]["devices"], *devices]))
+    cluster = distributed.cluster_summary(client)
+    where = cluster["dashboard"] or "no dashboard (pip install bokeh for one)"
+    print(f"Dask cluster {cluster['scheduler']}: {len(cluster['dask_workers'])} worker(s); "
+          f"progress: {where}", file=sys.stderr)
+    return cells, {"executor": "dask", **cluster}
+
+
 def _workers(args, suite: str) -> int:
     """Cells run at once: --workers, else the core count for check and one for
-    bench (timings must not share cores); always one with --in-process."""
+    bench (timings must not share cores); always one with --in-process. With
+    --executor dask, the workers of the local cluster."""
+    if args.scheduler and args.executor != "dask":
+        raise UsageError("--scheduler is the address of a Dask cluster: add --executor dask")
+    if args.executor == "dask" and args.in_process:
+        raise UsageError("--in-process runs cells in this process, --executor dask on a "
+                         "cluster: drop one of them")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("with --scheduler the cluster's own `dask worker` processes run the "
+                         "cells: drop --workers (it sizes a local cluster)")
     if args.in_process:
         if args.workers not in (None, 1):
             raise UsageError("--in-process runs one cell at a time: drop --workers, or drop "
                              "--in-process to run cells in parallel workers")
         return 1
     if args.workers is not None:
-        if suite == "bench" and args.workers > 1:
+        if suite == "bench" and args.workers > 1 and args.executor != "dask":
             print(f"adjointbench: warning: {args.workers} bench cells at once share the "
                   "machine's cores: their timings disturb each other (recorded in "
                   "environment.json)", file=sys.stderr)
@@ -377,6 +411,8 @@ def cmd_run(args) -> int:
     common += ["--resume"] if args.resume else []
     common += ["--retry"] if args.retry else []
     common += ["--quiet"] if args.quiet else []
+    common += ["--executor", args.executor]
+    common += ["--scheduler", args.scheduler] if args.scheduler else []
     workers = ["--workers", str(args.workers)] if args.workers else []
     status = EXIT_OK
     for argv in (["check", "--quick", *common, *workers],
@@ -443,7 +479,14 @@ def _workers_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=WORKERS, default=None,
                         help="cells run at once, each implementation in worker processes of "
                         "its own (default: the core count for check, 1 for bench, whose "
-                        "timings must not share cores)")
+                        "timings must not share cores); with --executor dask and no "
+                        "--scheduler, the local cluster's worker processes")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="where cells run: here (local, default) or as tasks of a Dask "
+                        "cluster (dask; needs the [dask] extra; README: Running on a cluster)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="with --executor dask: the running cluster's scheduler "
+                        "(default: a local cluster of --workers processes)")
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:

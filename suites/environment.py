@@ -101,11 +101,13 @@ def machine_was_loaded(environment: dict) -> str | None:
 
 
 def write_environment(folder: Path, requested_threads: int | None = None,
-                      workers: int = 1) -> Path:
+                      workers: int = 1, cluster: dict | None = None) -> Path:
     """``folder/environment.json``; ``workers``: cells run at once (timings of
-    cells that ran side by side shared the machine's cores)."""
+    cells that ran side by side shared the machine's cores); ``cluster``: the
+    Dask cluster that ran them (its scheduler and workers)."""
     path = Path(folder) / "environment.json"
-    environment = {**describe_environment(requested_threads), "workers": workers}
+    environment = {**describe_environment(requested_threads), "workers": workers,
+                   **(cluster or {})}
     path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
     return path
 

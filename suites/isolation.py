@@ -128,7 +128,10 @@ def _serve(connection, spec: str) -> None:
         loaded = ("ok", executor.describe())
     connection.send(loaded)
     while loaded[0] == "ok":
-        request = connection.recv()
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):  # the parent is gone (a Dask worker that closed)
+            return
         if request is None:
             return
         method, args = request
@@ -277,14 +280,18 @@ class IsolatedRunner:
         if worker is not None:
             worker.stop()
 
-    def run(self, cell) -> Record:
+    def executor(self, spec: str) -> RemoteExecutor:
+        """``spec``'s worker as an executor, within one cell's timeout."""
+        return RemoteExecutor(self.worker(spec), self.timeout_s)
+
+    def run(self, cell, oracle=None) -> Record:
+        """The cell's record, compared with ``oracle``'s references (default
+        this runner's oracle)."""
         from adjointbench.suites.runner import run_cell
         from adjointbench.suites.results import outcome_of
 
         try:
-            worker = self.worker(cell.impl)
-            record = run_cell(cell, self.oracle,
-                              executor=RemoteExecutor(worker, self.timeout_s))
+            record = run_cell(cell, oracle or self.oracle, executor=self.executor(cell.impl))
         except HarnessFault:
             raise
         except Exception as e:  # the implementation would not even load

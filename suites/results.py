@@ -66,6 +66,9 @@ class Record:
     # primal cells: a fixed reference call timed in alternation with the primal
     # (suites/timing.py's reference_workload), the unit compare judges it in
     reference_samples_s: list | None = None
+    # the host that ran the cell, where it is not the run's own (a Dask
+    # worker's; merged folders: each folder's environment.json machine)
+    machine: str | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -263,15 +263,17 @@ CHECKERS: dict[str, Callable[[_Context], Comparison]] = {
 }
 
 
-def unsupported_reason(cell: Cell, executor: LocalExecutor) -> str | None:
-    """Why the executor's implementation cannot run ``cell``, or None."""
+def unsupported_reason(cell: Cell, executor: LocalExecutor, devices: bool = True) -> str | None:
+    """Why the executor's implementation cannot run ``cell``, or None; with
+    ``devices=False``, whatever device this machine has (a cluster's GPU
+    worker may have the one asked for)."""
     problem = get_problem(cell.problem)
     if cell.dtype not in problem.dtypes:
         return (f"{cell.problem} is defined in {', '.join(problem.dtypes)} only: its solves "
                 f"and integrators are judged at that accuracy")
-    devices = executor.describe()["devices"]
-    if cell.device not in devices:
-        return f"{cell.impl} offers no {cell.device} device here (has: {', '.join(devices)})"
+    present = executor.describe()["devices"]
+    if devices and cell.device not in present:
+        return f"{cell.impl} offers no {cell.device} device here (has: {', '.join(present)})"
     for op in NEEDS.get(cell.op, (cell.op,)):
         if not executor.supports(cell.problem, op, cell.method):
             method = f" by {cell.method}" if cell.method else ""

@@ -67,10 +67,14 @@ class SerialisedOracle:
         return serialised
 
 
-def _finished(cells: list[Cell], runners: list[Callable]) -> Iterator[Record]:
+def _finished(cells: list[Cell], runners) -> Iterator[Record]:
     """Each cell's record as it finishes: in order with one runner; with
     several, the cells spread over threads of this process, each thread
-    driving a runner of its own (its own worker processes)."""
+    driving a runner of its own (its own worker processes); or as a cluster
+    finishes them (a runner with ``finished(cells)``, suites/distributed.py)."""
+    if hasattr(runners, "finished"):
+        yield from runners.finished(cells)
+        return
     if len(runners) == 1:
         yield from map(runners[0], cells)
         return
@@ -104,11 +108,12 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
 
     ``runner(cell) -> Record`` defaults to running in this process; pass an
     :class:`suites.isolation.IsolatedRunner`'s ``run`` for timeouts and crashes,
-    or a list of runners to run that many cells at once.
+    a list of runners to run that many cells at once, or a
+    :class:`suites.distributed.DaskCells` to run them on a Dask cluster.
     """
     cells = list(cells)
     oracle = oracle or Oracle()
-    runners = runner if isinstance(runner, list) else [
+    runners = runner if isinstance(runner, list) or hasattr(runner, "finished") else [
         runner or (lambda cell: run_cell(cell, oracle))]
     bar = ProgressBar(len(cells)) if progress else None
     records = []

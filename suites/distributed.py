@@ -1,0 +1,305 @@
+"""Cells as Dask tasks (``--executor dask``): a sweep spread over the
+processes and machines of a Dask cluster, recorded here as if run locally.
+
+The parent (this process) plans, filters what no implementation supports,
+and writes every record into the one results file (same lock, resume, retry
+and outcomes as a local run). On the cluster, each reference is one task per
+(problem, size, seed, point), computed by the trusted oracle of whichever
+worker takes it and handed to every cell task that needs it; each cell task
+runs the cell in an :class:`~adjointbench.suites.isolation.IsolatedRunner`
+of its Dask worker: the comparisons in the Dask worker, the implementation
+in a subprocess of its own under the cell's timeout and memory cap, so a
+hang or a segfault is an outcome and never takes a Dask worker down. A Dask
+worker that dies mid-cell has its cells rerun elsewhere by the scheduler;
+the parent records each cell once, when its task finishes.
+
+GPU cells need a worker started with ``--resources GPU=1``; bench cells take
+a lease per host, so no two time at once on one machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import uuid
+from dataclasses import replace
+from typing import Callable, Iterator
+
+from adjointbench.faults import HarnessFault
+from adjointbench.suites.cells import Cell
+from adjointbench.suites.results import Record
+
+DASK_EXTRA = "adjointbench[dask]"
+CONNECT_TIMEOUT_S = 15
+GPU_RESOURCE = "GPU"
+
+
+class MissingExtra(ImportError):
+    """``--executor dask`` without Dask installed."""
+
+
+def import_distributed():
+    """dask.distributed, or :class:`MissingExtra` naming the extra to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise MissingExtra(f"--executor dask needs Dask's distributed scheduler: pip install "
+                           f"'{DASK_EXTRA}' (or dask[distributed])") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_client(address: str | None, workers: int):
+    """A client of the cluster at ``address``, or of a local cluster of
+    ``workers`` single-threaded worker processes, closed on the way out."""
+    import logging
+
+    distributed = import_distributed()
+    if address:
+        try:
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as e:
+            raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({e}); start "
+                                  "one with `dask scheduler` and workers with `dask worker "
+                                  f"{address}`, or drop --scheduler for a local cluster") from None
+        with client:
+            yield client
+        return
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def cluster_summary(client) -> dict:
+    """The scheduler and its workers (host, threads, resources), for environment.json."""
+    info = client.scheduler_info()
+    dashboard = "dashboard" in info.get("services", {}) and client.dashboard_link
+    return {"scheduler": info.get("address"), "dashboard": dashboard or None,
+            "dask_workers": {address: {"host": w.get("host"), "nthreads": w.get("nthreads"),
+                                       "resources": w.get("resources") or {}}
+                             for address, w in info.get("workers", {}).items()}}
+
+
+def has_gpu_workers(client) -> bool:
+    return any((w.get("resources") or {}).get(GPU_RESOURCE, 0) >= 1
+               for w in client.scheduler_info().get("workers", {}).values())
+
+
+# ---- on the Dask workers ---------------------------------------------------
+
+class GivenReferences:
+    """The oracle of a cell task: the references its reference tasks computed.
+    What the oracle raised there (an uncertified reference) is raised here,
+    where the cell's record makes it an outcome, as in a local run."""
+
+    def __init__(self, first: dict, second: dict):
+        from adjointbench.reference.cache import default_cache_dir
+
+        self.cache_dir = default_cache_dir()  # the worker's JAX compilation cache
+        self._given = {"first": first, "second": second}
+
+    def _get(self, kind: str, problem: str, size: int, seed: int, point: int):
+        try:
+            answer = self._given[kind][point]
+        except KeyError:
+            raise HarnessFault(f"no {kind}-order reference was sent for {problem} n={size} "
+                               f"seed={seed} point {point}") from None
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def reference(self, problem, size, seed=0, point=0):
+        return self._get("first", problem, size, seed, point)
+
+    def second_order(self, problem, size, seed=0, point=0):
+        return self._get("second", problem, size, seed, point)
+
+
+def compute_reference(kind: str, problem: str, size: int, seed: int, point: int):
+    """One reference task: the worker's oracle (and its disk cache), or the
+    exception it raised, returned so that each cell makes it an outcome."""
+    from adjointbench.reference import Oracle
+
+    oracle = Oracle()
+    try:
+        if kind == "first":
+            return oracle.reference(problem, size, seed, point)
+        return oracle.second_order(problem, size, seed, point)
+    except HarnessFault:
+        raise
+    except Exception as e:  # noqa: BLE001 - judged per cell (ill_conditioned, unsupported)
+        return e
+
+
+_local = threading.local()  # the runners of one thread of a Dask worker
+
+
+def _isolated_runner(timeout_s: float, environment: dict):
+    """This thread's runner for these settings. The Dask worker may be a
+    daemonic process, which multiprocessing forbids to have children; the
+    implementation workers end with it all the same (isolation.py ties each
+    to its parent's life)."""
+    import multiprocessing
+
+    from adjointbench.suites.isolation import IsolatedRunner
+
+    runners = _local.__dict__.setdefault("runners", {})
+    settings = (timeout_s, tuple(sorted(environment.items())))
+    if settings not in runners:
+        if multiprocessing.current_process().daemon:
+            multiprocessing.current_process().daemon = False
+        runners[settings] = IsolatedRunner(timeout_s, environment=environment,
+                                           oracle=GivenReferences({}, {}))
+    return runners[settings]
+
+
+@contextlib.contextmanager
+def _bench_lease(cell: Cell):
+    """Bench cells hold their host's one lease: none times beside another."""
+    if cell.suite != "bench":
+        yield
+        return
+    from distributed import Semaphore
+
+    # the holder refreshes its lease; a dead holder's lapses (the scheduler's
+    # distributed.scheduler.locks.lease-timeout)
+    with Semaphore(max_leases=1, name=f"adjointbench-bench-{socket.gethostname()}"):
+        yield
+
+
+def run_cell_task(cell: Cell, first: dict, second: dict, timeout_s: float,
+                  environment: dict) -> Record:
+    """One cell task, on a Dask worker: its record, naming the machine."""
+    runner = _isolated_runner(timeout_s, environment)
+    with _bench_lease(cell):
+        record = runner.run(cell, oracle=GivenReferences(first, second))
+    return replace(record, machine=socket.gethostname())
+
+
+def describe_task(spec: str, timeout_s: float, environment: dict) -> dict:
+    """An implementation's description as a (GPU) worker sees it, from its
+    own implementation worker (never loaded into the Dask worker itself)."""
+    return _isolated_runner(timeout_s, environment).describe(spec)
+
+
+# ---- in the parent ---------------------------------------------------------
+
+def declined_by(isolated) -> Callable[[Cell], str | None]:
+    """Why the parent's own worker of a cell's implementation says the cell is
+    unsupported (its devices aside: a GPU worker may have them), asked once
+    per (implementation, problem, operation, method, dtype). Whatever else
+    happens (the implementation raises, its worker dies) is left for the
+    cluster to record, as a local run would."""
+    from adjointbench.suites.runner import unsupported_reason
+
+    seen: dict = {}
+
+    def declined(cell: Cell) -> str | None:
+        key = (cell.impl, cell.problem, cell.op, cell.method, cell.dtype)
+        if key not in seen:
+            try:
+                seen[key] = unsupported_reason(cell, isolated.executor(cell.impl),
+                                               devices=False)
+            except HarnessFault:
+                raise
+            except Exception:  # noqa: BLE001 - an outcome, found where the cell runs
+                seen[key] = None
+        return seen[key]
+    return declined
+
+
+def gpu_worker_devices(client, names: list[str], cells: "DaskCells") -> dict[str, tuple]:
+    """Each implementation's devices as a worker with a GPU resource sees
+    them ({} without such a worker)."""
+    if not has_gpu_workers(client):
+        return {}
+    futures = {name: client.submit(describe_task, name, cells.timeout_s, cells.environment,
+                                   resources={GPU_RESOURCE: 1}, pure=False) for name in names}
+    return {name: tuple(future.result()["devices"]) for name, future in futures.items()}
+
+
+class DaskCells:
+    """``finished(cells)``: each cell's record as its Dask task finishes.
+
+    ``declined(cell)`` (the parent's own look at the implementation) gives
+    the reason a cell is unsupported, or None: such cells are recorded here
+    without a task and without references.
+    """
+
+    def __init__(self, client, timeout_s: float, environment: dict,
+                 declined: Callable[[Cell], str | None]):
+        self.client, self.timeout_s, self.environment = client, timeout_s, environment
+        self.declined = declined
+        self.sweep = uuid.uuid4().hex[:8]  # task keys of this sweep, apart from any other
+
+    def _reference(self, kind: str, cell: Cell, point: int):
+        key = f"adjointbench-{self.sweep}-{kind}-{cell.problem}-n{cell.size}-s{cell.seed}-p{point}"
+        return self.client.submit(compute_reference, kind, cell.problem, cell.size, cell.seed,
+                                  point, key=key, pure=False)
+
+    def _submit(self, cell: Cell, references: dict):
+        from adjointbench.suites.runner import SECOND_ORDER_CHECKS
+
+        first, second = {}, {}
+        if cell.suite == "check":
+            for point in range(cell.points):
+                first[point] = references.setdefault(
+                    ("first", cell.problem, cell.size, cell.seed, point),
+                    self._reference("first", cell, point))
+                if cell.op in SECOND_ORDER_CHECKS:
+                    second[point] = references.setdefault(
+                        ("second", cell.problem, cell.size, cell.seed, point),
+                        self._reference("second", cell, point))
+        resources = {GPU_RESOURCE: 1} if cell.device != "cpu" else None
+        return self.client.submit(run_cell_task, cell, first, second, self.timeout_s,
+                                  self.environment, resources=resources, pure=False,
+                                  key=f"adjointbench-{self.sweep}-cell-{cell.op}-{cell.suite}-{cell.id}"
+                                      f"-s{cell.seed}")
+
+    def finished(self, cells: list[Cell]) -> Iterator[Record]:
+        distributed = import_distributed()
+        references: dict = {}
+        futures = {}
+        for cell in cells:
+            reason = self.declined(cell)
+            if reason:
+                yield _record(cell, "unsupported", reason)
+            else:
+                futures[self._submit(cell, references)] = cell
+        del references  # each reference lives while a cell task needs it
+        try:
+            for future in distributed.as_completed(list(futures)):
+                yield self._record_of(future, futures.pop(future))
+        finally:  # interrupted: nothing new starts on the cluster
+            self.client.cancel(list(futures), force=True)
+
+    @staticmethod
+    def _record_of(future, cell: Cell) -> Record:
+        """The task's record. A cell task never raises for what the
+        implementation did (that is in its record), so anything else it
+        raised is the harness's fault, or the cluster's: a cell whose Dask
+        workers died each time it was tried is ``crashed``."""
+        from distributed import KilledWorker
+
+        try:
+            return future.result()
+        except KilledWorker as e:
+            return _record(cell, "crashed", f"the Dask workers running this cell died each "
+                           f"time it was tried ({e}); run it locally to see why")
+        except HarnessFault:
+            raise
+        except Exception as e:
+            raise HarnessFault(f"the task of {cell.op} {cell.id} failed on the Dask cluster: "
+                               f"{type(e).__name__}: {e}") from e
+
+
+def _record(cell: Cell, outcome: str, message: str) -> Record:
+    return Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
+                  cell.seed, outcome=outcome, message=message, method=cell.method,
+                  suite=cell.suite)
+
+
+__all__ = ["DASK_EXTRA", "DaskCells", "MissingExtra", "cluster_summary", "dask_client",
+           "declined_by", "gpu_worker_devices"]

@@ -1,0 +1,180 @@
+"""--executor dask on a real cluster: a `dask scheduler` and `dask worker`
+processes on loopback. The same outcomes as a local run, every cell recorded
+once even when a worker is killed mid-sweep; a crashing and a hanging
+plug-in are outcomes and leave the workers up; GPU cells go to the worker
+with a GPU resource; bench cells never time side by side."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adjointbench.cli import main
+from adjointbench.suites.results import ResultsFile, record_key
+
+pytest.importorskip("distributed", reason="the [dask] extra is not installed")
+
+PLUGINS = Path(__file__).parent.parent / "plugins"
+BIN = Path(sys.executable).parent
+CHECK = ["check", "--impl", "numpy,naive", "--problem", "matmul,softmax,linear_solve,diffusion",
+         "--quick", "--quiet"]
+
+
+def _start(argv: list[str], log: Path, **env) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(PLUGINS), **env}
+    return subprocess.Popen(argv, env=environment, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
+
+
+def _end(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, workers: list[dict]):
+    """A scheduler and one single-threaded `dask worker` per entry of
+    ``workers`` (its extra environment, and "resources"); yields the
+    scheduler's address and the worker processes."""
+    from distributed import Client
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scheduler_file = folder / "scheduler.json"
+    processes = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                         "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                        folder / "scheduler.log")]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for i, settings in enumerate(workers):
+            settings = dict(settings)
+            resources = settings.pop("resources", None)
+            processes.append(_start(
+                [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
+                 "--nthreads", "1", "--no-dashboard", "--name", f"worker-{i}",
+                 *(["--resources", resources] if resources else [])],
+                folder / f"worker-{i}.log", ADJOINTBENCH_MEMORY_LIMIT_GB="3", **settings))
+        with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(len(workers), timeout=120)
+            address = client.scheduler.address
+        yield address, processes[1:]
+    finally:
+        for process in processes:
+            _end(process)
+
+
+def _records(folder: Path) -> dict:
+    records, damaged = ResultsFile(folder).read()
+    keys = [record_key(r) for r in records]
+    assert not damaged and len(keys) == len(set(keys))  # every cell exactly once
+    return {record_key(r): r for r in records}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A plain worker and one started with a GPU resource (a fake GPU the
+    fake_gpu plug-in sees); the overlap plug-in logs its calls in calls/."""
+    folder = tmp_path_factory.mktemp("dask")
+    calls = {"ADJOINTBENCH_TEST_CALLS": str(folder / "calls")}
+    (folder / "calls").mkdir()
+    with dask_cluster(folder, [calls, {**calls, "resources": "GPU=1",
+                                       "ADJOINTBENCH_TEST_FAKE_GPU": "1"}]) as (address, workers):
+        yield address, workers, folder / "calls"
+
+
+def test_a_sweep_survives_a_worker_killed_mid_sweep(tmp_path):
+    assert main([*CHECK, "--workers", "1", "--out", str(tmp_path / "local")]) == 0
+    local = _records(tmp_path / "local")
+    out = tmp_path / "dask"
+    with dask_cluster(tmp_path / "cluster", [{}, {}]) as (address, workers):
+        sweep = _start([str(BIN / "adjointbench"), *CHECK, "--executor", "dask", "--scheduler",
+                        address, "--out", str(out)], tmp_path / "sweep.log")
+        results, recorded = out / "results.jsonl", 0
+        deadline = time.monotonic() + 300
+        while recorded < 30 and sweep.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            recorded = len(results.read_text().splitlines()) if results.exists() else 0
+        _end(workers[0])  # the worker, its nanny and its implementation workers
+        assert sweep.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()
+    assert recorded < len(local)  # the kill came mid-sweep
+    remote = _records(out)
+    assert {k: r.outcome for k, r in remote.items()} == {k: r.outcome for k, r in local.items()}
+    environment = json.loads((out / "environment.json").read_text())
+    assert environment["executor"] == "dask" and len(environment["dask_workers"]) == 2
+
+
+def test_crashing_and_hanging_plugins_are_outcomes_on_dask(cluster, plugins_on_path, tmp_path):
+    from misbehaving import EXPECTED
+    from distributed import Client
+
+    address, workers, _ = cluster
+    assert main(["check", "--impl", "misbehaving:implementation", "--op", "primal",
+                 "--problem", ",".join(EXPECTED), "--quick", "--timeout", "5",
+                 "--quiet", "--executor", "dask", "--scheduler", address,
+                 "--out", str(tmp_path)]) == 1  # failures, and no manifest expects them
+    outcomes = {}
+    for r in _records(tmp_path).values():
+        outcomes.setdefault(r.problem, set()).add(r.outcome)
+    assert outcomes == {p: {outcome} for p, outcome in EXPECTED.items()}
+    assert all(w.poll() is None for w in workers)  # segfault, exit, hang: workers still up
+    with Client(address, timeout=30) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_gpu_cells_go_only_to_gpu_workers(cluster, plugins_on_path, tmp_path):
+    address, _, _ = cluster
+    assert main(["check", "--impl", "fake_gpu:implementation", "--problem", "softmax,matmul",
+                 "--op", "primal,vjp", "--quick", "--device", "cpu,cuda", "--quiet",
+                 "--executor", "dask", "--scheduler", address, "--out", str(tmp_path)]) == 0
+    records = _records(tmp_path).values()
+    on = {device: [r.outcome for r in records if r.device == device] for device in ("cpu", "cuda")}
+    assert on["cuda"] and on["cuda"] == ["ok"] * len(on["cpu"])  # no cuda cell on the plain one
+    assert all(r.machine for r in records)
+
+
+def test_bench_cells_never_time_side_by_side(cluster, plugins_on_path, tmp_path):
+    address, _, calls = cluster
+    assert main(["bench", "--impl", "overlap:implementation", "--problem", "softmax,matvec",
+                 "--op", "primal,vjp", "--quick", "--budget", "0.02", "--quiet",
+                 "--executor", "dask", "--scheduler", address, "--out", str(tmp_path / "out")]) == 0
+    records = _records(tmp_path / "out").values()
+    assert all(r.outcome == "ok" and r.ratio_to_primal for r in records)
+    timed = sorted((*map(float, line.split()[1:]), log.stem)  # (start, end, process)
+                   for log in calls.glob("*.txt") for line in log.read_text().splitlines())
+    assert len({process for *_, process in timed}) >= 2  # both workers timed cells
+    for (_, end, before), (start, _, after) in zip(timed, timed[1:]):
+        assert before == after or start >= end, "two workers' bench calls ran at once"
+
+
+def test_dask_needs_its_extra(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    assert main([*CHECK, "--executor", "dask", "--out", str(tmp_path)]) == 2
+    assert "adjointbench[dask]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--scheduler", "tcp://127.0.0.1:9"], "add --executor dask"),
+    (["--executor", "dask", "--in-process"], "drop one of them"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"],
+     "drop --workers"),
+])
+def test_dask_options_are_checked(argv, says, tmp_path, capsys):
+    assert main([*CHECK, *argv, "--out", str(tmp_path)]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_an_unreachable_scheduler_is_bad_input(tmp_path, capsys, monkeypatch):
+    from adjointbench.suites import distributed
+
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 2)
+    assert main([*CHECK, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9",
+                 "--out", str(tmp_path)]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
