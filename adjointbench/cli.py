@@ -4,10 +4,12 @@
     adjointbench check [--impl numpy,naive] [--problem linear_solve] [--op vjp]
                        [--method adjoint] [--dtype float32] [--size 8,16] [--device cpu]
                        [--quick] [--out DIR [--resume | --retry]] [--timeout S]
-                       [--threads 1] [--in-process]
+                       [--threads 1] [--in-process] [--workers N]
+                       [--executor dask [--scheduler tcp://HOST:PORT]]
     adjointbench bench [the same filters] [--threads 1] [--budget S] [--quick] [--out DIR]
     adjointbench report --results DIR [--against OLD] [--out DIR] [--benchmark-json F] [--asv DIR]
     adjointbench compare OLD NEW [--threshold 1.10] [--markdown | --json]
+    adjointbench merge OUT DIR...  # results of several machines in one folder
     adjointbench run [--out results] [--resume | --retry]  # check --quick, bench --quick, report
 
 ``check`` runs the correctness sweep (primitives' operations, and the gradient
@@ -32,7 +34,10 @@ appends to the same table; ``report`` renders a results folder as
 index.html, summary.md and plots (with ``--against OLD``, a comparison
 section too); ``compare`` lists what changed between two results folders
 (suites/comparison.py) and exits 1 when a cell regressed (a new failure, or
-significantly slower than ``--threshold``); ``run`` is the main job.
+significantly slower than ``--threshold``); ``merge`` combines the folders of
+several machines (suites/merge.py); ``run`` is the main job. ``--workers N``
+runs N cells at once; ``--executor dask`` runs them as tasks of a Dask
+cluster (suites/distributed.py).
 """
 
 from __future__ import annotations
@@ -388,6 +393,33 @@ def cmd_compare(args) -> int:
     return EXIT_FAILED if comparison.regressions else EXIT_OK
 
 
+def cmd_merge(args) -> int:
+    from adjointbench.suites.merge import merge_folders, write_merged
+
+    folders = [_results_folder(d, "DIR") for d in args.dirs]
+    out = Path(args.out)
+    if out.resolve() in {f.resolve() for f in folders}:
+        raise UsageError(f"OUT {args.out!r} is one of the folders to merge: choose a new folder")
+    if (out / "results.jsonl").exists():
+        raise UsageError(f"OUT {args.out!r} already holds results.jsonl: choose a new folder "
+                         "(merge never overwrites results)")
+    results = ResultsFile(_writable_folder(args.out))
+    results.lock()
+    try:
+        merged = merge_folders(folders)
+        write_merged(out, merged, folders)
+    finally:
+        results.unlock()
+    for conflict in merged.conflicts:
+        print(f"conflict: {conflict}", file=sys.stderr)
+    if merged.damaged:
+        print(f"dropped {merged.damaged} damaged line(s) of the folders' results", file=sys.stderr)
+    print(f"merged {len(merged.records)} cells from {len(folders)} folders "
+          f"({len(merged.machines)} machine(s): {', '.join(merged.machines)}) into "
+          f"{results.path}; {len(merged.conflicts)} conflict(s)")
+    return EXIT_OK
+
+
 def _run_folder(args) -> str:
     """``--out``, or a new timestamped folder beside it when it already holds
     results and neither --resume nor --retry was asked: a rerun never fails
@@ -565,6 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
     form.add_argument("--markdown", action="store_true", help="a pull-request comment")
     form.add_argument("--json", action="store_true", help="every change as JSON")
     p_compare.set_defaults(func=cmd_compare)
+    p_merge = sub.add_parser(
+        "merge", help="combine results folders from several machines",
+        description="Combine the results folders of several machines (or runs) into OUT. "
+        "Each record keeps its machine, each machine its environment (OUT/environment.json, "
+        "under machines); a cell in two folders is kept once, from the first folder given, "
+        "and the conflict reported.")
+    p_merge.add_argument("out", help="a new folder for the merged results")
+    p_merge.add_argument("dirs", nargs="+", metavar="DIR", help="results folders to merge")
+    p_merge.set_defaults(func=cmd_merge)
     p_run = sub.add_parser("run", help="the main job: quick check, quick bench, report")
     p_run.add_argument("--out", default="results", help="folder for results and report/ "
                        "(default: results)")

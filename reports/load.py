@@ -132,6 +132,7 @@ def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None
          against: Path | None = None) -> Loaded:
     frame, warnings = read_results(results)
     environment, more = read_environment(results)
+    frame["machine"] = frame["machine"].fillna(environment.get("machine") or "this machine")
     loaded = Loaded(frame, environment, warnings=warnings + more + _timing_notes(frame, environment))
     if benchmark_json is not None:
         loaded.benchmarks = read_pytest_benchmark(benchmark_json)

@@ -136,9 +136,13 @@ def outcome_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index()
 
 
+def several_machines(frame: pd.DataFrame) -> bool:
+    return "machine" in frame and frame["machine"].nunique() > 1
+
+
 def failures(frame: pd.DataFrame) -> pd.DataFrame:
-    columns = ["suite", "problem", "impl", "op", "method", "size", "dtype", "device", "outcome",
-               "message"]
+    columns = ["suite", "problem", "impl", "op", "method", "size", "dtype", "device",
+               *(["machine"] if several_machines(frame) else []), "outcome", "message"]
     failed = frame[frame["outcome"].isin(FAILURES)]
     return failed.reindex(columns=columns).fillna("")
 
@@ -158,6 +162,21 @@ def _environment_rows(environment: dict) -> pd.DataFrame:
         rows.append(("threads torch", threads["torch"]))
     rows += [(f"env {k}", v) for k, v in threads.get("environment", {}).items()]
     return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def machines_table(frame: pd.DataFrame, environment: dict) -> pd.DataFrame:
+    """One row per machine of merged or cluster results: what it is and what it ran."""
+    described = environment.get("machines") or {}
+    rows = []
+    for machine, cells in frame.groupby("machine"):
+        env = described.get(machine, environment if machine == environment.get("machine") else {})
+        versions = env.get("versions", {})
+        rows.append({"machine": machine, "cpu": env.get("cpu"), "cores": env.get("cpu_count"),
+                     "gpus": ", ".join(env.get("gpus") or []) or "none",
+                     "versions": ", ".join(f"{k} {versions[k]}" for k in ("adjointbench", "jax",
+                                                                          "torch") if k in versions),
+                     "cells": len(cells), "failed": int(cells["outcome"].isin(FAILURES).sum())})
+    return pd.DataFrame(rows)
 
 
 def timing_warnings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -323,6 +342,8 @@ def render(loaded: Loaded, out: Path, title: str = "adjointbench report") -> Pat
     _headline(report, frame)
     if loaded.comparison is not None:
         _comparison_section(report, loaded.comparison)
+    if several_machines(frame):
+        report.table("machines", "Machines", machines_table(frame, loaded.environment), "")
     report.table("summary", "Summary", outcome_counts(frame), "No cells in these results.")
     report.table("failures", "Failures", failures(frame), "No cell failed.")
     _correctness(report, frame)

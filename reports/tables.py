@@ -212,5 +212,6 @@ TIMING_COLUMNS = ["problem", "impl", "op", "method", "size", "dtype", "device", 
 def timing_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Every timed cell with its spread, compile time and warning."""
     timed = bench_ok(frame)
-    return timed.reindex(columns=TIMING_COLUMNS).sort_values(
+    machine = ["machine"] if "machine" in timed and timed["machine"].nunique() > 1 else []
+    return timed.reindex(columns=TIMING_COLUMNS + machine).sort_values(
         ["problem", "op", "size", "time_median_s"])

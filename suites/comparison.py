@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import replace, asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +93,19 @@ def cell_label(r: Record) -> str:
 
 
 def _records(folder: Path) -> dict[tuple, Record]:
+    """Each cell's record, naming its machine (its own, else the folder's)."""
     records, _ = ResultsFile(folder).read()
-    return {record_key(r): r for r in without_duplicates(records)[0]}
+    machine = _machine(folder)
+    return {record_key(r): replace(r, machine=r.machine or machine)
+            for r in without_duplicates(records)[0]}
+
+
+def _where(old: Record | None, new: Record | None, several: bool) -> str:
+    """The machine(s) of a cell, where the results span several."""
+    machines = [r.machine for r in (old, new) if r is not None]
+    if not several or not machines:
+        return ""
+    return f" [{machines[0]}]" if len(set(machines)) == 1 else f" [{machines[0]} -> {machines[1]}]"
 
 
 def _machine(folder: Path) -> str | None:
@@ -227,11 +238,11 @@ def _timed(r: Record) -> bool:
 
 
 def compare_pair(old: Record, new: Record, threshold: float,
-                 judged: TimeJudgement | None = None) -> Change | None:
+                 judged: TimeJudgement | None = None, where: str = "") -> Change | None:
     """The change of one matched cell, or None; ``judged`` is its time
     judgement when both records are timed, ``threshold`` the factor that
-    counts (noise allowance included)."""
-    label = cell_label(new)
+    counts (noise allowance included), ``where`` its machines."""
+    label = cell_label(new) + where
     kind = outcome_change(old, new)
     if kind:
         return Change(label, kind, "outcome", old.outcome, new.outcome)
@@ -250,11 +261,15 @@ def compare_folders(old: str | Path, new: str | Path,
     drift = machine_drift(pairs)
     judged = [judge_time(a, b, drift) if _timed(a) and _timed(b) else None for a, b in pairs]
     noise = run_to_run_noise([j.change for j in judged if j is not None])
-    changes = [compare_pair(a, b, threshold * noise, j) for (a, b), j in zip(pairs, judged)]
-    changes += [Change(cell_label(after[k]), "new", "presence", new_outcome=after[k].outcome)
+    several = len({r.machine for r in [*before.values(), *after.values()]}) > 1
+    changes = [compare_pair(a, b, threshold * noise, j, _where(a, b, several))
+               for (a, b), j in zip(pairs, judged)]
+    changes += [Change(cell_label(after[k]) + _where(None, after[k], several), "new",
+                       "presence", new_outcome=after[k].outcome)
                 for k in after if k not in before]
-    changes += [Change(cell_label(before[k]), "vanished", "presence",
-                       old_outcome=before[k].outcome) for k in before if k not in after]
+    changes += [Change(cell_label(before[k]) + _where(before[k], None, several), "vanished",
+                       "presence", old_outcome=before[k].outcome)
+                for k in before if k not in after]
     ordered = sorted((c for c in changes if c), key=lambda c: (KINDS.index(c.kind), c.cell))
     return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
                       (_machine(old), _machine(new)), drift, noise)
