@@ -13,11 +13,14 @@ each matched pair:
   call timed in alternation with it (suites/timing.py's
   ``reference_workload``; records without one: over the machine's drift, the
   median new/old time of all primals, :func:`machine_drift`). It
-  is a regression only when all three hold: that change exceeds the
+  is a regression only when all four hold: that change exceeds the
   threshold, a Mann-Whitney U test on the two sets of stored samples rejects
-  "same distribution" at ``ALPHA``, and the new lower quartile lies above the
-  old upper quartile; and the threshold is raised by the two runs' own
-  noise (:func:`run_to_run_noise`, at most 10 %). Improvements mirror this.
+  "same distribution" at ``ALPHA``, the new lower quartile lies above the
+  old upper quartile, and the plain median time over the machine's drift
+  grew beyond the threshold too (a primal or reference call that alone
+  moved shifts the paired figure of an operation that did not); the
+  threshold is raised by the two runs' own noise (:func:`run_to_run_noise`,
+  at most 10 %). Improvements mirror this.
   Records without stored samples (older runs) are judged by the quartiles
   they carry alone. Two
   runs of the same code on this shared machine differ by 20 % in absolute
@@ -169,19 +172,28 @@ def _carried_quartiles(r: Record, drift: float) -> tuple[float, float, float]:
 @dataclass(frozen=True)
 class TimeJudgement:
     """A timed cell in both runs: new/old median time, the judged change and
-    its p-value, and whether the two samples' quartiles no longer overlap."""
+    its p-value, whether the two samples' quartiles no longer overlap, and
+    the new/old median time over the machine's drift.
+
+    A change counts only when both views agree: the paired figure (immune to
+    a machine that slowed down for everything) and the plain time over the
+    drift (immune to a primal, or a reference call, that alone moved while
+    the operation did not). A real change moves both."""
 
     ratio: float
     change: float
     p_value: float | None
     apart_slower: bool
     apart_faster: bool
+    absolute: float = 1.0
 
     def kind(self, threshold: float) -> str | None:
         significant = self.p_value is None or self.p_value < ALPHA
-        if self.change > threshold and significant and self.apart_slower:
+        if (self.change > threshold and self.absolute > threshold and significant
+                and self.apart_slower):
             return "regression"
-        if self.change < 1 / threshold and significant and self.apart_faster:
+        if (self.change < 1 / threshold and self.absolute < 1 / threshold and significant
+                and self.apart_faster):
             return "improvement"
         return None
 
@@ -202,7 +214,7 @@ def judge_time(old: Record, new: Record, drift: float = 1.0) -> TimeJudgement:
         old_q1, old_median, old_q3 = _carried_quartiles(old, 1.0)
         new_q1, new_median, new_q3 = _carried_quartiles(new, drift)
         change = new_median / old_median if old_median else float("nan")
-    return TimeJudgement(ratio, change, p, new_q1 > old_q3, new_q3 < old_q1)
+    return TimeJudgement(ratio, change, p, new_q1 > old_q3, new_q3 < old_q1, ratio / drift)
 
 
 def time_change(old: Record, new: Record, threshold: float,

@@ -57,6 +57,17 @@ def test_a_machine_slower_for_everything_is_not_a_regression():
     assert time_change(old_primal, new_primal, 1.10, drift=1.0)[0] == "regression"
 
 
+def test_a_primal_that_alone_moved_is_no_regression_of_its_operation():
+    rng = np.random.default_rng(2)
+    noisy = lambda scale: scale * (1 + 0.3 * rng.random(60))
+    old = _bench_record(noisy(2e-3), primal=noisy(1e-3))
+    quicker_primal = _bench_record(noisy(2e-3), primal=noisy(0.6e-3))  # vjp/primal up 1.7x
+    kind, ratio, change, _ = time_change(old, quicker_primal, 1.10)
+    assert kind is None and change > 1.4 and 0.85 < ratio < 1.15
+    slower = _bench_record(noisy(3.4e-3), primal=noisy(1e-3))  # the vjp itself slowed
+    assert time_change(old, slower, 1.10)[0] == "regression"
+
+
 def _run(args, out, monkeypatch, drift=""):
     monkeypatch.setenv("ADJOINTBENCH_TEST_DRIFT", drift)
     assert main([*args, "--impl", "drifting:implementation", "--out", str(out)]) in (0, 1)
