@@ -64,6 +64,11 @@ def dask_client(address: str | None, workers: int):
                                   "one with `dask scheduler` and workers with `dask worker "
                                   f"{address}`, or drop --scheduler for a local cluster") from None
         with client:
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+            except TimeoutError:
+                raise ConnectionError(f"the Dask scheduler at {address} has no workers: start "
+                                      f"some with `dask worker {address}`") from None
             yield client
         return
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

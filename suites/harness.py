@@ -5,6 +5,7 @@ figure, its target and the machine's load while it ran.
     python -m adjointbench.suites.harness                  # all but asv
     python -m adjointbench.suites.harness one-cell adjoint
     python -m adjointbench.suites.harness asv              # asv run --quick (minutes)
+    python -m adjointbench.suites.harness parallel         # check: 1, 2 workers, Dask
 
 Targets (2-core machine, quiet, warm caches): the default ``check`` sweep of
 every built-in implementation (both dtypes, isolated, one worker) 75 s; the
@@ -62,6 +63,28 @@ def sweep(name: str, *args: str) -> None:
         _report(name, _wall(_command(*args, "--out", out, "--quiet")), "s")
 
 
+PARALLEL = {"--workers 1": ("--workers", "1"), "--workers 2": ("--workers", "2"),
+            "--executor dask --workers 2": ("--executor", "dask", "--workers", "2")}
+
+
+def parallel(rounds: int = 1) -> None:
+    """The default check sweep (warm caches) one cell at a time, two at once,
+    and on a local Dask cluster of two workers, interleaved ``rounds`` times;
+    each median and its speed-up over one worker."""
+    times: dict[str, list[float]] = {name: [] for name in PARALLEL}
+    for _ in range(rounds):
+        for name, options in PARALLEL.items():
+            with tempfile.TemporaryDirectory() as out:
+                times[name].append(_wall(_command("check", "--impl", BUILT_IN, *options,
+                                                  "--out", out, "--quiet")))
+    one = statistics.median(times["--workers 1"])
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        print(f"check {name:<28} {median:7.1f} s  {one / median:4.2f}x one worker  "
+              f"(runs: {', '.join(f'{t:.1f}' for t in seconds)}) load {load_average()}",
+              flush=True)
+
+
 def one_cell(repeats: int = 5) -> None:
     argv = _command("check", "--impl", "numpy", "--problem", "scalar_sin", "--op", "jvp",
                     "--dtype", "float64", "--quiet")
@@ -101,7 +124,8 @@ def asv_quick() -> None:
 BENCHMARKS = {
     "one-cell": one_cell,
     "adjoint": adjoint,
-    "check": lambda: sweep("check", "check", "--impl", BUILT_IN),
+    "check": lambda: sweep("check", "check", "--impl", BUILT_IN, "--workers", "1"),
+    "parallel": parallel,
     "run": lambda: sweep("run", "run", "--impl", BUILT_IN),
     "asv": asv_quick,
 }

@@ -63,7 +63,8 @@ def dask_cluster(folder: Path, workers: list[dict]):
                  *(["--resources", resources] if resources else [])],
                 folder / f"worker-{i}.log", ADJOINTBENCH_MEMORY_LIMIT_GB="3", **settings))
         with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
-            client.wait_for_workers(len(workers), timeout=120)
+            if workers:
+                client.wait_for_workers(len(workers), timeout=120)
             address = client.scheduler.address
         yield address, processes[1:]
     finally:
@@ -178,3 +179,13 @@ def test_an_unreachable_scheduler_is_bad_input(tmp_path, capsys, monkeypatch):
     assert main([*CHECK, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9",
                  "--out", str(tmp_path)]) == 2
     assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def test_a_scheduler_without_workers_is_bad_input(tmp_path, capsys, monkeypatch):
+    from adjointbench.suites import distributed
+
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 3)
+    with dask_cluster(tmp_path / "cluster", []) as (address, _):
+        assert main([*CHECK, "--executor", "dask", "--scheduler", address,
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "has no workers: start some with `dask worker" in capsys.readouterr().err
