@@ -122,7 +122,8 @@ def get_problem(name: str) -> Problem:
     found = (_EXTERNAL.get(name) or built_in().get(name) or _entry_point(name)
              or _from_environment(name))
     if found is None:
-        names = [*built_in(), *_EXTERNAL, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))]
+        names = list(dict.fromkeys([*built_in(), *_EXTERNAL,
+                                    *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))]))
         raise UnknownNameError(f"unknown problem {name!r}.{closest(name, names)} A third-party "
                                "problem can also be named as 'module:object'.")
     return found

@@ -15,7 +15,7 @@ from typing import Iterable
 from adjointbench.impls.protocol import (DEVICES, DTYPES, OPERATIONS, SECOND_ORDER,
                                          SECOND_ORDER_METHODS, SENSITIVITY_HVP_METHODS)
 from adjointbench.reference import Problem, get_problem, problems
-from adjointbench.reference.catalogue import UnknownNameError, closest
+from adjointbench.reference.catalogue import UnknownNameError, built_in, closest
 from adjointbench.suites.timing import DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
 
@@ -107,15 +107,27 @@ def _methods_of(problem: Problem, op: str, methods: list[str]) -> list[str | Non
     return [None]
 
 
+def _members(name: str) -> list[Problem]:
+    """The problem of that name, or the problems of the family of that name.
+    Plug-in problems are loaded only for a name no built-in has (loading
+    them all would import whatever each plug-in imports)."""
+    built = built_in()
+    if name in built or ":" in name:
+        return [get_problem(name)]
+    for pool in (lambda: list(built.values()), lambda: problems(None)):
+        every = pool()
+        if name not in {p.name for p in every}:
+            family = [p for p in every if p.family == name]
+            if family:
+                return family
+    return [get_problem(name)]
+
+
 def _chosen(names: Iterable[str]) -> list:
     """Problems by name, a family name standing for all of its problems."""
-    every = problems(None)
-    families = {p.family for p in every} - {p.name for p in every}
     chosen = []
     for name in names:
-        members = [p for p in every if p.family == name] if name in families else [
-            get_problem(name)]
-        chosen += [p for p in members if p not in chosen]
+        chosen += [p for p in _members(name) if p not in chosen]
     return chosen
 
 
