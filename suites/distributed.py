@@ -249,14 +249,13 @@ class DaskCells:
 
         first, second = {}, {}
         if cell.suite == "check":
+            kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
             for point in range(cell.points):
-                first[point] = references.setdefault(
-                    ("first", cell.problem, cell.size, cell.seed, point),
-                    self._reference("first", cell, point))
-                if cell.op in SECOND_ORDER_CHECKS:
-                    second[point] = references.setdefault(
-                        ("second", cell.problem, cell.size, cell.seed, point),
-                        self._reference("second", cell, point))
+                for kind in kinds:
+                    key = (kind, cell.problem, cell.size, cell.seed, point)
+                    if key not in references:  # one task per reference, shared
+                        references[key] = self._reference(kind, cell, point)
+                    (first if kind == "first" else second)[point] = references[key]
         resources = {GPU_RESOURCE: 1} if cell.device != "cpu" else None
         return self.client.submit(run_cell_task, cell, first, second, self.timeout_s,
                                   self.environment, resources=resources, pure=False,

@@ -189,3 +189,46 @@ def test_a_scheduler_without_workers_is_bad_input(tmp_path, capsys, monkeypatch)
         assert main([*CHECK, "--executor", "dask", "--scheduler", address,
                      "--out", str(tmp_path / "out")]) == 2
     assert "has no workers: start some with `dask worker" in capsys.readouterr().err
+
+
+def test_each_reference_is_one_task_shared_by_the_cells_that_need_it():
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.distributed import DaskCells, compute_reference
+
+    class Recorder:  # a client that only records what would be submitted
+        def __init__(self):
+            self.submitted = []
+
+        def submit(self, function, *args, key, **options):
+            self.submitted.append((function, args, key))
+            return key
+
+    client = Recorder()
+    cells = plan_cells(["numpy", "naive"], ["softmax", "matmul"], ["vjp", "hvp"],
+                       quick=True, methods=["rule", "materialised"]) + plan_cells(
+        ["numpy"], ["softmax"], ["primal"], quick=True, suite="bench")
+    runner = DaskCells(client, 10.0, {}, declined=lambda cell: None)
+    references: dict = {}
+    tasks = [runner._submit(cell, references) for cell in cells]
+    made = [(args, key) for function, args, key in client.submitted
+            if function is compute_reference]
+    wanted = {(kind, c.problem, c.size, c.seed, p) for c in cells if c.suite == "check"
+              for p in range(c.points)
+              for kind in (("first", "second") if c.op == "hvp" else ("first",))}
+    assert sorted(args for args, _ in made) == sorted(wanted)  # each once, none for bench
+    assert len({key for _, key in made}) == len(made) and len(set(tasks)) == len(cells)
+
+
+def test_a_local_dask_cluster_resumes_like_a_local_run(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    one = ["check", "--impl", "numpy", "--quick", "--quiet", "--executor", "dask",
+           "--workers", "1", "--out", out]
+    assert main([*one, "--problem", "softmax"]) == 0
+    first = _records(tmp_path / "out")
+    capsys.readouterr()
+    assert main([*one, "--problem", "softmax,matvec", "--resume"]) == 0
+    assert f"resuming: {len(first)} of" in capsys.readouterr().err
+    after = _records(tmp_path / "out")
+    assert first.keys() < after.keys()
+    assert all(after[k].outcome == r.outcome == "ok" for k, r in first.items())
+    assert json.loads((tmp_path / "out" / "environment.json").read_text())["executor"] == "dask"
