@@ -85,7 +85,12 @@ def test_a_planted_slowdown_and_a_planted_failure_are_regressions(
     regressions = {(c["what"], c["cell"].split()[1]) for c in changes if c["kind"] == "regression"}
     assert ("outcome", "softmax/drifting:implementation/vjp") in regressions
     assert {("time", "softmax/drifting:implementation/vjp"), ("time", "matvec/drifting:implementation/vjp")} <= regressions
-    assert not any("primal" in cell for _, cell in regressions)  # the primal did not change
+    # the primal did not change: not flagged, allowing for what a loaded machine moves
+    # a primal between two runs (up to 1.3x here, README: Comparing two runs)
+    capsys.readouterr()
+    main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--json", "--threshold", "1.5"])
+    flagged = json.loads(capsys.readouterr().out)["changes"]
+    assert not any(c["kind"] == "regression" and "/primal" in c["cell"] for c in flagged)
     assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new"), "--markdown"]) == 1
     comment = capsys.readouterr().out
     assert "regression(s)**" in comment and "| regression | `check softmax/drifting:implementation/vjp" in comment
