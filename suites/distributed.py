@@ -122,20 +122,30 @@ class GivenReferences:
         return self._get("second", problem, size, seed, point)
 
 
+_ORACLE = threading.Lock()  # mpmath's precision is process-global: one reference at a time
+
+
 def compute_reference(kind: str, problem: str, size: int, seed: int, point: int):
     """One reference task: the worker's oracle (and its disk cache), or the
-    exception it raised, returned so that each cell makes it an outcome."""
+    exception it raised, returned so that each cell makes it an outcome.
+    One at a time per process, whatever the worker's --nthreads: two at once
+    would change each other's digits."""
     from adjointbench.reference import Oracle
 
     oracle = Oracle()
     try:
-        if kind == "first":
-            return oracle.reference(problem, size, seed, point)
-        return oracle.second_order(problem, size, seed, point)
+        with _ORACLE:
+            return _computed(oracle, kind, problem, size, seed, point)
     except HarnessFault:
         raise
     except Exception as e:  # noqa: BLE001 - judged per cell (ill_conditioned, unsupported)
         return e
+
+
+def _computed(oracle, kind: str, problem: str, size: int, seed: int, point: int):
+    if kind == "first":
+        return oracle.reference(problem, size, seed, point)
+    return oracle.second_order(problem, size, seed, point)
 
 
 _local = threading.local()  # the runners of one thread of a Dask worker
