@@ -31,13 +31,13 @@ Cells present on one side only are listed as new or vanished.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace, asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from adjointbench.suites.environment import read_environment
 from adjointbench.suites.results import FAILURES, Record, ResultsFile, record_key, without_duplicates
 
 DEFAULT_THRESHOLD = 1.10
@@ -112,12 +112,7 @@ def _where(old: Record | None, new: Record | None, several: bool) -> str:
 
 
 def _machine(folder: Path) -> str | None:
-    try:
-        environment = json.loads((folder / "environment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(environment, dict):
-        return None
+    environment = read_environment(folder)
     if environment.get("machine"):
         return str(environment["machine"])
     cpu, cores = environment.get("cpu"), environment.get("cpu_count")

@@ -279,7 +279,7 @@ class DaskCells:
         for cell in cells:
             reason = self.declined(cell)
             if reason:
-                yield _record(cell, "unsupported", reason)
+                yield Record.for_cell(cell, "unsupported", reason)
             else:
                 futures[self._submit(cell, references)] = cell
         del references  # each reference lives while a cell task needs it
@@ -300,19 +300,13 @@ class DaskCells:
         try:
             return future.result()
         except KilledWorker as e:
-            return _record(cell, "crashed", f"the Dask workers running this cell died each "
+            return Record.for_cell(cell, "crashed", f"the Dask workers running this cell died each "
                            f"time it was tried ({e}); run it locally to see why")
         except HarnessFault:
             raise
         except Exception as e:
             raise HarnessFault(f"the task of {cell.op} {cell.id} failed on the Dask cluster: "
                                f"{type(e).__name__}: {e}") from e
-
-
-def _record(cell: Cell, outcome: str, message: str) -> Record:
-    return Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
-                  cell.seed, outcome=outcome, message=message, method=cell.method,
-                  suite=cell.suite)
 
 
 __all__ = ["DASK_EXTRA", "DaskCells", "MissingExtra", "cluster_summary", "dask_client",

@@ -100,6 +100,15 @@ def machine_was_loaded(environment: dict) -> str | None:
     return None
 
 
+def read_environment(folder: Path) -> dict:
+    """``folder/environment.json`` as a dict ({} when missing or not a JSON object)."""
+    try:
+        environment = json.loads((Path(folder) / "environment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return environment if isinstance(environment, dict) else {}
+
+
 def write_environment(folder: Path, requested_threads: int | None = None,
                       workers: int = 1, cluster: dict | None = None) -> Path:
     """``folder/environment.json``; ``workers``: cells run at once (timings of

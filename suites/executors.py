@@ -65,6 +65,4 @@ class LocalExecutor:
         from adjointbench.suites.bench import time_cell
         from adjointbench.suites.results import Record
 
-        blank = Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
-                       cell.seed, outcome="error", method=cell.method, suite=cell.suite)
-        return asdict(time_cell(cell, self.impl, blank))
+        return asdict(time_cell(cell, self.impl, Record.for_cell(cell, "error")))

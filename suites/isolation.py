@@ -296,9 +296,7 @@ class IsolatedRunner:
             raise
         except Exception as e:  # the implementation would not even load
             outcome, message = outcome_of(e)
-            record = Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
-                            cell.seed, outcome=outcome, message=message, method=cell.method,
-                            suite=cell.suite)
+            record = Record.for_cell(cell, outcome, message)
         if record.outcome in FAILURES:
             self._stop(cell.impl)  # a fresh worker for the next cell
         return record

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from adjointbench.suites.comparison import cell_label
+from adjointbench.suites.environment import read_environment
 from adjointbench.suites.results import Record, ResultsFile, record_key, without_duplicates
 
 
@@ -22,14 +23,6 @@ class Merged:
     machines: dict[str, dict] = field(default_factory=dict)  # name -> its environment
     conflicts: list[str] = field(default_factory=list)  # one line per cell found twice
     damaged: int = 0
-
-
-def read_environment(folder: Path) -> dict:
-    try:
-        environment = json.loads((folder / "environment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return environment if isinstance(environment, dict) else {}
 
 
 def _machine_name(folder: Path, environment: dict, taken: dict) -> str:

@@ -81,6 +81,13 @@ class Record:
         return data
 
     @classmethod
+    def for_cell(cls, cell, outcome: str, message: str = "") -> "Record":
+        """A record of ``cell`` (its key fields) with this outcome, no figures yet."""
+        return cls(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
+                   cell.seed, outcome=outcome, message=message, method=cell.method,
+                   suite=cell.suite)
+
+    @classmethod
     def from_json(cls, data: dict) -> "Record":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

@@ -348,8 +348,7 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
     ``executor`` (a worker's, see suites/isolation.py), else in this process;
     the oracle and every comparison stay here."""
     start = time.perf_counter()
-    record = Record(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
-                    cell.seed, outcome="error", method=cell.method, suite=cell.suite)
+    record = Record.for_cell(cell, "error")
     try:
         executor = executor or LocalExecutor(impl or load_implementation(cell.impl))
         reason = unsupported_reason(cell, executor)
