@@ -1,0 +1,627 @@
+"""The commands of the ``adjointbench`` command line (adjointbench/cli.py
+has the usage)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from adjointbench.impls.protocol import DEVICES, DTYPES, SECOND_ORDER_METHODS
+from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
+                            known_names, load_implementation)
+from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
+from adjointbench.reference.catalogue import origin
+from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
+from adjointbench.suites.environment import finish_environment, write_environment
+from adjointbench.suites.expected import load_manifest, surprises
+from adjointbench.suites.executors import LocalExecutor
+from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
+from adjointbench import faults
+from adjointbench.faults import HarnessFault
+from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
+                                         without_duplicates)
+from adjointbench.suites.sweep import SerialisedOracle, run_sweep
+from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
+from adjointbench.suites.timing import DEFAULT_BUDGET_S
+from adjointbench.suites.tolerance import METHODS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input on the command line: reported with exit status 2."""
+
+
+def _name_list(text: str) -> list[str]:
+    """An argparse type: comma-separated names, at least one."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing: give one or more names "
+                                         "separated by commas, or leave the option out for all")
+    return names
+
+
+def _size_list(text: str) -> list[int]:
+    """An argparse type: comma-separated positive whole numbers."""
+    try:
+        sizes = [int(n) for n in _name_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes whole numbers separated by commas, got {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be at least 1, got {text!r}")
+    return sizes
+
+
+def _number_in(low: float, high: float, kind=float, what: str = "a number"):
+    """An argparse type: a finite ``kind`` with low < x <= high (low <= x for ints)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        inside = (low <= value <= high) if kind is int else (low < value <= high)
+        if not inside or value != value:
+            bound = f"from {low} up to {high}" if kind is int else f"above {low:g} up to {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {what} {bound}")
+        return value
+    return parse
+
+
+SECONDS = _number_in(0.0, 7 * 86400.0, what="a number of seconds")
+BUDGET = _number_in(0.0, 3600.0, what="a number of seconds")
+THREADS = _number_in(1, 1024, int, "a whole number of threads")
+WORKERS = _number_in(1, 256, int, "a whole number of workers")
+SEED = _number_in(0, 2**32 - 1, int, "a whole-number seed")
+POINTS = _number_in(1, 1000, int, "a whole number of input points")
+
+
+def _catalogue() -> dict:
+    available = set(available_implementations())
+    return {
+        "problems": [{"name": p.name, "family": p.family, "sizes": list(p.sizes),
+                      "inputs": list(p.inputs), "differentiable": list(p.differentiable),
+                      "kind": p.kind, "description": p.description, "origin": origin(p.name)}
+                     for p in problems(None)],
+        "implementations": [{"name": n, "available": n in available} for n in known_names()],
+        "operations": list(ALL_OPS),
+        "dtypes": list(DTYPES),
+        "devices": list(DEVICES),
+    }
+
+
+def cmd_list(args) -> int:
+    data = _catalogue()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    for kind, title in (("primitive", "problems (primitives):"),
+                        ("sensitivity", "problems (adjoint sensitivity, operation gradient):")):
+        print(title)
+        for p in (p for p in data["problems"] if p["kind"] == kind):
+            sizes = ",".join(map(str, p["sizes"]))
+            where = "" if p["origin"] == "built-in" else f" [{p['origin']}]"
+            print(f"  {p['name']:<29} {p['family']:<13} sizes {sizes:<18} {p['description']}{where}")
+    print("implementations:")
+    for i in data["implementations"]:
+        print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}")
+    print(f"operations: {', '.join(data['operations'])}")
+    print(f"dtypes: {', '.join(data['dtypes'])}")
+    return EXIT_OK
+
+
+def _writable_folder(path: str) -> Path:
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".adjointbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to the output folder {str(folder)!r}: {e.strerror}. "
+                         "Choose another folder with --out.") from None
+    return folder
+
+
+def _implementations(asked: list[str] | None) -> list[str]:
+    """The implementations asked for, else every installed one. They are
+    loaded later, each in its own worker (or here with --in-process)."""
+    return asked or available_implementations()
+
+
+def _describe_all(names: list[str], describe) -> dict[str, dict]:
+    """Each implementation's name, devices and expected outcomes, loaded where
+    it will run; one that will not load is bad input (exit 2), with the reason."""
+    descriptions = {}
+    for name in names:
+        try:
+            descriptions[name] = describe(name)
+        except (UnknownNameError, ProtocolError, MissingDependency) as e:
+            raise UsageError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - what the plug-in raised, reported
+            raise UsageError(f"implementation {name!r} cannot be loaded: {e}. Check the "
+                             "'module:object' name and that its package is installed.") from None
+    return descriptions
+
+
+def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, list]:
+    """The planned cells still to run, and the records of those already run
+    (counted in the exit status). With ``retry``, cells recorded as timeout,
+    crashed or error are run again: their records are removed first, in one
+    atomic rewrite. Damaged lines and duplicate records are dropped."""
+    records, damaged = results.read()
+    records, duplicates = without_duplicates(records)
+    retried = [r for r in records if retry and r.outcome in RETRIED]
+    records = [r for r in records if not (retry and r.outcome in RETRIED)]
+    if damaged or duplicates or retried:
+        results.rewrite(records)
+    for count, what in ((damaged, "damaged line(s) (a truncated write)"),
+                        (duplicates, "duplicate record(s) of the same cell")):
+        if count:
+            print(f"dropped {count} {what} from {results.path}", file=sys.stderr)
+    done = {record_key(r): r for r in records}
+    planned = {record_key(c) for c in cells}
+    remaining = [c for c in cells if record_key(c) not in done]
+    earlier = [r for key, r in done.items() if key in planned]
+    retry_note = f", {len(retried)} failed to run again" if retry else ""
+    print(f"resuming: {len(cells) - len(remaining)} of {len(cells)} cells already "
+          f"finished{retry_note}", file=sys.stderr)
+    return remaining, earlier
+
+
+def _on_present_devices(cells: list, descriptions: dict) -> list:
+    """The cells whose device their implementation has here; the others are
+    skipped, said on screen with the reason (a GPU cell on a machine without
+    one is no failure). Bad input, exit 2, when nothing is left to run."""
+    has = lambda c: c.device in descriptions[c.impl]["devices"]
+    present = [c for c in cells if has(c)]
+    skipped = collections.Counter((c.impl, c.device) for c in cells if not has(c))
+    for (impl, device), count in sorted(skipped.items()):
+        seen = ", ".join(descriptions[impl]["devices"]) or "none"
+        print(f"skipping {count} {device} cell(s) of {impl}: it sees no {device} device here "
+              f"(devices: {seen})", file=sys.stderr)
+    if cells and not present:
+        raise UsageError("no implementation has the device(s) asked for on this machine; "
+                         "run where one is, or choose --device cpu")
+    return present
+
+
+def _results_file(args, suite: str) -> ResultsFile | None:
+    """The results file to append to; refuses to mix into a finished sweep of
+    the same suite unless --resume (check and bench share one table)."""
+    results = ResultsFile(_writable_folder(args.out)) if args.out else None
+    if (args.resume or args.retry) and not results:
+        raise UsageError("--resume and --retry need --out, the folder whose results.jsonl "
+                         "to continue")
+    if results:
+        results.lock()  # held until this process ends: one run per folder
+    if results and not (args.resume or args.retry) and any(
+            r.suite == suite for r in results.read()[0]):
+        raise UsageError(f"{results.path} already holds {suite} results: pass --resume to "
+                         "continue that sweep, or choose another --out")
+    return results
+
+
+def _run(args, impls: list[str], plan, suite: str) -> int:
+    """Load the implementations (each in its worker unless --in-process), run
+    the cells ``plan(impls)`` here or on a Dask cluster, append, summarise."""
+    threads, workers = args.threads, _workers(args, suite)
+    oracle = Oracle() if workers == 1 else SerialisedOracle(Oracle())
+    with contextlib.ExitStack() as stack:
+        results = _results_file(args, suite)
+        if results:
+            stack.callback(results.unlock)
+        if args.in_process:
+            limit_threads(threads)
+            describe = lambda name: LocalExecutor(load_implementation(name)).describe()
+            runner = None
+        else:
+            isolated = [stack.enter_context(IsolatedRunner(
+                args.timeout, environment=thread_environment(threads), oracle=oracle))
+                for _ in range(1 if args.executor == "dask" else workers)]
+            describe, runner = isolated[0].describe, [i.run for i in isolated]
+        descriptions = _describe_all(impls, describe)
+        cluster = {}
+        if args.executor == "dask":
+            runner, cluster = _dask_cells(args, stack, workers, isolated[0], descriptions)
+        cells, earlier = _on_present_devices(plan(impls), descriptions), []
+        if results and (args.resume or args.retry):
+            cells, earlier = _unfinished(cells, results, args.retry)
+        if results:
+            write_environment(results.path.parent, threads, workers, cluster)
+        verb = "checking" if suite == "check" else "timing"
+        print(f"{verb} {len(cells)} cells", file=sys.stderr)
+        records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
+        if results:
+            finish_environment(results.path.parent)
+    return _summarise(earlier + records, results, descriptions)
+
+
+def _dask_cells(args, stack, workers: int, isolated, descriptions: dict):
+    """The cluster's cell runner and its description; the devices of its GPU
+    workers join each implementation's devices (their cells go there)."""
+    from adjointbench.suites import distributed
+
+    try:
+        client = stack.enter_context(distributed.dask_client(args.scheduler, workers))
+    except (distributed.MissingExtra, ConnectionError) as e:
+        raise UsageError(str(e)) from None
+    cells = distributed.DaskCells(client, args.timeout, thread_environment(args.threads),
+                                  distributed.declined_by(isolated))
+    for name, devices in distributed.gpu_worker_devices(client, list(descriptions),
+                                                        cells).items():
+        descriptions[name]["devices"] = tuple(dict.fromkeys(
+            [*descriptions[name]["devices"], *devices]))
+    cluster = distributed.cluster_summary(client)
+    where = cluster["dashboard"] or "no dashboard (pip install bokeh for one)"
+    print(f"Dask cluster {cluster['scheduler']}: {len(cluster['dask_workers'])} worker(s); "
+          f"progress: {where}", file=sys.stderr)
+    return cells, {"executor": "dask", **cluster}
+
+
+def _workers(args, suite: str) -> int:
+    """Cells run at once: --workers, else the core count for check and one for
+    bench (timings must not share cores); always one with --in-process. With
+    --executor dask, the workers of the local cluster."""
+    if args.scheduler and args.executor != "dask":
+        raise UsageError("--scheduler is the address of a Dask cluster: add --executor dask")
+    if args.executor == "dask" and args.in_process:
+        raise UsageError("--in-process runs cells in this process, --executor dask on a "
+                         "cluster: drop one of them")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("with --scheduler the cluster's own `dask worker` processes run the "
+                         "cells: drop --workers (it sizes a local cluster)")
+    if args.in_process:
+        if args.workers not in (None, 1):
+            raise UsageError("--in-process runs one cell at a time: drop --workers, or drop "
+                             "--in-process to run cells in parallel workers")
+        return 1
+    if args.workers is not None:
+        if suite == "bench" and args.workers > 1 and args.executor != "dask":
+            print(f"adjointbench: warning: {args.workers} bench cells at once share the "
+                  "machine's cores: their timings disturb each other (recorded in "
+                  "environment.json)", file=sys.stderr)
+        return args.workers
+    return 1 if suite == "bench" else max(1, os.cpu_count() or 1)
+
+
+def cmd_check(args) -> int:
+    def plan(impls):
+        return plan_cells(impls, args.problem, args.op, args.dtype, args.size, args.device,
+                          args.seed, args.method, quick=args.quick, points=args.points)
+    plan([])  # bad names exit 2 before any implementation loads
+    return _run(args, _implementations(args.impl), plan, "check")
+
+
+def cmd_bench(args) -> int:
+    def plan(impls):
+        return plan_cells(impls, args.problem, args.op, args.dtype, args.size, args.device,
+                          args.seed, args.method, args.quick, suite="bench", budget_s=args.budget)
+    plan([])
+    return _run(args, _implementations(args.impl), plan, "bench")
+
+
+def cmd_report(args) -> int:
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UsageError(f"--results {str(results)!r} is not a folder; give the --out folder "
+                         "of a check or bench run")
+    for option, path in (("--benchmark-json", args.benchmark_json), ("--asv", args.asv)):
+        if path and not Path(path).exists():
+            raise UsageError(f"{option} {path!r} does not exist")
+    from adjointbench.reports.load import load
+    from adjointbench.reports.render import render
+
+    against = args.against and _results_folder(args.against, "--against")
+    out = _writable_folder(args.out or str(results / "report"))
+    loaded = load(results, args.benchmark_json and Path(args.benchmark_json),
+                  args.asv and Path(args.asv), against)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    page = render(loaded, out)
+    print(f"report: {page.resolve()}")
+    return EXIT_OK
+
+
+def _results_folder(path: str, option: str) -> Path:
+    folder = Path(path)
+    if not (folder / "results.jsonl").is_file():
+        raise UsageError(f"{option} {path!r} holds no results.jsonl; give the --out folder of "
+                         "a check, bench or run")
+    return folder
+
+
+def cmd_compare(args) -> int:
+    from adjointbench.suites.comparison import compare_folders, to_markdown, to_text
+
+    if not (args.threshold > 1 and args.threshold < float("inf")):
+        raise UsageError(f"--threshold must be a finite factor above 1 (1.10 flags 10% "
+                         f"slower), got {args.threshold}")
+    comparison = compare_folders(_results_folder(args.old, "OLD"),
+                                 _results_folder(args.new, "NEW"), args.threshold)
+    if args.json:
+        print(json.dumps(comparison.to_json(), indent=1))
+    else:
+        print(to_markdown(comparison) if args.markdown else to_text(comparison))
+    return EXIT_FAILED if comparison.regressions else EXIT_OK
+
+
+def cmd_merge(args) -> int:
+    from adjointbench.suites.merge import merge_folders, write_merged
+
+    folders = [_results_folder(d, "DIR") for d in args.dirs]
+    out = Path(args.out)
+    if out.resolve() in {f.resolve() for f in folders}:
+        raise UsageError(f"OUT {args.out!r} is one of the folders to merge: choose a new folder")
+    if (out / "results.jsonl").exists():
+        raise UsageError(f"OUT {args.out!r} already holds results.jsonl: choose a new folder "
+                         "(merge never overwrites results)")
+    results = ResultsFile(_writable_folder(args.out))
+    results.lock()
+    try:
+        merged = merge_folders(folders)
+        write_merged(out, merged, folders)
+    finally:
+        results.unlock()
+    for conflict in merged.conflicts:
+        print(f"conflict: {conflict}", file=sys.stderr)
+    if merged.damaged:
+        print(f"dropped {merged.damaged} damaged line(s) of the folders' results", file=sys.stderr)
+    print(f"merged {len(merged.records)} cells from {len(folders)} folders "
+          f"({len(merged.machines)} machine(s): {', '.join(merged.machines)}) into "
+          f"{results.path}; {len(merged.conflicts)} conflict(s)")
+    return EXIT_OK
+
+
+def _run_folder(args) -> str:
+    """``--out``, or a new timestamped folder beside it when it already holds
+    results and neither --resume nor --retry was asked: a rerun never fails
+    on, or mixes into, the last run."""
+    out = Path(args.out)
+    if args.resume or args.retry or not (out / "results.jsonl").exists():
+        return args.out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    fresh = out.with_name(f"{out.name}-{stamp}")
+    print(f"{out} already holds a run: writing this one to {fresh} "
+          f"(pass --resume to continue the earlier run instead)", file=sys.stderr)
+    return str(fresh)
+
+
+def cmd_run(args) -> int:
+    """The main job: a quick check, a quick bench, and the report."""
+    parser = build_parser()
+    args.out = _run_folder(args)
+    common = ["--out", args.out, "--timeout", str(args.timeout), "--threads", str(args.threads)]
+    common += ["--impl", ",".join(args.impl)] if args.impl else []
+    common += ["--resume"] if args.resume else []
+    common += ["--retry"] if args.retry else []
+    common += ["--quiet"] if args.quiet else []
+    common += ["--executor", args.executor]
+    common += ["--scheduler", args.scheduler] if args.scheduler else []
+    workers = ["--workers", str(args.workers)] if args.workers else []
+    status = EXIT_OK
+    for argv in (["check", "--quick", *common, *workers],
+                 ["bench", "--quick", "--budget", "0.05", *common]):  # bench: one cell at a time
+        print(f"== adjointbench {' '.join(argv)}", file=sys.stderr)
+        sub = parser.parse_args(argv)
+        status = max(status, sub.func(sub))
+    report = parser.parse_args(["report", "--results", args.out])
+    cmd_report(report)
+    return status
+
+
+def _cell_name(r) -> str:
+    what = f"{r.op}/{r.method}" if r.method else r.op
+    return f"{what:<9} {r.impl}-{r.problem}-n{r.size}-{r.dtype}-{r.device}"
+
+
+def _summarise(records: list, results: ResultsFile | None, descriptions: dict) -> int:
+    """Counts, then each failed or surprising cell once; the exit status."""
+    counts = collections.Counter(r.outcome for r in records)
+    summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
+    print(f"{len(records)} cells: {summary}")
+    manifests = {name: load_manifest(name, d["expected_outcomes"])
+                 for name, d in descriptions.items()}
+    found = {id(r): expected for r, expected in surprises(records, manifests)}
+    for r in records:
+        if id(r) in found and manifests.get(r.impl) is not None:
+            verb = "now passes" if r.outcome == "ok" else f"is {r.outcome}"
+            print(f"  unexpected: {_cell_name(r)} {verb}, its manifest expects {found[id(r)]}"
+                  + (f": {r.message}" if r.outcome != "ok" else ""))
+        elif r.outcome in FAILURES:
+            tag = "" if id(r) in found else " (expected)"
+            print(f"  {r.outcome:<9} {_cell_name(r)}{tag}: {r.message}")
+    if results:
+        print(f"results: {results.path}")
+    with_manifest = sorted({r.impl for r in records if id(r) in found
+                            and manifests.get(r.impl) is not None})
+    if with_manifest:
+        print(f"cells differ from the expected outcomes of {', '.join(with_manifest)}; update "
+              "impls/expected/<impl>.json (or the plug-in's expected_outcomes) if intended")
+    bench_failed = any(r.outcome in FAILURES for r in records if r.suite == "bench")
+    return EXIT_FAILED if found or bench_failed else EXIT_OK
+
+
+def _sweep_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="folder for results.jsonl (created if needed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the cells already in --out's results.jsonl; the exit "
+                        "status counts their failures too")
+    parser.add_argument("--retry", action="store_true",
+                        help="resume, and run again the cells recorded as timeout, crashed "
+                        "or error (their old records are replaced)")
+    parser.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds per cell before it is killed (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run cells in this process: faster, but a hang or a crash "
+                        "stops the sweep")
+    _workers_option(parser)
+    _threads_option(parser)
+
+
+def _workers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=WORKERS, default=None,
+                        help="cells run at once, each implementation in worker processes of "
+                        "its own (default: the core count for check, 1 for bench, whose "
+                        "timings must not share cores); with --executor dask and no "
+                        "--scheduler, the local cluster's worker processes")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="where cells run: here (local, default) or as tasks of a Dask "
+                        "cluster (dask; needs the [dask] extra; README: Running on a cluster)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="with --executor dask: the running cluster's scheduler "
+                        "(default: a local cluster of --workers processes)")
+
+
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=THREADS, default=DEFAULT_THREADS,
+                        help="BLAS/OpenMP/torch/XLA threads of the workers (default "
+                        f"{DEFAULT_THREADS}: on a shared machine multithreaded calls stall; "
+                        "recorded in environment.json)")
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--impl", type=_name_list, help="implementations, comma-separated: a built-in name, "
+                        "an entry-point name or module:object (default: every installed one)")
+    parser.add_argument("--problem", type=_name_list, help="problems, comma-separated: a "
+                        "catalogue name, a family name (all of its problems, see list), an "
+                        "entry-point name or module:object (default: all)")
+    parser.add_argument("--op", type=_name_list, help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
+    parser.add_argument("--method", type=_name_list, help="gradient methods of sensitivity "
+                        f"problems ({', '.join(METHODS)}) and second-order methods "
+                        f"({', '.join(SECOND_ORDER_METHODS)}), comma-separated (default: all)")
+    parser.add_argument("--dtype", type=_name_list, help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
+    parser.add_argument("--size", type=_size_list, help="sizes, comma-separated (default: each problem's own)")
+    parser.add_argument("--device", type=_name_list, help=f"devices, comma-separated, of {', '.join(DEVICES)} "
+                        "(default: cpu)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of inputs and probes (0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adjointbench",
+        description="Verify and benchmark JVP/VJP rules against a high-precision oracle.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="problems, implementations and operations")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    p_list.set_defaults(func=cmd_list)
+    p_check = sub.add_parser("check", help="the correctness sweep against the oracle")
+    _filters(p_check)
+    _sweep_options(p_check)
+    p_check.add_argument("--quick", action="store_true",
+                         help="float64 only, each problem at its two smallest sizes")
+    p_check.add_argument("--points", type=POINTS, default=DEFAULT_POINTS,
+                         help="input points per cell: the seeded one, then points spread over "
+                         f"the problem's domain (default {DEFAULT_POINTS})")
+    p_check.set_defaults(func=cmd_check)
+    p_bench = sub.add_parser("bench", help="throughput: each operation timed against its primal")
+    _filters(p_bench)
+    _sweep_options(p_bench)
+    p_bench.add_argument("--budget", type=BUDGET, default=DEFAULT_BUDGET_S,
+                         help=f"seconds of timed samples per operation (default {DEFAULT_BUDGET_S:g})")
+    p_bench.add_argument("--quick", action="store_true",
+                         help="each problem at its smallest, middle and largest scaling size")
+    p_bench.set_defaults(func=cmd_bench)
+    p_report = sub.add_parser("report", help="HTML page, Markdown summary and plots of results")
+    p_report.add_argument("--results", required=True,
+                          help="folder holding results.jsonl (and environment.json)")
+    p_report.add_argument("--out", help="folder for index.html, summary.md and plots/ "
+                          "(default: RESULTS/report)")
+    p_report.add_argument("--benchmark-json", help="pytest-benchmark JSON to include")
+    p_report.add_argument("--asv", help="asv results folder to include (e.g. .asv/results)")
+    p_report.add_argument("--against", help="an older results folder: adds a section "
+                          "comparing the two (as adjointbench compare)")
+    p_report.set_defaults(func=cmd_report)
+    p_compare = sub.add_parser(
+        "compare", help="what changed between two results folders; exit 1 on a regression",
+        description="Match the cells of two results folders (two commits, machines or "
+        "plug-in versions). An outcome that becomes a failure is a regression. A bench cell "
+        "is a regression when what a busy machine cannot fake grew beyond --threshold "
+        "(raised by the two runs' own noise, at most 10%): an operation's cost over its "
+        "primal, a primal's time over the reference call timed beside it, sample by sample; "
+        "a Mann-Whitney test on the stored samples must agree at p < 0.01 and the two "
+        "samples' quartiles no longer overlap. Exit 1 when anything regressed.")
+    p_compare.add_argument("old", help="the baseline results folder")
+    p_compare.add_argument("new", help="the results folder to judge")
+    p_compare.add_argument("--threshold", type=float, default=1.10,
+                           help="slowdown factor that counts (default: 1.10)")
+    form = p_compare.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="a pull-request comment")
+    form.add_argument("--json", action="store_true", help="every change as JSON")
+    p_compare.set_defaults(func=cmd_compare)
+    p_merge = sub.add_parser(
+        "merge", help="combine results folders from several machines",
+        description="Combine the results folders of several machines (or runs) into OUT. "
+        "Each record keeps its machine, each machine its environment (OUT/environment.json, "
+        "under machines); a cell in two folders is kept once, from the first folder given, "
+        "and the conflict reported.")
+    p_merge.add_argument("out", help="a new folder for the merged results")
+    p_merge.add_argument("dirs", nargs="+", metavar="DIR", help="results folders to merge")
+    p_merge.set_defaults(func=cmd_merge)
+    p_run = sub.add_parser("run", help="the main job: quick check, quick bench, report")
+    p_run.add_argument("--out", default="results", help="folder for results and report/ "
+                       "(default: results)")
+    p_run.add_argument("--impl", type=_name_list, help="implementations, comma-separated (default: every "
+                       "installed one)")
+    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run "
+                       "(without it, a folder that holds a run gets a timestamped sibling)")
+    p_run.add_argument("--retry", action="store_true", help="continue, running again the "
+                       "cells recorded as timeout, crashed or error")
+    p_run.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
+                       help=f"seconds per cell (default {DEFAULT_TIMEOUT_S:g})")
+    p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _workers_option(p_run)
+    _threads_option(p_run)
+    p_run.set_defaults(func=cmd_run)
+    return parser
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"adjointbench: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _warning_line  # one readable line, no source excerpt
+    # SIGTERM unwinds like Ctrl-C: the workers are stopped, the records kept
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with faults.interrupts_never_swallowed():
+        return _dispatch(argv)
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: bad input (2) or --help (0), already printed
+        return int(e.code or 0)
+    try:
+        return args.func(args)
+    except (UsageError, UnknownNameError, ProtocolError, MissingDependency, DeclarationError,
+            HarnessFault) as e:
+        print(f"adjointbench: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(_interrupted(args, argv), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `adjointbench list --json | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _interrupted(args, argv: list[str] | None) -> str:
+    """One line: what was kept, and the command that continues."""
+    out = getattr(args, "out", None)
+    if not out:
+        return "adjointbench: interrupted"
+    kept = len(ResultsFile(out).read()[0])
+    words = list(sys.argv[1:] if argv is None else argv)
+    again = " ".join(["adjointbench", *words, *([] if "--resume" in words else ["--resume"])])
+    return f"adjointbench: interrupted; {kept} records kept in {out}. Continue with: {again}"
