@@ -546,10 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Match the cells of two results folders (two commits, machines or "
         "plug-in versions). An outcome that becomes a failure is a regression. A bench cell "
         "is a regression when what a busy machine cannot fake grew beyond --threshold "
-        "(raised by the two runs' own noise, at most 10%): an operation's cost over its "
+        "(raised by the two runs' own noise, seen in the cells that got quicker, at most 50%): "
+        "an operation's cost over its "
         "primal, a primal's time over the reference call timed beside it, sample by sample; "
-        "a Mann-Whitney test on the stored samples must agree at p < 0.01 and the two "
-        "samples' quartiles no longer overlap. Exit 1 when anything regressed.")
+        "a Mann-Whitney test on the stored samples must agree at p < 0.01, the two "
+        "samples' quartiles no longer overlap, and the plain time grow beyond the threshold "
+        "too, as measured and over the machine's drift. Exit 1 when anything regressed.")
     p_compare.add_argument("old", help="the baseline results folder")
     p_compare.add_argument("new", help="the results folder to judge")
     p_compare.add_argument("--threshold", type=float, default=1.10,
