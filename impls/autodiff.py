@@ -76,7 +76,10 @@ class Framework:
         """
         w, u = cotangent, tuple(tangents)
         gradient = lambda *p: tuple(self.vjp(f, p, w))
-        directional = lambda *p: self.xp.sum(w * self.jvp(f, p, u))  # <w, J u>
+
+        def directional(*p):  # <w, J u>, w and u lifted to the outer forward mode (xp.lift)
+            lifted_w, *lifted_u = self.xp.lift((w, *u), p)
+            return self.xp.sum(lifted_w * self.jvp(f, p, tuple(lifted_u)))
         if nesting == "forward_over_reverse":
             return tuple(self.jvp(gradient, primals, u))
         if nesting == "reverse_over_forward":

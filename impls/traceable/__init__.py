@@ -2,7 +2,9 @@
 
 Each family file defines ``f(xp, **inputs)`` against a small namespace ``xp``
 (exp, sin, tanh, sum, max, abs, sign, minimum, solve, diag, fori, and
-column_max / column_sum, reductions over axis 0 keeping it); JAX and
+column_max / column_sum, reductions over axis 0 keeping it; axpy, a x + y for
+a Python number a, and lift, fixed inputs tied to differentiated ones before
+a loop: both spare torch's forward mode its ZeroTensor tangents); JAX and
 PyTorch each supply one, and their own AD differentiates straight through,
 iterations included. Solvers run a fixed number of iterations, so the
 derivative is the derivative of what was computed. Tables, each merged over

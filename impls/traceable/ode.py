@@ -12,24 +12,31 @@ T_FINAL = 1.0
 RK4_STEPS = 200
 
 
-def _axpy(a, xs, ys):
-    return tuple(x * a + y for x, y in zip(xs, ys)) if isinstance(xs, tuple) else xs * a + ys
+def _axpy(xp, a, xs, ys):
+    """a xs + ys for a Python number ``a``, arrays or tuples of arrays. Through
+    ``xp.axpy``: torch's forward mode gives a Python-number operand of ``*`` a
+    ZeroTensor tangent whose every use runs a Python meta kernel (0.35 ms per
+    product of 16 numbers, torch 2.13), while ``add(y, x, alpha=a)`` takes
+    ``a`` as a scalar (15 us)."""
+    if isinstance(xs, tuple):
+        return tuple(xp.axpy(a, x, y) for x, y in zip(xs, ys))
+    return xp.axpy(a, xs, ys)
 
 
-def rk4_step(f, u, h):
+def rk4_step(xp, f, u, h):
     """One RK4 step; ``u`` is an array or a tuple of arrays."""
     k1 = f(u)
-    k2 = f(_axpy(0.5 * h, k1, u))
-    k3 = f(_axpy(0.5 * h, k2, u))
-    k4 = f(_axpy(h, k3, u))
-    increment = _axpy(2.0, _axpy(1.0, k2, k3), _axpy(1.0, k1, k4))
-    return _axpy(h / 6, increment, u)
+    k2 = f(_axpy(xp, 0.5 * h, k1, u))
+    k3 = f(_axpy(xp, 0.5 * h, k2, u))
+    k4 = f(_axpy(xp, h, k3, u))
+    increment = _axpy(xp, 2.0, _axpy(xp, 1.0, k2, k3), _axpy(xp, 1.0, k1, k4))
+    return _axpy(xp, h / 6, increment, u)
 
 
 def neural_ode(xp, u0, W, b):
     f = lambda u: xp.tanh(W @ u + b)
     h = T_FINAL / RK4_STEPS
-    return xp.fori(RK4_STEPS, lambda u: rk4_step(f, u, h), u0)
+    return xp.fori(RK4_STEPS, lambda u: rk4_step(xp, f, u, h), u0)
 
 
 def neural_ode_adjoint(xp, u1, u_bar, u0, W, b):
@@ -42,7 +49,7 @@ def neural_ode_adjoint(xp, u1, u_bar, u0, W, b):
 
     h = T_FINAL / RK4_STEPS
     start = (u1, u_bar, 0 * W, 0 * b)
-    _, a0, W_bar, b_bar = xp.fori(RK4_STEPS, lambda s: rk4_step(backward_dynamics, s, h), start)
+    _, a0, W_bar, b_bar = xp.fori(RK4_STEPS, lambda s: rk4_step(xp, backward_dynamics, s, h), start)
     return a0, W_bar, b_bar
 
 

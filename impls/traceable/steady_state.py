@@ -76,17 +76,18 @@ def _system_objective(xp, x, theta, x_start):
 # --- unrolled_gd: x_{t+1} = x_t - 0.1 (theta x_t - b) from x0; gd_fixed_point: theta x* = b ---
 # The iterate is kept of shape (1,): torch's forward mode promotes the tangent of
 # (python float) * (0-d float32 tensor) to float64, which the harness flags.
-def _gd_step(theta, b):
-    return lambda x: x - GD_STEP * (theta * x - b)
+def _gd_step(xp, theta, b):
+    b, = xp.lift((b,), (theta,))  # a fixed input, used in every step; xp.axpy: see ode._axpy
+    return lambda x: xp.axpy(-GD_STEP, theta * x - b, x)
 
 
 def _gd_final(xp, theta, x0, b):
-    return xp.fori(GD_STEPS, _gd_step(theta, b), 0 * theta + x0)[0]
+    return xp.fori(GD_STEPS, _gd_step(xp, theta, b), 0 * theta + x0)[0]
 
 
 def gd_trajectory(xp, theta, x0, b):
     """x_0, ..., x_1000: its Jacobian is the unrolling curve."""
-    return xp.iterates(GD_STEPS, _gd_step(theta, b), 0 * theta + x0)[:, 0]
+    return xp.iterates(GD_STEPS, _gd_step(xp, theta, b), 0 * theta + x0)[:, 0]
 
 
 # --- diffusion: A(kappa) u = 1, A = D^T diag(exp theta) D / h^2, dense ---
