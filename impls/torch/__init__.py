@@ -36,8 +36,9 @@ def _lift(constants: tuple, like: tuple) -> tuple:
     tangent. Left alone, torch 2.13 gives a constant a ZeroTensor tangent at
     each forward level, and every operation that touches one runs a Python
     meta kernel (0.15-0.35 ms). The lift itself costs about 0.4 ms, so the
-    primals lift before a loop: a forward-over-forward HVP through
-    gd_trajectory's 1000 steps took 2.7 s, 0.18 s lifted. ``mul.Scalar``
+    primals lift before a loop: a forward-over-forward HVP of a hand-written
+    copy of gd_trajectory's 1000 steps took 2.7 s, 0.18 s with its constants
+    and the inner tangent lifted. ``mul.Scalar``
     takes 0.0 as a scalar, for the same reason (``* 0.0`` would make one
     more ZeroTensor)."""
     first = torch.nan_to_num(like[0].reshape(-1)[:1].sum(), 0.0, 0.0, 0.0)

@@ -31,6 +31,14 @@ def test_a_lifted_constant_carries_a_zero_tangent_at_every_level():
     def second(lift):  # d/dx <v, d/dx f(x) u> along v: a JVP of a JVP
         inner = lambda y: torch.func.jvp(lambda z: f(z, lift), (y,), (u,))[1]
         return torch.func.jvp(inner, (x,), (v,))[1]
+    levels = []
+
+    def record_levels(y):  # the lifted constant is a value of the inner transform; W is not
+        levels.append((torch._C._functorch.is_functorch_wrapped_tensor(W),
+                       torch._C._functorch.maybe_get_level(XP.lift((W,), (y,))[0])))
+        return y
+    torch.func.jvp(lambda y: torch.func.jvp(record_levels, (y,), (u,))[1], (x,), (u,))
+    assert levels == [(False, 2)]
     lifted = torch.func.jvp(lambda z: f(z, True), (x,), (u,))
     plain = torch.func.jvp(lambda z: f(z, False), (x,), (u,))
     assert torch.equal(lifted[0], plain[0])
