@@ -37,6 +37,25 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     assert len(ResultsFile(tmp_path).read()[0]) == len(cells)
 
 
+def test_a_wrong_value_keeps_the_worker_and_a_raise_replaces_it(plugins_on_path, oracle):
+    """A mismatch (a torch defect the manifest declares, say) costs no
+    restart; an exception may have left the framework half-changed."""
+    spec = "misbehaving:implementation"
+    cells = {p: Cell(p, spec, "primal", get_problem(p).smallest_size, points=1)
+             for p in ("scalar_mul", "scalar_sin", "scalar_add")}
+    with IsolatedRunner(timeout_s=15, cache_dir=oracle.cache_dir) as runner:
+        pids = []
+        for problem, outcome in [("scalar_mul", "mismatch"), ("scalar_sin", "mismatch"),
+                                 ("scalar_add", "error"), ("scalar_sin", "mismatch")]:
+            pids.append(runner.worker(spec).process.pid)
+            assert runner.run(cells[problem]).outcome == outcome
+        pids.append(runner.worker(spec).process.pid)
+    # pids[i]: the worker that ran cell i; pids[4]: the one after the last cell
+    assert pids[0] == pids[1] == pids[2]  # kept after two mismatches
+    assert pids[3] != pids[2]  # replaced after the error
+    assert pids[4] == pids[3]
+
+
 def _check(*args, **kw):
     return subprocess.run([sys.executable, "-m", "adjointbench", "check", *args],
                           capture_output=True, text=True, **kw)
