@@ -224,10 +224,13 @@ def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BU
                   last_result=warm.prepared.to_numpy(warm.call()))
 
 
+TIMING_FIELDS = ("time_median_s", "time_iqr_s", "rounds", "number", "compile_s")
+
+
 def timing_fields(timing: Timing) -> dict:
     """The record fields (suites/results.py) of a timing."""
-    return {"time_median_s": timing.median_s, "time_iqr_s": timing.iqr_s,
-            "rounds": timing.rounds, "number": timing.number, "compile_s": timing.compile_s}
+    values = (timing.median_s, timing.iqr_s, timing.rounds, timing.number, timing.compile_s)
+    return dict(zip(TIMING_FIELDS, values))
 
 
 def timer_overhead(budget_s: float = 0.2) -> float:

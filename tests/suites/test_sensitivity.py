@@ -69,6 +69,24 @@ def test_gradient_against_the_oracle(cell, oracle):
     assert record.max_rel_err <= record.tol
 
 
+def test_a_gradient_cell_is_timed_at_its_first_point_only(oracle):
+    """The timing (rounds of calls) is the cell's, taken once; every point
+    is still checked against its own reference, with two calls."""
+    [cell] = plan_cells(["numpy"], ["forced_oscillator_terminal"], methods=["adjoint"],
+                        dtypes=["float64"])
+    executor = LocalExecutor(load_implementation("numpy"))
+    timed, executed = [], []
+    time, execute = executor.time, executor.execute
+    executor.time = lambda task, *a: timed.append(task.inputs) or time(task, *a)
+    executor.execute = lambda task: executed.append(task.inputs) or execute(task)
+    record = run_cell(cell, oracle, executor=executor)
+    assert record.outcome == "ok", record.message
+    assert len(timed) == 1 and len(executed) == cell.points - 1
+    assert record.rounds >= 3 and record.time_median_s > 0
+    first, *others = timed + executed
+    assert all(not np.array_equal(first["theta"], other["theta"]) for other in others)
+
+
 @pytest.mark.parametrize("impl", ["jax", "torch"])
 def test_unrolling_curve_is_gd_trajectorys_jacobian(impl, oracle):
     record = run_cell(plan_cells([impl], ["gd_trajectory"], ["jacfwd"], ["float64"])[0], oracle)
