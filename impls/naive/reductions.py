@@ -1,4 +1,5 @@
-"""The l2 loss and the softmax, with their Jacobians filled entry by entry."""
+"""The l2 loss and the softmax, with their Jacobians filled entry by entry
+(the softmax's row by row)."""
 
 import numpy as np
 
@@ -27,11 +28,12 @@ def _softmax_primal(x):
 
 def _softmax_jacobian(x):
     # ds_i/dx_j = s_i (delta_ij - s_j)
+    # Row by row: entry by entry, the 1024^2 Python steps took 0.5 s per call
     s = _softmax_primal(x)
     J = np.zeros((x.size, x.size), dtype=x.dtype)
     for i in range(x.size):
-        for j in range(x.size):
-            J[i, j] = s[i] * ((i == j) - s[j])
+        J[i] = -s[i] * s
+        J[i, i] += s[i]
     return (J,)
 
 
