@@ -28,9 +28,9 @@ from adjointbench import faults
 from adjointbench.faults import HarnessFault
 from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
                                          without_duplicates)
-from adjointbench.suites.sweep import SerialisedOracle, run_sweep
+from adjointbench.suites.sweep import SerialisedOracle, run_sweep, time_in_rounds
 from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
-from adjointbench.suites.timing import DEFAULT_BUDGET_S
+from adjointbench.suites.timing import BENCH_ROUNDS, DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -82,6 +82,7 @@ THREADS = _number_in(1, 1024, int, "a whole number of threads")
 WORKERS = _number_in(1, 256, int, "a whole number of workers")
 SEED = _number_in(0, 2**32 - 1, int, "a whole-number seed")
 POINTS = _number_in(1, 1000, int, "a whole number of input points")
+ROUNDS = _number_in(1, 64, int, "a whole number of rounds")
 
 
 def _catalogue() -> dict:
@@ -214,6 +215,7 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
     """Load the implementations (each in its worker unless --in-process), run
     the cells ``plan(impls)`` here or on a Dask cluster, append, summarise."""
     threads, workers = args.threads, _workers(args, suite)
+    rounds = (args.rounds or BENCH_ROUNDS) if suite == "bench" else 1
     oracle = Oracle() if workers == 1 else SerialisedOracle(Oracle())
     with contextlib.ExitStack() as stack:
         results = _results_file(args, suite)
@@ -239,7 +241,13 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             write_environment(results.path.parent, threads, workers, cluster)
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
-        records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
+        if rounds > 1:
+            # fresh worker processes for each round (in-process: the same process)
+            restart = (lambda: None) if args.in_process else (lambda: [i.close() for i in isolated])
+            records = time_in_rounds(cells, rounds, oracle, results, not args.quiet, runner,
+                                     restart)
+        else:
+            records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
         if results:
             finish_environment(results.path.parent)
     return _summarise(earlier + records, results, descriptions)
@@ -530,6 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"seconds of timed samples per operation (default {DEFAULT_BUDGET_S:g})")
     p_bench.add_argument("--quick", action="store_true",
                          help="each problem at its smallest, middle and largest scaling size")
+    p_bench.add_argument("--rounds", type=ROUNDS, default=None,
+                         help="passes over the cells, each in fresh worker processes, the budget "
+                         f"shared and the samples pooled (default {BENCH_ROUNDS}, as asv's "
+                         "processes): a cell's speed drifts from minute to minute, which "
+                         "compare must see")
     p_bench.set_defaults(func=cmd_bench)
     p_report = sub.add_parser("report", help="HTML page, Markdown summary and plots of results")
     p_report.add_argument("--results", required=True,

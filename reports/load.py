@@ -18,7 +18,8 @@ from adjointbench.suites.comparison import Comparison, compare_folders
 from adjointbench.suites.environment import machine_was_loaded
 from adjointbench.suites.results import Record, ResultsFile, without_duplicates
 
-SAMPLES = ("samples_s", "primal_samples_s", "reference_samples_s")  # per-sample lists: compare's, not the tables'
+SAMPLES = ("samples_s", "primal_samples_s", "reference_samples_s",  # per-sample lists:
+           "samples_per_round")  # compare's, not the tables'
 COLUMNS = [f.name for f in fields(Record) if f.name not in SAMPLES]
 NUMERIC = ("max_abs_err", "max_rel_err", "tol", "condition", "oracle_err", "seconds",
            "time_median_s", "time_iqr_s", "primal_median_s", "ratio_to_primal", "ratio_q1",

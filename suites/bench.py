@@ -24,8 +24,8 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import (Paired, WarmCall, reference_workload, sample_paired,
-                                        warm_up)
+from adjointbench.suites.timing import (Paired, WarmCall, paired_from_samples,
+                                        reference_workload, sample_paired, warm_up)
 
 # Operations whose run() includes the forward pass: never cheaper than the primal
 INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian", "gradient")
@@ -176,3 +176,26 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     last = operation.prepared.to_numpy(operation.call())
     check_reentrant(cell, cell.op, result, last)  # timed results are right
     return record
+
+
+def merge_rounds(records: list[Record]) -> Record:
+    """One record of a bench cell timed in several rounds (suites/sweep.py's
+    time_in_rounds, each in fresh worker processes, with its share of the
+    budget): the samples of all, pooled, and ``samples_per_round``, so that
+    ``adjointbench compare`` sees how much the cell's figure moves from one
+    round to the next. A cell that was not ok in a round keeps that round's
+    record; rounds from different hosts (a Dask cluster) are not pooled."""
+    first = records[0]
+    failed = [r for r in records if r.outcome != "ok"]
+    if failed or len(records) == 1 or len({r.machine for r in records}) > 1:
+        return failed[0] if failed else first
+    beside = "reference_samples_s" if first.op == "primal" else "primal_samples_s"
+    samples = [s for r in records for s in r.samples_s]
+    paired = [s for r in records for s in getattr(r, beside)]
+    fields = paired_fields(paired_from_samples(samples, paired), first.op, first.compile_s,
+                           first.number)
+    fields.update({"samples_s": samples, beside: paired},  # as stored, round by round
+                  rounds=sum(r.rounds for r in records),
+                  samples_per_round=[len(r.samples_s) for r in records],
+                  seconds=sum(r.seconds or 0.0 for r in records))
+    return replace(first, **fields)

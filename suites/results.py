@@ -66,6 +66,10 @@ class Record:
     # primal cells: a fixed reference call timed in alternation with the primal
     # (suites/timing.py's reference_workload), the unit compare judges it in
     reference_samples_s: list | None = None
+    # bench cells timed in several rounds, each in fresh worker processes
+    # (suites/sweep.py's time_in_rounds): how many of the stored samples came
+    # from each round, in order
+    samples_per_round: list | None = None
     # the host that ran the cell, where it is not the run's own (a Dask
     # worker's; merged folders: each folder's environment.json machine)
     machine: str | None = None

@@ -7,12 +7,13 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
 from adjointbench.reference import Oracle
 from adjointbench.suites.cells import Cell
 from adjointbench.faults import raise_if_interrupted
-from adjointbench.suites.results import FAILURES, Record, ResultsFile
+from adjointbench.suites.results import FAILURES, Record, ResultsFile, record_key
 from adjointbench.suites.runner import run_cell
 
 
@@ -134,3 +135,33 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
         bar.update(len(cells), "done", failed)
         bar.close()
     return records
+
+
+def time_in_rounds(cells: list[Cell], rounds: int, oracle: Oracle | None = None,
+                   results: ResultsFile | None = None, progress: bool = True,
+                   runner: Callable | list[Callable] | None = None,
+                   restart: Callable[[], None] = lambda: None) -> list[Record]:
+    """Bench cells timed in ``rounds`` passes over the whole sweep, each cell
+    with its share of the budget, ``restart()`` (fresh worker processes)
+    between passes; each cell's record pools its passes (suites/bench.py's
+    merge_rounds), as asv's ``processes`` do. The first pass's records are
+    written as they finish and replaced by the pooled ones at the end, at
+    once: a sweep stopped in a later pass keeps its first-pass records."""
+    from adjointbench.suites.bench import merge_rounds
+
+    share = [replace(c, budget_s=c.budget_s / rounds) for c in cells]
+    first = run_sweep(share, oracle, results, progress=progress, runner=runner)
+    passes = {record_key(r): [r] for r in first}
+    for k in range(2, rounds + 1):
+        restart()
+        again = [c for c in share if passes[record_key(c)][0].outcome == "ok"]
+        print(f"round {k} of {rounds}: timing the {len(again)} timed cells again in fresh "
+              "worker processes", file=sys.stderr)
+        for record in run_sweep(again, oracle, progress=progress, runner=runner):
+            passes[record_key(record)].append(record)
+    pooled = {key: merge_rounds(records) for key, records in passes.items()}
+    if results and rounds > 1:
+        written, _ = results.read()
+        results.rewrite([pooled.get(record_key(r), r) if r.suite == "bench" else r
+                         for r in written])
+    return [pooled[record_key(r)] for r in first]

@@ -31,6 +31,7 @@ MIN_ROUNDS = 5
 SLOW_MIN_ROUNDS = 3  # when samples overrun the budget, three are enough for a median
 MAX_ROUNDS = 200
 DEFAULT_BUDGET_S = 0.2
+BENCH_ROUNDS = 2  # passes of a bench sweep, each in fresh worker processes (asv's ``processes``)
 clock = time.perf_counter
 
 
@@ -202,8 +203,15 @@ def sample_paired(primal: WarmCall, operation: WarmCall, budget_s: float = DEFAU
         a, b = _sample(first.call, first.number), _sample(second.call, second.number)
         primal_s.append(a if first is primal else b)
         operation_s.append(b if first is primal else a)
-    p1, primal_median, p3 = _quartiles(primal_s)
-    o1, median, o3 = _quartiles(operation_s)
+    return paired_from_samples(operation_s, primal_s)
+
+
+def paired_from_samples(operation_s, primal_s) -> Paired:
+    """The statistics of per-call times taken in pairs (``operation_s[k]``
+    beside ``primal_s[k]``): medians, IQRs, the median paired ratio and its
+    quartiles."""
+    p1, primal_median, p3 = _quartiles(list(primal_s))
+    o1, median, o3 = _quartiles(list(operation_s))
     r1, ratio, r3 = _quartiles([o / p for o, p in zip(operation_s, primal_s)])
     return Paired(median, o3 - o1, primal_median, p3 - p1, ratio, r1, r3, len(primal_s),
                   tuple(operation_s), tuple(primal_s))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adjointbench.cli import main
@@ -51,6 +52,43 @@ def test_bench_records_carry_every_timing_field(tmp_path, capsys):
     assert by_op["primal"].ratio_to_primal == 1.0
     environment = json.loads((tmp_path / "environment.json").read_text())
     assert environment["versions"]["numpy"] and environment["threads"]["cpu_count"]
+
+
+def test_a_bench_sweep_is_timed_in_two_rounds_and_pooled(tmp_path, capsys):
+    """As asv's ``processes``: the sweep passes over its cells twice, in fresh
+    workers, so that compare sees how far a cell's speed drifts within a run."""
+    code = main(["bench", "--impl", "numpy", "--problem", "matmul", "--size", "8",
+                 "--op", "primal,vjp", "--budget", "0.02", "--out", str(tmp_path), "--quiet"])
+    assert code == 0 and "round 2 of 2" in capsys.readouterr().err
+    records, damaged = ResultsFile(tmp_path).read()
+    assert damaged == 0 and sorted(r.op for r in records) == ["primal", "vjp"]  # replaced
+    for record in records:
+        parts = record.samples_per_round
+        assert len(parts) == 2 and min(parts) >= SLOW_MIN_ROUNDS
+        assert sum(parts) == record.rounds == len(record.samples_s)
+        beside = record.reference_samples_s if record.op == "primal" else record.primal_samples_s
+        ratios = np.array(record.samples_s) / np.array(beside)
+        if record.op == "vjp":  # the pooled pairs' median, not either round's
+            assert record.ratio_to_primal == pytest.approx(np.median(ratios), rel=1e-3)
+        assert record.time_median_s == pytest.approx(np.median(record.samples_s), rel=1e-3)
+    assert main(["bench", "--impl", "numpy", "--problem", "matmul", "--size", "8", "--op",
+                 "primal", "--rounds", "1", "--budget", "0.01", "--quiet",
+                 "--out", str(tmp_path / "one")]) == 0
+    (one,), _ = ResultsFile(tmp_path / "one").read()
+    assert one.samples_per_round is None and "round 2" not in capsys.readouterr().err
+
+
+def test_a_cell_not_ok_in_a_round_keeps_that_rounds_record():
+    from adjointbench.suites.bench import merge_rounds
+    from adjointbench.suites.results import Record
+
+    ok = Record("matmul", "numpy", "vjp", "float64", "cpu", 8, 0, "ok", suite="bench",
+                time_median_s=1e-5, samples_s=[1e-5] * 5, primal_samples_s=[1e-6] * 5,
+                rounds=5, compile_s=0.1, number=1)
+    failed = Record("matmul", "numpy", "vjp", "float64", "cpu", 8, 0, "timeout", suite="bench")
+    assert merge_rounds([ok, failed]) is failed
+    pooled = merge_rounds([ok, ok])
+    assert pooled.samples_per_round == [5, 5] and pooled.ratio_to_primal == pytest.approx(10)
 
 
 def test_threads_option_reaches_the_worker(tmp_path, capsys):
