@@ -23,7 +23,10 @@ each matched pair:
   shifts a memory-bound primal's time over the reference call); the
   threshold is raised by the two runs' own noise, seen on the side a
   regression cannot reach (:func:`run_to_run_noise`: the cells that got
-  quicker, at most 50 %). Improvements mirror this. A time change of a
+  quicker, at most 50 %), and again by how far apart the cell's own rounds
+  put it within each run (:func:`round_spread`; a bench run times each cell
+  in two rounds, a sweep apart, in fresh worker processes), two sources of
+  noise that compound. Improvements mirror this. A time change of a
   cell during which the machine itself moved (its reference call, or the
   primal timed beside an operation, changed between the runs by more than
   DISTURBED times what the other cells' did: :func:`disturbances`) is
@@ -196,6 +199,7 @@ class TimeJudgement:
     apart_slower: bool
     apart_faster: bool
     absolute: float = 1.0
+    spread: float = 1.0  # round_spread: the larger of the two runs'
 
     def kind(self, threshold: float, quicker_threshold: float | None = None) -> str | None:
         """"regression" beyond ``threshold``, "improvement" beyond
@@ -226,7 +230,24 @@ def judge_time(old: Record, new: Record, drift: float = 1.0) -> TimeJudgement:
         old_q1, old_median, old_q3 = _carried_quartiles(old, 1.0)
         new_q1, new_median, new_q3 = _carried_quartiles(new, drift)
         change = new_median / old_median if old_median else float("nan")
-    return TimeJudgement(ratio, change, p, new_q1 > old_q3, new_q3 < old_q1, ratio / drift)
+    spread = max(round_spread(old, before), round_spread(new, after))
+    return TimeJudgement(ratio, change, p, new_q1 > old_q3, new_q3 < old_q1, ratio / drift,
+                         spread)
+
+
+def round_spread(r: Record, judged: list[float] | None) -> float:
+    """How far apart one run's rounds put the cell (suites/sweep.py's
+    time_in_rounds): the largest over the smallest of their medians of what
+    is judged; 1 for one round. The rounds ran the same code in the same
+    run, so what separates them is noise that a change between runs must
+    exceed: on this shared machine a cache-bound cell's speed drifts from
+    minute to minute more than its samples within a round show."""
+    counts = r.samples_per_round or []
+    if len(counts) < 2 or not judged or sum(counts) != len(judged):
+        return 1.0
+    bounds = np.cumsum([0, *counts])
+    medians = [float(np.median(judged[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+    return max(medians) / min(medians) if min(medians) > 0 else 1.0
 
 
 def time_change(old: Record, new: Record, threshold: float,
@@ -327,8 +348,9 @@ def compare_folders(old: str | Path, new: str | Path,
     noise = run_to_run_noise(timed_changes, "slower")
     noise_quicker = run_to_run_noise(timed_changes, "quicker")
     several = len({r.machine for r in [*before.values(), *after.values()]}) > 1
-    changes = [compare_pair(a, b, threshold * noise, j, _where(a, b, several),
-                            threshold * noise_quicker, d)
+    spread = lambda j: j.spread if j is not None else 1.0
+    changes = [compare_pair(a, b, threshold * noise * spread(j), j, _where(a, b, several),
+                            threshold * noise_quicker * spread(j), d)
                for (a, b), j, d in zip(pairs, judged, disturbed)]
     changes += [Change(cell_label(after[k]) + _where(None, after[k], several), "new",
                        "presence", new_outcome=after[k].outcome)
@@ -372,8 +394,8 @@ def summary_line(comparison: Comparison) -> str:
     return (f"{comparison.matched} cells in both; {counts} "
             f"(a slowdown counts beyond {comparison.threshold:.2f}x times the runs' own "
             f"noise {comparison.noise:.2f}x, a speed-up beyond {comparison.threshold:.2f}x "
-            f"times {comparison.noise_quicker:.2f}x, at p < {ALPHA}; machine drift "
-            f"{comparison.drift:.2f}x)")
+            f"times {comparison.noise_quicker:.2f}x, each also times the cell's own spread "
+            f"between its rounds, at p < {ALPHA}; machine drift {comparison.drift:.2f}x)")
 
 
 def machine_note(comparison: Comparison) -> str | None:
