@@ -155,8 +155,8 @@ def time_in_rounds(cells: list[Cell], rounds: int, oracle: Oracle | None = None,
     for k in range(2, rounds + 1):
         restart()
         again = [c for c in share if passes[record_key(c)][0].outcome == "ok"]
-        print(f"round {k} of {rounds}: timing the {len(again)} timed cells again in fresh "
-              "worker processes", file=sys.stderr)
+        print(f"round {k} of {rounds}: timing the {len(again)} timed cells again",
+              file=sys.stderr)
         for record in run_sweep(again, oracle, progress=progress, runner=runner):
             passes[record_key(record)].append(record)
     pooled = {key: merge_rounds(records) for key, records in passes.items()}
