@@ -20,7 +20,7 @@ from adjointbench.impls.registry import (MissingDependency, ProtocolError, avail
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
 from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
-from adjointbench.suites.environment import finish_environment, write_environment
+from adjointbench.suites.environment import cpu_mark, finish_environment, write_environment
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
@@ -217,10 +217,13 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
     threads, workers = args.threads, _workers(args, suite)
     rounds = (args.rounds or BENCH_ROUNDS) if suite == "bench" else 1
     oracle = Oracle() if workers == 1 else SerialisedOracle(Oracle())
+    since, written = cpu_mark(), []  # the mark before any worker starts: their CPU is ours
     with contextlib.ExitStack() as stack:
         results = _results_file(args, suite)
         if results:
             stack.callback(results.unlock)
+            # last before the unlock, once the workers are closed and reaped
+            stack.callback(lambda: written and finish_environment(results.path.parent, since))
         if args.in_process:
             limit_threads(threads)
             describe = lambda name: LocalExecutor(load_implementation(name)).describe()
@@ -239,6 +242,7 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             cells, earlier = _unfinished(cells, results, args.retry)
         if results:
             write_environment(results.path.parent, threads, workers, cluster)
+            written.append(True)
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         if rounds > 1:
@@ -248,8 +252,6 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
                                      restart)
         else:
             records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
-        if results:
-            finish_environment(results.path.parent)
     return _summarise(earlier + records, results, descriptions)
 
 

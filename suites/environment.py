@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 from adjointbench.suites.threads import thread_settings
@@ -83,19 +84,68 @@ def load_average() -> list[float] | None:
         return None
 
 
-LOADED_PER_CPU = 0.5  # load beyond the sweep's own above this per core: timings suspect
+LOADED_PER_CPU = 0.5  # cores busy with other work, per core, above which timings are suspect
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``:
+    all but idle and iowait; time stolen by a hypervisor counts as busy), or
+    None where there is no ``/proc/stat``."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_mark() -> dict | None:
+    """Where the CPU clocks stand now, for :func:`other_cores_busy`: the
+    machine's busy seconds and this process's own, its reaped children's
+    (the workers, and what they reaped) included; None without /proc/stat."""
+    busy = _machine_busy_s()
+    if busy is None:
+        return None
+    own = os.times()
+    return {"wall": time.monotonic(), "busy": busy,
+            "own": own.user + own.system + own.children_user + own.children_system}
+
+
+def other_cores_busy(since: dict | None) -> float | None:
+    """How many cores other processes kept busy, on average, since the mark
+    ``since``: the machine's busy time less this process's and its reaped
+    children's. Unlike the load average, which still counts for a minute the
+    processes of a sweep that just ended (run's check before its bench), it
+    sees only what is not the harness; its workers must have been reaped."""
+    now = cpu_mark()
+    if since is None or now is None or now["wall"] <= since["wall"]:
+        return None
+    others = (now["busy"] - since["busy"]) - (now["own"] - since["own"])
+    return round(max(others, 0.0) / (now["wall"] - since["wall"]), 2)
 
 
 def machine_was_loaded(environment: dict) -> str | None:
-    """Why the machine was too busy for timings to be believed, or None: a
+    """Why the machine was too busy for timings to be believed, or None: other
+    processes kept more than :data:`LOADED_PER_CPU` per core busy during the
+    run (``other_cores_busy``), or, for results that do not record it, the
     1-minute load average before the run, or after it less the sweep's own one
-    process, above :data:`LOADED_PER_CPU` per core."""
+    process, was above that."""
     cpus = environment.get("cpu_count") or 1
     before, after = environment.get("load_before"), environment.get("load_after")
-    loads = ([before[0]] if before else []) + ([after[0] - 1] if after else [])
-    if max(loads, default=0.0) > LOADED_PER_CPU * cpus:
-        return (f"the machine was busy while these timings ran (load average before "
-                f"{before and before[0]}, after {after and after[0]}, on {cpus} cores): "
+    loads = f"load average before {before and before[0]}, after {after and after[0]}"
+    others = environment.get("other_cores_busy")
+    if others is not None:
+        if others > LOADED_PER_CPU * cpus:
+            return (f"the machine was busy while these timings ran (other processes kept "
+                    f"{others:g} of its {cpus} cores busy on average; {loads}): rerun on a "
+                    "quiet machine before trusting them")
+        return None
+    if max(([before[0]] if before else []) + ([after[0] - 1] if after else []),
+           default=0.0) > LOADED_PER_CPU * cpus:
+        return (f"the machine was busy while these timings ran ({loads}, on {cpus} cores): "
                 "rerun on a quiet machine before trusting them")
     return None
 
@@ -121,12 +171,16 @@ def write_environment(folder: Path, requested_threads: int | None = None,
     return path
 
 
-def finish_environment(folder: Path) -> None:
-    """Add the load average after the sweep to ``folder/environment.json``."""
+def finish_environment(folder: Path, since: dict | None = None) -> None:
+    """Add the load average after the sweep to ``folder/environment.json``,
+    and the cores other processes kept busy since the mark ``since``
+    (:func:`cpu_mark`, taken before the sweep's workers started)."""
     path = Path(folder) / "environment.json"
     try:
         environment = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     environment["load_after"] = load_average()
+    if (others := other_cores_busy(since)) is not None:
+        environment["other_cores_busy"] = others
     path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")

@@ -52,6 +52,7 @@ def test_bench_records_carry_every_timing_field(tmp_path, capsys):
     assert by_op["primal"].ratio_to_primal == 1.0
     environment = json.loads((tmp_path / "environment.json").read_text())
     assert environment["versions"]["numpy"] and environment["threads"]["cpu_count"]
+    assert environment["other_cores_busy"] >= 0 and environment["load_after"]
 
 
 def test_a_bench_sweep_is_timed_in_two_rounds_and_pooled(tmp_path, capsys):

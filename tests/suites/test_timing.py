@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from adjointbench.impls.protocol import Prepared
-from adjointbench.suites import threads, timing
+from adjointbench.suites import environment, threads, timing
 from adjointbench.suites.timing import MIN_ROUNDS, MIN_SAMPLE_S, calibrate, time_operation, timer_overhead
 
 
@@ -191,3 +191,32 @@ def test_the_adjoint_benchmark_prints_paired_ratios(capsys):
     for line in lines:
         ratio = float(line.split()[1])
         assert ratio > 1.0, line  # a gradient includes its forward pass
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="no /proc/stat on this system")
+def test_the_cpu_of_the_harness_workers_is_not_counted_as_other_work():
+    """A reaped child's CPU (as a sweep's workers, closed before the sweep's
+    environment is finished) is the harness's own: subtracted from the
+    machine's busy time, whatever else the machine was doing."""
+    since = environment.cpu_mark()
+    subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 1.0\n"
+                    "while time.process_time() < end: pass"], check=True)
+    others = environment.other_cores_busy(since)
+    now = environment.cpu_mark()
+    wall = now["wall"] - since["wall"]
+    assert now["own"] - since["own"] >= 0.9  # the child's second of CPU is ours
+    machine_cores = (now["busy"] - since["busy"]) / wall
+    assert 0.0 <= others <= machine_cores - 0.8 / wall + 0.05  # and not the others'
+
+
+def test_a_busy_machine_is_judged_by_other_processes_cpu_not_the_load_average():
+    """The load average still counts, for a minute, the workers of a sweep
+    that just ended (run's check before its bench); the CPU the other
+    processes used during the run does not."""
+    after_our_check = {"cpu_count": 2, "load_before": [1.9, 1.0, 0.5], "load_after": [1.4, 1, 1]}
+    assert environment.machine_was_loaded({**after_our_check, "other_cores_busy": 0.1}) is None
+    busy = environment.machine_was_loaded({**after_our_check, "other_cores_busy": 1.5})
+    assert busy and "1.5 of its 2 cores" in busy
+    assert environment.machine_was_loaded(after_our_check)  # older results: the load average
+    assert environment.machine_was_loaded({"cpu_count": 2, "load_before": [0.2, 0, 0],
+                                           "load_after": [1.3, 0, 0]}) is None
