@@ -84,7 +84,11 @@ def load_average() -> list[float] | None:
         return None
 
 
-LOADED_PER_CPU = 0.5  # cores busy with other work, per core, above which timings are suspect
+LOADED_PER_CPU = 0.5  # load average per core, beyond the sweep's own, above which timings are suspect
+# Cores other processes kept busy, per core, above which timings are suspect: on
+# 2 cores, half a core on average (a full one beside a one-worker bench made a
+# fifth of its cells noisy, IQR over 25% of the median)
+OTHERS_BUSY_PER_CPU = 0.25
 
 
 def _machine_busy_s() -> float | None:
@@ -129,16 +133,16 @@ def other_cores_busy(since: dict | None) -> float | None:
 
 def machine_was_loaded(environment: dict) -> str | None:
     """Why the machine was too busy for timings to be believed, or None: other
-    processes kept more than :data:`LOADED_PER_CPU` per core busy during the
-    run (``other_cores_busy``), or, for results that do not record it, the
+    processes kept more than :data:`OTHERS_BUSY_PER_CPU` per core busy during
+    the run (``other_cores_busy``), or, for results that do not record it, the
     1-minute load average before the run, or after it less the sweep's own one
-    process, was above that."""
+    process, was above :data:`LOADED_PER_CPU` per core."""
     cpus = environment.get("cpu_count") or 1
     before, after = environment.get("load_before"), environment.get("load_after")
     loads = f"load average before {before and before[0]}, after {after and after[0]}"
     others = environment.get("other_cores_busy")
     if others is not None:
-        if others > LOADED_PER_CPU * cpus:
+        if others > OTHERS_BUSY_PER_CPU * cpus:
             return (f"the machine was busy while these timings ran (other processes kept "
                     f"{others:g} of its {cpus} cores busy on average; {loads}): rerun on a "
                     "quiet machine before trusting them")
