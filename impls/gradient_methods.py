@@ -116,7 +116,9 @@ class OdeModel:
     weights: np.ndarray
     obs_loss: Callable     # (z, i) -> l_i
     obs_grad: Callable     # (z, i) -> dl_i/dz
-    f_z_T: Callable | None = None  # (t, z, theta, a) -> f_z^T a, (n,); default from f_z
+    # (t, z, theta, a) -> (f, f_z^T a) in one evaluation, sharing their work (the
+    # adjoint's right-hand side); default from f and f_z
+    f_and_f_z_T: Callable | None = None
 
 
 def _integrate(rhs, y0, t0, t1, dense=False):
@@ -184,11 +186,12 @@ def ode_adjoint(model: OdeModel, theta: np.ndarray) -> np.ndarray:
     states, segments = _forward_pass(model, theta)
     n, P = len(model.z0), len(theta)
     a, mu = np.zeros(n), np.zeros(P)
-    f_z_T = model.f_z_T or (lambda t, z, th, v: model.f_z(t, z, th).T @ v)
+    both = model.f_and_f_z_T or (lambda t, z, th, a: (model.f(t, z, th),
+                                                      model.f_z(t, z, th).T @ a))
 
     def rhs(t, y):
-        z, adjoint = y[:n], y[n:]
-        return np.concatenate([model.f(t, z, theta), -f_z_T(t, z, theta, adjoint)])
+        f, back = both(t, y[:n], theta, y[n:])
+        return np.concatenate([f, -back])
 
     for i in range(len(model.times) - 1, -1, -1):
         a = a + model.weights[i] * model.obs_grad(states[i], i)

@@ -56,14 +56,14 @@ def _neural(P, u0, target):
         _, _, s = parts(u, th)
         return np.concatenate([np.outer(s * a, u).ravel(), s * a])
 
-    def f_z_T(t, u, th, a):
-        W, _, s = parts(u, th)
-        return W.T @ (s * a)
+    def f_and_f_z_T(t, u, th, a):  # one tanh(W u + b) for both (a fifth of the adjoint)
+        W, v, s = parts(u, th)
+        return v, W.T @ (s * a)
 
     return OdeModel(
         z0=u0, f=lambda t, u, th: parts(u, th)[1],
         f_z=lambda t, u, th: parts(u, th)[2][:, None] * parts(u, th)[0],
-        f_theta=f_theta, f_theta_T=f_theta_T, f_z_T=f_z_T,
+        f_theta=f_theta, f_theta_T=f_theta_T, f_and_f_z_T=f_and_f_z_T,
         times=np.array([1.0]), weights=np.ones(1),
         obs_loss=lambda u, i: 0.5 * float(np.sum((u - target) ** 2)),
         obs_grad=lambda u, i: u - target)
