@@ -86,8 +86,8 @@ def load_average() -> list[float] | None:
 
 LOADED_PER_CPU = 0.5  # load average per core, beyond the sweep's own, above which timings are suspect
 # Cores other processes kept busy, per core, above which timings are suspect: on
-# 2 cores, half a core on average (a full one beside a one-worker bench made a
-# fifth of its cells noisy, IQR over 25% of the median)
+# 2 cores, half a core on average (a full one beside run's one-worker bench left
+# 99 of its 411 timed cells noisy, IQR over 25% of the median, against 30-43 quiet)
 OTHERS_BUSY_PER_CPU = 0.25
 
 

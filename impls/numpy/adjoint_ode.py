@@ -56,7 +56,7 @@ def _neural(P, u0, target):
         _, _, s = parts(u, th)
         return np.concatenate([np.outer(s * a, u).ravel(), s * a])
 
-    def f_and_f_z_T(t, u, th, a):  # one tanh(W u + b) for both (a fifth of the adjoint)
+    def f_and_f_z_T(t, u, th, a):  # one tanh(W u + b) for both: 12 % of the adjoint
         W, v, s = parts(u, th)
         return v, W.T @ (s * a)
 
