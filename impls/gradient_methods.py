@@ -186,8 +186,8 @@ def ode_adjoint(model: OdeModel, theta: np.ndarray) -> np.ndarray:
     states, segments = _forward_pass(model, theta)
     n, P = len(model.z0), len(theta)
     a, mu = np.zeros(n), np.zeros(P)
-    both = model.f_and_f_z_T or (lambda t, z, th, a: (model.f(t, z, th),
-                                                      model.f_z(t, z, th).T @ a))
+    both = model.f_and_f_z_T or (lambda t, z, th, v: (model.f(t, z, th),
+                                                      model.f_z(t, z, th).T @ v))
 
     def rhs(t, y):
         f, back = both(t, y[:n], theta, y[n:])
