@@ -77,7 +77,17 @@ def _system_objective(xp, x, theta, x_start):
 # The iterate is kept of shape (1,): torch's forward mode promotes the tangent of
 # (python float) * (0-d float32 tensor) to float64, which the harness flags.
 def _gd_step(xp, theta, b):
-    return lambda x: xp.axpy(-GD_STEP, theta * x - b, x)  # xp.axpy: see ode._axpy
+    """x -> x - 0.1 (theta x - b), as x + (s x + c) with s = -0.1 theta and
+    c = 0.1 b formed once. In torch each of the 1000 steps' operations pays
+    its dispatch at every transform level; against theta x - b followed by
+    xp.axpy, gd_trajectory's JVP took 42 ms instead of 52, its HVPs 126-278
+    ms instead of 187-338 (medians of 3, float64). Not (1 - 0.1 theta) x +
+    c: that slope's rounding repeats in every step (the iterate 2.5e-14 off
+    after 1000 steps, against 9e-16 here). c is shaped like theta through
+    xp.axpy: torch's forward-over-reverse turns (Python float) * (0-d
+    float32 b) into float64 (see ode._axpy)."""
+    scale, offset = -GD_STEP * theta, xp.axpy(GD_STEP, b, 0 * theta)
+    return lambda x: x + (scale * x + offset)
 
 
 def _gd_final(xp, theta, x0, b):
