@@ -153,10 +153,27 @@ def timing_warning(fields: dict, op: str) -> str | None:
     spreads = {"time": fields["time_iqr_s"] / fields["time_median_s"],
                "ratio": (fields["ratio_q3"] - fields["ratio_q1"]) / fields["ratio_to_primal"]}
     noisy = {k: v for k, v in spreads.items() if v > SPREAD_WARNING}
-    if noisy:
-        what = ", ".join(f"{k} IQR {v:.0%} of its median" for k, v in noisy.items())
-        return f"noisy: {what}; rerun on a quiet machine or with a larger --budget"
-    return None
+    if not noisy:
+        return None
+    what = ", ".join(f"{k} IQR {v:.0%} of its median" for k, v in noisy.items())
+    drift = round_drift(fields.get("samples_s"), fields.get("samples_per_round"))
+    if "time" in noisy and drift is not None and drift - 1 > SPREAD_WARNING:
+        return (f"noisy: {what}, its rounds' median times {drift:.2f}x apart: the machine's "
+                "speed drifted between rounds (the ratio to the primal is paired within each)")
+    return f"noisy: {what}; rerun on a quiet machine or with a larger --budget"
+
+
+def round_drift(samples: list[float] | None, per_round: list[int] | None) -> float | None:
+    """The largest over the smallest of the rounds' median times (``samples``
+    stored round by round, ``per_round`` of them in each), or None for one
+    round. In the main job's two-round bench on a slow hour, the rounds'
+    medians of a cell were 1.27x apart (median over 411 cells) while the
+    samples of one round spread by 12 % of their median: pooled, 28 %."""
+    if not samples or not per_round or len(per_round) < 2:
+        return None
+    bounds = np.cumsum([0, *per_round])
+    medians = [float(np.median(samples[a:b])) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return max(medians) / min(medians) if len(medians) > 1 and min(medians) > 0 else None
 
 
 def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
@@ -198,4 +215,5 @@ def merge_rounds(records: list[Record]) -> Record:
                   rounds=sum(r.rounds for r in records),
                   samples_per_round=[len(r.samples_s) for r in records],
                   seconds=sum(r.seconds or 0.0 for r in records))
+    fields["timing_warning"] = timing_warning(fields, first.op)  # now with the rounds
     return replace(first, **fields)

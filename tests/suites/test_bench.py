@@ -92,6 +92,20 @@ def test_a_cell_not_ok_in_a_round_keeps_that_rounds_record():
     assert pooled.samples_per_round == [5, 5] and pooled.ratio_to_primal == pytest.approx(10)
 
 
+def test_pooled_rounds_name_a_drift_between_them():
+    from adjointbench.suites.bench import merge_rounds
+    from adjointbench.suites.results import Record
+
+    def round_of(scale):  # the machine at another speed: operation and primal alike
+        return Record("matmul", "numpy", "vjp", "float64", "cpu", 8, 0, "ok", suite="bench",
+                      time_median_s=scale, samples_s=[scale] * 8,
+                      primal_samples_s=[scale / 3] * 8, rounds=8, compile_s=0.1, number=1)
+    pooled = merge_rounds([round_of(1e-5), round_of(2e-5)])
+    assert pooled.ratio_to_primal == pytest.approx(3)  # paired within each round
+    assert "2.00x apart" in pooled.timing_warning and "drifted" in pooled.timing_warning
+    assert merge_rounds([round_of(1e-5), round_of(1e-5)]).timing_warning is None
+
+
 def test_threads_option_reaches_the_worker(tmp_path, capsys):
     code = main(["bench", "--impl", "numpy", "--problem", "matvec", "--size", "128",
                  "--op", "primal", "--budget", "0.01", "--threads", "1", "--out", str(tmp_path),

@@ -172,6 +172,23 @@ def test_a_noisy_spread_is_flagged():
     assert timing_warning(fields, "jvp") is None
 
 
+def test_a_drift_between_rounds_is_named_as_such():
+    from adjointbench.suites.bench import round_drift, timing_warning
+
+    quick, slow = [1e-3] * 20, [1.5e-3] * 20  # each round steady, the second 1.5x slower
+    assert round_drift(quick + slow, [20, 20]) == pytest.approx(1.5)
+    assert round_drift(quick + slow, [40]) is None and round_drift(quick, None) is None
+    pooled = np.array(quick + slow)
+    q1, q3 = np.percentile(pooled, [25, 75])
+    fields = {"time_median_s": float(np.median(pooled)), "time_iqr_s": float(q3 - q1),
+              "ratio_to_primal": 2.0, "ratio_q1": 1.95, "ratio_q3": 2.05,
+              "samples_s": quick + slow, "samples_per_round": [20, 20]}
+    warning = timing_warning(fields, "jvp")
+    assert "1.50x apart" in warning and "drifted between rounds" in warning
+    steady = {**fields, "samples_per_round": None}  # one round: the old advice
+    assert "larger --budget" in timing_warning(steady, "jvp")
+
+
 def test_a_jax_worker_runs_xla_on_one_thread():
     pytest.importorskip("jax")
     env = {**os.environ, **threads.thread_environment(1)}
