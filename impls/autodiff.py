@@ -80,8 +80,9 @@ class Framework:
         def directional(*p):  # <w, J u>, w and u lifted to the outer forward mode (xp.lift)
             lifted_w, *lifted_u = self.xp.lift((w, *u), p)
             return self.xp.sum(lifted_w * self.jvp(f, p, tuple(lifted_u)))
-        if nesting == "forward_over_reverse":
-            return tuple(self.jvp(gradient, primals, u))
+        if nesting == "forward_over_reverse":  # w lifted to the outer forward mode too
+            lifted = lambda *p: tuple(self.vjp(f, p, self.xp.lift((w,), p)[0]))
+            return tuple(self.jvp(lifted, primals, u))
         if nesting == "reverse_over_forward":
             return tuple(self.vjp(lambda *p: self.jvp(f, p, u), primals, w))
         if nesting == "reverse_over_reverse":

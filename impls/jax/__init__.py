@@ -33,7 +33,8 @@ XP = SimpleNamespace(exp=jnp.exp, sin=jnp.sin, tanh=jnp.tanh, sum=jnp.sum, max=j
                      abs=jnp.abs, sign=jnp.sign, minimum=jnp.minimum, diag=jnp.diag,
                      solve=jnp.linalg.solve, fori=_fori, iterates=_iterates,
                      sqrt=jnp.sqrt, cos=jnp.cos, stack=jnp.stack, concat=jnp.concatenate,
-                     axpy=lambda a, x, y: a * x + y, lift=lambda constants, like: constants,
+                     axpy=lambda a, x, y: a * x + y, scale=lambda a, x: a * x,
+                     lift=lambda constants, like: constants,
                      const=lambda a, like: jnp.asarray(a, dtype=like.dtype),
                      column_max=lambda x: jnp.max(x, axis=0, keepdims=True),
                      column_sum=lambda x: jnp.sum(x, axis=0, keepdims=True))

@@ -51,6 +51,7 @@ XP = SimpleNamespace(exp=torch.exp, sin=torch.sin, tanh=torch.tanh, sum=torch.su
                      solve=torch.linalg.solve, fori=_fori, iterates=_iterates,
                      sqrt=torch.sqrt, cos=torch.cos, stack=torch.stack, concat=torch.cat,
                      axpy=lambda a, x, y: torch.add(y, x, alpha=a), lift=_lift,
+                     scale=lambda a, x: torch.ops.aten.mul.Scalar(x, a),
                      const=lambda a, like: torch.as_tensor(a, dtype=like.dtype, device=like.device),
                      column_max=lambda x: torch.amax(x, dim=0, keepdim=True),
                      column_sum=lambda x: torch.sum(x, dim=0, keepdim=True))

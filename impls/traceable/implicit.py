@@ -11,13 +11,14 @@ def scalar_root_start(xp, theta):
 
 def scalar_root(xp, theta):
     t0, t1 = theta[0], theta[1]
-    step = lambda x: x - (x**3 + t0 * x - t1) / (3 * x * x + t0)
+    step = lambda x: x - (x**3 + t0 * x - t1) / (xp.scale(3, x) * x + t0)
     return xp.fori(NEWTON_STEPS, step, scalar_root_start(xp, theta))
 
 
 def nonlinear_solve(xp, A, theta):
     # r = A x + x^3 - theta, dr/dx = A + 3 diag(x^2)
-    step = lambda x: x - xp.solve(A + xp.diag(3 * x * x), A @ x + x**3 - theta)
+    A, = xp.lift((A,), (theta,))  # fixed, used twice in each Newton step
+    step = lambda x: x - xp.solve(A + xp.diag(xp.scale(3, x) * x), A @ x + x**3 - theta)
     return xp.fori(NEWTON_STEPS, step, xp.solve(A, theta))
 
 

@@ -1,5 +1,5 @@
-"""xp.axpy and xp.lift, the two namespace helpers that spare torch's forward
-mode its ZeroTensor tangents, change no value and no derivative."""
+"""xp.axpy, xp.scale and xp.lift, the namespace helpers that spare torch's
+forward mode its ZeroTensor tangents, change no value and no derivative."""
 
 import numpy as np
 import pytest
@@ -51,3 +51,19 @@ def test_axpy_is_a_x_plus_y_in_value_and_derivative():
     value, tangent = torch.func.jvp(lambda x: XP.axpy(0.3, torch.sin(x), y), (x,), (u,))
     np.testing.assert_allclose(value, 0.3 * torch.sin(x) + y, rtol=1e-15)
     np.testing.assert_allclose(tangent, 0.3 * torch.cos(x) * u, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scale_is_a_times_x_to_the_bit_at_every_level(dtype):
+    x, u, v = (torch.tensor(np.random.default_rng(s).standard_normal(6), dtype=dtype)
+               for s in (4, 5, 6))
+
+    def second(f):  # a JVP of a JVP: two forward levels
+        return torch.func.jvp(lambda y: torch.func.jvp(f, (y,), (u,))[1], (x,), (v,))
+    scaled = second(lambda y: XP.scale(3, torch.sin(y)) * y)
+    plain = second(lambda y: 3 * torch.sin(y) * y)
+    for a, b in zip(scaled, plain):
+        assert a.dtype == dtype and torch.equal(a, b)
+    # the closed form: d2/dy2 (3 y sin y) = 3 (2 cos y - y sin y)
+    expected = 3 * (2 * torch.cos(x) - x * torch.sin(x)) * u * v
+    np.testing.assert_allclose(scaled[1], expected, rtol=50 * torch.finfo(dtype).eps)
