@@ -87,6 +87,24 @@ def test_median_is_the_work_per_call(monkeypatch):
         assert result.median_s == pytest.approx(seconds) and result.iqr_s == pytest.approx(0, abs=1e-12)
 
 
+def test_a_slow_call_is_timed_in_four_calls_and_checked_against_the_last(monkeypatch):
+    """A call slower than the budget: the compiling call, the warm-up call
+    (the first sample) and two more samples; the last result is the last
+    timed call's, not one more call's."""
+    now, calls = [0.0], []
+    monkeypatch.setattr(timing, "clock", lambda: now[0])
+
+    def run():
+        now[0] += 0.3 + 0.1 * len(calls)  # 0.3, 0.4, 0.5, 0.6 s
+        calls.append(None)
+        return len(calls)
+    result = time_operation(lambda: Prepared(run=run), budget_s=0.05, min_rounds=3)
+    assert len(calls) == 4 and result.rounds == 3
+    assert result.result == 1 and result.last_result == 4
+    assert result.median_s == pytest.approx(0.5)  # of the 0.4, 0.5 and 0.6 s calls
+    assert result.compile_s == pytest.approx(0.3)
+
+
 def test_timer_overhead_is_measured_per_call():
     assert 0 < timer_overhead(budget_s=0.01) < 1e-4
 
