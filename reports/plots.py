@@ -67,14 +67,17 @@ def _markers(names) -> dict[str, str]:
 
 
 def tidy_log_axes(fig: Figure) -> Figure:
-    """Label log axes at their decades only: minor labels (2x10^0, 3x10^0, ...)
-    collide at page width."""
-    from matplotlib.ticker import NullFormatter
+    """Ticks and labels on log axes at their decades only: minor labels (2x10^0,
+    3x10^0, ...) collide at page width, and the minor ticks, too small to see
+    there, were half of the report's time (matplotlib makes each tick anew
+    at every layout pass: the three time-against-size figures of a main job,
+    20 panels each, took 13.5 s with them and 5.7 s without)."""
+    from matplotlib.ticker import NullLocator
 
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
-                axis.set_minor_formatter(NullFormatter())
+                axis.set_minor_locator(NullLocator())
     return fig
 
 

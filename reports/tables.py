@@ -78,11 +78,6 @@ def _worst(outcomes: pd.Series) -> str:
     return min(outcomes, key=SEVERITY.index)
 
 
-def _eps_units(group: pd.DataFrame) -> float:
-    errors = group["max_rel_err"] / group["dtype"].map(EPS).fillna(EPS["float64"])
-    return float(errors.max()) if errors.notna().any() else float("nan")
-
-
 def _matrix_cell(outcome, error: float) -> str:
     if not isinstance(outcome, str):
         return "<td></td>"
@@ -113,6 +108,7 @@ def correctness_html(frame: pd.DataFrame) -> str:
     data = frame[frame["suite"] == "check"].copy()
     if data.empty:
         return ""
+    data["eps_units"] = data["max_rel_err"] / data["dtype"].map(EPS).fillna(EPS["float64"])
     data["column"] = data["op"].where(data["method"].isna(),
                                       data["op"] + ":" + data["method"].fillna("").astype(str))
     key = "".join(f'<span class="cm" style="{_swatch(o)}">{html.escape(o)}</span> '
@@ -128,7 +124,7 @@ def correctness_html(frame: pd.DataFrame) -> str:
             parts.append(f"<h3>{html.escape(str(impl))}</h3><p class=\"empty\">Every cell "
                          "unsupported.</p>")
             continue
-        errors = cells.apply(_eps_units, include_groups=False).unstack().reindex_like(outcome)
+        errors = cells["eps_units"].max().unstack().reindex_like(outcome)  # NaN where none
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in outcome.columns)
         body = "".join(
             f"<tr><th>{html.escape(str(problem))}</th>"
