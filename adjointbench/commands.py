@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--budget", type=BUDGET, default=DEFAULT_BUDGET_S,
                          help=f"seconds of timed samples per operation (default {DEFAULT_BUDGET_S:g})")
     p_bench.add_argument("--quick", action="store_true",
-                         help="each problem at its smallest, middle and largest scaling size")
+                         help="each problem at its smallest and largest scaling size")
     p_bench.add_argument("--rounds", type=ROUNDS, default=None,
                          help="passes over the cells, each in fresh worker processes, the budget "
                          f"shared and the samples pooled (default {BENCH_ROUNDS}, as asv's "
