@@ -6,7 +6,7 @@ column_max / column_sum, reductions over axis 0 keeping it; axpy, a x + y,
 and scale, a x, for a Python number a, and lift, fixed inputs tied to
 differentiated ones before a loop: all three spare torch's forward mode its
 ZeroTensor tangents, as ``a * x`` would not (a JVP through 32 products
-``3.0 * x`` took 7 ms, 0.8 ms by scale; the same numbers)); JAX and
+``x * 3.0`` took 10 ms, 0.6 ms by scale; the same numbers)); JAX and
 PyTorch each supply one, and their own AD differentiates straight through,
 iterations included. Solvers run a fixed number of iterations, so the
 derivative is the derivative of what was computed. Tables, each merged over
