@@ -19,6 +19,7 @@ from pathlib import Path
 from adjointbench.faults import HarnessFault
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
+from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -266,11 +267,13 @@ class IsolatedRunner:
                             **(environment or {})}
         self._context = mp.get_context("spawn")  # no inherited JAX/torch threads
         self._workers: dict[str, Worker] = {}
+        self._memos: dict[str, ExecutionMemo] = {}  # per worker: its checked results
 
     def worker(self, spec: str) -> Worker:
         """The live worker of ``spec``, started (and its implementation loaded) if needed."""
         worker = self._workers.get(spec)
         if worker is None or not worker.process.is_alive():
+            self._memos.pop(spec, None)  # results are reused within one worker's life
             self._workers[spec] = Worker(self._context, spec, self.environment)
         return self._workers[spec]
 
@@ -280,6 +283,7 @@ class IsolatedRunner:
 
     def _stop(self, spec: str) -> None:
         worker = self._workers.pop(spec, None)
+        self._memos.pop(spec, None)
         if worker is not None:
             worker.stop()
 
@@ -294,7 +298,8 @@ class IsolatedRunner:
         from adjointbench.suites.results import outcome_of
 
         try:
-            record = run_cell(cell, oracle or self.oracle, executor=self.executor(cell.impl))
+            record = run_cell(cell, oracle or self.oracle, executor=self.executor(cell.impl),
+                              memo=self._memos.setdefault(cell.impl, ExecutionMemo()))
         except HarnessFault:
             raise
         except Exception as e:  # the implementation would not even load

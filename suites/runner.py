@@ -29,6 +29,7 @@ from adjointbench.reference.oracle import Estimate, describe_level
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
                                          validate, worst_of)
+from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import check_pure, check_reentrant, copy_arrays
 from adjointbench.suites.executors import LocalExecutor
@@ -53,6 +54,7 @@ class _Context:
     point: int = 0  # which of the cell's input points
     fields: dict = field(default_factory=dict)  # extra record fields a check fills in
     second: object = None  # the oracle's second derivatives, for hvp and hessian cells
+    memo: ExecutionMemo | None = None  # checked results of earlier cells, reused
 
     def task(self, op: str, inputs: dict | None = None, **kw) -> Task:
         return Task(self.problem.name, op, self.inputs if inputs is None else inputs,
@@ -62,8 +64,14 @@ class _Context:
     def execute(self, op: str, **kw):
         """Prepare ``op`` on copies of the inputs and probes, call it twice and
         return the first result, after checking that the two calls agree
-        (reentrancy) and that no buffer handed over was changed (purity)."""
+        (reentrancy) and that no buffer handed over was changed (purity);
+        or the result of the same task that an earlier cell checked (memo)."""
         task = self.task(op, inputs=copy_arrays(self.inputs), **copy_arrays(kw))
+        if self.memo is None:
+            return self._checked(task, op, kw)
+        return self.memo.run(task, lambda: self._checked(task, op, kw))
+
+    def _checked(self, task: Task, op: str, kw: dict):
         first, second, after = self.executor.execute(task)
         check_pure(self.cell.impl, op, {k: after[k] for k in ("inputs", *kw)},
                    {"inputs": self.inputs, **kw})
@@ -302,8 +310,9 @@ def _ill_conditioned(record: Record, problem: Problem) -> Record:
 
 
 def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
-                 point: int) -> Record:
-    """The record of one input point: prepared anew, compared with its own reference."""
+                point: int, memo: ExecutionMemo | None = None) -> Record:
+    """The record of one input point: prepared anew (or the checked result of
+    an earlier cell's same task, from ``memo``), compared with its own reference."""
     problem = get_problem(cell.problem)
     record = replace(record, point=point)
     ctx = None
@@ -313,7 +322,7 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
         inputs = make_inputs(problem, cell.size, cell.seed, point)
         probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
                              point)
-        ctx = _Context(cell, problem, executor, reference, inputs, probes, point)
+        ctx = _Context(cell, problem, executor, reference, inputs, probes, point, memo=memo)
         if cell.op in SECOND_ORDER_CHECKS:
             ctx.second = oracle.second_order(cell.problem, cell.size, cell.seed, point)
         result = CHECKERS[cell.op](ctx)
@@ -336,13 +345,14 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
         oracle_err=result.oracle_err, message=message), problem)
 
 
-def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record) -> Record:
+def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
+           memo: ExecutionMemo | None = None) -> Record:
     """Every input point of the cell in turn; the record is the worst point's
     (the first that is not ok, else the largest relative error), with the
     timing taken at the first point (gradient cells)."""
     worst, timing = None, {}
     for point in range(cell.points):
-        result = check_point(cell, oracle, executor, record, point)
+        result = check_point(cell, oracle, executor, record, point, memo)
         if point == 0:
             timing = {k: getattr(result, k) for k in TIMING_FIELDS if getattr(result, k) is not None}
         if result.outcome != "ok":
@@ -353,11 +363,12 @@ def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record) 
 
 
 def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | None = None,
-             executor: LocalExecutor | None = None) -> Record:
+             executor: LocalExecutor | None = None, memo: ExecutionMemo | None = None) -> Record:
     """Run one cell (check or bench) and return its record; never raises for
     what the implementation does. The implementation runs through
     ``executor`` (a worker's, see suites/isolation.py), else in this process;
-    the oracle and every comparison stay here."""
+    the oracle and every comparison stay here. ``memo``: the checked results
+    of this implementation's earlier cells (suites/memo.py), reused."""
     start = time.perf_counter()
     record = Record.for_cell(cell, "error")
     try:
@@ -368,7 +379,7 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
         elif cell.suite == "bench":
             record = Record(**executor.bench(cell))
         else:
-            record = _check(cell, oracle or Oracle(), executor, record)
+            record = _check(cell, oracle or Oracle(), executor, record, memo)
     except HarnessFault:
         raise
     except Exception as e:  # the implementation's failure is an outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import queue
 import sys
@@ -13,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 from adjointbench.reference import Oracle
 from adjointbench.suites.cells import Cell
 from adjointbench.faults import raise_if_interrupted
+from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import FAILURES, Record, ResultsFile, record_key
 from adjointbench.suites.runner import run_cell
 
@@ -114,8 +116,9 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
     """
     cells = list(cells)
     oracle = oracle or Oracle()
+    memos = collections.defaultdict(ExecutionMemo)  # in this process: one per implementation
     runners = runner if isinstance(runner, list) or hasattr(runner, "finished") else [
-        runner or (lambda cell: run_cell(cell, oracle))]
+        runner or (lambda cell: run_cell(cell, oracle, memo=memos[cell.impl]))]
     bar = ProgressBar(len(cells)) if progress else None
     records = []
     failed = 0
