@@ -185,7 +185,9 @@ class AutodiffImplementation:
         """The compiled operation ``run(static, primals, ...)``, built once per
         problem and operation: later cells of any size reuse it (JAX retraces
         only for new shapes and dtypes). A gradient is the VJP of the loss, a
-        loss's HVP the JVP of that (its method names the loss)."""
+        loss's HVP the JVP of that (its method names the loss). A Hessian is
+        one HVP per unit direction: the hvp cells' own compiled operation."""
+        op = "hvp" if op == "hessian" else op
         key = (problem, op, method, names)
         if key not in self._cache:
             of_loss = op == "gradient" or problem in self.losses

@@ -160,3 +160,29 @@ def test_every_planned_cell_is_planned_once():
         assert len(keys) == len(set(keys)), suite
     asked_twice = plan_cells(["numpy"], ["softmax"], ["hvp", "hvp"], ["float64", "float64"])
     assert len(asked_twice) == len({record_key(c) for c in asked_twice})
+
+
+def test_a_hessian_is_the_hvp_cells_compiled_product_per_unit_direction():
+    """jax compiles one HVP per (problem, nesting) that the hessian cells reuse:
+    column k of the Hessian is H e_k by that same product."""
+    pytest.importorskip("jax")
+    import numpy as np
+
+    from adjointbench.impls.protocol import Task
+    from adjointbench.impls.registry import load_implementation
+    from adjointbench.reference import get_problem, make_inputs
+
+    impl = load_implementation("jax")
+    problem = get_problem("softmax")
+    inputs = make_inputs(problem, 4)
+    w = np.linspace(-1.0, 1.0, 4)
+    task = lambda op, **kw: Task("softmax", op, inputs, problem.differentiable,
+                                 method="reverse_over_reverse", cotangent=w, **kw)
+    hessian = impl.prepare(task("hessian"))
+    H = hessian.to_numpy(hessian.run())
+    for k in range(4):
+        e = {"x": np.eye(4)[k]}
+        hvp = impl.prepare(task("hvp", tangent=e))
+        np.testing.assert_array_equal(hvp.to_numpy(hvp.run())[0], H[:, k])
+    compiled = {key[1] for key in impl._cache if key[:1] + key[2:3] == ("softmax", task("hvp").method)}
+    assert compiled == {"hvp"}  # one compiled operation for both
