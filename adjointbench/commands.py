@@ -23,7 +23,7 @@ from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
 from adjointbench.suites.environment import cpu_mark, finish_environment, write_environment
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
-from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
+from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner, use_compilation_cache
 from adjointbench import faults
 from adjointbench.faults import HarnessFault
 from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
@@ -226,6 +226,7 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             stack.callback(lambda: written and finish_environment(results.path.parent, since))
         if args.in_process:
             limit_threads(threads)
+            use_compilation_cache(oracle.cache_dir)
             describe = lambda name: LocalExecutor(load_implementation(name)).describe()
             runner = None
         else:

@@ -13,6 +13,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -241,15 +242,34 @@ class RemoteExecutor:
         return call
 
 
-def compilation_cache_environment(cache_dir: Path) -> dict[str, str]:
-    """JAX's persistent compilation cache in ``cache_dir/jax`` for the workers,
-    so that a second sweep reuses the first one's XLA compilations; a cache
-    the user configured (``JAX_COMPILATION_CACHE_DIR``) is left alone."""
+def compilation_cache_settings(cache_dir: Path) -> dict:
+    """JAX's persistent compilation cache in ``cache_dir/jax``, keeping every
+    compilation, so that a second sweep reuses the first one's: jax's config
+    names and values. A cache the user configured (``JAX_COMPILATION_CACHE_DIR``)
+    is left alone."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return {}
-    return {"JAX_COMPILATION_CACHE_DIR": str((Path(cache_dir) / "jax").resolve()),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return {"jax_compilation_cache_dir": str((Path(cache_dir) / "jax").resolve()),
+            "jax_persistent_cache_min_compile_time_secs": 0.0,
+            "jax_persistent_cache_min_entry_size_bytes": 0}
+
+
+def compilation_cache_environment(cache_dir: Path) -> dict[str, str]:
+    """:func:`compilation_cache_settings` as the environment of a worker, which
+    jax reads when it loads."""
+    return {name.upper(): str(value) for name, value in compilation_cache_settings(cache_dir).items()}
+
+
+def use_compilation_cache(cache_dir: Path) -> None:
+    """:func:`compilation_cache_settings` in this process (an in-process sweep,
+    the pytest sweep): in the environment for a jax still to load, in its
+    config if it has loaded. Without it every in-process run compiled anew:
+    ``check --impl jax --in-process`` took 103 s, 40-42 s with it (38-47 s isolated)."""
+    settings = compilation_cache_settings(cache_dir)
+    os.environ.update(compilation_cache_environment(cache_dir))
+    if "jax" in sys.modules:
+        for name, value in settings.items():
+            sys.modules["jax"].config.update(name, value)
 
 
 class IsolatedRunner:

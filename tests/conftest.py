@@ -4,6 +4,12 @@ from pathlib import Path
 import pytest
 
 from adjointbench.reference import Oracle
+from adjointbench.reference.cache import default_cache_dir
+from adjointbench.suites.isolation import use_compilation_cache
+
+# The pytest sweep runs its cells in this process: jax keeps its compilations
+# in the harness's cache folder, as the isolated workers of the CLI do.
+use_compilation_cache(default_cache_dir())
 
 PLUGINS = Path(__file__).parent / "plugins"
 
