@@ -16,7 +16,7 @@ from pathlib import Path
 
 from adjointbench.impls.protocol import DEVICES, DTYPES, SECOND_ORDER_METHODS
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
-                            known_names, load_implementation)
+                                         known_entry, known_names, load_implementation)
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
 from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
@@ -144,11 +144,14 @@ def _describe_all(names: list[str], describe) -> dict[str, dict]:
     descriptions = {}
     for name in names:
         try:
+            if ":" not in name:
+                known_entry(name)  # a misspelt name is told here, before any worker starts
             descriptions[name] = describe(name)
         except (UnknownNameError, ProtocolError, MissingDependency) as e:
             raise UsageError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - what the plug-in raised, reported
-            raise UsageError(f"implementation {name!r} cannot be loaded: {e}. Check the "
+            detail = str(e).rstrip(".")
+            raise UsageError(f"implementation {name!r} cannot be loaded: {detail}. Check the "
                              "'module:object' name and that its package is installed.") from None
     return descriptions
 

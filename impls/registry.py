@@ -57,6 +57,16 @@ def validate(obj, origin: str) -> Implementation:
 
 
 @lru_cache(maxsize=None)
+def known_entry(spec: str):
+    """The entry point of a built-in or installed implementation's name,
+    without importing it; UnknownNameError naming the valid names otherwise."""
+    entry = _entry_points().get(spec)
+    if entry is None:
+        raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, known_names())} "
+                               "A plug-in can also be named as 'module:object'.")
+    return entry
+
+
 def load_implementation(spec: str) -> Implementation:
     """An implementation by built-in name, entry-point name, or ``module:object``.
 
@@ -65,10 +75,7 @@ def load_implementation(spec: str) -> Implementation:
     """
     if ":" in spec:
         return validate(_import_object(spec), repr(spec))
-    entry = _entry_points().get(spec)
-    if entry is None:
-        raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, known_names())} "
-                               "A plug-in can also be named as 'module:object'.")
+    entry = known_entry(spec)
     try:
         return validate(_import_object(entry.value.split()[0]), f"implementation {spec!r}")
     except ImportError as e:
