@@ -69,13 +69,15 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
                     float64_primal: Callable | None = None, elementwise: bool = False,
                     dtypes: tuple[str, ...] = DTYPES, description: str = "",
                     family: str = "plug-in", condition: Callable[..., float] | None = None,
-                    ) -> Problem:
+                    varied: tuple[str, ...] | None = None) -> Problem:
     """A checked third-party problem (see the module docstring).
 
     ``inputs`` is either the input names (then ``generate`` and ``sizes`` are
     required) or ``{name: array}``, explicit inputs at one size (their total
     entry count); points 1, 2, ... then lie near them (each entry scaled by
     up to exp(+-0.2), signs kept) unless ``domain`` spreads an input.
+    ``varied`` names the inputs points 1, 2, ... move (default: every
+    input); leave fixed data out of it (a time grid, indices, a mask).
     ``differentiable`` defaults to every input. ``condition(**inputs)`` is a
     condition estimate of the primal (default 1), which loosens tolerances.
 
@@ -102,6 +104,7 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
         primal_float64=f64_primal, closed_form=closed_form, elementwise=elementwise,
         description=description, dtypes=tuple(dtypes), domain=dict(domain or {}),
         neighbourhood=NEIGHBOURHOOD if explicit else 0.0,
+        varied=tuple(varied) if varied is not None else None,
         **({"condition": condition} if condition is not None else {}))
     check_declaration(problem, f"problem {name!r}")
     return problem
@@ -130,9 +133,10 @@ def _problems_with(p: Problem):
         yield "no inputs"
     if not p.differentiable:
         yield "no differentiable input"
-    unknown = [n for n in (*p.differentiable, *p.domain) if n not in p.inputs]
+    unknown = [n for n in (*p.differentiable, *p.domain, *(p.varied or ())) if n not in p.inputs]
     if unknown:
-        yield f"{', '.join(map(repr, unknown))} named in differentiable or domain but not in inputs"
+        yield (f"{', '.join(map(repr, unknown))} named in differentiable, domain or varied "
+               "but not in inputs")
     if not callable(p.generate):
         yield "no input generator: pass generate=(size, rng) -> {name: array}, or inputs={...}"
     if not p.sizes or any(not isinstance(s, int) or s < 1 for s in p.sizes):

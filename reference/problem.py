@@ -64,8 +64,7 @@ class Problem:
             stream and spread these inputs over their domain (a golden-ratio
             sequence, jittered by the seed), so that every region a rule can
             get wrong (both signs of sin and cos, of scalars) is visited.
-        max_points: the most input points worth checking (1 for the
-            worked examples, whose values are fixed); None for no limit.
+        max_points: the most input points worth checking; None for no limit.
         primal_float64: the primal in float64 (keyword arguments by input
             name), for problems that declare neither a closed form nor a
             high-precision primal: the oracle extrapolates its differences in
@@ -75,6 +74,10 @@ class Problem:
             exp(neighbourhood * u), u uniform in [-1, 1] (a zero entry becomes
             neighbourhood * u), so signs, and positivity, are kept. Problems
             with explicit inputs use it; 0 keeps every point at point 0.
+        varied: the inputs that points 1, 2, ... move (by ``domain`` or
+            ``neighbourhood``); None moves every input. Sensitivity problems
+            move theta alone: their other inputs are the worked example's
+            fixed data (matrices, reference solutions, observation times).
         max_full_jacobian: the oracle builds the full Jacobian at the smallest
             size only when the differentiable inputs have at most this many
             entries (None: always); above it VJPs are checked through projections.
@@ -105,6 +108,7 @@ class Problem:
     max_points: int | None = None
     primal_float64: Callable[..., Any] | None = None
     neighbourhood: float = 0.0
+    varied: tuple[str, ...] | None = None
     max_full_jacobian: int | None = None
     second_order: bool = True
 
@@ -133,6 +137,8 @@ def _spread(problem: Problem, raw: Arrays, size: int, seed: int, point: int) -> 
     rng = _rng(problem, size, seed, stream=2, point=point)
     spread = dict(raw)
     for name, (low, high) in problem.domain.items():
+        if problem.varied is not None and name not in problem.varied:
+            continue
         shape = np.shape(raw[name])
         jitter = rng.uniform(size=shape) * (1.0 if np.prod(shape, dtype=int) > 1 else SCALAR_JITTER)
         spread[name] = low + (high - low) * ((point * GOLDEN + jitter) % 1.0)
@@ -143,7 +149,7 @@ def _neighbour(problem: Problem, raw: Arrays, size: int, seed: int, point: int) 
     """Point ``point`` near point 0, for inputs without a domain (see ``neighbourhood``)."""
     rng = _rng(problem, size, seed, stream=3, point=point)
     moved = dict(raw)
-    for name in problem.inputs:
+    for name in problem.varied or problem.inputs:
         if name in problem.domain or not problem.neighbourhood:
             continue
         x = np.asarray(raw[name], dtype=np.float64)

@@ -30,6 +30,13 @@ def _cond(jacobian: np.ndarray) -> float:
     return float(np.linalg.cond(np.atleast_2d(jacobian)))
 
 
+# Input points 1, 2, ... of a sensitivity problem scale each entry of theta by
+# exp(0.1 u), u uniform in [-1, 1]: near the worked example (point 0, whose
+# values are kept exactly), so its solvers still converge, yet far enough that
+# a rule right only at the worked example's theta is caught.
+THETA_NEIGHBOURHOOD = 0.1
+
+
 def sensitivity_problem(name, inputs, sizes, generate, primal_mp, condition, description,
                         family, second_order=False, **kw) -> Problem:
     """A sensitivity problem; ``second_order`` gives it Hessian-vector products
@@ -37,7 +44,8 @@ def sensitivity_problem(name, inputs, sizes, generate, primal_mp, condition, des
     return Problem(second_order=second_order, name=name, family=family, inputs=("theta", *inputs),
                    differentiable=("theta",), sizes=sizes, generate=generate,
                    primal_mp=primal_mp, condition=condition, description=description,
-                   kind="sensitivity", dtypes=("float64",), max_points=1, **kw)
+                   kind="sensitivity", dtypes=("float64",), neighbourhood=THETA_NEIGHBOURHOOD,
+                   varied=("theta",), **kw)
 
 
 def _steady(name, inputs, sizes, generate, primal_mp, condition, description, **kw):

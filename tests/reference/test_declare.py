@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 from adjointbench import declare_problem
-from adjointbench.reference import DeclarationError, compute_reference
+from adjointbench.reference import DeclarationError, compute_reference, make_inputs
 from adjointbench.reference.catalogue import temporarily
 from adjointbench.reference.namespace import F64, MP, NAMES
 from adjointbench.reference.oracle import WEAKEST_REFERENCE, UncertifiedReference, WeakReference
@@ -30,6 +30,23 @@ def test_a_declaration_names_what_is_missing():
     with pytest.raises(DeclarationError, match="low < high"):
         declare_problem("p", inputs={"x": np.ones(2)}, domain={"x": (1.0, -1.0)},
                         float64_primal=np.sin)
+    with pytest.raises(DeclarationError, match="'t' named in differentiable, domain or varied"):
+        declare_problem("p", inputs={"x": np.ones(2)}, varied=("t",), float64_primal=np.sin)
+
+
+def test_varied_keeps_fixed_data_where_it_is_at_every_point():
+    times = np.linspace(0.0, 1.0, 5)
+    problem = declare_problem("decay", inputs={"k": np.array([0.7]), "t": times},
+                              differentiable=("k",), varied=("k",),
+                              float64_primal=lambda k, t: np.exp(-k * t))
+    first = make_inputs(problem, problem.smallest_size)
+    for point in (1, 2):
+        moved = make_inputs(problem, problem.smallest_size, point=point)
+        assert moved["k"][0] != first["k"][0]
+        np.testing.assert_array_equal(moved["t"], times)
+    everything = dataclasses.replace(problem, varied=None)
+    assert not np.array_equal(make_inputs(everything, everything.smallest_size, point=1)["t"],
+                              times)
 
 
 def test_the_namespace_offers_the_same_names_in_both_precisions():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from adjointbench.cli import main
-from adjointbench.reference import Oracle
+from adjointbench.reference import Oracle, get_problem, make_inputs
+from adjointbench.reference.steady_state import THETA_NEIGHBOURHOOD
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.isolation import IsolatedRunner
 from adjointbench.suites.runner import run_cell
@@ -28,6 +29,32 @@ def test_a_rule_right_only_where_cos_is_positive_is_caught_at_another_point(plug
     one_point = plan_cells(["untrustworthy:cos_sign"], ["scalar_sin"], ["jvp"], ["float64"],
                            points=1)
     assert run_cell(one_point[0], oracle).outcome == "ok"  # why one point is not enough
+
+
+@pytest.mark.parametrize("impl", ["fitted_to_worked_example", "gradient_cached_by_size"])
+def test_a_gradient_right_only_at_the_worked_example_is_caught_at_another_point(
+        impl, plugins_on_path, oracle):
+    """Sensitivity problems keep the worked example's values at point 0 and
+    move theta near it at points 1 and 2 (the fixed data stay put)."""
+    [record] = _outcomes(impl, "linear_system", ["gradient"], oracle,
+                         methods=["adjoint"]).values()
+    assert record.outcome == "mismatch", record
+    assert record.point > 0 and f"at input point {record.point}" in record.message
+    assert "adjoint gradient for input 'theta'" in record.message
+    [one_point] = plan_cells([f"untrustworthy:{impl}"], ["linear_system"], ["gradient"],
+                             ["float64"], methods=["adjoint"], points=1)
+    assert run_cell(one_point, oracle).outcome == "ok"  # why one point is not enough
+
+
+def test_sensitivity_points_move_theta_alone_near_the_worked_example():
+    problem = get_problem("scalar_nonlinear")
+    worked = make_inputs(problem, 3)
+    for point in (1, 2):
+        moved = make_inputs(problem, 3, point=point)
+        ratio = moved["theta"] / worked["theta"]
+        assert np.all(ratio != 1) and np.all(np.abs(np.log(ratio)) <= THETA_NEIGHBOURHOOD)
+        for name in problem.inputs[1:]:  # the worked example's fixed data
+            np.testing.assert_array_equal(moved[name], worked[name])
 
 
 def test_an_lu_cached_by_shape_is_caught_at_the_second_point(plugins_on_path, oracle):
