@@ -306,7 +306,8 @@ def _headline(report: Report, frame: pd.DataFrame) -> None:
     body_md = f"{note}\n\n{_markdown_table(impls)}"
     if not fastest.empty:
         lead = ("The fastest implementation per operation at each problem's smallest and "
-                "largest timed size (float64, CPU), counted over problems.")
+                "largest timed size (float64, CPU), counted over problems; a rule that "
+                "failed its check is not counted.")
         body_html += f"<p>{html.escape(lead)}</p>{_html_table(fastest)}"
         body_md += f"\n{lead}\n\n{_markdown_table(fastest)}"
     report.section("headline", "Headline", body_html, body_md)
@@ -325,9 +326,10 @@ def _correctness(report: Report, frame: pd.DataFrame) -> None:
 
 def _timings(report: Report, frame: pd.DataFrame) -> None:
     timed = tables.timing_table(frame) if not frame.empty else pd.DataFrame()
-    caption = ("Every timed cell: median time per call and its IQR, cost over the primal with "
-               "its quartiles, compile (first-call) time, rounds, threads. Type to filter, "
-               "click a header to sort.")
+    caption = ("Every timed cell: its rule's check verdict (the worst over sizes and input "
+               "points; a failed rule's time is no figure to compare), median time per call "
+               "and its IQR, cost over the primal with its quartiles, compile (first-call) "
+               "time, rounds, threads. Type to filter, click a header to sort.")
     report.html_section("timings", "Timings",
                         "" if timed.empty else f"<p>{html.escape(caption)}</p>"
                         + tables.sortable_html(timed, "timings-table"),

@@ -48,11 +48,36 @@ def implementation_headline(frame: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=empty)
 
 
+# What a timed cell's verdict is keyed by: the same rule, whatever its size
+VERDICT_KEY = ["impl", "problem", "op", "method", "dtype", "device"]
+NOT_CHECKED = "not checked"
+
+
+def with_check_verdict(timed: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``timed`` with a ``checked`` column: the worst outcome of the check
+    cells of the same implementation, problem, operation, method, dtype and
+    device (over sizes and input points), or "not checked", so that a fast
+    time is never read apart from whether the rule behind it is right."""
+    check = frame[frame["suite"] == "check"].reindex(columns=VERDICT_KEY + ["outcome"])
+    check = _keyed(check[check["outcome"] != "unsupported"])
+    worst = check.groupby(VERDICT_KEY)["outcome"].agg(_worst).rename("checked")
+    keys = _keyed(timed.reindex(columns=VERDICT_KEY))
+    checked = keys.merge(worst, left_on=VERDICT_KEY, right_index=True, how="left")["checked"]
+    return timed.assign(checked=checked.fillna(NOT_CHECKED).to_numpy())
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The key columns as objects, a missing method as "" (so that it matches)."""
+    return frame.assign(**{k: frame[k].astype(object).fillna("") for k in VERDICT_KEY})
+
+
 def fastest_headline(frame: pd.DataFrame) -> pd.DataFrame:
     """Per operation, at each problem's smallest and largest timed size: how
-    often each implementation was the fastest (float64, CPU)."""
-    timed = bench_ok(frame)
-    timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")]
+    often each implementation was the fastest (float64, CPU), among the cells
+    whose rule did not fail its check."""
+    timed = with_check_verdict(bench_ok(frame), frame)
+    timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")
+                  & ~timed["checked"].isin(FAILURES)]
     rows = []
     for op, by_op in timed.groupby("op"):
         for which, pick in (("smallest", "min"), ("largest", "max")):
@@ -191,7 +216,9 @@ def sortable_html(frame: pd.DataFrame, id: str) -> str:
         for column, value in zip(frame.columns, values):
             missing = value is None or (isinstance(value, float) and np.isnan(value))
             key = "" if missing else str(value)
-            cells.append(f'<td data-v="{html.escape(key)}">'
+            css = (f' class="outcome-{html.escape(key.replace(" ", "-"))}"'
+                   if column == "checked" else "")
+            cells.append(f'<td data-v="{html.escape(key)}"{css}>'
                          f"{html.escape(_display(value, str(column)))}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (f'<p><input id="{id}-filter" type="search" placeholder="filter: words all rows '
@@ -200,14 +227,14 @@ def sortable_html(frame: pd.DataFrame, id: str) -> str:
             f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
-TIMING_COLUMNS = ["problem", "impl", "op", "method", "size", "dtype", "device", "time_median_s",
-                  "time_iqr_s", "ratio_to_primal", "ratio_q1", "ratio_q3", "compile_s",
-                  "rounds", "threads", "timing_warning"]
+TIMING_COLUMNS = ["problem", "impl", "op", "method", "size", "dtype", "device", "checked",
+                  "time_median_s", "time_iqr_s", "ratio_to_primal", "ratio_q1", "ratio_q3",
+                  "compile_s", "rounds", "threads", "timing_warning"]
 
 
 def timing_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every timed cell with its spread, compile time and warning."""
-    timed = bench_ok(frame)
+    """Every timed cell with its check verdict, spread, compile time and warning."""
+    timed = with_check_verdict(bench_ok(frame), frame)
     machine = ["machine"] if "machine" in timed and timed["machine"].nunique() > 1 else []
     return timed.reindex(columns=TIMING_COLUMNS + machine).sort_values(
         ["problem", "op", "size", "time_median_s"])

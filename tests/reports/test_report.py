@@ -76,6 +76,29 @@ def test_headline_and_correctness_tables_match_the_results(results, report):
     assert 'title="ok"' in matrix and "<h3>naive</h3>" in matrix
 
 
+def test_a_timing_stands_beside_its_rules_check_verdict(plugins_on_path, tmp_path):
+    """A fast time of a wrong rule is marked with its verdict and never
+    crowned the fastest; a rule without check cells is "not checked"."""
+    from adjointbench.reports.tables import fastest_headline, timing_table
+
+    wrong = "untrustworthy:cos_sign"  # right only where cos x > 0
+    common = ["--problem", "scalar_sin", "--op", "jvp", "--dtype", "float64", "--out",
+              str(tmp_path), "--quiet", "--in-process"]
+    assert main(["check", "--impl", f"numpy,{wrong}", *common]) == 1  # the mismatch
+    assert main(["bench", "--impl", f"numpy,{wrong},naive", "--budget", "0.01", "--resume",
+                 *common]) == 0
+    frame = load(tmp_path).results
+    table = timing_table(frame).set_index("impl")
+    assert table.at[wrong, "checked"] == "mismatch"
+    assert table.at["numpy", "checked"] == "ok"
+    assert table.at["naive", "checked"] == "not checked"
+    bench = frame["suite"] == "bench"
+    frame.loc[bench & (frame["impl"] == wrong), "time_median_s"] = 1e-12  # fastest by far
+    frame.loc[bench & (frame["impl"] == "naive"), "time_median_s"] = 1.0
+    winners = " ".join(fastest_headline(frame)["fastest (problems won)"])
+    assert wrong not in winners and "numpy" in winners
+
+
 def test_every_implementation_keeps_its_colour_across_figures():
     from adjointbench.reports.plots import implementation_colour, method_marker
 
