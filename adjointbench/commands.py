@@ -28,7 +28,7 @@ from adjointbench import faults
 from adjointbench.faults import HarnessFault
 from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
                                          without_duplicates)
-from adjointbench.suites.sweep import SerialisedOracle, run_sweep, time_in_rounds
+from adjointbench.suites.sweep import run_sweep, time_in_rounds
 from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
 from adjointbench.suites.timing import BENCH_ROUNDS, DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
@@ -219,9 +219,11 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
     the cells ``plan(impls)`` here or on a Dask cluster, append, summarise."""
     threads, workers = args.threads, _workers(args, suite)
     rounds = (args.rounds or BENCH_ROUNDS) if suite == "bench" else 1
-    oracle = Oracle() if workers == 1 else SerialisedOracle(Oracle())
+    # the references a cold cache lacks are computed one per core at a time
+    oracle = Oracle(processes=0 if args.in_process else (os.cpu_count() or 1))
     since, written = cpu_mark(), []  # the mark before any worker starts: their CPU is ours
     with contextlib.ExitStack() as stack:
+        stack.callback(oracle.close)
         results = _results_file(args, suite)
         if results:
             stack.callback(results.unlock)

@@ -10,13 +10,18 @@ recomputed. Only the trusted side (the process that compares) writes here.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import inspect
 import json
+import multiprocessing
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,23 +99,83 @@ KINDS = {"first": (Reference.from_json, compute_reference),
          "second": (SecondOrder.from_json, compute_second_order)}
 
 
+# mpmath's working precision is process-global: one computation at a time here
+_HERE = threading.Lock()
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def computed_elsewhere(kind: str, key: dict) -> dict | None:
+    """In an oracle process: the reference of ``key`` as its cache entry's
+    JSON, or None where this process's problem is not the one the parent
+    asked for (a problem declared in the parent alone)."""
+    problem = get_problem(key["problem"])
+    if {**cache_key(problem, key["size"], key["seed"], key["point"]),
+            **({} if kind == "first" else {"kind": kind})} != key:
+        return None
+    return KINDS[kind][1](problem, key["size"], key["seed"], point=key["point"]).to_json()
+
+
+def _frozen(key: dict) -> tuple:
+    return tuple(sorted(key.items()))
+
+
 class Oracle:
     """Reference values, computed once and then read from the cache.
+
+    Thread-safe: threads asking for the same reference wait for one
+    computation. With ``processes`` > 0, references not in the cache are
+    computed in that many oracle processes (spawned on first need, trusted
+    code only), so a parallel sweep on a cold cache computes several at once;
+    one those processes cannot compute is computed here, raising as it would.
 
     >>> Oracle().reference("linear_solve", size=8).jvp.value.shape
     (8,)
     """
 
-    def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True):
+    def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True,
+                 processes: int = 0):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.use_cache = use_cache
-        self._memory: dict[tuple, Reference] = {}
+        self.processes = processes
+        self._pool = None
+        self._known: dict[tuple, concurrent.futures.Future] = {}
+        self._started: dict[tuple, Any] = {}  # computations expect() began, by key
+        self._guard = threading.Lock()
+
+    def close(self) -> None:
+        """End the oracle processes, if any were started (work in flight is dropped)."""
+        with self._guard:
+            pool, self._pool = self._pool, None
+            self._started.clear()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
     def path(self, problem: str, size: int, seed: int, point: int = 0,
              kind: str = "first") -> Path:
         suffix = "" if kind == "first" else f"-{kind}"
         return (self.cache_dir / f"oracle-v{ORACLE_VERSION}"
                 / f"{problem}-n{size}-s{seed}-p{point}{suffix}.json")
+
+    def expect(self, kind: str, problem: str, size: int, seed: int, points: range) -> None:
+        """Begin computing, in the oracle processes, the references of these
+        points that are not cached, so that they are computed side by side
+        while the cell asks for them one by one (a cell's three input points
+        on a cold cache). Without oracle processes, nothing."""
+        if not self.processes:
+            return
+        for point in points:
+            if ((kind, problem, size, seed, point) in self._known
+                    or self.path(problem, size, seed, point, kind).exists()):
+                continue  # asked for already, or cached
+            key = self._key(kind, problem, size, seed, point)
+            with self._guard:
+                if _frozen(key) not in self._started:
+                    self._started[_frozen(key)] = self._open_pool().apply_async(
+                        computed_elsewhere, (kind, key))
 
     def reference(self, problem: str, size: int, seed: int = 0, point: int = 0) -> Reference:
         """Values and first derivatives (reference/oracle.py)."""
@@ -123,11 +188,25 @@ class Oracle:
 
     def _get(self, kind: str, problem: str, size: int, seed: int, point: int):
         key = (kind, problem, size, seed, point)
-        if key not in self._memory:
-            expected = {**cache_key(get_problem(problem), size, seed, point),
-                        **({} if kind == "first" else {"kind": kind})}
-            self._memory[key] = self._load(kind, expected) or self._compute(kind, expected)
-        return self._memory[key]
+        with self._guard:
+            known, mine = self._known.get(key), key not in self._known
+            if mine:
+                known = self._known[key] = concurrent.futures.Future()
+        if mine:
+            try:
+                expected = self._key(kind, problem, size, seed, point)
+                known.set_result(self._load(kind, expected) or self._compute(kind, expected))
+            except BaseException as e:  # every waiter sees it; the next asker tries again
+                with self._guard:
+                    del self._known[key]
+                known.set_exception(e)
+                raise
+        return known.result()
+
+    @staticmethod
+    def _key(kind: str, problem: str, size: int, seed: int, point: int) -> dict:
+        return {**cache_key(get_problem(problem), size, seed, point),
+                **({} if kind == "first" else {"kind": kind})}
 
     def _load(self, kind: str, key: dict):
         path = self.path(key["problem"], key["size"], key["seed"], key["point"], kind)
@@ -147,11 +226,40 @@ class Oracle:
             return None
 
     def _compute(self, kind: str, key: dict):
-        reference = KINDS[kind][1](get_problem(key["problem"]), key["size"], key["seed"],
-                                   point=key["point"])
+        data = self._elsewhere(kind, key) if self.processes else None
+        if data is not None:
+            reference = KINDS[kind][0](data)
+        else:
+            with _HERE:
+                reference = KINDS[kind][1](get_problem(key["problem"]), key["size"],
+                                           key["seed"], point=key["point"])
         if self.use_cache:
             self._store(kind, key, reference)
         return reference
+
+    def _elsewhere(self, kind: str, key: dict) -> dict | None:
+        """The reference computed in an oracle process, as JSON; None if it
+        could not be (computed here instead, where its error is raised)."""
+        with self._guard:
+            pool = self._open_pool()
+            pending = (self._started.pop(_frozen(key), None)
+                       or pool.apply_async(computed_elsewhere, (kind, key)))
+        while True:
+            try:
+                return pending.get(timeout=1.0)
+            except multiprocessing.TimeoutError:
+                if self._pool is not pool:
+                    raise HarnessFault("the oracle was closed while a reference was being "
+                                       "computed") from None
+            except Exception:  # noqa: BLE001 - recomputed here, where it raises as it would
+                return None
+
+    def _open_pool(self):
+        """The oracle processes (under ``_guard``), started on first need."""
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("spawn").Pool(
+                self.processes, initializer=_ignore_interrupts)
+        return self._pool
 
     def _store(self, kind: str, key: dict, reference) -> None:
         path = self.path(key["problem"], key["size"], key["seed"], key["point"], kind)

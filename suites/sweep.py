@@ -6,7 +6,6 @@ import collections
 import concurrent.futures
 import queue
 import sys
-import threading
 import time
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
@@ -48,26 +47,6 @@ class ProgressBar:
     def close(self) -> None:
         if self.terminal:
             self.stream.write("\n")
-
-
-class SerialisedOracle:
-    """The oracle shared by the threads of a parallel sweep, one call at a time:
-    mpmath's working precision is process-global, so two references computed
-    at once would change each other's digits. Cached references come back at
-    once; the implementations still run side by side in their workers."""
-
-    def __init__(self, oracle: Oracle):
-        self._oracle, self._lock = oracle, threading.Lock()
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._oracle, name)
-        if not callable(attribute):
-            return attribute
-
-        def serialised(*args, **kwargs):
-            with self._lock:
-                return attribute(*args, **kwargs)
-        return serialised
 
 
 def _finished(cells: list[Cell], runners) -> Iterator[Record]:

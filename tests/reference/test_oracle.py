@@ -10,6 +10,7 @@ import sympy
 
 from adjointbench.reference import (CERTIFY_RTOL, ORACLE_VERSION, Oracle, UncertifiedReference,
                        compute_reference, get_problem, make_inputs, make_probes, problems)
+from adjointbench.reference import cache as oracle_cache
 from adjointbench.reference import oracle as oracle_module
 from adjointbench.reference.catalogue import origin
 
@@ -106,6 +107,73 @@ def test_cache_is_json_keyed_by_problem_size_seed_and_version(tmp_path, monkeypa
     again = Oracle(tmp_path).reference("matvec", 8, seed=3)
     np.testing.assert_array_equal(again.jvp.value, first.jvp.value)
     assert again.jvp.error == first.jvp.error
+
+
+def test_oracle_processes_compute_what_the_oracle_here_computes(tmp_path, monkeypatch):
+    """A parallel sweep's oracle: threads asking at once get references
+    computed in oracle processes, equal to those computed here, and cached."""
+    import concurrent.futures
+
+    asked = [("reference", "softmax", 4, 0), ("reference", "matvec", 8, 1),
+             ("second_order", "softmax", 4, 2),
+             ("reference", "softmax", 4, 0)]  # asked twice at once: computed once
+    here = Oracle(tmp_path / "here")
+    expected = [getattr(here, kind)(problem, n, point=q) for kind, problem, n, q in asked]
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("computed in this process")
+
+    for kind, (decode, _) in list(oracle_cache.KINDS.items()):
+        monkeypatch.setitem(oracle_cache.KINDS, kind, (decode, not_here))
+    elsewhere = Oracle(tmp_path / "elsewhere", processes=2)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as threads:
+            got = list(threads.map(lambda a: getattr(elsewhere, a[0])(a[1], a[2], point=a[3]),
+                                   asked))
+    finally:
+        elsewhere.close()
+    without_time = lambda r: {k: v for k, v in r.to_json().items() if k != "seconds"}
+    assert [without_time(r) for r in got] == [without_time(r) for r in expected]
+    assert got[0] is got[3]
+    assert len(list((tmp_path / "elsewhere").rglob("*.json"))) == 3
+
+
+def test_a_cells_points_are_computed_side_by_side_once_expected(tmp_path, monkeypatch):
+    here = [Oracle(tmp_path / "here").reference("softmax", 64, point=q) for q in range(3)]
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("computed in this process")
+
+    monkeypatch.setitem(oracle_cache.KINDS, "first", (oracle_cache.KINDS["first"][0], not_here))
+    oracle = Oracle(tmp_path / "elsewhere", processes=2)
+    try:
+        oracle.expect("first", "softmax", 64, 0, range(3))
+        assert len(oracle._started) == 3  # begun before any is asked for
+        got = [oracle.reference("softmax", 64, point=q) for q in range(3)]
+        assert not oracle._started
+        oracle.expect("first", "softmax", 64, 0, range(3))  # known or cached: nothing begun
+        assert not oracle._started
+    finally:
+        oracle.close()
+    for ours, theirs in zip(got, here):
+        np.testing.assert_array_equal(ours.jvp.value, theirs.jvp.value)
+        assert ours.jvp.error == theirs.jvp.error
+
+
+def test_a_problem_the_oracle_processes_cannot_see_is_computed_here(tmp_path):
+    import dataclasses
+
+    from adjointbench.reference.catalogue import temporarily
+
+    only_here = dataclasses.replace(get_problem("scalar_sin"), name="only_in_this_process")
+    oracle = Oracle(tmp_path, processes=1)
+    try:
+        with temporarily(only_here):
+            reference = oracle.reference("only_in_this_process", 1)
+    finally:
+        oracle.close()
+    x = make_inputs(only_here, 1)["x"]
+    assert reference.value.value == pytest.approx(np.sin(x), rel=1e-15)
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path):

@@ -9,7 +9,7 @@ from adjointbench.reference import get_problem
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.isolation import IsolatedRunner
 from adjointbench.suites.results import ResultsFile, record_key
-from adjointbench.suites.sweep import SerialisedOracle, run_sweep
+from adjointbench.suites.sweep import run_sweep
 
 CHECK = ["check", "--impl", "numpy,naive", "--problem", "matmul,softmax,linear_solve,diffusion",
          "--quick", "--quiet"]
@@ -39,10 +39,9 @@ def test_misbehaviour_in_parallel_is_still_an_outcome(plugins_on_path, oracle, t
     monkeypatch.setenv("ADJOINTBENCH_MEMORY_LIMIT_GB", "3")
     cells = [Cell(p, "misbehaving:implementation", "primal", get_problem(p).smallest_size)
              for p in EXPECTED] + [Cell("scalar_add", "numpy", "primal", 1)]
-    shared = SerialisedOracle(oracle)
-    with IsolatedRunner(timeout_s=15, oracle=shared) as a, \
-            IsolatedRunner(timeout_s=15, oracle=shared) as b:
-        records = run_sweep(cells, shared, ResultsFile(tmp_path), progress=False,
+    with IsolatedRunner(timeout_s=15, oracle=oracle) as a, \
+            IsolatedRunner(timeout_s=15, oracle=oracle) as b:  # the oracle is thread-safe
+        records = run_sweep(cells, oracle, ResultsFile(tmp_path), progress=False,
                             runner=[a.run, b.run])
     assert {r.problem: r.outcome for r in records if r.impl != "numpy"} == EXPECTED
     assert [r.outcome for r in records if r.impl == "numpy"] == ["ok"]
