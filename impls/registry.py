@@ -56,7 +56,6 @@ def validate(obj, origin: str) -> Implementation:
     return obj
 
 
-@lru_cache(maxsize=None)
 def known_entry(spec: str):
     """The entry point of a built-in or installed implementation's name,
     without importing it; UnknownNameError naming the valid names otherwise."""
@@ -67,6 +66,7 @@ def known_entry(spec: str):
     return entry
 
 
+@lru_cache(maxsize=None)
 def load_implementation(spec: str) -> Implementation:
     """An implementation by built-in name, entry-point name, or ``module:object``.
 
