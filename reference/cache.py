@@ -151,8 +151,11 @@ class Oracle:
             pool, self._pool = self._pool, None
             self._started.clear()
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            processes = list((pool._processes or {}).values())  # started so far
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()  # a reference in flight would delay the exit for minutes
+                process.join()
 
     def path(self, problem: str, size: int, seed: int, point: int = 0,
              kind: str = "first") -> Path:
@@ -173,9 +176,13 @@ class Oracle:
                 continue  # asked for already, or cached
             key = self._key(kind, problem, size, seed, point)
             with self._guard:
-                if _frozen(key) not in self._started:
-                    self._started[_frozen(key)] = self._open_pool().apply_async(
-                        computed_elsewhere, (kind, key))
+                if _frozen(key) in self._started:
+                    continue
+                try:
+                    self._started[_frozen(key)] = self._open_pool().submit(
+                        computed_elsewhere, kind, key)
+                except Exception:  # noqa: BLE001 - a broken pool: computed when asked for
+                    return
 
     def reference(self, problem: str, size: int, seed: int = 0, point: int = 0) -> Reference:
         """Values and first derivatives (reference/oracle.py)."""
@@ -242,12 +249,15 @@ class Oracle:
         could not be (computed here instead, where its error is raised)."""
         with self._guard:
             pool = self._open_pool()
-            pending = (self._started.pop(_frozen(key), None)
-                       or pool.apply_async(computed_elsewhere, (kind, key)))
+            pending = self._started.pop(_frozen(key), None)
+            try:
+                pending = pending or pool.submit(computed_elsewhere, kind, key)
+            except Exception:  # noqa: BLE001 - a broken pool (an oracle process died)
+                return None
         while True:
             try:
-                return pending.get(timeout=1.0)
-            except multiprocessing.TimeoutError:
+                return pending.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
                 if self._pool is not pool:
                     raise HarnessFault("the oracle was closed while a reference was being "
                                        "computed") from None
@@ -257,8 +267,9 @@ class Oracle:
     def _open_pool(self):
         """The oracle processes (under ``_guard``), started on first need."""
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(
-                self.processes, initializer=_ignore_interrupts)
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_ignore_interrupts)
         return self._pool
 
     def _store(self, kind: str, key: dict, reference) -> None:

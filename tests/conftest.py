@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,10 @@ PLUGINS = Path(__file__).parent / "plugins"
 
 @pytest.fixture(scope="session")
 def oracle():
-    return Oracle()
+    """References a cold cache lacks computed one per core (as the CLI does)."""
+    oracle = Oracle(processes=os.cpu_count() or 1)
+    yield oracle
+    oracle.close()
 
 
 @pytest.fixture

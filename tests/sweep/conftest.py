@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from adjointbench.reference import Oracle
@@ -5,4 +7,6 @@ from adjointbench.reference import Oracle
 
 @pytest.fixture(scope="session")
 def sweep_oracle():
-    return Oracle()
+    oracle = Oracle(processes=os.cpu_count() or 1)
+    yield oracle
+    oracle.close()
