@@ -149,7 +149,7 @@ def _neighbour(problem: Problem, raw: Arrays, size: int, seed: int, point: int) 
     """Point ``point`` near point 0, for inputs without a domain (see ``neighbourhood``)."""
     rng = _rng(problem, size, seed, stream=3, point=point)
     moved = dict(raw)
-    for name in problem.varied or problem.inputs:
+    for name in problem.inputs if problem.varied is None else problem.varied:
         if name in problem.domain or not problem.neighbourhood:
             continue
         x = np.asarray(raw[name], dtype=np.float64)

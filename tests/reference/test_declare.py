@@ -44,6 +44,9 @@ def test_varied_keeps_fixed_data_where_it_is_at_every_point():
         moved = make_inputs(problem, problem.smallest_size, point=point)
         assert moved["k"][0] != first["k"][0]
         np.testing.assert_array_equal(moved["t"], times)
+    nothing = dataclasses.replace(problem, varied=())
+    np.testing.assert_array_equal(make_inputs(nothing, nothing.smallest_size, point=1)["k"],
+                                  first["k"])
     everything = dataclasses.replace(problem, varied=None)
     assert not np.array_equal(make_inputs(everything, everything.smallest_size, point=1)["t"],
                               times)
