@@ -107,15 +107,20 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
+def entry_key(kind: str, problem: str, size: int, seed: int, point: int) -> dict:
+    """The key a cache entry of ``kind`` stores and is checked against."""
+    return {**cache_key(get_problem(problem), size, seed, point),
+            **({} if kind == "first" else {"kind": kind})}
+
+
 def computed_elsewhere(kind: str, key: dict) -> dict | None:
     """In an oracle process: the reference of ``key`` as its cache entry's
     JSON, or None where this process's problem is not the one the parent
     asked for (a problem declared in the parent alone)."""
-    problem = get_problem(key["problem"])
-    if {**cache_key(problem, key["size"], key["seed"], key["point"]),
-            **({} if kind == "first" else {"kind": kind})} != key:
+    if entry_key(kind, key["problem"], key["size"], key["seed"], key["point"]) != key:
         return None
-    return KINDS[kind][1](problem, key["size"], key["seed"], point=key["point"]).to_json()
+    return KINDS[kind][1](get_problem(key["problem"]), key["size"], key["seed"],
+                          point=key["point"]).to_json()
 
 
 def _frozen(key: dict) -> tuple:
@@ -174,7 +179,7 @@ class Oracle:
             if ((kind, problem, size, seed, point) in self._known
                     or self.path(problem, size, seed, point, kind).exists()):
                 continue  # asked for already, or cached
-            key = self._key(kind, problem, size, seed, point)
+            key = entry_key(kind, problem, size, seed, point)
             with self._guard:
                 if _frozen(key) in self._started:
                     continue
@@ -201,7 +206,7 @@ class Oracle:
                 known = self._known[key] = concurrent.futures.Future()
         if mine:
             try:
-                expected = self._key(kind, problem, size, seed, point)
+                expected = entry_key(kind, problem, size, seed, point)
                 known.set_result(self._load(kind, expected) or self._compute(kind, expected))
             except BaseException as e:  # every waiter sees it; the next asker tries again
                 with self._guard:
@@ -209,11 +214,6 @@ class Oracle:
                 known.set_exception(e)
                 raise
         return known.result()
-
-    @staticmethod
-    def _key(kind: str, problem: str, size: int, seed: int, point: int) -> dict:
-        return {**cache_key(get_problem(problem), size, seed, point),
-                **({} if kind == "first" else {"kind": kind})}
 
     def _load(self, kind: str, key: dict):
         path = self.path(key["problem"], key["size"], key["seed"], key["point"], kind)
