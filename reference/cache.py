@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from adjointbench.faults import HarnessFault
+from adjointbench.lifetime import end_with_parent
 from adjointbench.reference.catalogue import get_problem
 from adjointbench.reference.oracle import ORACLE_VERSION, Reference, compute_reference
 from adjointbench.reference.problem import Problem, make_inputs
@@ -103,8 +104,12 @@ KINDS = {"first": (Reference.from_json, compute_reference),
 _HERE = threading.Lock()
 
 
-def _ignore_interrupts() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+def _start_oracle_process() -> None:
+    """An oracle process leaves Ctrl-C to its parent, and ends with it, even
+    when the parent is killed by SIGKILL and cannot close the pool (watched
+    for: any of the parent's threads may have started it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with_parent(lambda: os._exit(1), kernel=False)
 
 
 def entry_key(kind: str, problem: str, size: int, seed: int, point: int) -> dict:
@@ -269,7 +274,7 @@ class Oracle:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_ignore_interrupts)
+                initializer=_start_oracle_process)
         return self._pool
 
     def _store(self, kind: str, key: dict, reference) -> None:

@@ -24,8 +24,9 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import (Paired, WarmCall, paired_from_samples,
+from adjointbench.suites.timing import (TIMING_KINDS, Paired, WarmCall, paired_from_samples,
                                         reference_workload, sample_paired, warm_up)
+from adjointbench.suites.wire import measurements
 
 # Operations whose run() includes the forward pass: never cheaper than the primal
 INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian", "gradient")
@@ -193,6 +194,22 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     last = operation.prepared.to_numpy(operation.call())
     check_reentrant(cell, cell.op, result, last)  # timed results are right
     return record
+
+
+# What a bench cell's worker measures: the only fields of its record it supplies
+MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float, "ratio_to_primal": float,
+                  "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
+                  "primal_samples_s": list, "reference_samples_s": list}
+
+
+def bench_record(cell: Cell, measured: dict) -> Record:
+    """The record of a bench cell that ran to the end: the cell's own key
+    fields, ``ok``, the measurements of :func:`time_cell` (run where the
+    implementation runs, perhaps a worker) and the warning judged here, so
+    that a worker can neither relabel its record nor drop its warning."""
+    fields = measurements(measured, MEASURED_KINDS)
+    fields["timing_warning"] = timing_warning(fields, cell.op)
+    return replace(Record.for_cell(cell, "ok"), **fields)
 
 
 def merge_rounds(records: list[Record]) -> Record:

@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 from adjointbench.faults import HarnessFault
+from adjointbench.lifetime import become_subreaper, end_with_parent
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
+from adjointbench.suites.wire import NotPlainData, loads, plain
 
 DEFAULT_TIMEOUT_S = 300.0
 REPLACE_AFTER = ("error", "timeout", "crashed")  # outcomes that may leave a worker unsound
@@ -84,39 +86,25 @@ def _end_strays(rounds: int = 5) -> None:
 
 def _die_with_parent() -> None:
     """End this worker's whole process group when the harness dies, even by
-    SIGKILL: the kernel sends SIGTERM on the parent's death (Linux), and a
-    watcher thread looks for a changed parent every half second. The worker
-    also becomes its descendants' subreaper (see :func:`_end_strays`)."""
-    parent = os.getppid()
-    end_group = lambda *_: os.killpg(os.getpid(), signal.SIGKILL)
-    signal.signal(signal.SIGTERM, end_group)
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    import threading
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        end_group()
-    threading.Thread(target=watch, daemon=True).start()
+    SIGKILL. The worker also becomes its descendants' subreaper (see
+    :func:`_end_strays`)."""
+    end_with_parent(lambda: os.killpg(os.getpid(), signal.SIGKILL))
+    become_subreaper()
 
 
 def _answer(call):
-    """("ok", value), or ("raise", outcome, message) for what the call raised."""
+    """("ok", value), or ("raise", outcome, message) for what the call raised;
+    plain data (suites/wire.py), converted here in the worker."""
     from adjointbench.suites.results import outcome_of
 
     try:
-        return ("ok", call())
+        return ("ok", plain(call()))
     except MemoryError:
         return ("raise", "error", f"MemoryError: the worker hit its memory cap of "
                 f"{memory_limit_gb():.1f} GiB; raise it with {MEMORY_LIMIT_ENV} (0 for none) "
                 "if the cell really needs more")
     except Exception as e:  # the implementation's failure, sent back as its outcome
-        return ("raise", *outcome_of(e))
+        return plain(("raise", *outcome_of(e)))
 
 
 def _serve(connection, spec: str) -> None:
@@ -127,10 +115,14 @@ def _serve(connection, spec: str) -> None:
     _limit_memory(memory_limit_gb())
     from adjointbench.impls.registry import load_implementation
 
-    loaded = _answer(lambda: LocalExecutor(load_implementation(spec)))
-    if loaded[0] == "ok":
-        executor = loaded[1]
-        loaded = ("ok", executor.describe())
+    executor = None
+
+    def load() -> dict:
+        nonlocal executor
+        executor = LocalExecutor(load_implementation(spec))
+        return executor.describe()
+
+    loaded = _answer(load)
     connection.send(loaded)
     while loaded[0] == "ok":
         try:
@@ -183,7 +175,10 @@ class Worker:
             if not self.connection.poll(max(deadline - time.monotonic(), 0.0)):
                 raise WorkerTimeout(f"no answer within the timeout while {what}; the worker "
                                     "was killed. Raise --timeout if the cell is just slow.")
-            answer = self.connection.recv()
+            answer = loads(self.connection.recv_bytes())
+        except NotPlainData as e:  # never unpickled: the worker is not to be trusted again
+            raise ImplementationError(f"{e}. The harness reads only plain data from a worker: "
+                                      "return NumPy arrays (or convert in to_numpy)") from None
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             self.process.join(timeout=5)
             raise WorkerCrashed(f"the worker running {self.spec} "

@@ -32,9 +32,11 @@ from adjointbench.suites.compare import (Comparison, WrongResult, compare, compa
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import check_pure, check_reentrant, copy_arrays
+from adjointbench.suites.bench import bench_record
 from adjointbench.suites.executors import LocalExecutor
-from adjointbench.suites.timing import TIMING_FIELDS
+from adjointbench.suites.timing import TIMING_FIELDS, TIMING_KINDS
 from adjointbench.suites.tolerance import ILL_CONDITIONED, tolerance
+from adjointbench.suites.wire import measurements
 
 LINEARITY = (0.75, -1.25)
 # Gradients at large P take seconds: three timed rounds, within a small budget
@@ -153,7 +155,7 @@ def _check_gradient(ctx: _Context) -> Comparison:
     task = ctx.task("gradient", inputs=copy_arrays(ctx.inputs))
     if ctx.point == 0:
         fields, first, last, after = ctx.executor.time(task, GRADIENT_BUDGET_S, GRADIENT_ROUNDS)
-        ctx.fields.update(fields)
+        ctx.fields.update(measurements(fields, TIMING_KINDS))
     else:
         first, last, after = ctx.executor.execute(task)
     check_pure(ctx.cell.impl, "gradient", {"inputs": after["inputs"]}, {"inputs": ctx.inputs})
@@ -382,7 +384,7 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
         if reason:
             record = replace(record, outcome="unsupported", message=reason)
         elif cell.suite == "bench":
-            record = Record(**executor.bench(cell))
+            record = bench_record(cell, executor.bench(cell))
         else:
             record = _check(cell, oracle or Oracle(), executor, record, memo)
     except HarnessFault:

@@ -252,7 +252,10 @@ def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BU
                   last_result=warm.prepared.to_numpy(call.last if call.calls else call()))
 
 
-TIMING_FIELDS = ("time_median_s", "time_iqr_s", "rounds", "number", "compile_s")
+# The fields of a timing and their kinds (suites/wire.py's measurements)
+TIMING_KINDS = {"time_median_s": float, "time_iqr_s": float, "rounds": int, "number": int,
+                "compile_s": float}
+TIMING_FIELDS = tuple(TIMING_KINDS)
 
 
 def timing_fields(timing: Timing) -> dict:

@@ -2,6 +2,8 @@
 is the numpy implementation with one rule replaced. The suite must give each
 the right verdict (tests/suites/test_trust.py)."""
 
+import os
+
 import numpy as np
 import scipy.linalg
 
@@ -142,3 +144,91 @@ class _Monkeypatcher(NumpyImplementation):
 
 
 monkeypatcher = _Monkeypatcher()
+
+
+# --- code under test that tries to run in the harness's own process ---
+
+def _approve_everything():
+    """What a plug-in's code would do if it ever ran beside the comparisons:
+    make every comparison pass, and leave its mark."""
+    import adjointbench.suites.compare as compare
+    import adjointbench.suites.runner as runner
+
+    def approve(actual, expected, tol, what, condition, *a, **k):
+        return compare.Comparison(True, 0.0, 0.0, tol)
+
+    runner.compare = compare.compare = approve
+    os.environ["UNTRUSTWORTHY_RAN_IN"] = str(os.getpid())
+
+
+class _Smuggled:
+    """A wrong result (one more than right) that turns itself into an array
+    only when asked, approving every comparison of the process that asks."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __array__(self, dtype=None, copy=None):
+        _approve_everything()
+        return np.asarray(self.value + 1.0, dtype=dtype)
+
+    def __reduce__(self):  # unpickled: runs in the receiving process
+        return (_smuggled_in, (np.asarray(self.value),))
+
+
+def _smuggled_in(value):
+    _approve_everything()
+    return _Smuggled(value)
+
+
+class _Smuggler(NumpyImplementation):
+    """Returns its (wrong) primal as a _Smuggled object."""
+
+    name = "smuggler"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        return type(prepared)(run=prepared.run, to_numpy=_Smuggled, wait=prepared.wait)
+
+
+smuggler = _Smuggler()
+
+
+class _Hijacker(_Smuggler):
+    """Patches its worker's own harness code so that its _Smuggled results go
+    out unconverted."""
+
+    name = "hijacker"
+
+    def supports(self, problem, op, method=None):  # asked before the worker's execute
+        import adjointbench.suites.isolation as isolation
+
+        isolation.plain = lambda value: value
+        return super().supports(problem, op, method)
+
+
+hijacker = _Hijacker()
+
+
+class _Relabeller(NumpyImplementation):
+    """Patches its worker's bench so that its records claim to be numpy's
+    matmul, twice as fast as its primal (an operation that includes the
+    forward pass), and without a warning."""
+
+    name = "relabeller"
+
+    def supports(self, problem, op, method=None):  # asked before the worker's bench
+        from adjointbench.suites.executors import LocalExecutor
+
+        honest = LocalExecutor.bench
+
+        def bench(executor, cell):
+            fields = honest(executor, cell)
+            return {**fields, "impl": "numpy", "problem": "matmul", "ratio_to_primal": 0.5,
+                    "ratio_q1": 0.5, "ratio_q3": 0.5, "timing_warning": None}
+
+        LocalExecutor.bench = bench
+        return super().supports(problem, op, method)
+
+
+relabeller = _Relabeller()

@@ -3,6 +3,8 @@ reentrancy, purity, workers per implementation, and a cache checked on read.
 Each case is a small misbehaving plug-in in tests/plugins/untrustworthy.py."""
 
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -141,3 +143,38 @@ def test_a_tampered_cache_entry_is_discarded_and_recomputed(tmp_path):
     with pytest.warns(UserWarning, match="checksum"):
         again = Oracle(tmp_path).reference("softmax", 4)
     np.testing.assert_array_equal(again.jvp.value, good.jvp.value)
+
+
+def _isolated(cells, tmp_path):
+    with IsolatedRunner(timeout_s=60, oracle=Oracle(tmp_path / "cache")) as runner:
+        return run_sweep(cells, runner.oracle, progress=False, runner=runner.run)
+
+
+@pytest.mark.parametrize("impl", ["untrustworthy:smuggler", "untrustworthy:hijacker"])
+def test_a_result_that_runs_code_when_read_never_runs_in_the_harness(plugins_on_path, tmp_path,
+                                                                     monkeypatch, impl):
+    """A plug-in's object whose conversion (or unpickling) would make every
+    comparison pass: converted in the worker (smuggler), or refused unread
+    when a patched worker sends it raw (hijacker). Its wrong primal is never ok,
+    numpy's right one is, and no plug-in code ran in this process."""
+    monkeypatch.delenv("UNTRUSTWORTHY_RAN_IN", raising=False)
+    cells = [Cell("softmax", name, "primal", 4, points=1) for name in (impl, "numpy")]
+    records = {r.impl: r for r in _isolated(cells, tmp_path)}
+    expected = "mismatch" if impl.endswith("smuggler") else "error"
+    assert records[impl].outcome == expected, records[impl].message
+    assert records["numpy"].outcome == "ok"
+    if expected == "error":
+        assert "untrustworthy._smuggled_in" in records[impl].message
+        assert "plain data" in records[impl].message
+    assert "UNTRUSTWORTHY_RAN_IN" not in os.environ
+    assert "untrustworthy" not in sys.modules  # never imported here, so never run here
+
+
+def test_a_worker_can_neither_relabel_its_bench_record_nor_drop_its_warning(plugins_on_path,
+                                                                            tmp_path):
+    cell = Cell("softmax", "untrustworthy:relabeller", "vjp", 4, suite="bench", budget_s=0.01)
+    [record] = _isolated([cell], tmp_path)
+    assert record.outcome == "ok", record.message
+    assert (record.impl, record.problem, record.op) == (cell.impl, "softmax", "vjp")
+    assert record.ratio_to_primal == 0.5  # what it measured is its own to report ...
+    assert "0.50x its primal" in record.timing_warning  # ... the verdict on it is not
