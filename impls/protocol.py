@@ -115,6 +115,23 @@ class Prepared:
     wait: Callable[[Any], None] = field(default=_no_wait)
 
 
+PREPARED_PARTS = ("run", "to_numpy", "wait")
+
+
+def prepare(impl: "Implementation", task: Task) -> Prepared:
+    """``impl.prepare(task)``, checked to offer Prepared's three callables;
+    raises TypeError naming what is missing and the fix."""
+    prepared = impl.prepare(task)
+    missing = [part for part in PREPARED_PARTS if not callable(getattr(prepared, part, None))]
+    if missing:
+        raise TypeError(
+            f"{getattr(impl, 'name', type(impl).__name__)}.prepare returned a "
+            f"{type(prepared).__name__}, which has no callable {' or '.join(missing)}: return "
+            "adjointbench.impls.protocol.Prepared(run=...), where run() computes the result "
+            "(to_numpy and wait have defaults)")
+    return prepared
+
+
 @runtime_checkable
 class Implementation(Protocol):
     name: str

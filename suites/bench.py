@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 import numpy as np
 
-from adjointbench.impls.protocol import Implementation, Task, supports
+from adjointbench.impls.protocol import Implementation, Task, prepare, supports
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import WrongResult, validate
@@ -89,7 +89,7 @@ def _warm_primal(cell: Cell, impl: Implementation, problem: Problem, inputs: dic
         if not supports(impl, cell.problem, "primal", cell.method):
             raise NotImplementedError(f"{cell.impl} offers no primal of {cell.problem}: every "
                                       "bench figure is a ratio to the primal, timed beside it")
-        warm = warm_up(lambda: impl.prepare(_task(cell, problem, "primal", inputs)),
+        warm = warm_up(lambda: prepare(impl, _task(cell, problem, "primal", inputs)),
                        cell.budget_s)
         _PRIMALS[key] = (warm, np.shape(warm.prepared.to_numpy(warm.result)))
     return _PRIMALS[key]
@@ -105,7 +105,7 @@ def warm_pair(cell: Cell, impl: Implementation) -> tuple[WarmCall, WarmCall]:
     if cell.op == "primal":
         return primal, primal
     task = _operation_task(cell, problem, inputs, output_shape)
-    return primal, warm_up(lambda: impl.prepare(task), cell.budget_s)
+    return primal, warm_up(lambda: prepare(impl, task), cell.budget_s)
 
 
 STORED_SAMPLES = 200  # per record: enough for a rank test, a few kB per line

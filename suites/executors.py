@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from adjointbench.impls.protocol import Implementation, Task, supports
+from adjointbench.impls.protocol import Implementation, Task, prepare, supports
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.timing import synchronised, time_operation, timing_fields
 
@@ -50,14 +50,14 @@ class LocalExecutor:
 
     def execute(self, task: Task) -> tuple[Any, Any, dict]:
         """Prepare, call twice; (first result, second result, the buffers after)."""
-        prepared = self.impl.prepare(task)
+        prepared = prepare(self.impl, task)
         first = copy_arrays(prepared.to_numpy(synchronised(prepared)()))
         second = copy_arrays(prepared.to_numpy(synchronised(prepared)()))
         return first, second, _buffers(task)
 
     def time(self, task: Task, budget_s: float, rounds: int) -> tuple[dict, Any, Any, dict]:
         """Time the operation; (timing fields, first result, last result, buffers after)."""
-        timing = time_operation(lambda: self.impl.prepare(task), budget_s, rounds)
+        timing = time_operation(lambda: prepare(self.impl, task), budget_s, rounds)
         return timing_fields(timing), timing.result, timing.last_result, _buffers(task)
 
     def bench(self, cell) -> dict:

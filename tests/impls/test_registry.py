@@ -4,7 +4,7 @@ import pytest
 
 from adjointbench.impls.registry import ProtocolError, load_implementation
 from adjointbench.reference import Oracle, UnknownNameError
-from adjointbench.suites.cells import plan_cells
+from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.sweep import run_sweep
 
 
@@ -59,3 +59,11 @@ def test_missing_methods_are_named(plugins_on_path):
 def test_missing_attribute_is_explained(plugins_on_path):
     with pytest.raises(UnknownNameError, match="has no attribute 'nothing'"):
         load_implementation("third_party:nothing")
+
+
+def test_a_prepare_that_returns_no_prepared_is_an_error_naming_the_fix(plugins_on_path, oracle):
+    [record] = run_sweep([Cell("softmax", "broken:bare_function", "primal", 4, points=1)],
+                         oracle, progress=False)
+    assert record.outcome == "error"
+    assert "bare_function.prepare returned a function, which has no callable" in record.message
+    assert "Prepared(run=...)" in record.message
