@@ -23,7 +23,7 @@ from adjointbench.suites.executors import (ImplementationError, LocalExecutor, W
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
-from adjointbench.suites.wire import NotPlainData, loads, plain
+from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
 
 DEFAULT_TIMEOUT_S = 300.0
 REPLACE_AFTER = ("error", "timeout", "crashed")  # outcomes that may leave a worker unsound
@@ -123,7 +123,7 @@ def _serve(connection, spec: str) -> None:
         return executor.describe()
 
     loaded = _answer(load)
-    connection.send(loaded)
+    connection.send_bytes(dumps(loaded))
     while loaded[0] == "ok":
         try:
             request = connection.recv()
@@ -134,7 +134,7 @@ def _serve(connection, spec: str) -> None:
         method, args = request
         answer = _answer(lambda: getattr(executor, method)(*args))
         _end_strays()  # nothing the call started outlives it
-        connection.send(answer)
+        connection.send_bytes(dumps(answer))
 
 
 @contextlib.contextmanager
@@ -176,7 +176,7 @@ class Worker:
                 raise WorkerTimeout(f"no answer within the timeout while {what}; the worker "
                                     "was killed. Raise --timeout if the cell is just slow.")
             answer = loads(self.connection.recv_bytes())
-        except NotPlainData as e:  # never unpickled: the worker is not to be trusted again
+        except NotPlainData as e:  # the worker is not to be trusted again
             raise ImplementationError(f"{e}. The harness reads only plain data from a worker: "
                                       "return NumPy arrays (or convert in to_numpy)") from None
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):

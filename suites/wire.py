@@ -1,31 +1,27 @@
-"""What may cross from a worker to the harness: plain data only.
+"""What may cross from a worker to the harness: plain data only, as JSON.
 
-A worker runs code under test, so anything it sends is untrusted. Unpickling
-runs code: an object of a plug-in's class would import the plug-in into the
-harness's process, and its ``__array__`` or ``__eq__`` would then run beside
-the oracle and the comparisons, where it could change a verdict. So the worker
-turns every answer into plain data (:func:`plain`: NumPy arrays of numbers,
-Python numbers and strings, in dicts, tuples and lists) before it sends it,
-and the harness reads answers with :func:`loads`, which builds nothing else
-and so never imports or calls anything a worker names, even a worker whose
-harness code a plug-in has patched.
+A worker runs code under test, so anything it sends is untrusted. Had its
+answers been pickles, reading one would run code: an object of a plug-in's
+class would import the plug-in into the harness's process, and its
+``__array__`` or ``__eq__`` would then run beside the oracle and the
+comparisons, where it could change a verdict. So the worker turns every
+answer into plain data (:func:`plain`: NumPy arrays of numbers, Python
+numbers and strings, in dicts, tuples and lists) and sends it as JSON
+(:func:`dumps`); the harness reads it with :func:`loads`, which builds
+nothing else, whatever bytes arrive, even from a worker whose harness code a
+plug-in has patched.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
+import base64
+import json
 from typing import Any
 
 import numpy as np
 
 # Numeric arrays: booleans, integers, floats and complex numbers
 ARRAY_KINDS = "biufc"
-# The globals a pickle of plain data names: array and scalar reconstruction
-# (numpy 2 and numpy 1 spellings) and complex numbers
-_ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "complex"),
-            ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-            ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar")}
 _ATOMS = (type(None), bool, int, float, complex)
 
 
@@ -58,30 +54,60 @@ def plain(value: Any) -> Any:
     return array
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED:
-            raise NotPlainData(f"the worker sent an object of {module}.{name}, which is not "
-                               "plain data (NumPy arrays of numbers, numbers, strings)")
-        return super().find_class(module, name)
-
-
-def _check_arrays(value: Any) -> Any:
+def _tagged(value: Any) -> Any:
+    """Plain data as JSON values: every JSON object is a tag (``d`` dict,
+    ``t`` tuple, ``a`` array, ``c`` complex), so nothing else can be one."""
     if isinstance(value, dict):
-        for v in value.values():
-            _check_arrays(v)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            _check_arrays(v)
-    elif isinstance(value, np.ndarray) and value.dtype.kind not in ARRAY_KINDS:
-        raise NotPlainData(f"the worker sent an array of dtype {value.dtype}, not of numbers")
+        return {"d": [[_tagged(k), _tagged(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"t": [_tagged(v) for v in value]}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    if isinstance(value, np.ndarray):
+        data = base64.b64encode(np.ascontiguousarray(value).tobytes()).decode("ascii")
+        return {"a": [value.dtype.str, list(value.shape), data]}
+    if isinstance(value, complex):
+        return {"c": [value.real, value.imag]}
     return value
 
 
+def _array(dtype: str, shape: list, data: str) -> np.ndarray:
+    kind = np.dtype(dtype)
+    if kind.kind not in ARRAY_KINDS:
+        raise NotPlainData(f"the worker sent an array of dtype {kind}, not of numbers")
+    return np.frombuffer(base64.b64decode(data), dtype=kind).reshape(shape).copy()
+
+
+_UNTAG = {"d": lambda items: {_key(k): v for k, v in items}, "t": tuple,
+          "a": lambda parts: _array(*parts), "c": lambda parts: complex(*parts)}
+
+
+def _key(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _untagged(obj: dict) -> Any:
+    if len(obj) != 1 or next(iter(obj)) not in _UNTAG:
+        raise NotPlainData(f"the worker sent a JSON object with keys {sorted(obj)[:3]}, "
+                           "which is not plain data")
+    (tag, content), = obj.items()
+    return _UNTAG[tag](content)
+
+
+def dumps(value: Any) -> bytes:
+    """Plain data (see :func:`plain`) as the bytes a worker sends."""
+    return json.dumps(_tagged(value)).encode()
+
+
 def loads(data: bytes) -> Any:
-    """A worker's answer, read without importing or calling anything it names
-    beyond NumPy's array constructors; raises NotPlainData otherwise."""
-    return _check_arrays(_PlainUnpickler(io.BytesIO(data)).load())
+    """A worker's answer: plain data built from JSON, whatever the bytes
+    hold; raises NotPlainData for anything else."""
+    try:
+        return json.loads(data, object_hook=_untagged)
+    except NotPlainData:
+        raise
+    except (ValueError, TypeError, RecursionError) as e:
+        raise NotPlainData(f"the worker's answer is not plain data as JSON ({e})") from None
 
 
 def _as_kind(value: Any, kind: type, name: str) -> Any:

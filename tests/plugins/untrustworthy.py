@@ -195,15 +195,15 @@ smuggler = _Smuggler()
 
 
 class _Hijacker(_Smuggler):
-    """Patches its worker's own harness code so that its _Smuggled results go
-    out unconverted."""
+    """Patches its worker's own harness code so that what it sends is not
+    plain data: an object naming the function that would approve everything."""
 
     name = "hijacker"
 
     def supports(self, problem, op, method=None):  # asked before the worker's execute
         import adjointbench.suites.isolation as isolation
 
-        isolation.plain = lambda value: value
+        isolation.dumps = lambda answer: b'{"reduce": ["untrustworthy._smuggled_in", [1.0]]}'
         return super().supports(problem, op, method)
 
 

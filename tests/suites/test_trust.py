@@ -154,8 +154,8 @@ def _isolated(cells, tmp_path):
 def test_a_result_that_runs_code_when_read_never_runs_in_the_harness(plugins_on_path, tmp_path,
                                                                      monkeypatch, impl):
     """A plug-in's object whose conversion (or unpickling) would make every
-    comparison pass: converted in the worker (smuggler), or refused unread
-    when a patched worker sends it raw (hijacker). Its wrong primal is never ok,
+    comparison pass: converted in the worker (smuggler), or refused when a
+    patched worker sends something else (hijacker). Its wrong primal is never ok,
     numpy's right one is, and no plug-in code ran in this process."""
     monkeypatch.delenv("UNTRUSTWORTHY_RAN_IN", raising=False)
     cells = [Cell("softmax", name, "primal", 4, points=1) for name in (impl, "numpy")]
@@ -164,8 +164,7 @@ def test_a_result_that_runs_code_when_read_never_runs_in_the_harness(plugins_on_
     assert records[impl].outcome == expected, records[impl].message
     assert records["numpy"].outcome == "ok"
     if expected == "error":
-        assert "untrustworthy._smuggled_in" in records[impl].message
-        assert "plain data" in records[impl].message
+        assert "not plain data" in records[impl].message
     assert "UNTRUSTWORTHY_RAN_IN" not in os.environ
     assert "untrustworthy" not in sys.modules  # never imported here, so never run here
 
