@@ -6,6 +6,16 @@ inputs it was computed at, the size, seed and point, and a checksum of the
 reference itself. On read the whole key must match and the checksum must
 hold; a damaged, mismatched or edited entry is discarded with a warning and
 recomputed. Only the trusted side (the process that compares) writes here.
+
+An implementation's worker runs as the same user and could write here too: an
+entry whose key and checksum hold but whose reference is its own answer. So
+an Oracle believes only the entries that were there, unchanged, when it was
+made (before any worker of its run started) and those this process wrote
+(adjointbench/vouched.py). Any other entry is recomputed and written over;
+if it held another reference, ``altered`` says so. At ``close()`` every entry
+it read or wrote that another process changed since is put back, and every
+other entry written meanwhile by another process is removed (``sweep``), so
+that the next run does not believe it either.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import numpy as np
 
 from adjointbench.faults import HarnessFault
 from adjointbench.lifetime import end_with_parent
+from adjointbench.vouched import Vouched, write_atomically
 from adjointbench.reference.catalogue import get_problem
 from adjointbench.reference.oracle import ORACLE_VERSION, Reference, compute_reference
 from adjointbench.reference.problem import Problem, make_inputs
@@ -102,6 +113,8 @@ KINDS = {"first": (Reference.from_json, compute_reference),
 
 # mpmath's working precision is process-global: one computation at a time here
 _HERE = threading.Lock()
+# the entries any Oracle of this process wrote: believed by the others too
+_WRITTEN_HERE = Vouched()
 
 
 def _start_oracle_process() -> None:
@@ -146,17 +159,84 @@ class Oracle:
     """
 
     def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True,
-                 processes: int = 0):
+                 processes: int = 0, sweep: bool = True):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.use_cache = use_cache
         self.processes = processes
+        self.sweep = sweep  # close() removes the entries others wrote meanwhile
         self._pool = None
         self._known: dict[tuple, concurrent.futures.Future] = {}
         self._started: dict[tuple, Any] = {}  # computations expect() began, by key
         self._guard = threading.Lock()
+        self._vouched = self._entries_now()
+        self._suspect: dict[Path, bytes] = {}  # unvouched entries found, until recomputed
+        self.altered: list[str] = []  # entries another process changed, found so far
+
+    def _entries_now(self) -> Vouched:
+        """The cache entries there now, vouched for as long as they stay as they are."""
+        vouched = Vouched()
+        folder = self.cache_dir / f"oracle-v{ORACLE_VERSION}"
+        if self.use_cache and folder.is_dir():
+            for entry in os.scandir(folder):
+                if entry.name.endswith(".json"):
+                    vouched.note(Path(entry.path), None)
+        return vouched
+
+    def _vouches(self, path: Path) -> bool:
+        return self._vouched.holds(path) or _WRITTEN_HERE.holds(path)
+
+    def _remove_foreign(self) -> None:
+        """Remove the entries that appeared or changed since this Oracle was
+        made, written by no Oracle of this process: believed by the next run,
+        a forged one would judge it. One holding a reference this run holds
+        too is kept; one at the key of a reference this run holds but with
+        another value is forged (``altered``); the others (another run
+        sharing the cache, or code under test) are only recomputed when needed."""
+        folder = self.cache_dir / f"oracle-v{ORACLE_VERSION}"
+        foreign = [Path(e.path) for e in (os.scandir(folder) if folder.is_dir() else ())
+                   if e.name.endswith(".json") and not self._vouches(Path(e.path))]
+        removed = 0
+        for path in foreign:
+            held = self._held(path)
+            if held is True:
+                continue
+            path.unlink(missing_ok=True)
+            if held is False:
+                self._altered(path, "held another reference, written during the run by "
+                              "another process (an implementation under test?); removed")
+            removed += 1
+        if removed:
+            warnings.warn(f"removed {removed} oracle cache entr{'y' if removed == 1 else 'ies'} "
+                          f"that another process wrote in {folder} during this run (another "
+                          "adjointbench run sharing the cache, or an implementation under "
+                          "test); they are recomputed when needed", stacklevel=3)
+
+    def _held(self, path: Path) -> bool | None:
+        """Whether the entry at ``path`` holds the reference this Oracle holds
+        at its key; None where it holds none there (or the entry is unreadable)."""
+        try:
+            text = path.read_bytes()
+            key = json.loads(text)["key"]
+            known = self._known.get((key.get("kind", "first"), key["problem"], key["size"],
+                                     key["seed"], key["point"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if known is None or not known.done() or known.exception() is not None:
+            return None
+        kind = key.get("kind", "first")
+        expected = entry_key(kind, key["problem"], key["size"], key["seed"], key["point"])
+        if key != expected:  # another version's, say: discarded when read anyway
+            return None
+        return _same_entry(text, expected, known.result().to_json())
 
     def close(self) -> None:
-        """End the oracle processes, if any were started (work in flight is dropped)."""
+        """End the oracle processes, if any were started (work in flight is
+        dropped), and put back the entries it used that another process changed."""
+        for path in self._vouched.restore_altered():
+            self._altered(path, "was changed by another process during the run (an "
+                          "implementation under test?); the oracle's reference was put back")
+        if self.sweep:
+            self._remove_foreign()
         with self._guard:
             pool, self._pool = self._pool, None
             self._started.clear()
@@ -182,7 +262,7 @@ class Oracle:
             return
         for point in points:
             if ((kind, problem, size, seed, point) in self._known
-                    or self.path(problem, size, seed, point, kind).exists()):
+                    or self._vouches(self.path(problem, size, seed, point, kind))):
                 continue  # asked for already, or cached
             key = entry_key(kind, problem, size, seed, point)
             with self._guard:
@@ -225,12 +305,17 @@ class Oracle:
         if not (self.use_cache and path.exists()):
             return None
         try:
-            entry = json.loads(path.read_text())
+            text = path.read_bytes()
+            if not self._vouches(path):  # read first: a write during the read shows too
+                self._suspect[path] = text
+                return None
+            entry = json.loads(text)
             if entry["key"] != key:
                 raise ValueError("its key does not match this problem, size, seed, point, "
                                  "inputs and oracle version")
             if entry["checksum"] != _checksum(entry["reference"]):
                 raise ValueError("its checksum does not match its contents")
+            self._vouched.note(path, text)
             return KINDS[kind][0](entry["reference"])
         except (ValueError, KeyError, TypeError, OSError) as e:  # UnicodeDecodeError too
             warnings.warn(f"discarding the oracle cache entry {path}: {e}; recomputing it",
@@ -280,12 +365,33 @@ class Oracle:
     def _store(self, kind: str, key: dict, reference) -> None:
         path = self.path(key["problem"], key["size"], key["seed"], key["point"], kind)
         data = reference.to_json()
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        text = json.dumps({"key": key, "checksum": _checksum(data), "reference": data}).encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"key": key, "checksum": _checksum(data), "reference": data}))
-            os.replace(tmp, path)
+            write_atomically(path, text)
         except OSError as e:
             raise HarnessFault(
                 f"cannot write the oracle cache {path.parent}: {e.strerror or e}. Make it "
                 "writable or set ADJOINTBENCH_CACHE_DIR to a writable folder") from None
+        self._vouched.note(path, text)
+        _WRITTEN_HERE.note(path, text)
+        if not _same_entry(self._suspect.pop(path, None), key, data):
+            self._altered(path, "held another reference, written during the run by another "
+                          "process (an implementation under test?); recomputed and written over")
+
+    def _altered(self, path: Path, what: str) -> None:
+        self.altered.append(f"the oracle cache entry {path} {what}")
+        warnings.warn(self.altered[-1], stacklevel=3)
+
+
+def _same_entry(text: bytes | None, key: dict, reference: dict) -> bool:
+    """Whether an entry's bytes (None: no entry) hold ``reference`` at ``key``:
+    another harness sharing the cache wrote it, or nobody did."""
+    if text is None:
+        return True
+    timeless = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # its own run's
+    try:
+        entry = json.loads(text)
+        return entry["key"] == key and timeless(entry["reference"]) == timeless(reference)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False

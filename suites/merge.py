@@ -62,11 +62,13 @@ def merge_folders(folders: list[Path]) -> Merged:
     return merged
 
 
-def write_merged(out: Path, merged: Merged, folders: list[Path]) -> None:
-    """OUT/results.jsonl and OUT/environment.json (its machines, the folders
-    merged and the conflicts); the first machine's description stays at the
-    top level, where a single run's is."""
-    results = ResultsFile(out)
+def write_merged(out: Path, merged: Merged, folders: list[Path],
+                 results: ResultsFile | None = None) -> None:
+    """OUT/results.jsonl (through ``results``, the locked file, if given) and
+    OUT/environment.json (its machines, the folders merged and the
+    conflicts); the first machine's description stays at the top level,
+    where a single run's is."""
+    results = results or ResultsFile(out)
     results.rewrite(merged.records)
     first = next(iter(merged.machines.values()), {})
     environment = {**first, "machine": " + ".join(merged.machines), "machines": merged.machines,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from adjointbench.faults import FolderInUse, HarnessFault
+from adjointbench.vouched import Vouched, write_atomically
 
 OUTCOMES = ("ok", "mismatch", "unsupported", "error", "timeout", "crashed", "ill_conditioned")
 FAILURES = ("mismatch", "error", "timeout", "crashed")
@@ -137,11 +140,20 @@ class ResultsFile:
     A run holds ``DIR/.lock`` (an ``flock``, released by the kernel when the
     process ends however it ends, so a dead holder never leaves it stale)
     while it appends: a second run on the same folder is refused.
+
+    From ``lock()`` on, the file holds what the harness read and wrote and
+    nothing else (adjointbench/vouched.py): a record an implementation's
+    worker appends, or any other change made beside the harness, is found
+    before the next write, at every read and at ``unlock()``; the harness's
+    own content is put back and the change listed in ``altered``.
     """
 
     def __init__(self, directory: str | Path):
         self.path = Path(directory) / "results.jsonl"
         self._lock = None
+        self._vouched: Vouched | None = None
+        self._content = bytearray()  # the file as the harness wrote it, grown in place
+        self.altered: list[str] = []  # what was found changed, once each time
 
     def lock(self) -> None:
         """Take the folder's lock for this process, or raise :class:`FolderInUse`
@@ -163,22 +175,61 @@ class ResultsFile:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock = handle
+        if self.path.exists() and not self.path.is_file():
+            return  # refused by read(): nothing of ours to keep
+        self._vouched = Vouched()
+        self._content = bytearray(self.path.read_bytes() if self.path.is_file() else b"")
+        self._vouched.note(self.path, self._content)
 
     def unlock(self) -> None:
         if self._lock is not None:
+            self._keep_own(thorough=True)  # the workers are gone: a last look, byte by byte
             self._lock.close()  # closing releases the flock
             self._lock = None
+            self._vouched = None
+
+    def _keep_own(self, thorough: bool = False) -> None:
+        """Put the harness's content back if another process changed the file."""
+        if self._vouched is None or self._vouched.holds(self.path, thorough):
+            return
+        self.altered.append(f"{self.path} was changed by another process during the run "
+                            "(an implementation under test?); the harness's own records "
+                            "were put back")
+        print(f"adjointbench: warning: {self.altered[-1]}", file=sys.stderr)
+        try:
+            self._vouched.restore(self.path)
+        except OSError as e:
+            raise HarnessFault(f"cannot restore {self.path}: {e.strerror or e}") from None
+
+    def _written(self, content: bytearray) -> None:
+        self._content = content
+        if self._vouched is not None:
+            self._vouched.note(self.path, content)
 
     def append(self, record: Record) -> None:
+        self._keep_own()
+        line = (json.dumps(record.to_json()) + "\n").encode()
         try:
             with open(self.path, "a+b") as f:
-                f.write(self._separator(f) + (json.dumps(record.to_json()) + "\n").encode())
+                line = self._separator(f) + line
+                f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
+            self._own_failed_write()
             raise HarnessFault(f"cannot append to {self.path}: {e.strerror or e}; the records "
                                "written so far are kept. Free space or fix the folder's "
                                "permissions, then rerun with --resume") from None
+        if self._vouched is not None:
+            self._content += line
+            self._written(self._content)
+
+    def _own_failed_write(self) -> None:
+        """A write of ours that failed part way is ours too (a damaged last
+        line, skipped when read), not another process's change."""
+        if self._vouched is not None:
+            with contextlib.suppress(OSError):
+                self._written(bytearray(self.path.read_bytes()))
 
     @staticmethod
     def _separator(f) -> bytes:
@@ -195,13 +246,15 @@ class ResultsFile:
         """The records, and how many damaged lines were skipped: a truncated
         last line, a line that is not a JSON object of a record, bytes that
         are not UTF-8."""
+        self._keep_own()
         if not self.path.exists():
             return [], 0
         if not self.path.is_file():
             raise HarnessFault(f"{self.path} is not a regular file; move it away or choose "
                                "another --out")
+        content = bytes(self._content) if self._vouched else self.path.read_bytes()
         records, damaged = [], 0
-        for raw in self.path.read_bytes().splitlines():
+        for raw in content.splitlines():
             if not raw.strip():
                 continue
             try:
@@ -216,13 +269,13 @@ class ResultsFile:
     def rewrite(self, records: list[Record]) -> None:
         """Replace the file's content by ``records`` at once (a temporary file
         renamed over it: a kill leaves the old file or the new one)."""
-        tmp = self.path.with_suffix(".jsonl.tmp")
+        self._keep_own()
+        content = "".join(json.dumps(r.to_json()) + "\n" for r in records).encode()
         try:
-            tmp.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records),
-                           encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomically(self.path, content)
         except OSError as e:
             raise HarnessFault(f"cannot rewrite {self.path}: {e.strerror or e}") from None
+        self._written(bytearray(content))
 
     def repair(self) -> int:
         """Rewrite the file without damaged lines; returns how many were dropped."""

@@ -232,3 +232,77 @@ class _Relabeller(NumpyImplementation):
 
 
 relabeller = _Relabeller()
+
+
+# --- code under test that writes the harness's files (same user, so it can) ---
+
+class _RecordForger(NumpyImplementation):
+    """A wrong softmax vjp whose every call also writes results.jsonl (the
+    path in $UNTRUSTWORTHY_RESULTS): every "mismatch" turned into "ok" in
+    place, the same size, and a record of its own appended, claiming ok."""
+
+    name = "record_forger"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        if task.op != "vjp":
+            return prepared
+
+        def run():
+            _forge_records(os.environ["UNTRUSTWORTHY_RESULTS"], task)
+            return tuple(1.01 * r for r in prepared.run())
+
+        return type(prepared)(run=run, to_numpy=prepared.to_numpy, wait=prepared.wait)
+
+
+def _forge_records(path, task):
+    import json
+
+    if os.path.exists(path):
+        with open(path, "r+b") as f:
+            text = f.read().replace(b'"outcome": "mismatch"', b'"outcome": "ok"      ')
+            f.seek(0)
+            f.write(text)
+    size = int(np.size(task.cotangent))
+    claim = {"problem": task.problem, "impl": "untrustworthy:record_forger", "op": "vjp",
+             "dtype": task.dtype, "device": "cpu", "size": size, "seed": 0, "outcome": "ok",
+             "message": "forged"}
+    with open(path, "a") as f:
+        f.write(json.dumps(claim) + "\n")
+
+
+record_forger = _RecordForger()
+
+
+class _ReferenceForger(NumpyImplementation):
+    """A primal one more than right that writes the oracle cache entries of
+    its cell (key and checksum right, computed as the harness would) with a
+    reference one more than right: believed, its primal would be ok."""
+
+    name = "reference_forger"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        if task.op != "primal":
+            return prepared
+        _forge_references(task.problem, int(np.size(task.inputs["x"])))
+        return type(prepared)(run=prepared.run,
+                              to_numpy=lambda r: np.asarray(prepared.to_numpy(r)) + 1.0,
+                              wait=prepared.wait)
+
+
+def _forge_references(problem, size):
+    import json
+
+    from adjointbench.reference.cache import Oracle, _checksum, entry_key
+
+    oracle = Oracle()  # the harness's cache folder, as the harness finds it
+    for point in range(3):
+        data = oracle.reference(problem, size, point=point).to_json()
+        data["value"]["value"] = [v + 1.0 for v in data["value"]["value"]]
+        entry = {"key": entry_key("first", problem, size, 0, point),
+                 "checksum": _checksum(data), "reference": data}
+        oracle.path(problem, size, 0, point).write_text(json.dumps(entry))
+
+
+reference_forger = _ReferenceForger()

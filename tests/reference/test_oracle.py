@@ -177,10 +177,10 @@ def test_a_problem_the_oracle_processes_cannot_see_is_computed_here(tmp_path):
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path):
-    oracle = Oracle(tmp_path)
-    path = oracle.path("scalar_sin", 1, 0)
+    path = Oracle(tmp_path).path("scalar_sin", 1, 0)
     path.parent.mkdir(parents=True)
-    path.write_text("{not json")
+    path.write_text("{not json")  # before the run (written during it: not read at all)
+    oracle = Oracle(tmp_path)
     with pytest.warns(UserWarning, match="discarding the oracle cache entry"):
         reference = oracle.reference("scalar_sin", 1)
     x = make_inputs(get_problem("scalar_sin"), 1)["x"]
@@ -200,3 +200,33 @@ def test_ode_reference_matches_an_independent_integrator():
                                         for i in range(2)], 0, list(u0))
         theirs = f(1)
         assert max(abs(a - c) for a, c in zip(ours, theirs)) < mpmath.mpf(10) ** -25
+
+
+def test_an_entry_another_process_writes_meanwhile_is_recomputed_not_believed(tmp_path):
+    """An entry that changed after the Oracle was made, not by this process:
+    recomputed; a forged value is reported and removed at close, the same
+    reference (another run sharing the cache: its own ``seconds``) is not."""
+    from adjointbench.reference.cache import _checksum, entry_key
+
+    Oracle(tmp_path).reference("matvec", 8, point=1)
+    Oracle(tmp_path).reference("matvec", 8, point=2)
+    oracle = Oracle(tmp_path)  # made before the other process writes
+    for point, shift in ((1, 0.0), (2, 1e-9)):
+        path = oracle.path("matvec", 8, 0, point)
+        data = json.loads(path.read_text())["reference"]
+        data["seconds"] += 1.0
+        data["jvp"]["value"] = [v + shift for v in data["jvp"]["value"]]
+        entry = {"key": entry_key("first", "matvec", 8, 0, point), "checksum": _checksum(data),
+                 "reference": data}
+        path.write_text(json.dumps(entry))
+    with pytest.warns(UserWarning, match="p2.json held another reference"):
+        forged = oracle.reference("matvec", 8, point=2)
+    same = oracle.reference("matvec", 8, point=1)
+    for point, reference in ((1, same), (2, forged)):
+        fresh = compute_reference(get_problem("matvec"), 8, 0, point=point)
+        np.testing.assert_array_equal(reference.jvp.value, fresh.jvp.value)
+    assert len(oracle.altered) == 1
+    oracle.close()
+    assert len(oracle.altered) == 1  # nothing left to put back or remove
+    assert Oracle(tmp_path).reference("matvec", 8, point=2).jvp.value.tolist() == \
+        forged.jvp.value.tolist()

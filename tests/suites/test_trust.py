@@ -177,3 +177,52 @@ def test_a_worker_can_neither_relabel_its_bench_record_nor_drop_its_warning(plug
     assert (record.impl, record.problem, record.op) == (cell.impl, "softmax", "vjp")
     assert record.ratio_to_primal == 0.5  # what it measured is its own to report ...
     assert "0.50x its primal" in record.timing_warning  # ... the verdict on it is not
+
+
+def test_records_a_worker_writes_into_results_jsonl_are_not_kept(plugins_on_path, tmp_path,
+                                                                  monkeypatch, capsys):
+    """Its worker turns every mismatch in results.jsonl into ok (in place, the
+    same size) and appends an ok record of its own: the harness finds it
+    before its next write, puts its own records back and fails the run."""
+    from adjointbench.suites.results import ResultsFile
+
+    monkeypatch.setenv("UNTRUSTWORTHY_RESULTS", str(tmp_path / "results.jsonl"))
+    status = main(["check", "--impl", "untrustworthy:record_forger", "--problem", "softmax",
+                   "--op", "jvp,vjp,primal", "--size", "4", "--dtype", "float64",
+                   "--out", str(tmp_path), "--quiet", "--workers", "1"])
+    assert status == 1
+    records, damaged = ResultsFile(tmp_path).read()
+    assert damaged == 0 and len(records) == 3  # the harness's three, nothing else
+    assert {r.op: r.outcome for r in records} == {"jvp": "ok", "vjp": "mismatch", "primal": "ok"}
+    assert not any(r.message == "forged" for r in records)
+    assert "altered: " in capsys.readouterr().out
+
+
+def test_references_a_worker_forges_in_the_oracle_cache_are_not_believed(
+        plugins_on_path, tmp_path, monkeypatch, capsys):
+    """Its worker writes the cache entries of its cell with a reference equal
+    to its own wrong primal (key and checksum as the harness computes them):
+    the primal is a mismatch, in this run and the next, and the cache holds
+    the oracle's references after each run."""
+    from adjointbench.reference.problem import make_inputs as inputs_at
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ADJOINTBENCH_CACHE_DIR", str(cache))
+    problem = get_problem("softmax")
+    for point in range(3):  # a warm cache, as a user's is
+        Oracle(cache).reference("softmax", 4, point=point)
+    for run in ("first", "second"):
+        status = main(["check", "--impl", "untrustworthy:reference_forger", "--problem",
+                       "softmax", "--op", "primal", "--size", "4", "--dtype", "float64",
+                       "--out", str(tmp_path / run), "--quiet"])
+        assert status == 1, run
+        [record] = [json.loads(line) for line in (tmp_path / run / "results.jsonl").open()]
+        assert record["outcome"] == "mismatch", (run, record)
+        for point in range(3):
+            x = inputs_at(problem, 4, point=point)["x"]
+            softmax = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+            cached = Oracle(cache).reference("softmax", 4, point=point).value.value
+            np.testing.assert_allclose(cached, softmax, rtol=1e-14, atol=0)
+        assert "altered: the oracle cache entry" in capsys.readouterr().out
+    assert main(["check", "--impl", "numpy", "--problem", "softmax", "--op", "primal", "--size",
+                 "4", "--dtype", "float64", "--out", str(tmp_path / "numpy"), "--quiet"]) == 0
