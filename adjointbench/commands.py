@@ -230,7 +230,7 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         if results:
             stack.callback(results.unlock)
             # last before the unlock, once the workers are closed and reaped
-            stack.callback(lambda: written and finish_environment(results.path.parent, since))
+            stack.callback(lambda: written and _finish_environment(results, since, written[0]))
         if args.in_process:
             limit_threads(threads)
             use_compilation_cache(oracle.cache_dir)
@@ -249,8 +249,7 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         if results and (args.resume or args.retry):
             cells, earlier = _unfinished(cells, results, args.retry)
         if results:
-            write_environment(results.path.parent, threads, workers, cluster)
-            written.append(True)
+            written.append(write_environment(results.path.parent, threads, workers, cluster))
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         if rounds > 1:
@@ -262,6 +261,14 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
     status = _summarise(earlier + records, results, descriptions)
     return max(status, _altered_files(oracle.altered + (results.altered if results else [])))
+
+
+def _finish_environment(results: ResultsFile, since: dict, written: dict) -> None:
+    """environment.json as the harness wrote it, finished; a change another
+    process made to it is dropped and said."""
+    if finish_environment(results.path.parent, since, written):
+        results.altered.append(f"{results.path.parent / 'environment.json'} was changed by "
+                               "another process during the run; the harness's was put back")
 
 
 def _altered_files(altered: list[str]) -> int:

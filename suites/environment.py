@@ -11,10 +11,12 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from adjointbench.suites.threads import thread_settings
+from adjointbench.vouched import write_atomically
 
 PACKAGES = ("adjointbench", "numpy", "scipy", "sympy", "mpmath", "jax", "jaxlib", "torch",
             "pandas", "matplotlib", "threadpoolctl")
@@ -164,27 +166,39 @@ def read_environment(folder: Path) -> dict:
 
 
 def write_environment(folder: Path, requested_threads: int | None = None,
-                      workers: int = 1, cluster: dict | None = None) -> Path:
-    """``folder/environment.json``; ``workers``: cells run at once (timings of
-    cells that ran side by side shared the machine's cores); ``cluster``: the
-    Dask cluster that ran them (its scheduler and workers)."""
+                      workers: int = 1, cluster: dict | None = None) -> dict:
+    """``folder/environment.json``, and what it holds; ``workers``: cells run
+    at once (timings of cells that ran side by side shared the machine's
+    cores); ``cluster``: the Dask cluster that ran them (its scheduler and
+    workers)."""
     path = Path(folder) / "environment.json"
     environment = {**describe_environment(requested_threads), "workers": workers,
                    **(cluster or {})}
     path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
-    return path
+    return environment
 
 
-def finish_environment(folder: Path, since: dict | None = None) -> None:
+def finish_environment(folder: Path, since: dict | None = None,
+                       written: dict | None = None) -> bool:
     """Add the load average after the sweep to ``folder/environment.json``,
     and the cores other processes kept busy since the mark ``since``
-    (:func:`cpu_mark`, taken before the sweep's workers started)."""
+    (:func:`cpu_mark`, taken before the sweep's workers started). From
+    ``written``, what write_environment wrote, if given: whatever another
+    process put in the file meanwhile is dropped. Whether it had."""
     path = Path(folder) / "environment.json"
     try:
-        environment = json.loads(path.read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return
+        found = None
+    environment = dict(written) if written is not None else found
+    if environment is None:
+        return False
     environment["load_after"] = load_average()
     if (others := other_cores_busy(since)) is not None:
         environment["other_cores_busy"] = others
-    path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
+    try:
+        write_atomically(path, (json.dumps(environment, indent=2) + "\n").encode())
+    except OSError as e:  # a full disk, say: the records, written already, are what matter
+        print(f"adjointbench: warning: cannot finish {path}: {e.strerror or e}",
+              file=sys.stderr)
+    return written is not None and found != json.loads(json.dumps(written))

@@ -239,7 +239,8 @@ relabeller = _Relabeller()
 class _RecordForger(NumpyImplementation):
     """A wrong softmax vjp whose every call also writes results.jsonl (the
     path in $UNTRUSTWORTHY_RESULTS): every "mismatch" turned into "ok" in
-    place, the same size, and a record of its own appended, claiming ok."""
+    place, the same size, and a record of its own appended, claiming ok; and
+    environment.json beside it, claiming another, quiet machine."""
 
     name = "record_forger"
 
@@ -269,6 +270,10 @@ def _forge_records(path, task):
              "message": "forged"}
     with open(path, "a") as f:
         f.write(json.dumps(claim) + "\n")
+    environment = os.path.join(os.path.dirname(path), "environment.json")
+    if os.path.exists(environment):  # a quiet machine, whatever it was
+        with open(environment, "w") as f:
+            f.write(json.dumps({"machine": "forged", "load_before": [0.0, 0.0, 0.0]}))
 
 
 record_forger = _RecordForger()

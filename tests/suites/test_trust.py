@@ -195,7 +195,10 @@ def test_records_a_worker_writes_into_results_jsonl_are_not_kept(plugins_on_path
     assert damaged == 0 and len(records) == 3  # the harness's three, nothing else
     assert {r.op: r.outcome for r in records} == {"jvp": "ok", "vjp": "mismatch", "primal": "ok"}
     assert not any(r.message == "forged" for r in records)
-    assert "altered: " in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "altered: " in said and "environment.json was changed" in said
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert environment["machine"] != "forged" and "load_after" in environment
 
 
 def test_references_a_worker_forges_in_the_oracle_cache_are_not_believed(
