@@ -50,7 +50,9 @@ class Vouched:
     True
     >>> _ = p.write_bytes(b"forged\\n"); v.holds(p)
     False
-    >>> v.restore_altered() == [p] and p.read_bytes() == b"mine\\n" and v.holds(p)
+    >>> v.changed() == [p]
+    True
+    >>> v.restore(p); p.read_bytes() == b"mine\\n" and v.holds(p) and v.changed() == []
     True
     """
 
@@ -88,14 +90,15 @@ class Vouched:
         self._files[path] = (data, now)
         return True
 
-    def restore_altered(self) -> list[Path]:
-        """Put the harness's bytes back in every file whose content another
-        process changed; the files restored."""
-        altered = [p for p, (data, _) in self._files.items()
-                   if data is not None and not self.holds(p, thorough=True)]
-        for path in altered:
-            self.restore(path)
-        return altered
+    def changed(self) -> list[Path]:
+        """The files the harness read or wrote whose bytes another process
+        changed since (compared byte by byte)."""
+        return [p for p, (data, _) in list(self._files.items())
+                if data is not None and not self.holds(p, thorough=True)]
+
+    def held(self, path: Path) -> bytes | None:
+        """The bytes the harness noted for ``path``."""
+        return self._files.get(path, (None, None))[0]
 
     def restore(self, path: Path) -> None:
         data = self._files[path][0]

@@ -13,9 +13,9 @@ an Oracle believes only the entries that were there, unchanged, when it was
 made (before any worker of its run started) and those this process wrote
 (adjointbench/vouched.py). Any other entry is recomputed and written over;
 if it held another reference, ``altered`` says so. At ``close()`` every entry
-it read or wrote that another process changed since is put back, and every
-other entry written meanwhile by another process is removed (``sweep``), so
-that the next run does not believe it either.
+it read or wrote that another process changed since is put back, and, with
+``sweep`` (the CLI's runs), every other entry written meanwhile by another
+process is removed, so that the next run does not believe it either.
 """
 
 from __future__ import annotations
@@ -159,11 +159,13 @@ class Oracle:
     """
 
     def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True,
-                 processes: int = 0, sweep: bool = True):
+                 processes: int = 0, sweep: bool = False):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.use_cache = use_cache
         self.processes = processes
-        self.sweep = sweep  # close() removes the entries others wrote meanwhile
+        # close() removes the entries others wrote meanwhile: for a run whose
+        # workers start after it is made and end before it closes (the CLI's)
+        self.sweep = sweep and use_cache
         self._pool = None
         self._known: dict[tuple, concurrent.futures.Future] = {}
         self._started: dict[tuple, Any] = {}  # computations expect() began, by key
@@ -184,6 +186,22 @@ class Oracle:
 
     def _vouches(self, path: Path) -> bool:
         return self._vouched.holds(path) or _WRITTEN_HERE.holds(path)
+
+    def _put_back_changed(self) -> None:
+        """Put back the entries this Oracle read or wrote that another process
+        changed since; another run's same reference (its own ``seconds``) stays."""
+        for path in self._vouched.changed():
+            ours = json.loads(self._vouched.held(path))
+            try:
+                now = path.read_bytes()
+            except OSError:
+                now = b""
+            if _same_entry(now, ours["key"], ours["reference"]):
+                self._vouched.note(path, now)
+                continue
+            self._vouched.restore(path)
+            self._altered(path, "was changed by another process during the run (an "
+                          "implementation under test?); the oracle's reference was put back")
 
     def _remove_foreign(self) -> None:
         """Remove the entries that appeared or changed since this Oracle was
@@ -232,9 +250,7 @@ class Oracle:
     def close(self) -> None:
         """End the oracle processes, if any were started (work in flight is
         dropped), and put back the entries it used that another process changed."""
-        for path in self._vouched.restore_altered():
-            self._altered(path, "was changed by another process during the run (an "
-                          "implementation under test?); the oracle's reference was put back")
+        self._put_back_changed()
         if self.sweep:
             self._remove_foreign()
         with self._guard:

@@ -230,3 +230,24 @@ def test_an_entry_another_process_writes_meanwhile_is_recomputed_not_believed(tm
     assert len(oracle.altered) == 1  # nothing left to put back or remove
     assert Oracle(tmp_path).reference("matvec", 8, point=2).jvp.value.tolist() == \
         forged.jvp.value.tolist()
+
+
+def test_a_library_oracle_removes_nothing_and_keeps_another_runs_same_reference(tmp_path):
+    """Only the CLI's Oracle (``sweep``) removes entries others wrote during
+    its life; at close, an entry it wrote that another run wrote again with
+    the same reference (its own ``seconds``) is left as it is, unreported."""
+    from adjointbench.reference.cache import _checksum, entry_key
+
+    oracle = Oracle(tmp_path)  # a session's, say: other processes write meanwhile
+    oracle.reference("matvec", 8, point=1)
+    for point in (1, 2):
+        data = compute_reference(get_problem("matvec"), 8, 0, point=point).to_json()
+        data["seconds"] += 1.0
+        entry = {"key": entry_key("first", "matvec", 8, 0, point), "checksum": _checksum(data),
+                 "reference": data}
+        oracle.path("matvec", 8, 0, point).write_text(json.dumps(entry))
+    oracle.close()
+    assert oracle.altered == []
+    for point in (1, 2):
+        written = json.loads(oracle.path("matvec", 8, 0, point).read_text())
+        assert written["reference"]["seconds"] >= 1.0  # the other run's, kept
