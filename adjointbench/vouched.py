@@ -65,9 +65,6 @@ class Vouched:
         its signature alone)."""
         self._files[path] = (data, signature(path))
 
-    def known(self, path: Path) -> bool:
-        return path in self._files
-
     def holds(self, path: Path, thorough: bool = False) -> bool:
         """Whether ``path`` still holds what the harness noted: unchanged, or
         written again with the same bytes (its new signature is taken).

@@ -151,8 +151,7 @@ class ResultsFile:
     def __init__(self, directory: str | Path):
         self.path = Path(directory) / "results.jsonl"
         self._lock = None
-        self._vouched: Vouched | None = None
-        self._content = bytearray()  # the file as the harness wrote it, grown in place
+        self._vouched: Vouched | None = None  # from lock(): the file as the harness wrote it
         self.altered: list[str] = []  # what was found changed, once each time
 
     def lock(self) -> None:
@@ -178,8 +177,7 @@ class ResultsFile:
         if self.path.exists() and not self.path.is_file():
             return  # refused by read(): nothing of ours to keep
         self._vouched = Vouched()
-        self._content = bytearray(self.path.read_bytes() if self.path.is_file() else b"")
-        self._vouched.note(self.path, self._content)
+        self._written(bytearray(self.path.read_bytes() if self.path.is_file() else b""))
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -202,7 +200,8 @@ class ResultsFile:
             raise HarnessFault(f"cannot restore {self.path}: {e.strerror or e}") from None
 
     def _written(self, content: bytearray) -> None:
-        self._content = content
+        """The file holds ``content`` now, as the harness wrote it (kept as a
+        bytearray, so that an append grows it in place)."""
         if self._vouched is not None:
             self._vouched.note(self.path, content)
 
@@ -221,8 +220,9 @@ class ResultsFile:
                                "written so far are kept. Free space or fix the folder's "
                                "permissions, then rerun with --resume") from None
         if self._vouched is not None:
-            self._content += line
-            self._written(self._content)
+            own = self._vouched.held(self.path)
+            own += line
+            self._written(own)
 
     def _own_failed_write(self) -> None:
         """A write of ours that failed part way is ours too (a damaged last
@@ -252,7 +252,7 @@ class ResultsFile:
         if not self.path.is_file():
             raise HarnessFault(f"{self.path} is not a regular file; move it away or choose "
                                "another --out")
-        content = bytes(self._content) if self._vouched else self.path.read_bytes()
+        content = bytes(self._vouched.held(self.path)) if self._vouched else self.path.read_bytes()
         records, damaged = [], 0
         for raw in content.splitlines():
             if not raw.strip():
