@@ -93,8 +93,9 @@ class Vouched:
         return [p for p, (data, _) in list(self._files.items())
                 if data is not None and not self.holds(p, thorough=True)]
 
-    def held(self, path: Path) -> bytes | None:
-        """The bytes the harness noted for ``path``."""
+    def held(self, path: Path) -> bytes | bytearray | None:
+        """The bytes the harness noted for ``path``: the very object given to
+        :meth:`note` (ResultsFile grows its bytearray in place)."""
         return self._files.get(path, (None, None))[0]
 
     def restore(self, path: Path) -> None:

@@ -2,6 +2,8 @@
 one affine map (impls/traceable/adjoint_ode.py). It must be the same scheme
 as stepping: checked against RK4 written out step by step, in NumPy."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -33,16 +35,14 @@ def stepped_loss(theta, y0, times, y_ref, weights, components):
 
 
 def _loss_in(framework: str, inputs: dict) -> float:
-    if framework == "torch":
-        torch = pytest.importorskip("torch")
-        from adjointbench.impls.torch import XP
-        arrays = {k: torch.as_tensor(np.asarray(v), dtype=torch.float64) for k, v in inputs.items()}
-        return float(_oscillator_loss(XP, **arrays))
-    jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
-    from adjointbench.impls.jax import XP
-    arrays = {k: jax.numpy.asarray(np.asarray(v), dtype=np.float64) for k, v in inputs.items()}
-    return float(_oscillator_loss(XP, **arrays))
+    """J by the framework's own code, its arrays put by its adapter."""
+    pytest.importorskip(framework)
+    if framework == "jax":
+        import jax
+        jax.config.update("jax_enable_x64", True)
+    adapter = importlib.import_module(f"adjointbench.impls.{framework}")
+    arrays = {k: adapter.FRAMEWORK.put(v, "float64", "cpu") for k, v in inputs.items()}
+    return float(_oscillator_loss(adapter.XP, **arrays))
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
