@@ -5,7 +5,9 @@ Three paths, one result type, in the order a problem's declaration allows:
   evaluated with mpmath;
 - fd: problems with a high-precision primal take central differences along a
   direction at 40 digits, extrapolated with Richardson's scheme,
-  D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree;
+  D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree; the
+  error is never below the rounding of the terms the difference cancels, and
+  where that rounding is what stops it, the oracle takes more digits;
 - fd64: problems with only a float64 primal get the same extrapolation in
   float64 (Ridders' tableau), certified to the level its error estimate
   reaches, which is recorded with every result.
@@ -32,11 +34,13 @@ import numpy as np
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "5"
+ORACLE_VERSION = "6"
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
 MP_STEP_RETRIES = 3  # first steps 1/16, 2^-14, 2^-24 (over sqrt of the entries)
+MP_PRECISION_RETRIES = 2  # DPS, then 2 DPS and 4 DPS digits where a difference cancels
+ROUNDING_SAFETY = 10.0  # a quotient's rounding error is estimated, not bounded
 FLOAT64_ROUNDING = 2.0**-53
 FLOAT64_EPS = 2.0**-52
 
@@ -264,50 +268,93 @@ class _FiniteDifferences:
         return finer, hp.max_abs(finer - y)
 
     def _central(self, direction, h):
+        """The central difference along ``direction``, and its rounding error."""
         plus, minus = dict(self._args), dict(self._args)
         for name, d in direction.items():
             plus[name] = self._args[name] + h * d
             minus[name] = self._args[name] - h * d
-        return (self._primal(plus) - self._primal(minus)) / (2 * h)
+        return difference_quotient([self._primal(plus), -self._primal(minus)], 2 * h)
 
     def derivative(self, direction: Arrays):
         norm = max(float(np.max(np.abs(d))) for d in direction.values())
         if norm == 0:
             return self._primal(self._args) * 0, mpmath.mpf(0)
         count = sum(d.size for d in direction.values())
-        unit = {k: hp.to_mp(v) / norm for k, v in direction.items()}  # exact: norm is a float
-        h0 = mpmath.mpf(1) / (16 * mpmath.sqrt(count))
-        for _ in range(MP_STEP_RETRIES):
-            try:
-                value, error = self._extrapolate(unit, h0)
-                return value * norm, error * norm
-            except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
-                h0 /= 2**10
-        raise UncertifiedReference(
-            f"the oracle cannot difference {self.problem.name} here: every step down to "
-            f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
 
-    def _extrapolate(self, unit, h0):
-        return richardson(lambda h: _real(self._central(unit, h)), h0,
-                          mpmath.mpf(10) ** (-(DPS // 2 + 5)))
+        def steps():
+            unit = {k: hp.to_mp(v) / norm for k, v in direction.items()}
+            return lambda h: self._central(unit, h), mpmath.mpf(1) / (16 * mpmath.sqrt(count))
+
+        value, error = extrapolate(steps, mpmath.mpf(10) ** (-(DPS // 2 + 5)), self.problem.name)
+        return value * norm, error * norm
+
+
+def difference_quotient(terms: list, divisor) -> tuple:
+    """(sum of ``terms``) / ``divisor``, refused (TypeError) if a step left the
+    real domain, with its rounding error: the unit roundoff of the working
+    precision times the sizes of the terms it cancels, over the divisor."""
+    for term in terms:
+        _real(term)
+    size = sum(hp.max_abs(term) for term in terms)
+    return sum(terms[1:], terms[0]) / divisor, mpmath.eps * size / abs(divisor)
+
+
+def extrapolate(steps, goal, name: str) -> tuple:
+    """(value, error) of the Richardson extrapolation of a difference quotient,
+    where ``steps()`` gives the quotient (a function of h returning it with its
+    rounding error) and the first step, at the working precision.
+
+    A first step that leaves the primal's domain is tried 2^10 times smaller
+    (MP_STEP_RETRIES times). Where rounding, not truncation, keeps the result
+    from ``goal`` (the terms cancel to far below their size), it is recomputed
+    at twice the digits, MP_PRECISION_RETRIES times at most."""
+    digits = mpmath.mp.dps
+    for retry in range(MP_PRECISION_RETRIES + 1):
+        with mpmath.workdps(digits * 2**retry):
+            value, error, floor = _extrapolate_from_steps(steps, goal, name)
+        if floor <= goal * hp.max_abs(value):
+            break
+    return value, error
+
+
+def _extrapolate_from_steps(steps, goal, name: str) -> tuple:
+    difference, h0 = steps()
+    for _ in range(MP_STEP_RETRIES):
+        try:
+            return richardson(difference, h0, goal)
+        except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
+            h0 /= 2**10
+    raise UncertifiedReference(
+        f"the oracle cannot difference {name} here: every step down to "
+        f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
 
 
 def richardson(difference, h0, goal) -> tuple:
     """Richardson extrapolation of a difference quotient whose error expands in
-    even powers of h, halving h from ``h0``: (value, error), stopping when
-    two levels agree to ``goal`` relatively; their difference is the error."""
+    even powers of h, halving h from ``h0``; ``difference(h)`` returns the
+    quotient and its rounding error.
+
+    Returns (value, error, floor). It stops when two levels agree to ``goal``
+    relatively, or to within the rounding floor (ROUNDING_SAFETY times the
+    largest rounding error so far: finer levels would only add rounding). The
+    error is the larger of their disagreement and the floor: steps h / 2^k can
+    round alike, so levels may agree far below the rounding they share."""
     previous: list = []
-    error = mpmath.inf
+    error, rounding = mpmath.inf, mpmath.mpf(0)
     for k in range(FD_LEVELS):
-        row = [difference(h0 / 2**k)]
+        quotient, quotient_rounding = difference(h0 / 2**k)
+        rounding = max(rounding, quotient_rounding)
+        floor = ROUNDING_SAFETY * rounding
+        row = [quotient]
         for j in range(1, k + 1):
             row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
         if k >= 1:
-            error = hp.max_abs(row[k] - previous[k - 1])
-            if error <= goal * max(mpmath.mpf(1), hp.max_abs(row[k])):
+            disagreement = hp.max_abs(row[k] - previous[k - 1])
+            error = max(disagreement, floor)
+            if disagreement <= max(goal * hp.max_abs(row[k]), floor):
                 break
         previous = row
-    return row[-1], error
+    return row[-1], error, floor
 
 
 def _real(values: np.ndarray) -> np.ndarray:

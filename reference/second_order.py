@@ -10,8 +10,9 @@ difference
     D(h) = [phi(h, h) - phi(h, -h) - phi(-h, h) + phi(-h, -h)] / (4 h^2),
 
 whose error expands in even powers of h, extrapolated (Richardson) in
-mpmath until two levels agree to half the working digits; their difference
-is the certified error. The primal is the problem's own high-precision one
+mpmath until two levels agree to half the working digits; their difference,
+or the rounding of the four terms it cancels where that is larger, is the
+certified error (with more digits where rounding is what stops it). The primal is the problem's own high-precision one
 (its closed form or its high-precision primal), so every problem with a
 first-order reference of level exact or fd has a second-order one of level
 fd; a problem with float64 differences alone has none (``WeakReference``).
@@ -26,10 +27,9 @@ import mpmath
 import numpy as np
 
 from adjointbench.reference import hp
-from adjointbench.reference.oracle import (DPS, MP_STEP_RETRIES, ORACLE_VERSION, Estimate,
-                                           UncertifiedReference, WeakReference, _basis,
-                                           _estimate, _real, high_precision_primal,
-                                           reference_source, richardson)
+from adjointbench.reference.oracle import (DPS, ORACLE_VERSION, Estimate, WeakReference,
+                                           _basis, _estimate, difference_quotient, extrapolate,
+                                           high_precision_primal, reference_source)
 from adjointbench.reference.problem import Problem, make_inputs, make_probes
 
 Arrays = dict
@@ -89,8 +89,8 @@ class _MixedDifferences:
 
     def _difference(self, a: Arrays, b: Arrays, h):
         phi = lambda s, t: self._phi(a, b, s, t)
-        return _real(np.asarray((phi(h, h) - phi(h, -h) - phi(-h, h) + phi(-h, -h))
-                                / (4 * h * h)))
+        return difference_quotient([phi(h, h), -phi(h, -h), -phi(-h, h), phi(-h, -h)],
+                                   4 * h * h)
 
     def mixed(self, a: Arrays, b: Arrays) -> tuple:
         """(value, error) of <w, D^2 f[a, b]>, as mpmath numbers."""
@@ -98,20 +98,17 @@ class _MixedDifferences:
         norm_b = max(float(np.max(np.abs(d), initial=0.0)) for d in b.values())
         if norm_a == 0 or norm_b == 0:
             return mpmath.mpf(0), mpmath.mpf(0)
-        unit_a = {k: hp.to_mp(v) / norm_a for k, v in a.items()}
-        unit_b = {k: hp.to_mp(v) / norm_b for k, v in b.items()}
         count = sum(np.size(d) for d in a.values())
-        h0 = mpmath.mpf(1) / (16 * mpmath.sqrt(count))
-        for _ in range(MP_STEP_RETRIES):
-            try:
-                value, error = richardson(lambda h: self._difference(unit_a, unit_b, h), h0,
-                                          mpmath.mpf(10) ** (-(DPS // 2)))
-                return value * norm_a * norm_b, error * norm_a * norm_b
-            except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
-                h0 /= 2**10
-        raise UncertifiedReference(
-            f"the oracle cannot difference {self.problem.name} twice here: every step "
-            f"down to {float(h0):.0e} leaves the primal's domain")
+
+        def steps():
+            unit_a = {k: hp.to_mp(v) / norm_a for k, v in a.items()}
+            unit_b = {k: hp.to_mp(v) / norm_b for k, v in b.items()}
+            return (lambda h: self._difference(unit_a, unit_b, h),
+                    mpmath.mpf(1) / (16 * mpmath.sqrt(count)))
+
+        value, error = extrapolate(steps, mpmath.mpf(10) ** (-(DPS // 2)),
+                                   f"{self.problem.name} twice")
+        return value * norm_a * norm_b, error * norm_a * norm_b
 
 
 def _scalar_estimate(value, error) -> Estimate:

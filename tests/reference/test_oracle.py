@@ -83,12 +83,73 @@ def test_linear_solve_reference_solves_the_system(oracle):
 
 
 def test_too_few_digits_is_refused(monkeypatch):
-    """At 14 digits the differences cannot reach 1e-13; the oracle says so."""
+    """At 14 digits, with no more digits allowed, the differences cannot reach
+    1e-13; the oracle says so."""
     monkeypatch.setattr(oracle_module, "DPS", 14)
+    monkeypatch.setattr(oracle_module, "MP_PRECISION_RETRIES", 0)
     reference = compute_reference(get_problem("softmax"), 4, method="fd")
     assert reference.jvp.relative_error > CERTIFY_RTOL
     with pytest.raises(UncertifiedReference, match="cannot certify"):
         reference.jvp.certified("jvp")
+
+
+# matvec (y = A x) at A = 0, x tiny, along (dA, dx) = (3/8, 1): J u = dA x
+# exactly, while f(x +- h u) are about h^2 dA dx ~ 1e-3, so their difference
+# 2h J u sits at the 40-digit rounding of the terms it cancels, and steps
+# h / 2^k round alike (found by hypothesis: x = 2^-126, seed 20)
+TINY = [2.0**-126, 2.0**-100, 3 * 2.0**-90]
+
+
+def _cancelling_matvec(x):
+    inputs = {"A": np.zeros((2, 1)), "x": np.array([x])}
+    tangent = {"A": np.full((2, 1), 0.375), "x": np.array([1.0])}
+    return oracle_module.directional_derivative(get_problem("matvec"), inputs, tangent)
+
+
+@pytest.mark.parametrize("x", TINY)
+def test_a_difference_that_cancels_is_still_certified_right(x):
+    """The oracle works at more digits where rounding, not truncation, limits it."""
+    estimate = _cancelling_matvec(x)
+    exact = 0.375 * x  # exact in float64
+    assert estimate.relative_error <= CERTIFY_RTOL
+    assert np.all(np.abs(estimate.value - exact) <= estimate.error)
+    assert rel(estimate.value, [exact, exact]) <= 2.0**-52
+
+
+@pytest.mark.parametrize("x", TINY)
+def test_at_fixed_digits_a_cancelling_difference_claims_its_rounding_error(x, monkeypatch):
+    """Without more digits the same J u is off by up to 1e-5 relative: the error
+    the oracle claims covers it, so it refuses to certify instead of vouching."""
+    monkeypatch.setattr(oracle_module, "MP_PRECISION_RETRIES", 0)
+    estimate = _cancelling_matvec(x)
+    assert np.all(np.abs(estimate.value - 0.375 * x) <= estimate.error)
+    if estimate.relative_error > CERTIFY_RTOL:
+        with pytest.raises(UncertifiedReference, match="cannot certify"):
+            estimate.certified("jvp")
+
+
+def test_richardson_counts_rounding_that_every_level_shares():
+    """Levels that agree because they round alike do not certify more than
+    the rounding allows: a difference quotient exact but for a shared offset
+    of 1e-30 is reported with an error of at least 1e-30."""
+    with mpmath.workdps(40):
+        offset = mpmath.mpf(10) ** -30
+        value, error, floor = oracle_module.richardson(
+            lambda h: (np.array([1 + h * h + offset], dtype=object), offset),
+            mpmath.mpf(1) / 16, mpmath.mpf(10) ** -25)
+    assert abs(value[0] - 1) <= error
+    assert floor >= offset
+
+
+def test_at_too_few_digits_the_oracle_takes_more_where_rounding_stops_it(monkeypatch):
+    """The same reference, allowed more digits, is certified and agrees with
+    the 40-digit one: rounding, not the scheme, was what stopped it."""
+    monkeypatch.setattr(oracle_module, "DPS", 14)
+    reference = compute_reference(get_problem("softmax"), 4, method="fd")
+    monkeypatch.setattr(oracle_module, "DPS", 40)
+    full = compute_reference(get_problem("softmax"), 4, method="fd")
+    assert reference.jvp.relative_error <= CERTIFY_RTOL
+    assert rel(reference.jvp.value, full.jvp.value) <= reference.jvp.relative_error
 
 
 def test_cache_is_json_keyed_by_problem_size_seed_and_version(tmp_path, monkeypatch):
