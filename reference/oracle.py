@@ -2,12 +2,14 @@
 
 Three paths, one result type, in the order a problem's declaration allows:
 - exact: problems with a sympy closed form are differentiated symbolically and
-  evaluated with mpmath;
+  evaluated with mpmath, at 40 digits and at twice that: their disagreement
+  is the error (more digits where the form cancels);
 - fd: problems with a high-precision primal take central differences along a
   direction at 40 digits, extrapolated with Richardson's scheme,
   D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree; the
-  error is never below the rounding of the terms the difference cancels, and
-  where that rounding is what stops it, the oracle takes more digits;
+  error is never below the rounding that twice the digits show (value and
+  first step), and where that rounding is what stops it, the oracle takes
+  more digits;
 - fd64: problems with only a float64 primal get the same extrapolation in
   float64 (Ridders' tableau), certified to the level its error estimate
   reaches, which is recorded with every result.
@@ -194,35 +196,38 @@ class _Exact:
         if problem.elementwise:
             t = sympy.Symbol("t")
             expr = problem.closed_form(t)
-            self._f = np.frompyfunc(sympy.lambdify(t, expr, "mpmath"), 1, 1)
-            self._df = np.frompyfunc(sympy.lambdify(t, sympy.diff(expr, t), "mpmath"), 1, 1)
+            f = np.frompyfunc(sympy.lambdify(t, expr, "mpmath"), 1, 1)
+            df = np.frompyfunc(sympy.lambdify(t, sympy.diff(expr, t), "mpmath"), 1, 1)
+            (x,) = problem.inputs
+            self._value = at_more_digits(lambda: f(self._args[x]))
+            self._slope = at_more_digits(lambda: df(self._args[x]))
             return
         symbols = _symbols(problem, inputs)
         output = np.array(problem.closed_form(*(symbols[n] for n in problem.inputs)),
                           dtype=object)
-        self._shape = output.shape
+        shape = output.shape
         every = _flat_symbols(symbols, problem.inputs)
         jacobian = sympy.Matrix(list(output.ravel())).jacobian(
             _flat_symbols(symbols, problem.differentiable))
+        f = sympy.lambdify(every, list(output.ravel()), "mpmath")
+        df = sympy.lambdify(every, jacobian.tolist(), "mpmath")
         values = [v for n in problem.inputs for v in np.ravel(self._args[n])]
-        self._value = _mp_array(sympy.lambdify(every, list(output.ravel()), "mpmath")(*values),
-                                self._shape)
-        self._jacobian = _mp_array(sympy.lambdify(every, jacobian.tolist(), "mpmath")(*values),
-                                   jacobian.shape)
+        self._value = at_more_digits(lambda: _mp_array(f(*values), shape))
+        self._jacobian = at_more_digits(lambda: _mp_array(df(*values), jacobian.shape))
 
     def value(self):
-        if self.problem.elementwise:
-            (x,) = self.problem.inputs
-            return np.asarray(self._f(self._args[x]), dtype=object), mpmath.mpf(0)
-        return self._value, mpmath.mpf(0)
+        """The closed form's value, and how far it moved with twice the digits."""
+        return self._value
 
     def derivative(self, direction: Arrays):
         if self.problem.elementwise:
             (x,) = self.problem.inputs
-            du = self._df(self._args[x]) * hp.to_mp(direction[x])
-            return np.asarray(du, dtype=object), mpmath.mpf(0)
-        u = hp.to_mp(np.concatenate([np.ravel(direction[n]) for n in self.problem.differentiable]))
-        return (self._jacobian @ u).reshape(self._shape), mpmath.mpf(0)
+            (slope, error), u = self._slope, hp.to_mp(direction[x])
+            return np.asarray(slope * u, dtype=object), error * hp.max_abs(u)
+        (jacobian, error), u = self._jacobian, hp.to_mp(
+            np.concatenate([np.ravel(direction[n]) for n in self.problem.differentiable]))
+        value = jacobian @ u
+        return value.reshape(np.shape(self._value[0])), error * sum(abs(v) for v in u)
 
 
 def high_precision_primal(problem: Problem, inputs: Arrays):
@@ -261,19 +266,18 @@ class _FiniteDifferences:
         return np.asarray(self._primal_mp(**args), dtype=object)
 
     def value(self):
-        y = self._primal(self._args)
+        y, rounding = at_more_digits(lambda: self._primal(self._args))
         if self.problem.primal_mp_check is None:
-            return y, mpmath.mpf(0)
+            return y, rounding
         finer = np.asarray(self.problem.primal_mp_check(**self._args), dtype=object)
-        return finer, hp.max_abs(finer - y)
+        return finer, max(rounding, hp.max_abs(finer - y))
 
     def _central(self, direction, h):
-        """The central difference along ``direction``, and its rounding error."""
         plus, minus = dict(self._args), dict(self._args)
         for name, d in direction.items():
             plus[name] = self._args[name] + h * d
             minus[name] = self._args[name] - h * d
-        return difference_quotient([self._primal(plus), -self._primal(minus)], 2 * h)
+        return _real(self._primal(plus) - self._primal(minus)) / (2 * h)
 
     def derivative(self, direction: Arrays):
         norm = max(float(np.max(np.abs(d))) for d in direction.values())
@@ -289,20 +293,10 @@ class _FiniteDifferences:
         return value * norm, error * norm
 
 
-def difference_quotient(terms: list, divisor) -> tuple:
-    """(sum of ``terms``) / ``divisor``, refused (TypeError) if a step left the
-    real domain, with its rounding error: the unit roundoff of the working
-    precision times the sizes of the terms it cancels, over the divisor."""
-    for term in terms:
-        _real(term)
-    size = sum(hp.max_abs(term) for term in terms)
-    return sum(terms[1:], terms[0]) / divisor, mpmath.eps * size / abs(divisor)
-
-
 def extrapolate(steps, goal, name: str) -> tuple:
     """(value, error) of the Richardson extrapolation of a difference quotient,
-    where ``steps()`` gives the quotient (a function of h returning it with its
-    rounding error) and the first step, at the working precision.
+    where ``steps()`` gives the quotient (a function of h) and the first step,
+    at the working precision.
 
     A first step that leaves the primal's domain is tried 2^10 times smaller
     (MP_STEP_RETRIES times). Where rounding, not truncation, keeps the result
@@ -319,14 +313,53 @@ def extrapolate(steps, goal, name: str) -> tuple:
 
 def _extrapolate_from_steps(steps, goal, name: str) -> tuple:
     difference, h0 = steps()
+    with mpmath.workdps(2 * mpmath.mp.dps):
+        finer, _ = steps()
     for _ in range(MP_STEP_RETRIES):
         try:
-            return richardson(difference, h0, goal)
+            return richardson(_rechecked(difference, finer, h0), h0, goal)
         except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
             h0 /= 2**10
     raise UncertifiedReference(
         f"the oracle cannot difference {name} here: every step down to "
         f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
+
+
+def _rechecked(difference, finer, h0):
+    """``difference`` (a function of h) with its rounding error: how far its
+    value at the first step moves with twice the digits (``finer``), scaled
+    by h0 / h to the later steps. That sees rounding anywhere, in the output's
+    cancelling terms or inside the primal before its output, and a quotient
+    exactly the same at both precisions (a Hessian that is zero) has none."""
+    shown = []
+
+    def quotient(h):
+        value = difference(h)
+        if not shown:
+            with mpmath.workdps(2 * mpmath.mp.dps):
+                shown.append(hp.max_abs(finer(h) - value))
+        return value, shown[0] * h0 / h
+
+    return quotient
+
+
+def at_more_digits(evaluate) -> tuple:
+    """(value, error) of ``evaluate()`` (an object array), taken at the working
+    precision and at twice its digits: the finer value, and their disagreement
+    as its error. Where they disagree by more than the Richardson goal
+    relatively (the evaluation cancels), the digits double again, up to
+    2^(MP_PRECISION_RETRIES + 1) times the working precision."""
+    digits = mpmath.mp.dps
+    goal = mpmath.mpf(10) ** (-(digits // 2 + 5))
+    coarse = np.asarray(evaluate(), dtype=object)
+    for retry in range(1, MP_PRECISION_RETRIES + 2):
+        with mpmath.workdps(digits * 2**retry):
+            finer = np.asarray(evaluate(), dtype=object)
+            error = hp.max_abs(finer - coarse)
+        if error <= goal * hp.max_abs(finer):
+            break
+        coarse = finer
+    return finer, error
 
 
 def richardson(difference, h0, goal) -> tuple:

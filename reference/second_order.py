@@ -11,8 +11,8 @@ difference
 
 whose error expands in even powers of h, extrapolated (Richardson) in
 mpmath until two levels agree to half the working digits; their difference,
-or the rounding of the four terms it cancels where that is larger, is the
-certified error (with more digits where rounding is what stops it). The primal is the problem's own high-precision one
+or the rounding twice the digits show where that is larger, is the certified
+error (with more digits where rounding is what stops it). The primal is the problem's own high-precision one
 (its closed form or its high-precision primal), so every problem with a
 first-order reference of level exact or fd has a second-order one of level
 fd; a problem with float64 differences alone has none (``WeakReference``).
@@ -28,7 +28,7 @@ import numpy as np
 
 from adjointbench.reference import hp
 from adjointbench.reference.oracle import (DPS, ORACLE_VERSION, Estimate, WeakReference,
-                                           _basis, _estimate, difference_quotient, extrapolate,
+                                           _basis, _estimate, _real, extrapolate,
                                            high_precision_primal, reference_source)
 from adjointbench.reference.problem import Problem, make_inputs, make_probes
 
@@ -89,8 +89,8 @@ class _MixedDifferences:
 
     def _difference(self, a: Arrays, b: Arrays, h):
         phi = lambda s, t: self._phi(a, b, s, t)
-        return difference_quotient([phi(h, h), -phi(h, -h), -phi(-h, h), phi(-h, -h)],
-                                   4 * h * h)
+        return _real(np.asarray((phi(h, h) - phi(h, -h) - phi(-h, h) + phi(-h, -h))
+                                / (4 * h * h)))
 
     def mixed(self, a: Arrays, b: Arrays) -> tuple:
         """(value, error) of <w, D^2 f[a, b]>, as mpmath numbers."""

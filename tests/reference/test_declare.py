@@ -2,12 +2,14 @@
 
 import dataclasses
 
+import mpmath
 import numpy as np
 import pytest
 import sympy
 
 from adjointbench import declare_problem
-from adjointbench.reference import DeclarationError, compute_reference, make_inputs
+from adjointbench.reference import (CERTIFY_RTOL, DeclarationError, compute_reference,
+                                    make_inputs, make_probes)
 from adjointbench.reference.catalogue import temporarily
 from adjointbench.reference.namespace import F64, MP, NAMES
 from adjointbench.reference.oracle import WEAKEST_REFERENCE, UncertifiedReference, WeakReference
@@ -124,3 +126,42 @@ def test_a_reference_too_weak_to_judge_is_refused_not_passed():
     with pytest.raises(WeakReference, match="too weak to judge"):
         reference.jvp.certified("jvp")
     assert issubclass(WeakReference, UncertifiedReference)
+
+
+# Forms that cancel inside, before their output: at 40 digits they round to
+# nothing (1 + e^-100 is 1; cos(1e-30) is 1), so the oracle must take more
+# digits, or refuse; never certify the rounded-away value.
+def _softplus_truth(x):
+    with mpmath.workdps(60):
+        value = [float(mpmath.log1p(mpmath.exp(v))) for v in x]
+        slope = [float(1 / (1 + mpmath.exp(-v))) for v in x]
+    return np.array(value), np.array(slope)
+
+
+def _versine_truth(x):  # (1 - cos x) / x^2 = 1/2 - x^2/24 + ...: exact at |x| < 1e-20
+    return np.full(np.shape(x), 0.5), -np.asarray(x) / 12
+
+
+CANCELLING = {
+    "naive_softplus": (dict(primal=lambda xp, x: xp.log(1 + xp.exp(x))), [-100.0, -95.0],
+                       _softplus_truth),
+    "versine": (dict(closed_form=lambda t: (1 - sympy.cos(t)) / t**2, elementwise=True),
+                [1e-30, 2e-25], _versine_truth),
+}
+
+
+@pytest.mark.parametrize("point", [0, 1, 2])
+@pytest.mark.parametrize("name", CANCELLING)
+def test_a_form_that_cancels_inside_is_certified_right_or_not_at_all(name, point):
+    source, x, truth = CANCELLING[name]
+    problem = declare_problem(name, inputs={"x": np.array(x)}, **source)
+    with temporarily(problem):
+        reference = compute_reference(problem, problem.sizes[0], point=point)
+    inputs = make_inputs(problem, problem.sizes[0], point=point)
+    value, slope = truth(inputs["x"])
+    tangent = make_probes(problem, problem.sizes[0], inputs, value.shape, 0, point).tangent["x"]
+    for estimate, exact in ((reference.value, value), (reference.jvp, slope * tangent),
+                            (reference.jacobian, np.diag(slope))):
+        assert estimate.relative_error <= CERTIFY_RTOL, estimate
+        assert np.max(np.abs(estimate.value - exact)) <= (
+            estimate.error + 2.0**-52 * np.max(np.abs(exact))), (estimate, exact)

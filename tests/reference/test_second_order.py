@@ -61,3 +61,27 @@ def test_the_full_hessian_is_symmetric_and_agrees_with_its_projections():
     for v, estimate in zip(probes.projections, second.projected):
         assert flatten(v, problem.differentiable) @ H @ u == pytest.approx(estimate.value,
                                                                           rel=1e-12)
+
+
+def test_a_primal_that_cancels_inside_gets_its_hessian_at_more_digits():
+    """log(1 + e^x) at x near -100: at 40 digits 1 + e^x is 1 and every second
+    difference is 0; the oracle sees that twice the digits disagree and takes
+    them. The Hessian of <w, f> is diag(w s (1 - s)), s the logistic sigmoid."""
+    import mpmath
+
+    from adjointbench import declare_problem
+    from adjointbench.reference.catalogue import temporarily
+    from adjointbench.reference.oracle import CERTIFY_RTOL
+
+    problem = declare_problem("naive_softplus", inputs={"x": np.array([-100.0, -97.0])},
+                              primal=lambda xp, x: xp.log(1 + xp.exp(x)))
+    with temporarily(problem):
+        second = compute_second_order(problem, problem.sizes[0])
+    inputs = make_inputs(problem, problem.sizes[0])
+    w = make_probes(problem, problem.sizes[0], inputs, (2,)).cotangent
+    with mpmath.workdps(60):
+        s = [1 / (1 + mpmath.exp(-x)) for x in inputs["x"]]
+        exact = np.diag([float(wi * si * (1 - si)) for wi, si in zip(w, s)])
+    assert second.hessian.relative_error <= CERTIFY_RTOL
+    assert np.max(np.abs(second.hessian.value - exact)) <= (
+        second.hessian.error + 2.0**-52 * np.max(np.abs(exact)))
