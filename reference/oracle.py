@@ -6,10 +6,10 @@ Three paths, one result type, in the order a problem's declaration allows:
   is the error (more digits where the form cancels);
 - fd: problems with a high-precision primal take central differences along a
   direction at 40 digits, extrapolated with Richardson's scheme,
-  D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree; the
-  error is never below the rounding that twice the digits show (value and
-  first step), and where that rounding is what stops it, the oracle takes
-  more digits;
+  D(h) = J u + c1 h^2 + c2 h^4 + ..., until two extrapolants agree (else
+  again from a smaller first step); the error is never below the rounding
+  that twice the digits show (value and first step), and where that rounding
+  is what stops it, the oracle takes more digits;
 - fd64: problems with only a float64 primal get the same extrapolation in
   float64 (Ridders' tableau), certified to the level its error estimate
   reaches, which is recorded with every result.
@@ -277,7 +277,7 @@ class _FiniteDifferences:
         for name, d in direction.items():
             plus[name] = self._args[name] + h * d
             minus[name] = self._args[name] - h * d
-        return _real(self._primal(plus) - self._primal(minus)) / (2 * h)
+        return difference_quotient([self._primal(plus), -self._primal(minus)], 2 * h)
 
     def derivative(self, direction: Arrays):
         norm = max(float(np.max(np.abs(d))) for d in direction.values())
@@ -293,52 +293,95 @@ class _FiniteDifferences:
         return value * norm, error * norm
 
 
+def difference_quotient(terms: list, divisor) -> tuple:
+    """(sum of ``terms``) / ``divisor``, refused (TypeError) if a step left the
+    real domain, and the rounding level of the terms it cancels: the unit
+    roundoff times their size, over the divisor. A quotient no larger than
+    that is rounding about zero."""
+    for term in terms:
+        _real(term)
+    size = sum(hp.max_abs(term) for term in terms)
+    return sum(terms[1:], terms[0]) / divisor, mpmath.eps * size / abs(divisor)
+
+
+@dataclass(frozen=True)
+class Extrapolated:
+    """A Richardson result: the value, its error, the rounding floor under
+    the error (what twice the digits showed), the rounding level of the
+    cancelled terms, and whether two levels agreed (else the levels ran out)."""
+
+    value: np.ndarray
+    error: mpmath.mpf
+    floor: mpmath.mpf
+    noise: mpmath.mpf
+    agreed: bool
+
+    def more_digits_would_help(self, goal) -> bool:
+        """Rounding, not the scheme, keeps it from ``goal``, and the value is
+        not rounding about zero (a Hessian entry that is 0): it stands above
+        the rounding of its terms, or the rounding twice the digits showed is
+        far above that (terms that cancel inside the primal)."""
+        size = hp.max_abs(self.value)
+        return self.floor > goal * size and max(size, self.floor) > ROUNDING_SAFETY * self.noise
+
+
 def extrapolate(steps, goal, name: str) -> tuple:
     """(value, error) of the Richardson extrapolation of a difference quotient,
-    where ``steps()`` gives the quotient (a function of h) and the first step,
-    at the working precision.
-
-    A first step that leaves the primal's domain is tried 2^10 times smaller
-    (MP_STEP_RETRIES times). Where rounding, not truncation, keeps the result
-    from ``goal`` (the terms cancel to far below their size), it is recomputed
-    at twice the digits, MP_PRECISION_RETRIES times at most."""
+    where ``steps()`` gives the quotient (a function of h returning it and its
+    rounding level, see difference_quotient) and the first step, at the
+    working precision. Where rounding keeps the result from ``goal``
+    (``Extrapolated.more_digits_would_help``), it is recomputed at twice the
+    digits, MP_PRECISION_RETRIES times at most."""
     digits = mpmath.mp.dps
     for retry in range(MP_PRECISION_RETRIES + 1):
         with mpmath.workdps(digits * 2**retry):
-            value, error, floor = _extrapolate_from_steps(steps, goal, name)
-        if floor <= goal * hp.max_abs(value):
+            result = _extrapolate_from_steps(steps, goal, name)
+        if not result.more_digits_would_help(goal):
             break
-    return value, error
+    return result.value, result.error
 
 
-def _extrapolate_from_steps(steps, goal, name: str) -> tuple:
+def _extrapolate_from_steps(steps, goal, name: str) -> Extrapolated:
+    """richardson from the first step ``steps()`` gives, or from one 2^10 times
+    smaller (MP_STEP_RETRIES tries in all) where that step leaves the primal's
+    domain or the levels never agree (a feature narrower than the step: a
+    steep or fast primal). The result with the smallest error wins."""
     difference, h0 = steps()
     with mpmath.workdps(2 * mpmath.mp.dps):
         finer, _ = steps()
+    best = None
     for _ in range(MP_STEP_RETRIES):
         try:
-            return richardson(_rechecked(difference, finer, h0), h0, goal)
+            result = richardson(_rechecked(difference, finer, h0), h0, goal)
         except (TypeError, ValueError, ZeroDivisionError):  # a step left the domain
             h0 /= 2**10
-    raise UncertifiedReference(
-        f"the oracle cannot difference {name} here: every step down to "
-        f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
+            continue
+        if best is None or result.error < best.error:
+            best = result
+        if result.agreed:
+            break
+        h0 /= 2**10
+    if best is None:
+        raise UncertifiedReference(
+            f"the oracle cannot difference {name} here: every step down to "
+            f"{float(h0):.0e} leaves the primal's domain (a complex or undefined value)")
+    return best
 
 
 def _rechecked(difference, finer, h0):
-    """``difference`` (a function of h) with its rounding error: how far its
-    value at the first step moves with twice the digits (``finer``), scaled
-    by h0 / h to the later steps. That sees rounding anywhere, in the output's
-    cancelling terms or inside the primal before its output, and a quotient
-    exactly the same at both precisions (a Hessian that is zero) has none."""
+    """``difference`` (a function of h) with the rounding twice the digits
+    show: how far its value at the first step moves with them (``finer``),
+    scaled by h0 / h to the later steps. That sees rounding anywhere, in the
+    output's cancelling terms or inside the primal before its output, and a
+    quotient the same at both precisions (a Hessian that is zero) has none."""
     shown = []
 
     def quotient(h):
-        value = difference(h)
+        value, noise = difference(h)
         if not shown:
             with mpmath.workdps(2 * mpmath.mp.dps):
-                shown.append(hp.max_abs(finer(h) - value))
-        return value, shown[0] * h0 / h
+                shown.append(hp.max_abs(finer(h)[0] - value))
+        return value, noise, shown[0] * h0 / h
 
     return quotient
 
@@ -362,32 +405,33 @@ def at_more_digits(evaluate) -> tuple:
     return finer, error
 
 
-def richardson(difference, h0, goal) -> tuple:
+def richardson(difference, h0, goal) -> Extrapolated:
     """Richardson extrapolation of a difference quotient whose error expands in
     even powers of h, halving h from ``h0``; ``difference(h)`` returns the
-    quotient and its rounding error.
+    quotient, the rounding level of its terms and the rounding twice the
+    digits showed.
 
-    Returns (value, error, floor). It stops when two levels agree to ``goal``
-    relatively, or to within the rounding floor (ROUNDING_SAFETY times the
-    largest rounding error so far: finer levels would only add rounding). The
-    error is the larger of their disagreement and the floor: steps h / 2^k can
-    round alike, so levels may agree far below the rounding they share."""
+    It stops when two levels agree to ``goal`` relatively, or to within the
+    rounding (finer levels would only add rounding). The error is the larger
+    of their disagreement and the floor (ROUNDING_SAFETY times the rounding
+    shown): steps h0 / 2^k can round alike, so levels may agree far below the
+    rounding they share."""
     previous: list = []
-    error, rounding = mpmath.inf, mpmath.mpf(0)
+    error, floor, noise = mpmath.inf, mpmath.mpf(0), mpmath.mpf(0)
     for k in range(FD_LEVELS):
-        quotient, quotient_rounding = difference(h0 / 2**k)
-        rounding = max(rounding, quotient_rounding)
-        floor = ROUNDING_SAFETY * rounding
+        quotient, quotient_noise, shown = difference(h0 / 2**k)
+        floor = max(floor, ROUNDING_SAFETY * shown)
+        noise = max(noise, quotient_noise)
         row = [quotient]
         for j in range(1, k + 1):
             row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
         if k >= 1:
             disagreement = hp.max_abs(row[k] - previous[k - 1])
             error = max(disagreement, floor)
-            if disagreement <= max(goal * hp.max_abs(row[k]), floor):
-                break
+            if disagreement <= max(goal * hp.max_abs(row[k]), ROUNDING_SAFETY * noise, floor):
+                return Extrapolated(row[-1], error, floor, noise, True)
         previous = row
-    return row[-1], error, floor
+    return Extrapolated(row[-1], error, floor, noise, False)
 
 
 def _real(values: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 
 from adjointbench.reference import hp
 from adjointbench.reference.oracle import (DPS, ORACLE_VERSION, Estimate, WeakReference,
-                                           _basis, _estimate, _real, extrapolate,
+                                           _basis, _estimate, difference_quotient, extrapolate,
                                            high_precision_primal, reference_source)
 from adjointbench.reference.problem import Problem, make_inputs, make_probes
 
@@ -89,8 +89,8 @@ class _MixedDifferences:
 
     def _difference(self, a: Arrays, b: Arrays, h):
         phi = lambda s, t: self._phi(a, b, s, t)
-        return _real(np.asarray((phi(h, h) - phi(h, -h) - phi(-h, h) + phi(-h, -h))
-                                / (4 * h * h)))
+        return difference_quotient([phi(h, h), -phi(h, -h), -phi(-h, h), phi(-h, -h)],
+                                   4 * h * h)
 
     def mixed(self, a: Arrays, b: Arrays) -> tuple:
         """(value, error) of <w, D^2 f[a, b]>, as mpmath numbers."""

@@ -165,3 +165,20 @@ def test_a_form_that_cancels_inside_is_certified_right_or_not_at_all(name, point
         assert estimate.relative_error <= CERTIFY_RTOL, estimate
         assert np.max(np.abs(estimate.value - exact)) <= (
             estimate.error + 2.0**-52 * np.max(np.abs(exact))), (estimate, exact)
+
+
+@pytest.mark.parametrize("point", [0, 1])
+def test_a_feature_narrower_than_the_first_step_is_certified_from_a_smaller_one(point):
+    """1 / (1 + 10^6 x^2) near 0: from the first step (1/16 over sqrt of the
+    entries) the levels never agree; from one 2^10 times smaller they do."""
+    problem = declare_problem("bump", inputs={"x": np.array([0.0005, 0.002])},
+                              primal=lambda xp, x: 1 / (1 + 1e6 * x * x))
+    with temporarily(problem):
+        reference = compute_reference(problem, problem.sizes[0], point=point)
+    inputs = make_inputs(problem, problem.sizes[0], point=point)
+    x = inputs["x"]
+    slope = -2e6 * x / (1 + 1e6 * x * x) ** 2
+    tangent = make_probes(problem, problem.sizes[0], inputs, x.shape, 0, point).tangent["x"]
+    for estimate, exact in ((reference.jvp, slope * tangent), (reference.jacobian, np.diag(slope))):
+        assert estimate.relative_error <= CERTIFY_RTOL, estimate
+        assert np.max(np.abs(estimate.value - exact)) <= 1e-14 * np.max(np.abs(exact))

@@ -134,11 +134,11 @@ def test_richardson_counts_rounding_that_every_level_shares():
     of 1e-30 is reported with an error of at least 1e-30."""
     with mpmath.workdps(40):
         offset = mpmath.mpf(10) ** -30
-        value, error, floor = oracle_module.richardson(
-            lambda h: (np.array([1 + h * h + offset], dtype=object), offset),
+        result = oracle_module.richardson(
+            lambda h: (np.array([1 + h * h + offset], dtype=object), mpmath.eps, offset),
             mpmath.mpf(1) / 16, mpmath.mpf(10) ** -25)
-    assert abs(value[0] - 1) <= error
-    assert floor >= offset
+    assert abs(result.value[0] - 1) <= result.error
+    assert result.floor >= offset and result.agreed
 
 
 def test_at_too_few_digits_the_oracle_takes_more_where_rounding_stops_it(monkeypatch):
