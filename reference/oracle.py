@@ -36,7 +36,7 @@ import numpy as np
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "6"
+ORACLE_VERSION = "7"
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
