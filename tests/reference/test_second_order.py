@@ -85,3 +85,14 @@ def test_a_primal_that_cancels_inside_gets_its_hessian_at_more_digits():
     assert second.hessian.relative_error <= CERTIFY_RTOL
     assert np.max(np.abs(second.hessian.value - exact)) <= (
         second.hessian.error + 2.0**-52 * np.max(np.abs(exact)))
+
+
+def test_a_hessian_that_is_zero_is_certified_zero():
+    """x + y has no curvature: its second differences round alike at 40 and
+    80 digits, so the oracle certifies 0 rather than refusing it as rounding."""
+    from adjointbench.reference.oracle import CERTIFY_RTOL
+
+    second = compute_second_order(get_problem("scalar_add"), 1)
+    for estimate in (second.hessian, *second.projected):
+        assert np.all(estimate.value == 0)
+        assert estimate.relative_error <= CERTIFY_RTOL
