@@ -40,7 +40,8 @@ ORACLE_VERSION = "7"
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
-MP_STEP_RETRIES = 3  # first steps 1/16, 2^-14, 2^-24 (over sqrt of the entries)
+MP_STEP_RETRIES = 3  # first steps 1/16, 2^-14, 2^-24 (over sqrt of the entries), where a
+                    # step leaves the domain or the levels never agree
 MP_PRECISION_RETRIES = 2  # DPS, then 2 DPS and 4 DPS digits where a difference cancels
 ROUNDING_SAFETY = 10.0  # a quotient's rounding error is estimated, not bounded
 FLOAT64_ROUNDING = 2.0**-53

@@ -12,10 +12,11 @@ difference
 whose error expands in even powers of h, extrapolated (Richardson) in
 mpmath until two levels agree to half the working digits; their difference,
 or the rounding twice the digits show where that is larger, is the certified
-error (with more digits where rounding is what stops it). The primal is the problem's own high-precision one
-(its closed form or its high-precision primal), so every problem with a
-first-order reference of level exact or fd has a second-order one of level
-fd; a problem with float64 differences alone has none (``WeakReference``).
+error (with more digits where rounding is what stops it). The primal is the
+problem's own high-precision one (its closed form or its high-precision
+primal), so every problem with a first-order reference of level exact or fd
+has a second-order one of level fd; a problem with float64 differences
+alone has none (``WeakReference``).
 """
 
 from __future__ import annotations
