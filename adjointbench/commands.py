@@ -138,14 +138,20 @@ def _implementations(asked: list[str] | None) -> list[str]:
     return asked or available_implementations()
 
 
-def _describe_all(names: list[str], describe) -> dict[str, dict]:
+def _describe_all(names: list[str], describe, start=lambda names: None) -> dict[str, dict]:
     """Each implementation's name, devices and expected outcomes, loaded where
-    it will run; one that will not load is bad input (exit 2), with the reason."""
+    it will run (``start(names)`` loads them all at once first); one that will
+    not load is bad input (exit 2), with the reason."""
+    try:
+        for name in names:
+            if ":" not in name:
+                known_entry(name)  # a misspelt name is told here, before any worker starts
+    except UnknownNameError as e:
+        raise UsageError(str(e)) from None
+    start(names)
     descriptions = {}
     for name in names:
         try:
-            if ":" not in name:
-                known_entry(name)  # a misspelt name is told here, before any worker starts
             descriptions[name] = describe(name)
         except (UnknownNameError, ProtocolError, MissingDependency) as e:
             raise UsageError(str(e)) from None
@@ -235,13 +241,14 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             limit_threads(threads)
             use_compilation_cache(oracle.cache_dir)
             describe = lambda name: LocalExecutor(load_implementation(name)).describe()
-            runner = None
+            start, runner = (lambda names: None), None
         else:
             isolated = [stack.enter_context(IsolatedRunner(
                 args.timeout, environment=thread_environment(threads), oracle=oracle))
                 for _ in range(1 if args.executor == "dask" else workers)]
             describe, runner = isolated[0].describe, [i.run for i in isolated]
-        descriptions = _describe_all(impls, describe)
+            start = isolated[0].start  # every implementation loads at once
+        descriptions = _describe_all(impls, describe, start)
         cluster = {}
         if args.executor == "dask":
             runner, cluster = _dask_cells(args, stack, workers, isolated[0], descriptions)
@@ -254,13 +261,22 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         if rounds > 1:
             # fresh worker processes for each round (in-process: the same process)
-            restart = (lambda: None) if args.in_process else (lambda: [i.close() for i in isolated])
+            restart = (lambda cells: None) if args.in_process else (
+                lambda cells: _restart(isolated, cells))
             records = time_in_rounds(cells, rounds, oracle, results, not args.quiet, runner,
                                      restart)
         else:
             records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
     status = _summarise(earlier + records, results, descriptions)
     return max(status, _altered_files(oracle.altered + (results.altered if results else [])))
+
+
+def _restart(isolated: list, cells: list) -> None:
+    """Fresh worker processes for the next pass over ``cells``: the old ones
+    stopped, the first runner's loaded at once (before any cell is timed)."""
+    for runner in isolated:
+        runner.close()
+    isolated[0].start(c.impl for c in cells)
 
 
 def _finish_environment(results: ResultsFile, since: dict, written: dict) -> None:

@@ -161,14 +161,24 @@ def _death(exitcode: int | None) -> str:
 class Worker:
     """One worker process serving one implementation."""
 
-    def __init__(self, context, spec: str, environment: dict[str, str]):
+    def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
         parent, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, spec), daemon=True)
         with _environment(environment):
             self.process.start()
         child.close()
         self.connection, self.spec = parent, spec
-        self.description = self._receive(time.monotonic() + LOAD_TIMEOUT_S, "loading")
+        self._load_deadline = time.monotonic() + LOAD_TIMEOUT_S
+        self.description: dict | None = None
+        if wait:
+            self.loaded()
+
+    def loaded(self) -> dict:
+        """The implementation's description, once its worker has loaded it
+        (its first answer); raises what loading raised."""
+        if self.description is None:
+            self.description = self._receive(self._load_deadline, "loading")
+        return self.description
 
     def _receive(self, deadline: float, what: str):
         try:
@@ -282,15 +292,37 @@ class IsolatedRunner:
                             **(environment or {})}
         self._context = mp.get_context("spawn")  # no inherited JAX/torch threads
         self._workers: dict[str, Worker] = {}
+        self._load_errors: dict[str, Exception] = {}  # from start(), raised by worker()
         self._memos: dict[str, ExecutionMemo] = {}  # per worker: its checked results
+
+    def _live(self, spec: str) -> bool:
+        worker = self._workers.get(spec)
+        return worker is not None and worker.process.is_alive()
 
     def worker(self, spec: str) -> Worker:
         """The live worker of ``spec``, started (and its implementation loaded) if needed."""
-        worker = self._workers.get(spec)
-        if worker is None or not worker.process.is_alive():
+        if spec in self._load_errors:
+            raise self._load_errors.pop(spec)
+        if not self._live(spec):
             self._memos.pop(spec, None)  # results are reused within one worker's life
             self._workers[spec] = Worker(self._context, spec, self.environment)
         return self._workers[spec]
+
+    def start(self, specs) -> None:
+        """Start the workers of ``specs`` at once and wait until each has
+        loaded: their imports overlap instead of following one another. One
+        that will not load is stopped; :meth:`worker` raises its reason."""
+        starting = [Worker(self._context, spec, self.environment, wait=False)
+                    for spec in dict.fromkeys(specs) if not self._live(spec)]
+        for worker in starting:
+            try:
+                worker.loaded()
+            except Exception as e:  # noqa: BLE001 - raised again where the worker is asked for
+                worker.stop()
+                self._load_errors[worker.spec] = e
+                continue
+            self._memos.pop(worker.spec, None)
+            self._workers[worker.spec] = worker
 
     def describe(self, spec: str) -> dict:
         """name, devices and expected outcomes, from the implementation's own worker."""
@@ -327,6 +359,7 @@ class IsolatedRunner:
     def close(self) -> None:
         for spec in list(self._workers):
             self._stop(spec)
+        self._load_errors.clear()
 
     def __enter__(self):
         return self

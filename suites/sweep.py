@@ -122,21 +122,23 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
 def time_in_rounds(cells: list[Cell], rounds: int, oracle: Oracle | None = None,
                    results: ResultsFile | None = None, progress: bool = True,
                    runner: Callable | list[Callable] | None = None,
-                   restart: Callable[[], None] = lambda: None) -> list[Record]:
+                   restart: Callable[[list[Cell]], None] = lambda cells: None
+                   ) -> list[Record]:
     """Bench cells timed in ``rounds`` passes over the whole sweep, each cell
-    with its share of the budget, ``restart()`` (fresh worker processes)
-    between passes; each cell's record pools its passes (suites/bench.py's
-    merge_rounds), as asv's ``processes`` do. The first pass's records are
-    written as they finish and replaced by the pooled ones at the end, at
-    once: a sweep stopped in a later pass keeps its first-pass records."""
+    with its share of the budget, ``restart(cells)`` (fresh worker processes
+    for the next pass's cells) between passes; each cell's record pools its
+    passes (suites/bench.py's merge_rounds), as asv's ``processes`` do. The
+    first pass's records are written as they finish and replaced by the
+    pooled ones at the end, at once: a sweep stopped in a later pass keeps
+    its first-pass records."""
     from adjointbench.suites.bench import merge_rounds
 
     share = [replace(c, budget_s=c.budget_s / rounds) for c in cells]
     first = run_sweep(share, oracle, results, progress=progress, runner=runner)
     passes = {record_key(r): [r] for r in first}
     for k in range(2, rounds + 1):
-        restart()
         again = [c for c in share if passes[record_key(c)][0].outcome == "ok"]
+        restart(again)
         print(f"round {k} of {rounds}: timing the {len(again)} timed cells again",
               file=sys.stderr)
         for record in run_sweep(again, oracle, progress=progress, runner=runner):

@@ -123,6 +123,83 @@ def test_a_lost_final_newline_is_repaired_before_appending(tmp_path):
     assert damaged == 0 and sorted(r.op for r in records) == ["jvp", "primal"]
 
 
+def test_records_reach_the_kernel_at_once_and_the_disk_in_groups(tmp_path, monkeypatch):
+    from adjointbench.suites import results
+
+    synced = []
+    monkeypatch.setattr(results.os, "fsync", synced.append)
+    monkeypatch.setattr(results, "SYNC_EVERY_S", 3600.0)
+    file = ResultsFile(tmp_path)
+    file.lock()
+    records = [Record("scalar_add", "numpy", "primal", "float64", "cpu", 1, k, "ok")
+               for k in range(5)]
+    for k, record in enumerate(records, 1):
+        file.append(record)
+        lines = (tmp_path / "results.jsonl").read_text().splitlines()
+        assert [json.loads(line)["seed"] for line in lines] == list(range(k))  # a reader sees it
+    assert len(synced) == 1  # the first append; the others wait for the next sync
+    file.unlock()
+    assert len(synced) == 2  # unlock syncs what is pending
+    file.unlock()
+    assert len(synced) == 2  # nothing pending, no sync
+    monkeypatch.setattr(results, "SYNC_EVERY_S", 0.0)
+    again = ResultsFile(tmp_path)
+    again.lock()
+    again.append(Record("scalar_add", "numpy", "primal", "float64", "cpu", 1, 9, "ok"))
+    again.append(Record("scalar_add", "numpy", "primal", "float64", "cpu", 1, 10, "ok"))
+    assert len(synced) == 4  # further apart than SYNC_EVERY_S: each one synced
+    again.unlock()
+
+
+def test_a_sync_that_fails_at_the_end_names_the_fix(tmp_path, monkeypatch):
+    import errno
+
+    from adjointbench.faults import HarnessFault
+    from adjointbench.suites import results
+
+    monkeypatch.setattr(results, "SYNC_EVERY_S", 3600.0)
+    file = ResultsFile(tmp_path)
+    file.lock()
+    file.append(Record("scalar_add", "numpy", "primal", "float64", "cpu", 1, 0, "ok"))
+    file.append(Record("scalar_add", "numpy", "primal", "float64", "cpu", 1, 1, "ok"))
+
+    def full(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    monkeypatch.setattr(results.os, "fsync", full)
+    with pytest.raises(HarnessFault, match="--resume"):
+        file.unlock()
+    assert file._lock is None  # the folder is released all the same
+
+
+def test_implementations_load_at_once_and_one_that_fails_is_told(tmp_path, monkeypatch):
+    from adjointbench.suites.isolation import IsolatedRunner
+
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PLUGINS),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    with IsolatedRunner(cache_dir=tmp_path) as runner:
+        runner.start(["numpy", "broken:NoPrepare", "naive", "numpy"])
+        assert sorted(runner._workers) == ["naive", "numpy"]
+        assert all(w.process.is_alive() for w in runner._workers.values())
+        assert runner.describe("numpy")["name"] == "numpy"
+        with pytest.raises(Exception, match="missing prepare"):
+            runner.describe("broken:NoPrepare")  # its reason, from the load start() made
+        with pytest.raises(Exception, match="missing prepare"):
+            runner.describe("broken:NoPrepare")  # asked again: loaded again, the same reason
+        workers = dict(runner._workers)
+        runner.start(["numpy"])
+        assert runner._workers["numpy"] is workers["numpy"]  # a live worker is kept
+    assert not any(w.process.is_alive() for w in workers.values())
+
+
+def test_a_run_naming_one_implementation_that_will_not_load_exits_2(tmp_path):
+    done = _cli("check", "--impl", "numpy,broken:NoPrepare,naive", "--problem", "scalar_add",
+                "--out", str(tmp_path), env=_env(tmp_path), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "implementation 'broken:NoPrepare' cannot be loaded" in done.stderr
+    assert "missing prepare" in done.stderr
+
+
 def _mark(path: Path, outcome: str) -> None:
     """Rewrite the only record of ``path`` as ``outcome``."""
     (record,) = [json.loads(line) for line in path.read_text().splitlines()]
