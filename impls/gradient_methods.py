@@ -7,7 +7,10 @@ rule uses, with the loss's partials); an ODE model supplies its dynamics,
 their derivatives and its observations. The methods here never know which
 problem they run:
 
-- finite differences, forward and central, one parameter at a time;
+- finite differences, forward and central, a block of shifted parameter
+  vectors at a time (for ODEs, integrated together as one system, so that
+  every shifted trajectory takes the same steps: the differences carry no
+  noise from step-size selection, and the solver's work per step is shared);
 - forward sensitivities: r_x S = -r_theta, grad = J_theta + S^T J_x (P solves);
 - the adjoint: r_x^T lam = J_x, grad = J_theta - r_theta^T lam (one solve);
 - for ODEs, the forward-sensitivity ODE S' = f_z S + f_theta and the
@@ -30,28 +33,52 @@ from adjointbench.impls.rules import Linearisation
 FD_FORWARD_STEP = np.finfo(np.float64).eps ** 0.5
 FD_CENTRAL_STEP = np.finfo(np.float64).eps ** (1 / 3)
 SENSITIVITY_CHUNK = 256
+FD_CHUNK = 256  # shifted parameter vectors evaluated together (an ODE's: as one system)
 ODE_RTOL, ODE_ATOL = 1e-12, 1e-14
 QUADRATURE_NODES = 6  # Gauss-Legendre nodes per adjoint step: order 12 > DOP853's 8
 
 
-def fd_forward(loss: Callable[[np.ndarray], float], theta: np.ndarray) -> np.ndarray:
-    base, grad = loss(theta), np.empty(len(theta))
-    for i in range(len(theta)):
-        h = FD_FORWARD_STEP * max(1.0, abs(theta[i]))
-        shifted = theta.copy()
-        shifted[i] += h
-        grad[i] = (loss(shifted) - base) / (shifted[i] - theta[i])
+def _row_by_row(loss: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rows: np.array([loss(row) for row in rows])
+
+
+def _chunks(size: int):
+    """Index arrays of at most FD_CHUNK consecutive parameters."""
+    return (np.arange(start, min(start + FD_CHUNK, size)) for start in range(0, size, FD_CHUNK))
+
+
+def _shifted(theta: np.ndarray, index: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """One row per parameter of ``index``: theta with steps[j] added to theta[index[j]]."""
+    rows = np.repeat(theta[None, :], len(index), axis=0)
+    rows[np.arange(len(index)), index] += steps
+    return rows
+
+
+def fd_forward(loss: Callable[[np.ndarray], float], theta: np.ndarray,
+               losses: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Forward differences; ``losses(rows)``, J at each row of a block of
+    parameter vectors (default ``loss`` row by row), takes the base point
+    with each block of shifted points."""
+    losses, grad = losses or _row_by_row(loss), np.empty(len(theta))
+    h = FD_FORWARD_STEP * np.maximum(1.0, np.abs(theta))
+    for index in _chunks(len(theta)):
+        plus = _shifted(theta, index, h[index])
+        values = losses(np.concatenate([theta[None, :], plus]))
+        grad[index] = (values[1:] - values[0]) / (plus[np.arange(len(index)), index] - theta[index])
     return grad
 
 
-def fd_central(loss: Callable[[np.ndarray], float], theta: np.ndarray) -> np.ndarray:
-    grad = np.empty(len(theta))
-    for i in range(len(theta)):
-        h = FD_CENTRAL_STEP * max(1.0, abs(theta[i]))
-        plus, minus = theta.copy(), theta.copy()
-        plus[i] += h
-        minus[i] -= h
-        grad[i] = (loss(plus) - loss(minus)) / (plus[i] - minus[i])
+def fd_central(loss: Callable[[np.ndarray], float], theta: np.ndarray,
+               losses: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Central differences; ``losses`` as for :func:`fd_forward`, each
+    block holding the points on both sides."""
+    losses, grad = losses or _row_by_row(loss), np.empty(len(theta))
+    h = FD_CENTRAL_STEP * np.maximum(1.0, np.abs(theta))
+    for index in _chunks(len(theta)):
+        plus, minus = _shifted(theta, index, h[index]), _shifted(theta, index, -h[index])
+        values, rows = losses(np.concatenate([plus, minus])), np.arange(len(index))
+        grad[index] = ((values[:len(index)] - values[len(index):])
+                       / (plus[rows, index] - minus[rows, index]))
     return grad
 
 
@@ -119,6 +146,9 @@ class OdeModel:
     # (t, z, theta, a) -> (f, f_z^T a) in one evaluation, sharing their work (the
     # adjoint's right-hand side); default from f and f_z
     f_and_f_z_T: Callable | None = None
+    # (t, Z, thetas) -> f of k systems at once, Z (k, n), thetas (k, P): finite
+    # differences' blocks; default f row by row
+    f_rows: Callable | None = None
 
 
 def _integrate(rhs, y0, t0, t1, dense=False):
@@ -146,6 +176,21 @@ def _forward_pass(model: OdeModel, theta, dense=False):
 def ode_loss(model: OdeModel, theta: np.ndarray) -> float:
     states, _ = _forward_pass(model, theta)
     return float(sum(w * model.obs_loss(z, i) for i, (w, z) in enumerate(zip(model.weights, states))))
+
+
+def ode_losses(model: OdeModel, thetas: np.ndarray) -> np.ndarray:
+    """J at each row of ``thetas``, their k systems integrated together as
+    one (k n components) on one sequence of steps."""
+    k, n = len(thetas), len(model.z0)
+    f_rows = model.f_rows or (lambda t, Z, ths: np.stack([model.f(t, z, th)
+                                                          for z, th in zip(Z, ths)]))
+    rhs = lambda t, y: f_rows(t, y.reshape(k, n), thetas).ravel()
+    y, t, total = np.tile(np.asarray(model.z0, dtype=np.float64), k), 0.0, np.zeros(k)
+    for i, (t_next, w) in enumerate(zip(model.times, model.weights)):
+        _, y = _integrate(rhs, y, t, t_next)
+        total += [w * model.obs_loss(z, i) for z in y.reshape(k, n)]
+        t = t_next
+    return total
 
 
 def ode_forward_sensitivity(model: OdeModel, theta: np.ndarray) -> np.ndarray:
@@ -217,9 +262,9 @@ def steady_methods(model: SteadyModel) -> dict:
 
 def ode_methods(model: OdeModel) -> dict:
     """Every method of an ODE model: theta -> gradient."""
-    loss = lambda th: ode_loss(model, th)
-    return {"fd_forward": lambda th: fd_forward(loss, th),
-            "fd_central": lambda th: fd_central(loss, th),
+    loss, losses = (lambda th: ode_loss(model, th)), (lambda rows: ode_losses(model, rows))
+    return {"fd_forward": lambda th: fd_forward(loss, th, losses),
+            "fd_central": lambda th: fd_central(loss, th, losses),
             "forward_sensitivity": lambda th: ode_forward_sensitivity(model, th),
             "adjoint": lambda th: ode_adjoint(model, th)}
 
