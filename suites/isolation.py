@@ -312,17 +312,29 @@ class IsolatedRunner:
         """Start the workers of ``specs`` at once and wait until each has
         loaded: their imports overlap instead of following one another. One
         that will not load is stopped; :meth:`worker` raises its reason."""
-        starting = [Worker(self._context, spec, self.environment, wait=False)
-                    for spec in dict.fromkeys(specs) if not self._live(spec)]
-        for worker in starting:
-            try:
-                worker.loaded()
-            except Exception as e:  # noqa: BLE001 - raised again where the worker is asked for
+        starting = []
+        try:
+            for spec in dict.fromkeys(specs):
+                if not self._live(spec):
+                    starting.append(Worker(self._context, spec, self.environment, wait=False))
+            while starting:
+                self._adopt(starting[0])
+                starting.pop(0)
+        finally:  # interrupted: the workers not adopted yet end here
+            for worker in starting:
                 worker.stop()
-                self._load_errors[worker.spec] = e
-                continue
-            self._memos.pop(worker.spec, None)
-            self._workers[worker.spec] = worker
+
+    def _adopt(self, worker: Worker) -> None:
+        """``worker`` as its implementation's, once loaded; stopped, and the
+        reason kept for :meth:`worker`, if it would not load."""
+        try:
+            worker.loaded()
+        except Exception as e:  # noqa: BLE001 - raised again where the worker is asked for
+            worker.stop()
+            self._load_errors[worker.spec] = e
+            return
+        self._memos.pop(worker.spec, None)
+        self._workers[worker.spec] = worker
 
     def describe(self, spec: str) -> dict:
         """name, devices and expected outcomes, from the implementation's own worker."""
