@@ -42,9 +42,9 @@ def _row_by_row(loss: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], n
     return lambda rows: np.array([loss(row) for row in rows])
 
 
-def _chunks(size: int):
-    """Index arrays of at most FD_CHUNK consecutive parameters."""
-    return (np.arange(start, min(start + FD_CHUNK, size)) for start in range(0, size, FD_CHUNK))
+def _chunks(size: int, chunk: int):
+    """Index arrays of at most ``chunk`` consecutive parameters."""
+    return (np.arange(start, min(start + chunk, size)) for start in range(0, size, chunk))
 
 
 def _shifted(theta: np.ndarray, index: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def fd_forward(loss: Callable[[np.ndarray], float], theta: np.ndarray,
     with each block of shifted points."""
     losses, grad = losses or _row_by_row(loss), np.empty(len(theta))
     h = FD_FORWARD_STEP * np.maximum(1.0, np.abs(theta))
-    for index in _chunks(len(theta)):
+    for index in _chunks(len(theta), FD_CHUNK):
         plus = _shifted(theta, index, h[index])
         values = losses(np.concatenate([theta[None, :], plus]))
         grad[index] = (values[1:] - values[0]) / (plus[np.arange(len(index)), index] - theta[index])
@@ -74,7 +74,7 @@ def fd_central(loss: Callable[[np.ndarray], float], theta: np.ndarray,
     block holding the points on both sides."""
     losses, grad = losses or _row_by_row(loss), np.empty(len(theta))
     h = FD_CENTRAL_STEP * np.maximum(1.0, np.abs(theta))
-    for index in _chunks(len(theta)):
+    for index in _chunks(len(theta), FD_CHUNK):
         plus, minus = _shifted(theta, index, h[index]), _shifted(theta, index, -h[index])
         values, rows = losses(np.concatenate([plus, minus])), np.arange(len(index))
         grad[index] = ((values[:len(index)] - values[len(index):])
@@ -115,10 +115,11 @@ def steady_forward_sensitivity(model: SteadyModel, theta: np.ndarray) -> np.ndar
     x = model.solve(theta)
     lin = model.linearise(x, theta)
     grad = np.array(lin.J_theta, dtype=np.float64)
-    for start in range(0, len(theta), SENSITIVITY_CHUNK):
-        columns = np.eye(len(theta), dtype=np.float64)[:, start:start + SENSITIVITY_CHUNK]
+    for index in _chunks(len(theta), SENSITIVITY_CHUNK):
+        columns = np.zeros((len(theta), len(index)))  # the unit vectors e_i, i in index
+        columns[index, np.arange(len(index))] = 1.0
         S = -lin.residual.solve_x(_dense(lin.residual.r_theta(columns)))
-        grad[start:start + SENSITIVITY_CHUNK] += S.T @ lin.J_x
+        grad[index] += S.T @ lin.J_x
     return grad
 
 

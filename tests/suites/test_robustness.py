@@ -172,13 +172,20 @@ def test_a_sync_that_fails_at_the_end_names_the_fix(tmp_path, monkeypatch):
 
 
 def test_implementations_load_at_once_and_one_that_fails_is_told(tmp_path, monkeypatch):
+    from adjointbench.suites import isolation
     from adjointbench.suites.isolation import IsolatedRunner
 
     monkeypatch.syspath_prepend(str(PLUGINS))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PLUGINS),
                                                       os.environ.get("PYTHONPATH", "")]))
+    events, started, loaded = [], isolation.Worker.__init__, isolation.Worker.loaded
+    monkeypatch.setattr(isolation.Worker, "__init__", lambda self, *a, **kw: (
+        events.append("start"), started(self, *a, **kw))[1])
+    monkeypatch.setattr(isolation.Worker, "loaded", lambda self: (
+        events.append("wait"), loaded(self))[1])
     with IsolatedRunner(cache_dir=tmp_path) as runner:
         runner.start(["numpy", "broken:NoPrepare", "naive", "numpy"])
+        assert events == ["start"] * 3 + ["wait"] * 3  # every worker started before any wait
         assert sorted(runner._workers) == ["naive", "numpy"]
         assert all(w.process.is_alive() for w in runner._workers.values())
         assert runner.describe("numpy")["name"] == "numpy"
