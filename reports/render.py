@@ -276,11 +276,10 @@ def comparison_table(comparison) -> pd.DataFrame:
 
 
 def _comparison_section(report: "Report", comparison) -> None:
-    from adjointbench.suites.comparison import machine_note, summary_line
+    from adjointbench.suites.comparison import notes, summary_line
 
     lines = [f"Against {comparison.old}: {summary_line(comparison)}."]
-    if note := machine_note(comparison):
-        lines.append(f"Note: {note}.")
+    lines += [f"Note: {note}." for note in notes(comparison)]
     intro_html = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     intro_md = "".join(f"{escape_markdown(line)}\n\n" for line in lines)
     table = comparison_table(comparison)

@@ -30,7 +30,10 @@ each matched pair:
   cell during which the machine itself moved (its reference call, or the
   primal timed beside an operation, changed between the runs by more than
   DISTURBED times what the other cells' did: :func:`disturbances`) is
-  "unsettled", listed to be rerun and never a regression.
+  "unsettled", listed to be rerun and never a regression; so is every time
+  change when either run was timed on a busy machine (its environment.json
+  says other processes kept its cores busy: :func:`machine_was_loaded`),
+  where a hog slowed softmax's primal 2.4x over its reference call.
   Records without stored samples (older runs) are judged by the quartiles
   they carry alone. Two
   runs of the same code on this shared machine differ by 20 % in absolute
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adjointbench.suites.environment import read_environment
+from adjointbench.suites.environment import machine_was_loaded, read_environment
 from adjointbench.suites.results import FAILURES, Record, ResultsFile, record_key, without_duplicates
 
 DEFAULT_THRESHOLD = 1.10
@@ -73,6 +76,7 @@ class Change:
     p_value: float | None = None    # Mann-Whitney U, two-sided, on what is judged
     change: float | None = None     # what is judged: cost over the primal (drift for a primal)
     disturbed: float | None = None  # an unsettled cell's yardstick against the others' (disturbances)
+    busy: str | None = None  # an unsettled cell's run(s) timed on a busy machine: "old", "new", "both"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Comparison:
     drift: float = 1.0  # the new run's machine over the old one's (machine_drift)
     noise: float = 1.0  # run_to_run_noise: a slowdown counts beyond threshold * noise
     noise_quicker: float = 1.0  # and a speed-up beyond threshold * noise_quicker
+    busy: tuple[str | None, str | None] = (None, None)  # why each run's machine was busy, or None
 
     @property
     def regressions(self) -> list[Change]:
@@ -98,6 +103,7 @@ class Comparison:
         return {"old": self.old, "new": self.new, "threshold": self.threshold,
                 "matched": self.matched, "machines": list(self.machines), "drift": self.drift,
                 "noise": self.noise, "noise_quicker": self.noise_quicker,
+                "busy": list(self.busy),
                 "summary": {k: self.count(k) for k in KINDS},
                 "changes": [asdict(c) for c in self.changes]}
 
@@ -316,22 +322,24 @@ def disturbances(pairs: list[tuple[Record, Record]]) -> list[float]:
 
 def compare_pair(old: Record, new: Record, threshold: float,
                  judged: TimeJudgement | None = None, where: str = "",
-                 quicker_threshold: float | None = None, disturbed: float = 1.0) -> Change | None:
+                 quicker_threshold: float | None = None, disturbed: float = 1.0,
+                 busy: str | None = None) -> Change | None:
     """The change of one matched cell, or None; ``judged`` is its time
     judgement when both records are timed, ``threshold`` the slowdown that
     counts and ``quicker_threshold`` the speed-up (noise allowances
     included; default the same), ``where`` its machines. A time change of
-    a cell ``disturbed`` beyond DISTURBED (:func:`disturbances`)
-    is "unsettled": reported, to be rerun, never a regression."""
+    a cell ``disturbed`` beyond DISTURBED (:func:`disturbances`), or of a
+    comparison whose ``busy`` run(s) ("old", "new", "both") were timed on a
+    busy machine, is "unsettled": reported, to be rerun, never a regression."""
     label = cell_label(new) + where
     kind = outcome_change(old, new)
     if kind:
         return Change(label, kind, "outcome", old.outcome, new.outcome)
     if judged is not None and (kind := judged.kind(threshold, quicker_threshold)):
-        unsettled = disturbed > DISTURBED
-        return Change(label, "unsettled" if unsettled else kind, "time", old.outcome,
+        moved = disturbed > DISTURBED
+        return Change(label, "unsettled" if moved or busy else kind, "time", old.outcome,
                       new.outcome, old.time_median_s, new.time_median_s, judged.ratio,
-                      judged.p_value, judged.change, disturbed if unsettled else None)
+                      judged.p_value, judged.change, disturbed if moved else None, busy)
     return None
 
 
@@ -349,8 +357,10 @@ def compare_folders(old: str | Path, new: str | Path,
     noise_quicker = run_to_run_noise(timed_changes, "quicker")
     several = len({r.machine for r in [*before.values(), *after.values()]}) > 1
     spread = lambda j: j.spread if j is not None else 1.0
+    busy = (machine_was_loaded(read_environment(old)), machine_was_loaded(read_environment(new)))
+    which = _busy_runs(busy)
     changes = [compare_pair(a, b, threshold * noise * spread(j), j, _where(a, b, several),
-                            threshold * noise_quicker * spread(j), d)
+                            threshold * noise_quicker * spread(j), d, which)
                for (a, b), j, d in zip(pairs, judged, disturbed)]
     changes += [Change(cell_label(after[k]) + _where(None, after[k], several), "new",
                        "presence", new_outcome=after[k].outcome)
@@ -360,7 +370,13 @@ def compare_folders(old: str | Path, new: str | Path,
                 for k in before if k not in after]
     ordered = sorted((c for c in changes if c), key=lambda c: (KINDS.index(c.kind), c.cell))
     return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
-                      (_machine(old), _machine(new)), drift, noise, noise_quicker)
+                      (_machine(old), _machine(new)), drift, noise, noise_quicker, busy)
+
+
+def _busy_runs(busy: tuple[str | None, str | None]) -> str | None:
+    """"old", "new" or "both": the runs timed on a busy machine; None when neither."""
+    old, new = (reason is not None for reason in busy)
+    return "both" if old and new else "old" if old else "new" if new else None
 
 
 # --- output ---
@@ -373,6 +389,9 @@ def describe_change(c: Change) -> str:
         moved = ("" if c.disturbed is None else f"; the machine moved while it was timed "
                  f"(its {'reference call' if judged.startswith('time') else 'primal'} "
                  f"moved {c.disturbed:.2f}x more than the other cells'): rerun it to judge")
+        if c.busy:
+            moved += (f"; {'both runs were' if c.busy == 'both' else f'the {c.busy} run was'} "
+                      "timed on a busy machine: rerun on a quiet one to judge")
         return (f"{c.ratio:.2f}x time ({format_seconds(c.old_median_s)} -> "
                 f"{format_seconds(c.new_median_s)}); {judged} {c.change:.2f}x{p}{moved}")
     if c.what == "outcome":
@@ -398,18 +417,24 @@ def summary_line(comparison: Comparison) -> str:
             f"between its rounds, at p < {ALPHA}; machine drift {comparison.drift:.2f}x)")
 
 
-def machine_note(comparison: Comparison) -> str | None:
+def notes(comparison: Comparison) -> list[str]:
+    """What the reader must know before believing the time changes: runs from
+    different machines, runs timed on a busy one."""
+    found = []
     old, new = comparison.machines
     if old and new and old != new:
-        return f"the two runs come from different machines ({old} and {new}): times differ by machine too"
-    return None
+        found.append(f"the two runs come from different machines ({old} and {new}): times "
+                     "differ by machine too")
+    for side, reason in zip(("old", "new"), comparison.busy):
+        if reason:
+            found.append(f"the {side} run: {reason}; its time changes are listed as unsettled, "
+                         "never as regressions")
+    return found
 
 
 def to_text(comparison: Comparison) -> str:
     lines = [f"compare {comparison.old} -> {comparison.new}", summary_line(comparison)]
-    note = machine_note(comparison)
-    if note:
-        lines.append(f"note: {note}")
+    lines += [f"note: {note}" for note in notes(comparison)]
     width = max((len(c.cell) for c in comparison.changes), default=0)
     for c in comparison.changes:
         lines.append(f"  {c.kind:<11} {c.cell:<{width}}  {describe_change(c)}")
@@ -421,8 +446,7 @@ def to_markdown(comparison: Comparison) -> str:
     verdict = (f"**{len(comparison.regressions)} regression(s)**" if comparison.regressions
                else "**no regression**")
     lines = [f"### adjointbench: {verdict}", "", summary_line(comparison), ""]
-    note = machine_note(comparison)
-    if note:
+    for note in notes(comparison):
         lines += [f"> {note}", ""]
     if comparison.changes:
         lines += ["| change | cell | what | old -> new |", "|---|---|---|---|"]
