@@ -256,7 +256,8 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         if results and (args.resume or args.retry):
             cells, earlier = _unfinished(cells, results, args.retry)
         if results:
-            written.append(write_environment(results.path.parent, threads, workers, cluster))
+            written.append(write_environment(results.path.parent, threads, workers, cluster,
+                                             isolated=not args.in_process))
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         if rounds > 1:

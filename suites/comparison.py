@@ -91,6 +91,7 @@ class Comparison:
     noise: float = 1.0  # run_to_run_noise: a slowdown counts beyond threshold * noise
     noise_quicker: float = 1.0  # and a speed-up beyond threshold * noise_quicker
     busy: tuple[str | None, str | None] = (None, None)  # why each run's machine was busy, or None
+    in_process: tuple[bool, bool] = (False, False)  # each run's rounds shared one process
 
     @property
     def regressions(self) -> list[Change]:
@@ -103,7 +104,7 @@ class Comparison:
         return {"old": self.old, "new": self.new, "threshold": self.threshold,
                 "matched": self.matched, "machines": list(self.machines), "drift": self.drift,
                 "noise": self.noise, "noise_quicker": self.noise_quicker,
-                "busy": list(self.busy),
+                "busy": list(self.busy), "in_process": list(self.in_process),
                 "summary": {k: self.count(k) for k in KINDS},
                 "changes": [asdict(c) for c in self.changes]}
 
@@ -370,7 +371,13 @@ def compare_folders(old: str | Path, new: str | Path,
                 for k in before if k not in after]
     ordered = sorted((c for c in changes if c), key=lambda c: (KINDS.index(c.kind), c.cell))
     return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
-                      (_machine(old), _machine(new)), drift, noise, noise_quicker, busy)
+                      (_machine(old), _machine(new)), drift, noise, noise_quicker, busy,
+                      (_in_process(old), _in_process(new)))
+
+
+def _in_process(folder: Path) -> bool:
+    """Whether that run timed its rounds in one process (bench --in-process)."""
+    return read_environment(folder).get("isolated") is False
 
 
 def _busy_runs(busy: tuple[str | None, str | None]) -> str | None:
@@ -429,6 +436,11 @@ def notes(comparison: Comparison) -> list[str]:
         if reason:
             found.append(f"the {side} run: {reason}; its time changes are listed as unsettled, "
                          "never as regressions")
+    for side, one_process in zip(("old", "new"), comparison.in_process):
+        if one_process:
+            found.append(f"the {side} run timed its rounds in one process (--in-process), so "
+                         "they hide the noise between processes: a change of a microsecond "
+                         "cell may be that; bench without --in-process to judge")
     return found
 
 

@@ -166,14 +166,16 @@ def read_environment(folder: Path) -> dict:
 
 
 def write_environment(folder: Path, requested_threads: int | None = None,
-                      workers: int = 1, cluster: dict | None = None) -> dict:
+                      workers: int = 1, cluster: dict | None = None,
+                      isolated: bool = True) -> dict:
     """``folder/environment.json``, and what it holds; ``workers``: cells run
     at once (timings of cells that ran side by side shared the machine's
     cores); ``cluster``: the Dask cluster that ran them (its scheduler and
-    workers)."""
+    workers); ``isolated``: False for --in-process (a bench's rounds then
+    share one process)."""
     path = Path(folder) / "environment.json"
     environment = {**describe_environment(requested_threads), "workers": workers,
-                   **(cluster or {})}
+                   "isolated": isolated, **(cluster or {})}
     path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
     return environment
 

@@ -53,6 +53,7 @@ def test_bench_records_carry_every_timing_field(tmp_path, capsys):
     environment = json.loads((tmp_path / "environment.json").read_text())
     assert environment["versions"]["numpy"] and environment["threads"]["cpu_count"]
     assert environment["other_cores_busy"] >= 0 and environment["load_after"]
+    assert environment["isolated"] is True  # compare notes runs whose rounds shared a process
 
 
 def test_a_bench_sweep_is_timed_in_two_rounds_and_pooled(tmp_path, capsys):
@@ -124,6 +125,7 @@ def test_check_and_bench_share_one_results_table(tmp_path, capsys):
     assert main(["bench", *common, "--budget", "0.01"]) == 2  # no silent second sweep
     records, _ = ResultsFile(tmp_path).read()
     assert sorted(r.suite for r in records) == ["bench", "check", "check"]  # check: both dtypes
+    assert json.loads((tmp_path / "environment.json").read_text())["isolated"] is False
 
 
 @pytest.mark.parametrize("args, hint", [

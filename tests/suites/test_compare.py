@@ -9,7 +9,7 @@ import pytest
 
 from adjointbench.cli import main
 from adjointbench.suites.comparison import (compare_folders, judge_time, outcome_change,
-                                           round_spread, run_to_run_noise, time_change)
+                                           round_spread, run_to_run_noise, time_change, to_text)
 from adjointbench.suites.results import Record
 
 BENCH = ["bench", "--problem", "softmax,matvec", "--op", "primal,vjp", "--quick",
@@ -190,6 +190,8 @@ def test_time_changes_of_a_run_on_a_busy_machine_are_unsettled(tmp_path, capsys)
     text = capsys.readouterr().out
     assert "note: the new run: the machine was busy" in text and "listed as unsettled" in text
     assert "the new run was timed on a busy machine: rerun on a quiet one" in text
+    (old / "environment.json").write_text(json.dumps({"isolated": False}))
+    assert "the old run timed its rounds in one process" in to_text(compare_folders(old, quiet))
     # the same folders the other way round: a speed-up on a busy machine is no improvement
     assert [(c.kind, c.busy) for c in compare_folders(busy, old).changes] == [("unsettled", "old")]
 
@@ -226,8 +228,9 @@ def test_two_runs_of_the_same_code_do_not_regress(tmp_path, capsys):
     """Isolated, as bench runs by default: each round in fresh workers, so the
     rounds show the process-to-process noise a comparison must allow for. (Run
     in one process, rounds share its state: 2 of 13 such pairs on a quiet
-    machine here flagged a microsecond primal, none of 14 isolated pairs did.) On a busy machine
-    the time changes come out unsettled, which is no regression either."""
+    machine here flagged a microsecond primal, none of 14 isolated pairs
+    did.) On a busy machine the time changes come out unsettled, which is no
+    regression either."""
     args = ["bench", "--problem", "softmax,matvec,matmul,broadcast_sin,linear_solve", "--op",
             "primal,jvp,vjp", "--quick", "--budget", "0.05", "--quiet"]
     for name in ("a", "b"):
