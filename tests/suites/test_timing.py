@@ -70,6 +70,23 @@ def test_samples_are_calibrated_to_the_timer(monkeypatch):
     assert result.rounds >= MIN_ROUNDS and result.iqr_s >= 0
 
 
+def test_calibration_from_a_predicted_count_finds_the_same_count_in_fewer_calls(monkeypatch):
+    """With a fake clock (each call 7 us): from 1, ten trial samples (1023
+    calls) find 512; predicted from one call's time, the same 512 after one
+    trial of 256 and one of 512, and a call that was 10x slower alone (a
+    first call) only starts the doubling lower."""
+    now, calls = [0.0], [0]
+    monkeypatch.setattr(timing, "clock", lambda: now[0])
+
+    def call():
+        now[0] += 7e-6
+        calls[0] += 1
+    for one_call_s, expected_calls in ((None, 1023), (7e-6, 768), (7e-5, 1008)):
+        calls[0] = 0
+        assert calibrate(call, MIN_SAMPLE_S, one_call_s) == 512
+        assert calls[0] == expected_calls
+
+
 def test_slow_calls_are_timed_one_at_a_time():
     assert calibrate(lambda: time.sleep(MIN_SAMPLE_S)) == 1
 
