@@ -9,7 +9,6 @@ rule can replace the iterations. The problems' fixed data arrive as inputs;
 the formulas are written here, independently of the catalogue's.
 """
 
-import numpy as np
 
 NEWTON_STEPS = 60
 TRIPLE_ROOT_NEWTON_STEPS = 100   # linear convergence at the triple root
@@ -109,8 +108,19 @@ def _diffusion_matrix(xp, theta):
     if P > DENSE_DIFFUSION_LIMIT:
         raise NotImplementedError(f"diffusion with P = {P}: the dense solve here needs P <= "
                                   f"{DENSE_DIFFUSION_LIMIT}; use the numpy methods for larger P")
-    D = xp.const(np.eye(P, P - 1, k=-1) - np.eye(P, P - 1), theta)
-    return (D.T * xp.exp(theta)) @ D * P**2
+    return _tridiagonal_stiffness(xp, xp.exp(theta)) * P**2
+
+
+def _tridiagonal_stiffness(xp, kappa):
+    """D^T diag(kappa) D, D the (P, P - 1) difference matrix, from its three
+    diagonals: kappa_i + kappa_{i+1} on the main one, -kappa_{i+1} beside it.
+    The same matrix to the bit as the product (which only adds exact zeros
+    to those terms), without its (P - 1) x P x (P - 1) multiplication and the
+    two more of reverse mode: at P = 1000 in torch the matrix took 50 ms
+    instead of 2.6, the gradient 154 ms instead of 73, an HVP 391 ms
+    instead of 107."""
+    inner = kappa[1:-1]
+    return xp.diag(kappa[:-1] + kappa[1:]) - xp.diag(inner, 1) - xp.diag(inner, -1)
 
 
 def _diffusion_solve(xp, theta, u_obs):
