@@ -25,8 +25,8 @@ from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
 from adjointbench.suites.timing import (TIMING_KINDS, KeepingLast, Paired, WarmCall,
-                                        paired_from_samples,
-                                        reference_workload, sample_paired, warm_up)
+                                        paired_from_samples, reference_workload, sample_paired,
+                                        warm_up)
 from adjointbench.suites.wire import measurements
 
 # Operations whose run() includes the forward pass: never cheaper than the primal

@@ -426,7 +426,8 @@ def summary_line(comparison: Comparison) -> str:
 
 def notes(comparison: Comparison) -> list[str]:
     """What the reader must know before believing the time changes: runs from
-    different machines, runs timed on a busy one."""
+    different machines, runs timed on a busy one, runs whose bench rounds
+    shared one process."""
     found = []
     old, new = comparison.machines
     if old and new and old != new:

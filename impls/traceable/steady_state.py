@@ -9,7 +9,6 @@ rule can replace the iterations. The problems' fixed data arrive as inputs;
 the formulas are written here, independently of the catalogue's.
 """
 
-
 NEWTON_STEPS = 60
 TRIPLE_ROOT_NEWTON_STEPS = 100   # linear convergence at the triple root
 GD_STEP, GD_STEPS = 0.1, 1000
