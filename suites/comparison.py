@@ -115,10 +115,9 @@ def cell_label(r: Record) -> str:
     return f"{r.suite} {r.problem}/{r.impl}/{r.op}{method} n={r.size} {r.dtype}{device}"
 
 
-def _records(folder: Path) -> dict[tuple, Record]:
+def _records(folder: Path, machine: str | None) -> dict[tuple, Record]:
     """Each cell's record, naming its machine (its own, else the folder's)."""
     records, _ = ResultsFile(folder).read()
-    machine = _machine(folder)
     return {record_key(r): replace(r, machine=r.machine or machine)
             for r in without_duplicates(records)[0]}
 
@@ -131,8 +130,7 @@ def _where(old: Record | None, new: Record | None, several: bool) -> str:
     return f" [{machines[0]}]" if len(set(machines)) == 1 else f" [{machines[0]} -> {machines[1]}]"
 
 
-def _machine(folder: Path) -> str | None:
-    environment = read_environment(folder)
+def _machine(environment: dict) -> str | None:
     if environment.get("machine"):
         return str(environment["machine"])
     cpu, cores = environment.get("cpu"), environment.get("cpu_count")
@@ -348,7 +346,9 @@ def compare_folders(old: str | Path, new: str | Path,
                     threshold: float = DEFAULT_THRESHOLD) -> Comparison:
     """Every difference between two result folders, regressions first."""
     old, new = Path(old), Path(new)
-    before, after = _records(old), _records(new)
+    environments = (read_environment(old), read_environment(new))
+    machines = tuple(_machine(e) for e in environments)
+    before, after = _records(old, machines[0]), _records(new, machines[1])
     pairs = [(before[k], after[k]) for k in before if k in after]
     drift = machine_drift(pairs)
     disturbed = disturbances(pairs)
@@ -358,7 +358,7 @@ def compare_folders(old: str | Path, new: str | Path,
     noise_quicker = run_to_run_noise(timed_changes, "quicker")
     several = len({r.machine for r in [*before.values(), *after.values()]}) > 1
     spread = lambda j: j.spread if j is not None else 1.0
-    busy = (machine_was_loaded(read_environment(old)), machine_was_loaded(read_environment(new)))
+    busy = tuple(machine_was_loaded(e) for e in environments)
     which = _busy_runs(busy)
     changes = [compare_pair(a, b, threshold * noise * spread(j), j, _where(a, b, several),
                             threshold * noise_quicker * spread(j), d, which)
@@ -371,13 +371,8 @@ def compare_folders(old: str | Path, new: str | Path,
                 for k in before if k not in after]
     ordered = sorted((c for c in changes if c), key=lambda c: (KINDS.index(c.kind), c.cell))
     return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
-                      (_machine(old), _machine(new)), drift, noise, noise_quicker, busy,
-                      (_in_process(old), _in_process(new)))
-
-
-def _in_process(folder: Path) -> bool:
-    """Whether that run timed its rounds in one process (bench --in-process)."""
-    return read_environment(folder).get("isolated") is False
+                      machines, drift, noise, noise_quicker, busy,
+                      tuple(e.get("isolated") is False for e in environments))  # --in-process
 
 
 def _busy_runs(busy: tuple[str | None, str | None]) -> str | None:
