@@ -461,3 +461,24 @@ def test_a_ctrl_c_a_finaliser_swallows_still_stops_the_sweep(capfd):
     assert "Traceback" not in capfd.readouterr().err
     with faults.interrupts_never_swallowed():
         faults.raise_if_interrupted()  # a new run starts clean
+
+
+def test_a_worker_is_asked_each_supports_question_once():
+    """The same question comes for every size and dtype of a sweep: the
+    worker's first answer is kept for its lifetime, and a new question is asked."""
+    from adjointbench.suites.isolation import RemoteExecutor
+
+    class Worker:
+        supported: dict = {}
+        asked: list = []
+
+        def call(self, deadline, method, *args):
+            self.asked.append((method, *args))
+            return args[0] == "softmax"
+
+    worker = Worker()
+    answers = [RemoteExecutor(worker, 10.0).supports(p, "jvp", None)
+               for p in ("softmax", "matmul", "softmax", "matmul")]
+    assert answers == [True, False, True, False]
+    assert worker.asked == [("supports", "softmax", "jvp", None),
+                            ("supports", "matmul", "jvp", None)]
