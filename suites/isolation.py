@@ -244,17 +244,19 @@ class RemoteExecutor:
         0.5 ms each, most of them unsupported)."""
         question = (problem, op, method)
         if question not in self.worker.supported:
-            self.worker.supported[question] = bool(self.__getattr__("supports")(*question))
+            self.worker.supported[question] = bool(self._call("supports", *question))
         return self.worker.supported[question]
 
+    def _call(self, method: str, *args):
+        """The worker's answer to ``method(*args)``, its wait charged to the budget."""
+        start = time.monotonic()
+        try:
+            return self.worker.call(start + self.remaining_s, method, *args)
+        finally:
+            self.remaining_s -= time.monotonic() - start
+
     def __getattr__(self, method):
-        def call(*args):
-            start = time.monotonic()
-            try:
-                return self.worker.call(start + self.remaining_s, method, *args)
-            finally:
-                self.remaining_s -= time.monotonic() - start
-        return call
+        return lambda *args: self._call(method, *args)
 
 
 def compilation_cache_settings(cache_dir: Path) -> dict:

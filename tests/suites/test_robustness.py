@@ -469,8 +469,8 @@ def test_a_worker_is_asked_each_supports_question_once():
     from adjointbench.suites.isolation import RemoteExecutor
 
     class Worker:
-        supported: dict = {}
-        asked: list = []
+        def __init__(self):
+            self.supported, self.asked = {}, []
 
         def call(self, deadline, method, *args):
             self.asked.append((method, *args))
