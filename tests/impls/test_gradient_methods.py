@@ -66,3 +66,33 @@ def test_block_differences_agree_with_the_adjoint(model, theta):
                                adjoint, atol=1e-7 * scale)
     np.testing.assert_allclose(fd_forward(None, theta, lambda r: ode_losses(model, r)),
                                adjoint, atol=1e-5 * scale)
+
+
+def test_observations_without_weight_are_skipped_and_change_nothing(monkeypatch):
+    """A zero-weighted observation adds nothing to J or its gradient: the model
+    gives, to the bit, what the same model without those observations gives,
+    and its integrations stop only at the weighted times."""
+    problem = get_problem("forced_oscillator_trajectory")
+    inputs = make_inputs(problem, problem.smallest_size)
+    theta = inputs.pop("theta")
+    weights = inputs["weights"].copy()
+    weights[np.random.default_rng(3).permutation(len(weights))[:60]] = 0.0
+    weights[-1] = 0.0  # nothing observed at T: no integration reaches it
+    kept = np.flatnonzero(weights)
+    zeroed = _oscillator(len(theta), **{**inputs, "weights": weights})
+    removed = _oscillator(len(theta), **{**inputs, "times": inputs["times"][kept],
+                                         "y_ref": inputs["y_ref"][kept], "weights": weights[kept]})
+    assert [i for i, _, _ in zeroed.observed()] == kept.tolist()
+    ends = []
+    integrate = gradient_methods._integrate
+    monkeypatch.setattr(gradient_methods, "_integrate",
+                        lambda rhs, y0, t0, t1, dense=False: ends.append(t1) or
+                        integrate(rhs, y0, t0, t1, dense))
+    methods, reduced = gradient_methods.ode_methods(zeroed), gradient_methods.ode_methods(removed)
+    assert ode_loss(zeroed, theta) == ode_loss(removed, theta)
+    for name in methods:
+        assert np.array_equal(methods[name](theta), reduced[name](theta)), name
+    assert set(ends) <= set(inputs["times"][kept]) | {0.0}
+    adjoint = methods["adjoint"](theta)
+    np.testing.assert_allclose(adjoint, methods["forward_sensitivity"](theta),
+                               rtol=1e-9, atol=1e-9 * np.max(np.abs(adjoint)))
