@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from adjointbench.suites.threads import thread_settings
+from adjointbench.suites.threads import thread_settings, worker_thread_settings
 from adjointbench.vouched import write_atomically
 
 PACKAGES = ("adjointbench", "numpy", "scipy", "sympy", "mpmath", "jax", "jaxlib", "torch",
@@ -61,8 +61,11 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def describe_environment(requested_threads: int | None = None) -> dict:
-    """Everything that can change a timing, as JSON-ready data."""
+def describe_environment(requested_threads: int | None = None, isolated: bool = False) -> dict:
+    """Everything that can change a timing, as JSON-ready data; the thread
+    settings are the workers' when cells run ``isolated`` in them, else this
+    process's."""
+    threads = worker_thread_settings(requested_threads) if isolated else thread_settings()
     return {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
@@ -73,7 +76,7 @@ def describe_environment(requested_threads: int | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "gpus": _gpus(),
         "versions": _versions(),
-        "threads": {"requested": requested_threads, **thread_settings()},
+        "threads": {"requested": requested_threads, **threads},
         "load_before": load_average(),
     }
 
@@ -174,7 +177,7 @@ def write_environment(folder: Path, requested_threads: int | None = None,
     workers); ``isolated``: False for --in-process (a bench's rounds then
     share one process)."""
     path = Path(folder) / "environment.json"
-    environment = {**describe_environment(requested_threads), "workers": workers,
+    environment = {**describe_environment(requested_threads, isolated), "workers": workers,
                    "isolated": isolated, **(cluster or {})}
     path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
     return environment

@@ -60,11 +60,24 @@ def blas_threads() -> int | None:
     return max(counts) if counts else None
 
 
+def _thread_variables() -> dict[str, str]:
+    return {n: os.environ[n] for n in (*THREAD_VARIABLES, "XLA_FLAGS") if n in os.environ}
+
+
 def thread_settings() -> dict:
-    """Every thread setting that can change a timing, as JSON-ready data."""
-    settings = {"cpu_count": os.cpu_count(), "pools": _blas_pools(),
-                "environment": {n: os.environ[n] for n in (*THREAD_VARIABLES, "XLA_FLAGS")
-                                if n in os.environ}}
+    """Every thread setting of this process that can change a timing, as JSON-ready data."""
+    settings = {"cpu_count": os.cpu_count(), "of": "this process", "pools": _blas_pools(),
+                "environment": _thread_variables()}
     if "torch" in sys.modules:
         settings["torch"] = sys.modules["torch"].get_num_threads()
     return settings
+
+
+def worker_thread_settings(threads: int | None) -> dict:
+    """The thread settings worker processes start with: this process's thread
+    variables with :func:`thread_environment`'s over them (their pools read
+    them as they load). Not this process's pools: in an isolated sweep nothing
+    is timed here, and its BLAS pool keeps the library's default (each timed
+    record carries the BLAS thread count its worker measured)."""
+    return {"cpu_count": os.cpu_count(), "of": "worker processes",
+            "environment": {**_thread_variables(), **thread_environment(threads)}}

@@ -113,8 +113,13 @@ def test_threads_option_reaches_the_worker(tmp_path, capsys):
                  "--quiet"])
     assert code == 0
     (record,), _ = ResultsFile(tmp_path).read()
-    assert record.threads == 1
-    assert json.loads((tmp_path / "environment.json").read_text())["threads"]["requested"] == 1
+    assert record.threads == 1  # measured in the worker
+    threads = json.loads((tmp_path / "environment.json").read_text())["threads"]
+    assert threads["requested"] == 1
+    # what the workers started with, not this process's pools (library defaults here)
+    assert threads["of"] == "worker processes" and "pools" not in threads
+    assert threads["environment"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert "--xla_cpu_multi_thread_eigen=false" in threads["environment"]["XLA_FLAGS"]
 
 
 def test_check_and_bench_share_one_results_table(tmp_path, capsys):
