@@ -257,9 +257,9 @@ def ode_adjoint(model: OdeModel, theta: np.ndarray) -> np.ndarray:
         return np.concatenate([f, -back])
 
     for j in range(len(observed) - 1, -1, -1):
-        i, t1, w = observed[j]
+        i, t1, weight = observed[j]
         t0 = observed[j - 1][1] if j > 0 else 0.0
-        a = a + w * model.obs_grad(states[j], i)
+        a = a + weight * model.obs_grad(states[j], i)
         if t0 == t1:
             continue
         backward, y_start = _integrate(rhs, np.concatenate([states[j], a]), t1, t0, dense=True)
