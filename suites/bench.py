@@ -147,7 +147,8 @@ def timing_warning(fields: dict, op: str) -> str | None:
     pairs below 1 mean the timing missed work (residuals computed in
     ``prepare``, a cached result), or a compiler dropped forward computations
     the result does not need (jit's dead-code elimination: the VJP of
-    l2_loss, w x, needs no sum; jax at n = 10^5 times it at 0.74x its primal).
+    l2_loss, w (y - y_ref), needs no sum; jax at n = 10^5 times it at 0.74x
+    its primal).
     A spread of more than :data:`SPREAD_WARNING` of the median means
     the machine was busy or the call's cost varies.
     """
