@@ -272,3 +272,19 @@ def test_a_busy_machine_is_judged_by_other_processes_cpu_not_the_load_average():
     assert environment.machine_was_loaded(after_our_check)  # older results: the load average
     assert environment.machine_was_loaded({"cpu_count": 2, "load_before": [0.2, 0, 0],
                                            "load_after": [1.3, 0, 0]}) is None
+
+
+def test_the_harness_benchmarks_run_commands_with_python_bytecode_caching(monkeypatch):
+    """As a user's shell runs them: a sandbox's PYTHONDONTWRITEBYTECODE would
+    make every timed command compile the project from source."""
+    from adjointbench.suites import harness
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("ADJOINTBENCH_SOMETHING_ELSE", "kept")
+    environment = harness.user_environment()
+    assert "PYTHONDONTWRITEBYTECODE" not in environment
+    assert environment["ADJOINTBENCH_SOMETHING_ELSE"] == "kept"
+    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"  # this process's own is untouched
+    written = subprocess.run([sys.executable, "-c", "import sys; print(sys.dont_write_bytecode)"],
+                             env=environment, capture_output=True, text=True, check=True)
+    assert written.stdout.strip() == "False"
