@@ -221,7 +221,7 @@ def ode_forward_sensitivity(model: OdeModel, theta: np.ndarray) -> np.ndarray:
 @functools.cache
 def _legendre() -> tuple[np.ndarray, np.ndarray]:
     """QUADRATURE_NODES Gauss-Legendre nodes and weights on [-1, 1], formed
-    once (an eigenvalue problem: 13 % of the adjoint's time when formed per
+    once (an eigenvalue problem: 12 % of the adjoint's time when formed per
     interval)."""
     return np.polynomial.legendre.leggauss(QUADRATURE_NODES)
 
