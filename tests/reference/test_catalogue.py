@@ -73,3 +73,25 @@ def test_linear_solve_matrices_are_well_conditioned():
 def test_unknown_problem_names_the_closest():
     with pytest.raises(UnknownNameError, match="Did you mean 'softmax'"):
         get_problem("softmx")
+
+
+def test_oscillator_reference_states_are_computed_once_whatever_the_callers_precision():
+    """The oscillators' 100 closed-form reference states are the same inputs
+    for a first caller at 50 digits and for every later one, and each caller
+    gets its own copy (a caller that changes it changes no later input)."""
+    import mpmath
+
+    from adjointbench.reference import adjoint_ode, hp
+
+    adjoint_ode._reference_states.cache_clear()
+    with mpmath.workdps(50):
+        first = adjoint_ode.reference_states()
+    with mpmath.workprec(53):
+        theta = hp.to_mp(adjoint_ode.OSCILLATOR_REF_THETA)
+        expected = np.array([[float(v) for v in adjoint_ode.oscillator_state_mp(theta, mpmath.mpf(t))]
+                             for t in adjoint_ode.observation_times()])
+    assert np.array_equal(first, expected)
+    assert np.array_equal(first[0], adjoint_ode.OSCILLATOR_Y0)  # y(0) = 0.5, y'(0) = 0
+    first[:] = 0.0
+    for name in ("forced_oscillator_terminal", "forced_oscillator_trajectory"):
+        assert np.array_equal(make_inputs(get_problem(name), 4)["y_ref"], expected)

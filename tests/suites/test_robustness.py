@@ -123,6 +123,23 @@ def test_a_lost_final_newline_is_repaired_before_appending(tmp_path):
     assert damaged == 0 and sorted(r.op for r in records) == ["jvp", "primal"]
 
 
+def test_a_record_goes_to_json_and_back_whole_and_its_json_shares_no_list():
+    record = Record("matvec", "numpy", "vjp", "float64", "cpu", 8, 0, outcome="ok",
+                    max_rel_err=float("nan"), ratio_to_primal=float("inf"),
+                    value=[[1.0, float("-inf")], [3.0]], samples_s=[1e-5, 2e-5],
+                    samples_per_round=[1, 1])
+    data = record.to_json()
+    assert data["value"] == [1.0, "-inf", 3.0] and data["max_rel_err"] == "nan"
+    assert data["ratio_to_primal"] == "inf"
+    again = Record.from_json(json.loads(json.dumps(data)))
+    assert again.samples_s == [1e-5, 2e-5] and again.samples_per_round == [1, 1]
+    assert [getattr(again, k) for k in ("problem", "impl", "op", "size", "outcome")] == \
+        ["matvec", "numpy", "vjp", 8, "ok"]
+    data["samples_s"].append(1.0)  # a reader that changes the JSON changes no record
+    data["samples_per_round"][0] = 5
+    assert record.samples_s == [1e-5, 2e-5] and record.samples_per_round == [1, 1]
+
+
 def test_records_reach_the_kernel_at_once_and_the_disk_in_groups(tmp_path, monkeypatch):
     from adjointbench.suites import results
 
