@@ -2,14 +2,17 @@
 same outcomes as one at a time, every cell recorded once, hangs and crashes
 still outcomes."""
 
+import collections
+import time
+
 import pytest
 
 from adjointbench.cli import main
 from adjointbench.reference import get_problem
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.isolation import IsolatedRunner
-from adjointbench.suites.results import ResultsFile, record_key
-from adjointbench.suites.sweep import run_sweep
+from adjointbench.suites.results import Record, ResultsFile, record_key
+from adjointbench.suites.sweep import _Groups, affinity_groups, run_sweep
 
 CHECK = ["check", "--impl", "numpy,naive", "--problem", "matmul,softmax,linear_solve,diffusion",
          "--quick", "--quiet"]
@@ -46,6 +49,56 @@ def test_misbehaviour_in_parallel_is_still_an_outcome(plugins_on_path, oracle, t
     assert {r.problem: r.outcome for r in records if r.impl != "numpy"} == EXPECTED
     assert [r.outcome for r in records if r.impl == "numpy"] == ["ok"]
     assert len(ResultsFile(tmp_path).read()[0]) == len(cells)
+
+
+def _recording_runner(name: str, ran: dict, pause_s: float = 0.0):
+    def run(cell):
+        time.sleep(pause_s)
+        ran[record_key(Record.for_cell(cell, "ok"))] = name
+        return Record.for_cell(cell, "ok")
+    return run
+
+
+def test_an_implementations_problem_runs_whole_in_one_runner():
+    """Its cells reuse each other's checked results and compiled operations,
+    which live in one runner's worker."""
+    cells = plan_cells(["numpy", "naive"], ["matvec", "softmax", "matmul", "l2_loss"],
+                       ["jvp", "vjp", "linearity"], quick=True)
+    ran: dict = {}
+    records = run_sweep(cells, progress=False, runner=[
+        _recording_runner("a", ran, 0.001), _recording_runner("b", ran, 0.002)])
+    assert sorted(map(record_key, records)) == sorted(ran) and len(ran) == len(cells)
+    runners_of = collections.defaultdict(set)
+    for cell in cells:
+        runners_of[cell.impl, cell.problem].add(ran[record_key(Record.for_cell(cell, "ok"))])
+    assert len(runners_of) == 8 and all(len(r) == 1 for r in runners_of.values())
+    assert set(ran.values()) == {"a", "b"}  # both ran groups
+
+
+def test_a_runner_takes_groups_of_the_implementations_it_has_loaded_first():
+    cells = plan_cells(["numpy", "naive"], ["matvec", "matmul"], ["jvp", "jacfwd"],
+                       ["float64", "float32"])
+    groups = affinity_groups(cells)
+    assert [len(g) for g in groups] == sorted((len(g) for g in groups), reverse=True)
+    assert sum(map(len, groups)) == len(cells)
+    left = _Groups(groups)
+    first = left.take(set())
+    assert first is groups[0]  # nothing loaded: the largest
+    other = {"numpy", "naive"} - {first[0].impl}
+    mine = left.take(other)
+    assert mine[0].impl in other
+    rest = [left.take({"none loaded"}), left.take(set())]
+    assert left.take(other) is None
+    assert sorted(map(id, [first, mine, *rest])) == sorted(map(id, groups))
+
+
+def test_a_runner_that_raises_ends_a_parallel_sweep_with_its_error():
+    cells = plan_cells(["numpy", "naive"], ["matvec", "softmax"], ["jvp"], quick=True)
+
+    def broken(cell):
+        raise RuntimeError("the harness broke")
+    with pytest.raises(RuntimeError, match="the harness broke"):
+        run_sweep(cells, progress=False, runner=[_recording_runner("a", {}, 0.01), broken])
 
 
 def test_workers_are_checked(tmp_path, capsys):
