@@ -1,11 +1,22 @@
 """PyTorch, in one module: the array namespace of the traceable primals, the
 framework adapter (torch.func jvp, vjp, jacfwd, jacrev, eager) that serves
-the harness and the helper API, and the implementations built on it."""
+the harness and the helper API, and the implementations built on it.
+
+``torch._dynamo`` is imported with torch: torch.func's forward mode imports
+it (and sympy with it, 772 modules, 1.0-1.1 s) on the first call that meets
+a tensor without a tangent (``torch._compile._disable_dynamo``), and its JVP
+decompositions (0.1 s) on the first forward-mode call at all, which in a
+fresh worker was the first forward-mode cell's ``compile_s``: torch's
+batched_dense JVP at n = 1 reported 1.02 s of compilation, against 0.002 s
+when it is not the worker's first. Loaded here, it is paid while the
+workers start side by side, and no cell's figures carry it."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch._decomp.decompositions_for_jvp  # noqa: F401 - here, not in the first
+import torch._dynamo  # noqa: F401 - timed call (see above)
 import torch.func
 
 from adjointbench.impls.autodiff import (Framework, custom_rule_implementation,

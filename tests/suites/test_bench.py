@@ -107,6 +107,31 @@ def test_pooled_rounds_name_a_drift_between_them():
     assert merge_rounds([round_of(1e-5), round_of(1e-5)]).timing_warning is None
 
 
+FIRST_CALLS = """
+import sys
+from adjointbench.impls.registry import load_implementation
+from adjointbench.suites.cells import plan_cells
+from adjointbench.suites.executors import LocalExecutor
+executor = LocalExecutor(load_implementation("torch"))  # as a fresh worker loads it
+for op in ("jvp", "vjp", "batched_jacobian"):
+    cell = plan_cells(["torch"], ["batched_dense"], [op], ["float64"], quick=True)[0]
+    before = set(sys.modules)
+    executor.bench(cell)
+    late = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("torch", "sympy"))
+    assert not late, f"the first {op} imported {len(late)} modules in its timed call: {late[:5]}"
+"""
+
+
+def test_no_torch_cell_pays_for_imports_in_its_timed_first_call():
+    """compile_s is the cell's own preparation and first call: torch.func's
+    forward mode used to import torch._dynamo and sympy (1.0 s) inside the
+    first forward-mode cell of each worker."""
+    pytest.importorskip("torch")
+    done = subprocess.run([sys.executable, "-c", FIRST_CALLS], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_threads_option_reaches_the_worker(tmp_path, capsys):
     code = main(["bench", "--impl", "numpy", "--problem", "matvec", "--size", "128",
                  "--op", "primal", "--budget", "0.01", "--threads", "1", "--out", str(tmp_path),
