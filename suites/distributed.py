@@ -5,13 +5,17 @@ The parent (this process) plans, filters what no implementation supports,
 and writes every record into the one results file (same lock, resume, retry
 and outcomes as a local run). On the cluster, each reference is one task per
 (problem, size, seed, point), computed by the trusted oracle of whichever
-worker takes it and handed to every cell task that needs it; each cell task
-runs the cell in an :class:`~adjointbench.suites.isolation.IsolatedRunner`
-of its Dask worker: the comparisons in the Dask worker, the implementation
-in a subprocess of its own under the cell's timeout and memory cap, so a
-hang or a segfault is an outcome and never takes a Dask worker down. A Dask
-worker that dies mid-cell has its cells rerun elsewhere by the scheduler;
-the parent records each cell once, when its task finishes.
+worker takes it and handed to every task that needs it. Each task runs the
+cells of one (implementation, problem, device) in turn (:func:`task_groups`,
+as a local parallel sweep hands out groups), each cell in an
+:class:`~adjointbench.suites.isolation.IsolatedRunner` of its Dask worker:
+the comparisons in the Dask worker, the implementation in a subprocess of
+its own under the cell's timeout and memory cap, so a hang or a segfault is
+an outcome and never takes a Dask worker down. A Dask worker that dies
+mid-task has its task rerun elsewhere by the scheduler; a group whose
+workers died each time it was tried is tried again cell by cell, so that
+only the cell that kills them is recorded ``crashed``. The parent records
+each cell once, when its task finishes.
 
 GPU cells need a worker started with ``--resources GPU=1``; bench cells take
 a lease per host, so no two time at once on one machine.
@@ -193,6 +197,15 @@ def run_cell_task(cell: Cell, first: dict, second: dict, timeout_s: float,
     return replace(record, machine=socket.gethostname())
 
 
+def run_group_task(cells: list[Cell], firsts: list[dict], seconds: list[dict],
+                   timeout_s: float, environment: dict) -> list[Record]:
+    """The cells of one group (:func:`task_groups`) in turn, on one Dask
+    worker: the same records as one task per cell, in one implementation
+    worker that reuses its compiled operations and checked results."""
+    return [run_cell_task(cell, first, second, timeout_s, environment)
+            for cell, first, second in zip(cells, firsts, seconds)]
+
+
 def describe_task(spec: str, timeout_s: float, environment: dict) -> dict:
     """An implementation's description as a (GPU) worker sees it, from its
     own implementation worker (never loaded into the Dask worker itself)."""
@@ -254,7 +267,9 @@ class DaskCells:
         return self.client.submit(compute_reference, kind, cell.problem, cell.size, cell.seed,
                                   point, key=key, pure=False)
 
-    def _submit(self, cell: Cell, references: dict):
+    def _references_of(self, cell: Cell, references: dict) -> tuple[dict, dict]:
+        """The reference tasks a cell needs, by input point: first and second
+        order (bench cells need none)."""
         from adjointbench.suites.runner import SECOND_ORDER_CHECKS
 
         first, second = {}, {}
@@ -266,48 +281,107 @@ class DaskCells:
                     if key not in references:  # one task per reference, shared
                         references[key] = self._reference(kind, cell, point)
                     (first if kind == "first" else second)[point] = references[key]
-        resources = {GPU_RESOURCE: 1} if cell.device != "cpu" else None
+        return first, second
+
+    @staticmethod
+    def _resources(cell: Cell) -> dict | None:
+        return {GPU_RESOURCE: 1} if cell.device != "cpu" else None
+
+    def _submit(self, cell: Cell, references: dict):
+        """One cell's task."""
+        first, second = self._references_of(cell, references)
         return self.client.submit(run_cell_task, cell, first, second, self.timeout_s,
-                                  self.environment, resources=resources, pure=False,
+                                  self.environment, resources=self._resources(cell), pure=False,
                                   key=f"adjointbench-{self.sweep}-cell-{cell.op}-{cell.suite}-{cell.id}"
                                       f"-s{cell.seed}")
 
+    def _submit_group(self, group: list[Cell], references: dict, number: int):
+        """One task for a group of cells (:func:`task_groups`)."""
+        needed = [self._references_of(cell, references) for cell in group]
+        head = group[0]
+        return self.client.submit(
+            run_group_task, group, [first for first, _ in needed],
+            [second for _, second in needed], self.timeout_s, self.environment,
+            resources=self._resources(head), pure=False,
+            key=f"adjointbench-{self.sweep}-group{number}-{head.suite}-{head.impl}-{head.problem}"
+                f"-{head.device}")
+
     def finished(self, cells: list[Cell]) -> Iterator[Record]:
         distributed = import_distributed()
-        references: dict = {}
-        futures = {}
+        runnable = []
         for cell in cells:
             reason = self.declined(cell)
             if reason:
                 yield Record.for_cell(cell, "unsupported", reason)
             else:
-                futures[self._submit(cell, references)] = cell
-        del references  # each reference lives while a cell task needs it
+                runnable.append(cell)
+        references: dict = {}
+        pending = {self._submit_group(group, references, k): group
+                   for k, group in enumerate(task_groups(runnable))}
+        del references  # each reference lives while a task needs it
+        tasks = distributed.as_completed(list(pending))
         try:
-            for future in distributed.as_completed(list(futures)):
-                yield self._record_of(future, futures.pop(future))
+            for future in tasks:
+                group = pending.pop(future)
+                records = self._records_of(future, group)
+                if records is None:  # its Dask workers died: again cell by cell, to tell which
+                    again: dict = {}
+                    for cell in group:
+                        single = self._submit(cell, again)
+                        pending[single] = [cell]
+                        tasks.add(single)
+                    continue
+                yield from records
         finally:  # interrupted: nothing new starts on the cluster
-            self.client.cancel(list(futures), force=True)
+            self.client.cancel(list(pending), force=True)
 
     @staticmethod
-    def _record_of(future, cell: Cell) -> Record:
-        """The task's record. A cell task never raises for what the
-        implementation did (that is in its record), so anything else it
-        raised is the harness's fault, or the cluster's: a cell whose Dask
-        workers died each time it was tried is ``crashed``."""
+    def _records_of(future, group: list[Cell]) -> list[Record] | None:
+        """The task's records. A task never raises for what the
+        implementation did (that is in its records), so anything else it
+        raised is the harness's fault, or the cluster's: a lone cell whose
+        Dask workers died each time it was tried is ``crashed``; for a
+        group of cells, None (each is then tried alone)."""
         from distributed import KilledWorker
 
         try:
-            return future.result()
+            result = future.result()
         except KilledWorker as e:
-            return Record.for_cell(cell, "crashed", f"the Dask workers running this cell died each "
-                           f"time it was tried ({e}); run it locally to see why")
+            if len(group) > 1:
+                return None
+            cell = group[0]
+            return [Record.for_cell(cell, "crashed", f"the Dask workers running this cell died "
+                                    f"each time it was tried ({e}); run it locally to see why")]
         except HarnessFault:
             raise
         except Exception as e:
-            raise HarnessFault(f"the task of {cell.op} {cell.id} failed on the Dask cluster: "
-                               f"{type(e).__name__}: {e}") from e
+            cell = group[0]
+            raise HarnessFault(f"the task of {cell.op} {cell.id}"
+                               f"{f' and {len(group) - 1} more cells' if len(group) > 1 else ''} "
+                               f"failed on the Dask cluster: {type(e).__name__}: {e}") from e
+        return result if isinstance(result, list) else [result]
+
+
+def task_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells of each (implementation, problem, device), largest group
+    first, one task each: the grouping of a local parallel sweep
+    (suites/sweep.py's affinity_groups), split by device because a task
+    asks for its device's resource. One task per cell let two Dask workers
+    split a problem's cells and redo each other's compilations.
+
+    >>> from adjointbench.suites.cells import plan_cells
+    >>> cells = plan_cells(["numpy"], ["matvec", "softmax"], ["jvp"], ["float64"], quick=True,
+    ...                    devices=["cpu", "cuda"])
+    >>> [(g[0].problem, g[0].device, len(g)) for g in task_groups(cells)]
+    [('matvec', 'cpu', 2), ('matvec', 'cuda', 2), ('softmax', 'cpu', 2), ('softmax', 'cuda', 2)]
+    """
+    from adjointbench.suites.sweep import affinity_groups
+
+    by_device = [[cell for cell in group if cell.device == device]
+                 for group in affinity_groups(cells)
+                 for device in dict.fromkeys(cell.device for cell in group)]
+    return sorted(by_device, key=len, reverse=True)
 
 
 __all__ = ["DASK_EXTRA", "DaskCells", "MissingExtra", "cluster_summary", "dask_client",
-           "declined_by", "gpu_worker_devices"]
+           "declined_by", "gpu_worker_devices", "task_groups"]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -233,3 +234,80 @@ def test_a_local_dask_cluster_resumes_like_a_local_run(tmp_path, capsys):
     assert first.keys() < after.keys()
     assert all(after[k].outcome == r.outcome == "ok" for k, r in first.items())
     assert json.loads((tmp_path / "out" / "environment.json").read_text())["executor"] == "dask"
+
+
+class _Done:
+    """A finished task of :class:`_Cluster`: its value, or what it raised."""
+
+    def __init__(self, value=None, error=None):
+        self.value, self.error = value, error
+
+    def result(self):
+        if self.error:
+            raise self.error
+        return self.value
+
+
+class _Cluster:
+    """A client that runs nothing: a cell task returns an ok record, unless
+    its cell is in ``killer`` (every task holding it dies: KilledWorker)."""
+
+    def __init__(self, killer=()):
+        self.killer, self.tasks = set(killer), []
+
+    def submit(self, function, *args, key, **options):
+        from distributed import KilledWorker
+
+        from adjointbench.suites.distributed import compute_reference
+        from adjointbench.suites.results import Record
+
+        if function is compute_reference:
+            return _Done(None)
+        cells = args[0] if isinstance(args[0], list) else [args[0]]
+        self.tasks.append(cells)
+        if any((cell.op, cell.id) in self.killer for cell in cells):
+            return _Done(error=KilledWorker(key, SimpleNamespace(address="tcp://10.0.0.9:1"), 3))
+        records = [Record.for_cell(cell, "ok") for cell in cells]
+        return _Done(records if isinstance(args[0], list) else records[0])
+
+    def cancel(self, futures, force=False):
+        pass
+
+
+class _AsCompleted:
+    def __init__(self, futures):
+        self.futures = list(futures)
+
+    def add(self, future):
+        self.futures.append(future)
+
+    def __iter__(self):
+        while self.futures:
+            yield self.futures.pop(0)
+
+
+def test_a_task_runs_a_whole_group_and_a_lost_group_is_retried_cell_by_cell(monkeypatch):
+    import distributed
+
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.distributed import DaskCells
+
+    monkeypatch.setattr(distributed, "as_completed", _AsCompleted)
+    cells = plan_cells(["numpy", "naive"], ["softmax", "matmul"], ["jvp", "vjp"], quick=True,
+                       devices=["cpu", "cuda"])
+    killer = next(c for c in cells if c.impl == "naive" and c.problem == "matmul")
+    client = _Cluster(killer=[(killer.op, killer.id)])
+    records = list(DaskCells(client, 10.0, {}, declined=lambda cell: None).finished(cells))
+    # one task per (implementation, problem, device), holding all of its cells
+    groups = [tuple(cells) for cells in client.tasks if len(cells) > 1]
+    key = lambda cell: (cell.op, cell.id)
+    assert sorted(map(key, (c for g in groups for c in g))) == sorted(map(key, cells))
+    assert all(len({(c.impl, c.problem, c.device) for c in g}) == 1 for g in groups)
+    assert len(groups) == 8
+    # the group that lost its workers was tried again cell by cell: only its killer is crashed
+    lost = next(g for g in groups if killer in g)
+    alone = [c for cells in client.tasks if len(cells) == 1 for c in cells]
+    assert sorted(map(key, alone)) == sorted(map(key, lost))
+    crashed = [(r.impl, r.problem, r.op, r.size, r.device) for r in records if r.outcome == "crashed"]
+    assert crashed == [(killer.impl, killer.problem, killer.op, killer.size, killer.device)]
+    assert len(records) == len(cells) and sum(r.outcome == "ok" for r in records) == len(cells) - 1
