@@ -24,6 +24,7 @@ a lease per host, so no two time at once on one machine.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import threading
 import uuid
@@ -261,6 +262,9 @@ class DaskCells:
         self.client, self.timeout_s, self.environment = client, timeout_s, environment
         self.declined = declined
         self.sweep = uuid.uuid4().hex[:8]  # task keys of this sweep, apart from any other
+        # each task's key is new, a bench round's too: a key the scheduler still
+        # held from an earlier round would hand back that round's records
+        self._tasks = itertools.count()
 
     def _reference(self, kind: str, cell: Cell, point: int):
         key = f"adjointbench-{self.sweep}-{kind}-{cell.problem}-n{cell.size}-s{cell.seed}-p{point}"
@@ -293,9 +297,9 @@ class DaskCells:
         return self.client.submit(run_cell_task, cell, first, second, self.timeout_s,
                                   self.environment, resources=self._resources(cell), pure=False,
                                   key=f"adjointbench-{self.sweep}-cell-{cell.op}-{cell.suite}-{cell.id}"
-                                      f"-s{cell.seed}")
+                                      f"-s{cell.seed}-t{next(self._tasks)}")
 
-    def _submit_group(self, group: list[Cell], references: dict, number: int):
+    def _submit_group(self, group: list[Cell], references: dict):
         """One task for a group of cells (:func:`task_groups`)."""
         needed = [self._references_of(cell, references) for cell in group]
         head = group[0]
@@ -303,8 +307,8 @@ class DaskCells:
             run_group_task, group, [first for first, _ in needed],
             [second for _, second in needed], self.timeout_s, self.environment,
             resources=self._resources(head), pure=False,
-            key=f"adjointbench-{self.sweep}-group{number}-{head.suite}-{head.impl}-{head.problem}"
-                f"-{head.device}")
+            key=f"adjointbench-{self.sweep}-group-{head.suite}-{head.impl}-{head.problem}"
+                f"-{head.device}-t{next(self._tasks)}")
 
     def finished(self, cells: list[Cell]) -> Iterator[Record]:
         distributed = import_distributed()
@@ -316,8 +320,8 @@ class DaskCells:
             else:
                 runnable.append(cell)
         references: dict = {}
-        pending = {self._submit_group(group, references, k): group
-                   for k, group in enumerate(task_groups(runnable))}
+        pending = {self._submit_group(group, references): group
+                   for group in task_groups(runnable)}
         del references  # each reference lives while a task needs it
         tasks = distributed.as_completed(list(pending))
         try:

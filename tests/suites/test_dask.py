@@ -253,7 +253,7 @@ class _Cluster:
     its cell is in ``killer`` (every task holding it dies: KilledWorker)."""
 
     def __init__(self, killer=()):
-        self.killer, self.tasks = set(killer), []
+        self.killer, self.tasks, self.keys = set(killer), [], []
 
     def submit(self, function, *args, key, **options):
         from distributed import KilledWorker
@@ -265,6 +265,7 @@ class _Cluster:
             return _Done(None)
         cells = args[0] if isinstance(args[0], list) else [args[0]]
         self.tasks.append(cells)
+        self.keys.append(key)
         if any((cell.op, cell.id) in self.killer for cell in cells):
             return _Done(error=KilledWorker(key, SimpleNamespace(address="tcp://10.0.0.9:1"), 3))
         records = [Record.for_cell(cell, "ok") for cell in cells]
@@ -311,3 +312,21 @@ def test_a_task_runs_a_whole_group_and_a_lost_group_is_retried_cell_by_cell(monk
     crashed = [(r.impl, r.problem, r.op, r.size, r.device) for r in records if r.outcome == "crashed"]
     assert crashed == [(killer.impl, killer.problem, killer.op, killer.size, killer.device)]
     assert len(records) == len(cells) and sum(r.outcome == "ok" for r in records) == len(cells) - 1
+
+
+def test_a_second_pass_never_reuses_a_task_key(monkeypatch):
+    """A bench round submits the same cells again: a key the scheduler still
+    held from the first round would hand back that round's records."""
+    import distributed
+
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.distributed import DaskCells
+
+    monkeypatch.setattr(distributed, "as_completed", _AsCompleted)
+    cells = plan_cells(["numpy"], ["softmax", "matmul"], ["primal", "vjp"], quick=True,
+                       suite="bench")
+    client = _Cluster(killer=[(cells[0].op, cells[0].id)])  # its group is retried cell by cell
+    runner = DaskCells(client, 10.0, {}, declined=lambda cell: None)
+    for _ in range(2):
+        assert len(list(runner.finished(cells))) == len(cells)
+    assert len(client.keys) > 4 and len(set(client.keys)) == len(client.keys)
