@@ -287,28 +287,16 @@ class DaskCells:
                     (first if kind == "first" else second)[point] = references[key]
         return first, second
 
-    @staticmethod
-    def _resources(cell: Cell) -> dict | None:
-        return {GPU_RESOURCE: 1} if cell.device != "cpu" else None
-
-    def _submit(self, cell: Cell, references: dict):
-        """One cell's task."""
-        first, second = self._references_of(cell, references)
-        return self.client.submit(run_cell_task, cell, first, second, self.timeout_s,
-                                  self.environment, resources=self._resources(cell), pure=False,
-                                  key=f"adjointbench-{self.sweep}-cell-{cell.op}-{cell.suite}-{cell.id}"
-                                      f"-s{cell.seed}-t{next(self._tasks)}")
-
-    def _submit_group(self, group: list[Cell], references: dict):
-        """One task for a group of cells (:func:`task_groups`)."""
+    def _submit(self, group: list[Cell], references: dict):
+        """One task for a group of cells (:func:`task_groups`), or one cell."""
         needed = [self._references_of(cell, references) for cell in group]
         head = group[0]
         return self.client.submit(
             run_group_task, group, [first for first, _ in needed],
             [second for _, second in needed], self.timeout_s, self.environment,
-            resources=self._resources(head), pure=False,
-            key=f"adjointbench-{self.sweep}-group-{head.suite}-{head.impl}-{head.problem}"
-                f"-{head.device}-t{next(self._tasks)}")
+            resources={GPU_RESOURCE: 1} if head.device != "cpu" else None, pure=False,
+            key=f"adjointbench-{self.sweep}-{head.op if len(group) == 1 else 'group'}-{head.suite}"
+                f"-{head.id}-t{next(self._tasks)}")
 
     def finished(self, cells: list[Cell]) -> Iterator[Record]:
         distributed = import_distributed()
@@ -320,8 +308,7 @@ class DaskCells:
             else:
                 runnable.append(cell)
         references: dict = {}
-        pending = {self._submit_group(group, references): group
-                   for group in task_groups(runnable)}
+        pending = {self._submit(group, references): group for group in task_groups(runnable)}
         del references  # each reference lives while a task needs it
         tasks = distributed.as_completed(list(pending))
         try:
@@ -331,7 +318,7 @@ class DaskCells:
                 if records is None:  # its Dask workers died: again cell by cell, to tell which
                     again: dict = {}
                     for cell in group:
-                        single = self._submit(cell, again)
+                        single = self._submit([cell], again)
                         pending[single] = [cell]
                         tasks.add(single)
                     continue
@@ -349,7 +336,7 @@ class DaskCells:
         from distributed import KilledWorker
 
         try:
-            result = future.result()
+            return future.result()
         except KilledWorker as e:
             if len(group) > 1:
                 return None
@@ -359,11 +346,11 @@ class DaskCells:
         except HarnessFault:
             raise
         except Exception as e:
-            cell = group[0]
-            raise HarnessFault(f"the task of {cell.op} {cell.id}"
-                               f"{f' and {len(group) - 1} more cells' if len(group) > 1 else ''} "
-                               f"failed on the Dask cluster: {type(e).__name__}: {e}") from e
-        return result if isinstance(result, list) else [result]
+            what = f"{group[0].op} {group[0].id}"
+            if len(group) > 1:
+                what += f" and {len(group) - 1} more cells"
+            raise HarnessFault(f"the task of {what} failed on the Dask cluster: "
+                               f"{type(e).__name__}: {e}") from e
 
 
 def task_groups(cells: list[Cell]) -> list[list[Cell]]:

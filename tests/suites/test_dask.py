@@ -211,7 +211,7 @@ def test_each_reference_is_one_task_shared_by_the_cells_that_need_it():
         ["numpy"], ["softmax"], ["primal"], quick=True, suite="bench")
     runner = DaskCells(client, 10.0, {}, declined=lambda cell: None)
     references: dict = {}
-    tasks = [runner._submit(cell, references) for cell in cells]
+    tasks = [runner._submit([cell], references) for cell in cells]
     made = [(args, key) for function, args, key in client.submitted
             if function is compute_reference]
     wanted = {(kind, c.problem, c.size, c.seed, p) for c in cells if c.suite == "check"
@@ -263,13 +263,12 @@ class _Cluster:
 
         if function is compute_reference:
             return _Done(None)
-        cells = args[0] if isinstance(args[0], list) else [args[0]]
+        cells = args[0]
         self.tasks.append(cells)
         self.keys.append(key)
         if any((cell.op, cell.id) in self.killer for cell in cells):
             return _Done(error=KilledWorker(key, SimpleNamespace(address="tcp://10.0.0.9:1"), 3))
-        records = [Record.for_cell(cell, "ok") for cell in cells]
-        return _Done(records if isinstance(args[0], list) else records[0])
+        return _Done([Record.for_cell(cell, "ok") for cell in cells])
 
     def cancel(self, futures, force=False):
         pass
@@ -300,14 +299,14 @@ def test_a_task_runs_a_whole_group_and_a_lost_group_is_retried_cell_by_cell(monk
     client = _Cluster(killer=[(killer.op, killer.id)])
     records = list(DaskCells(client, 10.0, {}, declined=lambda cell: None).finished(cells))
     # one task per (implementation, problem, device), holding all of its cells
-    groups = [tuple(cells) for cells in client.tasks if len(cells) > 1]
+    groups = [tuple(task) for task in client.tasks if len(task) > 1]
     key = lambda cell: (cell.op, cell.id)
     assert sorted(map(key, (c for g in groups for c in g))) == sorted(map(key, cells))
     assert all(len({(c.impl, c.problem, c.device) for c in g}) == 1 for g in groups)
     assert len(groups) == 8
     # the group that lost its workers was tried again cell by cell: only its killer is crashed
     lost = next(g for g in groups if killer in g)
-    alone = [c for cells in client.tasks if len(cells) == 1 for c in cells]
+    alone = [c for task in client.tasks if len(task) == 1 for c in task]
     assert sorted(map(key, alone)) == sorted(map(key, lost))
     crashed = [(r.impl, r.problem, r.op, r.size, r.device) for r in records if r.outcome == "crashed"]
     assert crashed == [(killer.impl, killer.problem, killer.op, killer.size, killer.device)]
