@@ -5,7 +5,8 @@ copy must still equal the harness's pristine original (callers reuse their
 buffers: an operation that writes into its inputs, tangents or cotangents is
 wrong even when it returns the right value), and a second call must return
 exactly what the first did on the CPU (within NONDETERMINISM_RTOL on a GPU,
-whose reductions may reorder).
+whose reductions may reorder), and what a call returned must not change at a
+later call (:func:`check_results_kept`: no output buffer reused across calls).
 """
 
 from __future__ import annotations
@@ -57,9 +58,38 @@ def check_pure(impl: str, op: str, given: dict, pristine: dict) -> None:
                 "and cotangents as it found them: copy before writing.")
 
 
+def _parts(result: Any) -> list[np.ndarray]:
+    return [np.asarray(p) for p in (result if isinstance(result, (tuple, list)) else (result,))]
+
+
 def _flat(result: Any) -> list[np.ndarray]:
     parts = result if isinstance(result, (tuple, list)) else (result,)
     return [np.asarray(p, dtype=np.float64) for p in parts]
+
+
+def same_arrays(a: Any, b: Any) -> bool:
+    """Whether two results hold the same structure and values (NaN equal to NaN)."""
+    x, y = _parts(a), _parts(b)
+    return len(x) == len(y) and all(
+        u.shape == v.shape and np.array_equal(u, v, equal_nan=True) for u, v in zip(x, y))
+
+
+def check_results_kept(impl: str, op: str, earlier: list) -> None:
+    """Raise WrongResult if ``impl`` changed a result it had returned before
+    (``earlier_results`` of suites/executors.py's LocalExecutor.execute):
+    callers keep what a call returns, so writing into it later corrupts
+    their values."""
+    for earlier_op, then, now in earlier or ():
+        if same_arrays(then, now):
+            continue
+        change = max((float(np.max(np.abs(a - b), initial=0.0))
+                      for a, b in zip(_flat(then), _flat(now)) if a.shape == b.shape),
+                     default=float("nan"))
+        raise WrongResult(
+            f"{impl} changed a result it had already returned: the array a {earlier_op} call "
+            f"returned was overwritten when {op} ran next, on other inputs (largest change "
+            f"{change:.3g}). Callers keep what a call returns, so each call must return "
+            "new arrays, not a buffer the implementation reuses.")
 
 
 def check_reentrant(cell, op: str, first: Any, second: Any) -> None:

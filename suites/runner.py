@@ -31,7 +31,8 @@ from adjointbench.suites.compare import (Comparison, WrongResult, compare, compa
                                          validate, worst_of)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
-from adjointbench.suites.purity import check_pure, check_reentrant, copy_arrays
+from adjointbench.suites.purity import (check_pure, check_reentrant, check_results_kept,
+                                        copy_arrays)
 from adjointbench.suites.bench import bench_record
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.timing import TIMING_FIELDS, TIMING_KINDS
@@ -77,6 +78,7 @@ class _Context:
         first, second, after = self.executor.execute(task)
         check_pure(self.cell.impl, op, {k: after[k] for k in ("inputs", *kw)},
                    {"inputs": self.inputs, **kw})
+        check_results_kept(self.cell.impl, op, after.get("earlier_results"))
         check_reentrant(self.cell, op, first, second)
         return first
 
@@ -159,6 +161,7 @@ def _check_gradient(ctx: _Context) -> Comparison:
     else:
         first, last, after = ctx.executor.execute(task)
     check_pure(ctx.cell.impl, "gradient", {"inputs": after["inputs"]}, {"inputs": ctx.inputs})
+    check_results_kept(ctx.cell.impl, "gradient", after.get("earlier_results"))
     check_reentrant(ctx.cell, "gradient", first, last)
     gradient = ctx.cotangents(first, "gradient")
     ctx.fields.update(value=np.concatenate([np.ravel(g) for g in gradient]).tolist())

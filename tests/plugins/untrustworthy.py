@@ -62,9 +62,21 @@ def _scaling_vjp(res, w):
     return result
 
 
+_OUTPUT_BY_SHAPE: dict = {}
+
+
+def _jvp_into_one_buffer(res, dx):
+    """The right tangent, written into the one array of its shape that every call returns."""
+    dy = _right["softmax"].jvp(res, dx)
+    out = _OUTPUT_BY_SHAPE.setdefault(np.shape(dy), np.empty_like(dy))
+    out[...] = dy
+    return out
+
+
 zero_cotangent = _Variant("zero_cotangent", _replace("softmax", vjp=_zeroing_vjp))
 zero_tangent = _Variant("zero_tangent", _replace("softmax", jvp=_zeroing_jvp))
 scale_cotangent = _Variant("scale_cotangent", _replace("softmax", vjp=_scaling_vjp))
+static_output = _Variant("static_output", _replace("softmax", jvp=_jvp_into_one_buffer))
 
 
 def _replace_gradient(problem: str, method: str, wrong) -> dict:

@@ -83,6 +83,23 @@ def test_a_right_value_then_a_scribbled_cotangent_is_reported_as_impurity(plugin
         assert "got" not in record.message  # never blamed on the value
 
 
+def test_right_values_in_one_reused_buffer_are_caught_at_the_second_point(plugins_on_path,
+                                                                          oracle):
+    """Each call is right and two calls agree, but every call returns the same
+    array: the second point's call overwrites what the first returned."""
+    records = _outcomes("static_output", "softmax", ["jvp", "linearity"], oracle)
+    assert len(records) == 6
+    for (op, _), record in records.items():
+        assert record.outcome == "mismatch", record
+        assert "changed a result it had already returned" in record.message, record
+        assert record.point == (1 if op == "jvp" else 0)  # linearity's second jvp at point 0
+    with IsolatedRunner(timeout_s=60, oracle=oracle) as runner:  # and in its own worker
+        [isolated] = run_sweep(plan_cells(["untrustworthy:static_output"], ["softmax"], ["jvp"],
+                                          ["float64"], [4]), oracle, progress=False,
+                               runner=runner.run)
+    assert isolated.outcome == "mismatch" and isolated.point == 1, isolated
+
+
 def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plugins_on_path,
                                                                             oracle):
     impl = "untrustworthy:first_call_only"

@@ -88,6 +88,21 @@ def test_a_rule_with_state_is_not_reentrant():
         check_rules(softplus, X, jvp=stateful)
 
 
+def test_a_rule_that_returns_one_reused_buffer_is_caught():
+    """Each call's values are right, but every call returns the same array:
+    what a caller kept from one call changes at the next (a static output)."""
+    out = np.empty_like(X)
+
+    def into_one_buffer(args, tangents):
+        out[...] = sigmoid(args[0]) * tangents[0]
+        return out
+
+    with pytest.raises(AssertionError, match="jvp at input point 1: mismatch: your function "
+                       "changed a result it had already returned"):
+        check_rules(softplus, X, jvp=into_one_buffer)
+    check_rules(softplus, X, jvp=lambda args, t: sigmoid(args[0]) * t[0])  # a new array: ok
+
+
 def test_several_arguments_and_argnums():
     def f(a, b):
         return a * np.sin(b)
