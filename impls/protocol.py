@@ -16,7 +16,10 @@ An implementation is an object with a ``name`` and three methods::
 returns a :class:`Prepared` whose ``run()`` computes the operation on data
 already on the device. ``to_numpy`` turns what ``run`` returned into the
 canonical NumPy result below; ``wait`` blocks until an asynchronous result is
-ready (``block_until_ready``, ``cuda.synchronize``). ``run()`` computes the
+ready (``block_until_ready``, ``cuda.synchronize``; the default,
+:func:`wait_for_arrays`, does that for JAX arrays and CUDA tensors it finds
+in the result, so a plug-in's own matters only for other asynchronous
+arrays). ``run()`` computes the
 whole operation from the inputs: a VJP, a Jacobian or a gradient includes its
 forward pass, so residuals belong in ``run()``, not in ``prepare()`` (the
 bench flags such an operation timed below its primal).
@@ -62,6 +65,7 @@ makes a cell ``unsupported``, which is an outcome, not an error.
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -102,8 +106,29 @@ def _identity(result: Any) -> Any:
     return result
 
 
-def _no_wait(result: Any) -> None:
-    return None
+_READY = frozenset({np.ndarray, np.float64, np.float32, float, int, type(None)})  # computed
+
+
+def wait_for_arrays(result: Any) -> None:
+    """The default ``wait``: block until every array in ``result`` (nested
+    tuples, lists and dicts) is computed, for the asynchronous arrays whose
+    type says how: JAX's (``block_until_ready``) and torch's CUDA tensors
+    (``torch.cuda.synchronize``); NumPy's are ready already. An
+    implementation that does not say how to wait is then timed to its
+    results, not to its dispatch: a JAX plug-in without ``wait`` had its
+    matmul jvp timed at half its time, its ratios to the primal 0.99-1.36
+    where they are 2.04-2.12."""
+    kind = type(result)
+    if kind in _READY:  # the common case first: a few tens of ns per timed call
+        return
+    if kind is tuple or kind is list or isinstance(result, (tuple, list, dict)):
+        for part in result.values() if isinstance(result, dict) else result:
+            if type(part) not in _READY:
+                wait_for_arrays(part)
+    elif callable(block := getattr(result, "block_until_ready", None)):
+        block()
+    elif getattr(result, "is_cuda", False) is True:
+        sys.modules["torch"].cuda.synchronize(result.device)
 
 
 @dataclass(frozen=True)
@@ -112,7 +137,7 @@ class Prepared:
 
     run: Callable[[], Any]
     to_numpy: Callable[[Any], Any] = field(default=_identity)
-    wait: Callable[[Any], None] = field(default=_no_wait)
+    wait: Callable[[Any], None] = field(default=wait_for_arrays)
 
 
 PREPARED_PARTS = ("run", "to_numpy", "wait")

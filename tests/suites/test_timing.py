@@ -42,6 +42,29 @@ def test_every_timed_call_waits_for_its_result():
     assert timing.median_s >= 1e-4
 
 
+def test_without_a_wait_of_its_own_a_jax_result_is_waited_for():
+    """A plug-in that returns JAX arrays and leaves ``wait`` to its default
+    is timed to its results (nested in tuples and dicts), not to its dispatch."""
+    jax = pytest.importorskip("jax")
+    x = jax.numpy.ones((1000, 1000))
+    cube = jax.jit(lambda a: a @ a @ a)
+    cube(x).block_until_ready()  # compiled
+    assert not cube(x).is_ready()  # dispatched only: what a timer would stop at
+    result = timing.synchronised(Prepared(run=lambda: (cube(x), {"k": [cube(x)]})))()
+    assert result[0].is_ready() and result[1]["k"][0].is_ready()
+
+
+def test_without_a_wait_of_its_own_a_cuda_tensor_is_synchronised(monkeypatch):
+    synchronised = []
+    fake_torch = type(sys)("torch")
+    fake_torch.cuda = type("cuda", (), {"synchronize": staticmethod(synchronised.append)})
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    tensor = type("Tensor", (), {"is_cuda": True, "device": "cuda:1"})()
+    on_cpu = type("Tensor", (), {"is_cuda": False, "device": "cpu"})()
+    timing.synchronised(Prepared(run=lambda: (on_cpu, tensor, np.ones(2))))()
+    assert synchronised == ["cuda:1"]
+
+
 def test_compilation_is_timed_apart_from_the_median():
     device = FakeAsync(first_call_s=0.05)
     timing = time_operation(device.prepare, budget_s=0.01)
