@@ -11,7 +11,7 @@ process that compares never imports implementation code.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from adjointbench.impls.protocol import Implementation, Task, prepare, supports
 from adjointbench.suites.purity import copy_arrays, same_arrays
@@ -40,8 +40,9 @@ class LocalExecutor:
 
     def __init__(self, impl: Implementation):
         self.impl = impl
-        # the operation last executed, the arrays it returned, and a copy taken then
-        self._returned: tuple[str, Any, Any] | None = None
+        # the operation last executed: what its run() returned, its to_numpy, and
+        # a copy of its NumPy result taken then
+        self._returned: tuple[str, Any, Callable[[Any], Any], Any] | None = None
 
     def describe(self) -> dict:
         return {"name": self.impl.name, "devices": tuple(self.impl.devices()),
@@ -55,25 +56,28 @@ class LocalExecutor:
         after, with ``earlier_results``: the last execution's result as
         (operation, then, now) if this one changed it, else nothing)."""
         prepared = prepare(self.impl, task)
-        returned = prepared.to_numpy(synchronised(prepared)())
-        first = copy_arrays(returned)
+        returned = synchronised(prepared)()
+        first = copy_arrays(prepared.to_numpy(returned))
         second = copy_arrays(prepared.to_numpy(synchronised(prepared)()))
         after = {**_buffers(task), "earlier_results": self._changed_since_returned()}
-        self._returned = (task.op, returned, first)
+        self._returned = (task.op, returned, prepared.to_numpy, first)
         return first, second, after
 
     def _changed_since_returned(self) -> list[tuple[str, Any, Any]]:
         """The last execution's result if it is no longer what it was when
         returned: an implementation that hands out a buffer it reuses (a
         static output array) overwrites it at its next call on other inputs,
-        though each call alone returns the right values. (Only the last is
-        kept: comparing every operation's took 67 us per execution.)"""
+        though each call alone returns the right values. What ``run()``
+        returned is converted again, so a staging buffer that ``to_numpy``
+        reuses (a device-to-host copy) is not taken for one. (Only the last
+        is kept: comparing every operation's took 67 us per execution.)"""
         if self._returned is None:
             return []
-        op, returned, then = self._returned
+        op, returned, to_numpy, then = self._returned
         try:
-            return [] if same_arrays(returned, then) else [(op, then, copy_arrays(returned))]
-        except (TypeError, ValueError):  # not numbers: its own cell said so
+            now = copy_arrays(to_numpy(returned))
+            return [] if same_arrays(now, then) else [(op, then, now)]
+        except Exception:  # noqa: BLE001 - not numbers, or no longer convertible: its own cell judged it
             return []
 
     def time(self, task: Task, budget_s: float, rounds: int) -> tuple[dict, Any, Any, dict]:

@@ -98,6 +98,9 @@ def test_right_values_in_one_reused_buffer_are_caught_at_the_second_point(plugin
                                           ["float64"], [4]), oracle, progress=False,
                                runner=runner.run)
     assert isolated.outcome == "mismatch" and isolated.point == 1, isolated
+    # a host buffer that only to_numpy reuses is not the implementation's result
+    staged = _outcomes("staged_copies", "softmax", ["primal", "jvp", "linearity"], oracle)
+    assert {r.outcome for r in staged.values()} == {"ok"}, staged
 
 
 def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plugins_on_path,
