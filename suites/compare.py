@@ -26,6 +26,9 @@ class WrongResult(ValueError):
 
 
 def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
+    if actual is None:
+        raise WrongResult(f"{what} is None: the operation must return its result, not write "
+                          "it somewhere and return nothing")
     array = np.asarray(actual)
     if array.shape != tuple(shape):
         raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}")

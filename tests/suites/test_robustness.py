@@ -462,6 +462,24 @@ def test_a_timed_result_of_the_wrong_shape_is_a_mismatch():
     assert record.outcome == "mismatch" and "result 0 has shape (3,), expected" in record.message
 
 
+@pytest.mark.parametrize("op", ["primal", "vjp"])
+def test_an_operation_that_returns_nothing_is_told_so(op):
+    """A rule that writes its result somewhere and returns None is a mismatch
+    saying so, not a puzzle about shape ()."""
+    from adjointbench.suites.runner import Cell, run_cell
+
+    class ReturnsNothing(_Oversized):
+        def supports(self, problem, op, method=None):
+            return op in ("primal", "vjp")
+
+        def prepare(self, task):
+            from adjointbench.impls.protocol import Prepared
+            return Prepared(run=lambda: None if task.op == "primal" else (None, None))
+
+    record = run_cell(Cell("matvec", "returns_nothing", op, 3), impl=ReturnsNothing())
+    assert record.outcome == "mismatch" and " is None: the operation must return" in record.message
+
+
 def test_a_ctrl_c_a_finaliser_swallows_still_stops_the_sweep(capfd):
     """Python hands KeyboardInterrupt to whatever runs, a ``__del__`` included,
     which prints it and goes on: the sweep must stop at the next cell anyway."""
