@@ -15,7 +15,8 @@ an outcome and never takes a Dask worker down. A Dask worker that dies
 mid-task has its task rerun elsewhere by the scheduler; a group whose
 workers died each time it was tried is tried again cell by cell, so that
 only the cell that kills them is recorded ``crashed``. The parent records
-each cell once, when its task finishes.
+each cell once, as the worker streams its record (:func:`stream_record`),
+or from its task's result.
 
 GPU cells need a worker started with ``--resources GPU=1``; bench cells take
 a lease per host, so no two time at once on one machine.
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import queue
 import socket
 import threading
 import uuid
@@ -38,6 +41,7 @@ from adjointbench.suites.results import Record
 DASK_EXTRA = "adjointbench[dask]"
 CONNECT_TIMEOUT_S = 15
 GPU_RESOURCE = "GPU"
+POLL_S = 0.05  # the parent's wait for a streamed record between looks at its tasks
 
 
 class MissingExtra(ImportError):
@@ -199,12 +203,61 @@ def run_cell_task(cell: Cell, first: dict, second: dict, timeout_s: float,
 
 
 def run_group_task(cells: list[Cell], firsts: list[dict], seconds: list[dict],
-                   timeout_s: float, environment: dict) -> list[Record]:
+                   timeout_s: float, environment: dict, topic: str | None = None,
+                   key: str | None = None) -> list[Record]:
     """The cells of one group (:func:`task_groups`) in turn, on one Dask
     worker: the same records as one task per cell, in one implementation
-    worker that reuses its compiled operations and checked results."""
-    return [run_cell_task(cell, first, second, timeout_s, environment)
-            for cell, first, second in zip(cells, firsts, seconds)]
+    worker that reuses its compiled operations and checked results. Each
+    record is also sent on ``topic`` as its cell finishes (:func:`stream_record`)."""
+    records = []
+    for index, (cell, first, second) in enumerate(zip(cells, firsts, seconds)):
+        records.append(run_cell_task(cell, first, second, timeout_s, environment))
+        if topic:
+            stream_record(topic, key, index, records[-1])
+    return records
+
+
+def stream_record(topic: str, key: str, index: int, record: Record) -> None:
+    """Send a finished cell's record to the parent at once, through the
+    scheduler's event log, so that the parent writes it (and shows progress)
+    before the rest of its group is done: an interrupted sweep keeps it. The
+    task's result still carries every record; a record lost here is taken
+    from there."""
+    from distributed import get_worker
+
+    try:
+        get_worker().log_event(topic, record_message(key, index, record))
+    except Exception:  # noqa: BLE001 - best effort: the task's result has the record
+        pass
+
+
+def record_message(key: str, index: int, record: Record) -> dict:
+    """A streamed record: msgpack-able, its floats (NaN included) kept as floats."""
+    return {"key": key, "index": index,
+            "record": json.dumps(vars(record), default=lambda x: x.tolist())}
+
+
+def _streamed_record(message, open_tasks: dict[str, set]) -> Record | None:
+    """The record a worker streamed, unless its task is no longer open (its
+    result was taken, or its cells were handed to other tasks) or the
+    record was already taken."""
+    taken = open_tasks.get(message.get("key")) if isinstance(message, dict) else None
+    if taken is None or message.get("index") in taken:
+        return None
+    taken.add(message["index"])
+    return Record(**json.loads(message["record"]))
+
+
+def _arrived(events: queue.SimpleQueue, wait_s: float) -> list:
+    """The messages in ``events``, waiting up to ``wait_s`` for the first."""
+    try:
+        messages = [events.get(timeout=wait_s) if wait_s > 0 else events.get_nowait()]
+    except queue.Empty:
+        return []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            messages.append(events.get_nowait())
+    return messages
 
 
 def describe_task(spec: str, timeout_s: float, environment: dict) -> dict:
@@ -287,18 +340,23 @@ class DaskCells:
                     (first if kind == "first" else second)[point] = references[key]
         return first, second
 
-    def _submit(self, group: list[Cell], references: dict):
-        """One task for a group of cells (:func:`task_groups`), or one cell."""
+    def _submit(self, group: list[Cell], references: dict, topic: str | None = None):
+        """One task for a group of cells (:func:`task_groups`), or one cell:
+        (its future, its key)."""
         needed = [self._references_of(cell, references) for cell in group]
         head = group[0]
+        key = (f"adjointbench-{self.sweep}-{head.op if len(group) == 1 else 'group'}-"
+               f"{head.suite}-{head.id}-t{next(self._tasks)}")
         return self.client.submit(
             run_group_task, group, [first for first, _ in needed],
-            [second for _, second in needed], self.timeout_s, self.environment,
+            [second for _, second in needed], self.timeout_s, self.environment, topic, key,
             resources={GPU_RESOURCE: 1} if head.device != "cpu" else None, pure=False,
-            key=f"adjointbench-{self.sweep}-{head.op if len(group) == 1 else 'group'}-{head.suite}"
-                f"-{head.id}-t{next(self._tasks)}")
+            key=key), key
 
     def finished(self, cells: list[Cell]) -> Iterator[Record]:
+        """Each cell's record as soon as its Dask worker streams it
+        (:func:`stream_record`), else when its task finishes; a group whose
+        workers died is tried again cell by cell, its streamed cells not."""
         distributed = import_distributed()
         runnable = []
         for cell in cells:
@@ -307,39 +365,55 @@ class DaskCells:
                 yield Record.for_cell(cell, "unsupported", reason)
             else:
                 runnable.append(cell)
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        topic = f"adjointbench-{self.sweep}-records-{next(self._tasks)}"
+        self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
         references: dict = {}
-        pending = {self._submit(group, references): group for group in task_groups(runnable)}
+        pending = {}  # future: (key, cells)
+        for group in task_groups(runnable):
+            future, key = self._submit(group, references, topic)
+            pending[future] = (key, group)
         del references  # each reference lives while a task needs it
+        taken: dict[str, set] = {key: set() for key, _ in pending.values()}  # open tasks' streamed
         tasks = distributed.as_completed(list(pending))
         try:
-            for future in tasks:
-                group = pending.pop(future)
-                records = self._records_of(future, group)
-                if records is None:  # its Dask workers died: again cell by cell, to tell which
-                    again: dict = {}
-                    for cell in group:
-                        single = self._submit([cell], again)
-                        pending[single] = [cell]
-                        tasks.add(single)
-                    continue
-                yield from records
+            while pending:
+                for message in _arrived(events, 0 if tasks.has_ready() else POLL_S):
+                    record = _streamed_record(message, taken)
+                    if record is not None:
+                        yield record
+                for future in tasks.next_batch(block=False):
+                    key, group = pending.pop(future)
+                    streamed = taken.pop(key)
+                    records = self._records_of(future, group, streamed)
+                    if records is None:  # its Dask workers died: again cell by cell, to tell which
+                        again: dict = {}
+                        for index, cell in enumerate(group):
+                            if index not in streamed:
+                                single, single_key = self._submit([cell], again, topic)
+                                pending[single], taken[single_key] = (single_key, [cell]), set()
+                                tasks.add(single)
+                        continue
+                    yield from (r for i, r in enumerate(records) if i not in streamed)
         finally:  # interrupted: nothing new starts on the cluster
             self.client.cancel(list(pending), force=True)
+            self.client.unsubscribe_topic(topic)
 
     @staticmethod
-    def _records_of(future, group: list[Cell]) -> list[Record] | None:
+    def _records_of(future, group: list[Cell], streamed: set) -> list[Record] | None:
         """The task's records. A task never raises for what the
         implementation did (that is in its records), so anything else it
         raised is the harness's fault, or the cluster's: a lone cell whose
         Dask workers died each time it was tried is ``crashed``; for a
-        group of cells, None (each is then tried alone)."""
+        group of cells with any not ``streamed`` yet, None (each is then
+        tried alone)."""
         from distributed import KilledWorker
 
         try:
             return future.result()
         except KilledWorker as e:
             if len(group) > 1:
-                return None
+                return None if len(streamed) < len(group) else []
             cell = group[0]
             return [Record.for_cell(cell, "crashed", f"the Dask workers running this cell died "
                                     f"each time it was tried ({e}); run it locally to see why")]

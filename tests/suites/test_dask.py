@@ -250,28 +250,40 @@ class _Done:
 
 class _Cluster:
     """A client that runs nothing: a cell task returns an ok record, unless
-    its cell is in ``killer`` (every task holding it dies: KilledWorker)."""
+    its cell is in ``killer`` (every task holding it dies: KilledWorker).
+    With ``stream``, a task streams the records of the cells it finished
+    before a killer, as a Dask worker does."""
 
-    def __init__(self, killer=()):
-        self.killer, self.tasks, self.keys = set(killer), [], []
+    def __init__(self, killer=(), stream=False):
+        self.killer, self.stream, self.tasks, self.keys = set(killer), stream, [], []
+        self.handlers = {}
 
     def submit(self, function, *args, key, **options):
         from distributed import KilledWorker
 
-        from adjointbench.suites.distributed import compute_reference
+        from adjointbench.suites.distributed import compute_reference, record_message
         from adjointbench.suites.results import Record
 
         if function is compute_reference:
             return _Done(None)
-        cells = args[0]
+        cells, topic = args[0], args[5]
         self.tasks.append(cells)
         self.keys.append(key)
-        if any((cell.op, cell.id) in self.killer for cell in cells):
-            return _Done(error=KilledWorker(key, SimpleNamespace(address="tcp://10.0.0.9:1"), 3))
+        for index, cell in enumerate(cells):
+            if (cell.op, cell.id) in self.killer:
+                return _Done(error=KilledWorker(key, SimpleNamespace(address="tcp://10.0.0.9:1"), 3))
+            if self.stream:
+                self.handlers[topic]((0.0, record_message(key, index, Record.for_cell(cell, "ok"))))
         return _Done([Record.for_cell(cell, "ok") for cell in cells])
 
     def cancel(self, futures, force=False):
         pass
+
+    def subscribe_topic(self, topic, handler):
+        self.handlers[topic] = handler
+
+    def unsubscribe_topic(self, topic):
+        del self.handlers[topic]
 
 
 class _AsCompleted:
@@ -281,9 +293,12 @@ class _AsCompleted:
     def add(self, future):
         self.futures.append(future)
 
-    def __iter__(self):
-        while self.futures:
-            yield self.futures.pop(0)
+    def has_ready(self):
+        return bool(self.futures)
+
+    def next_batch(self, block=True):
+        batch, self.futures = self.futures, []
+        return batch
 
 
 def test_a_task_runs_a_whole_group_and_a_lost_group_is_retried_cell_by_cell(monkeypatch):
@@ -329,3 +344,47 @@ def test_a_second_pass_never_reuses_a_task_key(monkeypatch):
     for _ in range(2):
         assert len(list(runner.finished(cells))) == len(cells)
     assert len(client.keys) > 4 and len(set(client.keys)) == len(client.keys)
+
+
+def test_cells_a_lost_group_finished_and_streamed_are_not_run_again(monkeypatch):
+    """A Dask worker streams each record as its cell finishes: when the
+    group's workers die later, only its cells without a record are tried
+    again, and no cell is recorded twice."""
+    import distributed
+
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.distributed import DaskCells
+
+    monkeypatch.setattr(distributed, "as_completed", _AsCompleted)
+    cells = plan_cells(["numpy"], ["softmax"], ["primal", "jvp", "vjp"], quick=True)
+    killer = cells[3]
+    client = _Cluster(killer=[(killer.op, killer.id)], stream=True)
+    records = list(DaskCells(client, 10.0, {}, declined=lambda cell: None).finished(cells))
+    key = lambda cell: (cell.op, cell.id)
+    assert [len(task) for task in client.tasks] == [len(cells)] + [1] * (len(cells) - 3)
+    assert [key(task[0]) for task in client.tasks[1:]] == list(map(key, cells[3:]))
+    assert sorted((r.op, r.size, r.outcome) for r in records) == sorted(
+        (c.op, c.size, "crashed" if c is killer else "ok") for c in cells)
+    assert not client.handlers  # unsubscribed
+
+
+def test_a_groups_records_arrive_as_its_cells_finish(cluster, plugins_on_path):
+    """The parent has a group's first record (to write, and to count in its
+    progress) while the group's next cell still runs: an interrupted Dask
+    sweep keeps its finished cells."""
+    from distributed import Client
+
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.distributed import DaskCells, task_groups
+    from slow_cells import SLOW_S, SMALL
+
+    address, _, _ = cluster
+    cells = plan_cells(["slow_cells:implementation"], ["softmax"], ["primal"], quick=True)
+    assert len(task_groups(cells)) == 1 and [c.size for c in cells] == [SMALL, 64]
+    with Client(address, timeout=30) as client:
+        arrived = [(time.monotonic(), record) for record in
+                   DaskCells(client, 60.0, {}, declined=lambda cell: None).finished(cells)]
+    (first_at, first), (last_at, last) = arrived
+    assert (first.size, first.outcome, last.size, last.outcome) == (SMALL, "ok", 64, "ok")
+    # the second cell prepares three points, each SLOW_S: the first record came before
+    assert last_at - first_at > 1.5 * SLOW_S
