@@ -131,6 +131,35 @@ def wait_for_arrays(result: Any) -> None:
         sys.modules["torch"].cuda.synchronize(result.device)
 
 
+def unready(result: Any) -> bool:
+    """Whether an array in ``result`` is still being computed: a JAX array
+    that is not ``is_ready()``, a CUDA tensor whose stream has work queued.
+    Right after an implementation's ``wait``, that means the wait missed it."""
+    kind = type(result)
+    if kind in _READY:
+        return False
+    if isinstance(result, (tuple, list, dict)):
+        return any(unready(part) for part in (result.values() if isinstance(result, dict)
+                                              else result))
+    try:
+        if callable(ready := getattr(result, "is_ready", None)):
+            return ready() is False
+        if getattr(result, "is_cuda", False) is True:
+            return not sys.modules["torch"].cuda.current_stream(result.device).query()
+    except Exception:  # noqa: BLE001 - not an array that can say: taken as ready
+        pass
+    return False
+
+
+def waiting_for_all(wait: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``wait``, then :func:`wait_for_arrays`: for an implementation whose own
+    wait returned before its result was computed (:func:`unready`)."""
+    def wait_then_block(result: Any) -> None:
+        wait(result)
+        wait_for_arrays(result)
+    return wait_then_block
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A ready-to-time operation: ``run()`` only computes."""

@@ -123,10 +123,12 @@ def stored_samples(samples) -> list[float]:
     return [float(f"{s:.4g}") for s in samples]
 
 
-def paired_fields(paired: Paired, op: str, compile_s: float, number: int) -> dict:
+def paired_fields(paired: Paired, op: str, compile_s: float, number: int,
+                  early_waits: int = 0) -> dict:
     """The record fields (suites/results.py) of an operation timed against its
     primal, with a warning where the figures should not be believed."""
-    fields = {"time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
+    fields = {"early_waits": early_waits,
+              "time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
               "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
               "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
               "number": number, "compile_s": compile_s,
@@ -150,8 +152,20 @@ def timing_warning(fields: dict, op: str) -> str | None:
     l2_loss, w (y - y_ref), needs no sum; jax at n = 10^5 times it at 0.74x
     its primal).
     A spread of more than :data:`SPREAD_WARNING` of the median means
-    the machine was busy or the call's cost varies.
+    the machine was busy or the call's cost varies. Either is told after
+    an implementation's ``wait`` that returned too early (``early_waits``).
     """
+    early = fields.get("early_waits")
+    what = op if op == "primal" else f"{op} or its primal"
+    told = [f"{early} warm-up call(s) of {what} returned from the implementation's "
+            "wait() before their result was computed: timed with the harness's own wait on "
+            "every array instead (block_until_ready, CUDA synchronize); make wait() block on "
+            "all the arrays run() returns"] if early else []
+    told += [w for w in [_figures_warning(fields, op)] if w]
+    return "; ".join(told) or None
+
+
+def _figures_warning(fields: dict, op: str) -> str | None:
     if op in INCLUDES_FORWARD and fields["ratio_q3"] < 1.0:
         return (f"{op} timed at {fields['ratio_to_primal']:.2f}x its primal, although it "
                 "includes the forward pass: either work done in prepare() or cached between "
@@ -196,8 +210,9 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
         primal = warm_up(reference_workload, cell.budget_s)
     timed = replace(operation, call=KeepingLast(operation.call))
     paired = sample_paired(primal, timed, cell.budget_s)
+    early = operation.early_waits + (primal.early_waits if primal is not operation else 0)
     record = replace(record, outcome="ok", **paired_fields(
-        paired, cell.op, operation.compile_s, operation.number))
+        paired, cell.op, operation.compile_s, operation.number, early))
     # what the last timed call returned: the timed calls' results are right (no
     # extra call: one per round of a 0.15 s matmul JVP, 5 s of the main job's bench)
     last = operation.prepared.to_numpy(timed.call.last)
@@ -206,7 +221,7 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
-MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float, "ratio_to_primal": float,
+MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float, "ratio_to_primal": float,
                   "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
                   "primal_samples_s": list, "reference_samples_s": list}
 
@@ -236,7 +251,7 @@ def merge_rounds(records: list[Record]) -> Record:
     samples = [s for r in records for s in r.samples_s]
     paired = [s for r in records for s in getattr(r, beside)]
     fields = paired_fields(paired_from_samples(samples, paired), first.op, first.compile_s,
-                           first.number)
+                           first.number, sum(r.early_waits or 0 for r in records))
     fields.update({"samples_s": samples, beside: paired},  # as stored, round by round
                   rounds=sum(r.rounds for r in records),
                   samples_per_round=[len(r.samples_s) for r in records],

@@ -62,6 +62,10 @@ class Record:
     rounds: int | None = None
     number: int | None = None  # calls per timed sample
     timing_warning: str | None = None  # why the figures are suspect (suites/bench.py)
+    # bench cells: of the warm-up calls of the operation and its primal, those
+    # whose result was still being computed when the implementation's wait
+    # returned (suites/timing.py's warm_up; then timed with the harness's wait)
+    early_waits: int | None = None
     threads: int | None = None  # BLAS/OpenMP threads (torch's where it is the framework)
     # bench cells: per-call times of the operation and of its primal, pair by
     # pair (at most suites/bench.py's STORED_SAMPLES), for compare's rank test

@@ -54,6 +54,52 @@ def test_without_a_wait_of_its_own_a_jax_result_is_waited_for():
     assert result[0].is_ready() and result[1]["k"][0].is_ready()
 
 
+def test_a_wait_that_returns_before_the_result_is_computed_is_made_to_wait():
+    """A plug-in whose own ``wait`` does nothing is caught at warm-up (its
+    JAX result is not ready when the wait returns) and timed with the
+    harness's wait on every array; a right wait is left alone."""
+    jax = pytest.importorskip("jax")
+    x = jax.numpy.ones((1000, 1000))
+    cube = jax.jit(lambda a: a @ a @ a)
+    cube(x).block_until_ready()  # compiled
+    forgetful = timing.warm_up(lambda: Prepared(run=lambda: (cube(x),), wait=lambda r: None),
+                               budget_s=0.01)
+    assert forgetful.early_waits >= 1
+    assert forgetful.call()[0].is_ready()  # timed calls now end when the work does
+    right = timing.warm_up(lambda: Prepared(run=lambda: (cube(x),), wait=jax.block_until_ready),
+                           budget_s=0.01)
+    assert right.early_waits == 0 and right.prepared.wait is jax.block_until_ready
+
+
+def test_a_bench_record_tells_of_a_wait_that_returned_too_early():
+    """End to end: the built-in jax implementation with a ``wait`` that does
+    nothing is timed like the built-in (its jvp at least its primal), and
+    its record says why."""
+    pytest.importorskip("jax")
+    from adjointbench.impls.jax import implementation as jax_rules
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    class NoWait:
+        name = "no_wait"
+
+        def devices(self):
+            return ("cpu",)
+
+        def supports(self, problem, op, method=None):
+            return jax_rules.supports(problem, op)
+
+        def prepare(self, task):
+            prepared = jax_rules.prepare(task)
+            return Prepared(run=prepared.run, to_numpy=prepared.to_numpy, wait=lambda r: None)
+
+    record = run_cell(Cell("matmul", "no_wait", "jvp", 512, suite="bench", budget_s=0.05),
+                      impl=NoWait())
+    assert record.outcome == "ok" and record.early_waits >= 1
+    assert "returned from the implementation's wait() before" in record.timing_warning
+    assert record.ratio_to_primal > 1.2  # a matmul's jvp is two of them, dispatch-timed ~1
+
+
 def test_without_a_wait_of_its_own_a_cuda_tensor_is_synchronised(monkeypatch):
     synchronised = []
     fake_torch = type(sys)("torch")
