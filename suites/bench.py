@@ -157,10 +157,9 @@ def timing_warning(fields: dict, op: str) -> str | None:
     """
     early = fields.get("early_waits")
     what = op if op == "primal" else f"{op} or its primal"
-    told = [f"{early} warm-up call(s) of {what} returned from the implementation's "
-            "wait() before their result was computed: timed with the harness's own wait on "
-            "every array instead (block_until_ready, CUDA synchronize); make wait() block on "
-            "all the arrays run() returns"] if early else []
+    told = [f"wait() returned before the result was computed ({early} warm-up call(s) of "
+            f"{what}): timed with the harness's own wait instead (block_until_ready, CUDA "
+            "synchronize); make wait() block on every array run() returns"] if early else []
     told += [w for w in [_figures_warning(fields, op)] if w]
     return "; ".join(told) or None
 
