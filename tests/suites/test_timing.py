@@ -71,6 +71,20 @@ def test_a_wait_that_returns_before_the_result_is_computed_is_made_to_wait():
     assert right.early_waits == 0 and right.prepared.wait is jax.block_until_ready
 
 
+def test_a_cuda_tensor_whose_stream_is_busy_is_unready(monkeypatch):
+    from adjointbench.impls.protocol import unready
+
+    busy = {"cuda:0": False, "cuda:1": True}  # query(): whether the stream's work is done
+    fake_torch = type(sys)("torch")
+    stream = lambda device: type("Stream", (), {"query": lambda self: busy[device]})()
+    fake_torch.cuda = type("cuda", (), {"current_stream": staticmethod(stream)})
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    tensor = lambda device: type("Tensor", (), {"is_cuda": True, "device": device})()
+    on_cpu = type("Tensor", (), {"is_cuda": False, "device": "cpu"})()
+    assert unready((on_cpu, {"w": [tensor("cuda:0")]}))
+    assert not unready((on_cpu, tensor("cuda:1"), np.ones(2)))
+
+
 def test_a_bench_record_tells_of_a_wait_that_returned_too_early():
     """End to end: the built-in jax implementation with a ``wait`` that does
     nothing is timed like the built-in (its jvp at least its primal), and
