@@ -23,6 +23,7 @@ from adjointbench.suites.executors import (ImplementationError, LocalExecutor, W
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
+from adjointbench.suites.stacks import StackFile, where, write_stacks_to
 from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -107,12 +108,16 @@ def _answer(call):
         return plain(("raise", *outcome_of(e)))
 
 
-def _serve(connection, spec: str) -> None:
+def _serve(connection, spec: str, stacks_path: str | None = None) -> None:
     """The worker: in its own process group, tied to the harness's life and
-    under the memory cap, load one implementation, then answer method calls."""
+    under the memory cap, its stacks written to ``stacks_path`` when it
+    crashes or is asked (suites/stacks.py), load one implementation, then
+    answer method calls."""
     os.setpgrp()
     _die_with_parent()
     _limit_memory(memory_limit_gb())
+    if stacks_path:
+        write_stacks_to(stacks_path)
     from adjointbench.impls.registry import load_implementation
 
     executor = None
@@ -152,6 +157,12 @@ def _environment(variables: dict[str, str]):
                 os.environ[k] = v
 
 
+def _at(stacks: str) -> str:
+    """'; it was in f (file.py:12), ...' from a worker's stacks, or ''."""
+    frames = where(stacks)
+    return f"; it was in {frames}" if frames else ""
+
+
 def _death(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         return f"killed by signal {signal.Signals(-exitcode).name}"
@@ -163,7 +174,9 @@ class Worker:
 
     def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
         parent, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, spec), daemon=True)
+        self.stacks = StackFile()
+        self.process = context.Process(target=_serve, args=(child, spec, self.stacks.path),
+                                       daemon=True)
         with _environment(environment):
             self.process.start()
         child.close()
@@ -178,13 +191,17 @@ class Worker:
         """The implementation's description, once its worker has loaded it
         (its first answer); raises what loading raised."""
         if self.description is None:
-            self.description = self._receive(self._load_deadline, "loading")
+            try:
+                self.description = self._receive(self._load_deadline, "loading")
+            finally:  # the worker has its stack file open (or is gone): no name to leave behind
+                self.stacks.unlink()
         return self.description
 
     def _receive(self, deadline: float, what: str):
         try:
             if not self.connection.poll(max(deadline - time.monotonic(), 0.0)):
-                raise WorkerTimeout(f"no answer within the timeout while {what}; the worker "
+                raise WorkerTimeout(f"no answer within the timeout while {what}"
+                                    f"{_at(self.stacks.dump(self.process.pid))}; the worker "
                                     "was killed. Raise --timeout if the cell is just slow.")
             answer = loads(self.connection.recv_bytes())
         except NotPlainData as e:  # the worker is not to be trusted again
@@ -193,7 +210,8 @@ class Worker:
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             self.process.join(timeout=5)
             raise WorkerCrashed(f"the worker running {self.spec} "
-                                f"{_death(self.process.exitcode)}") from None
+                                f"{_death(self.process.exitcode)}"
+                                f"{_at(self.stacks.read())}") from None
         if answer[0] == "raise":
             _, kind, message = answer
             raise {"unsupported": NotImplementedError,
@@ -201,6 +219,7 @@ class Worker:
         return answer[1]
 
     def call(self, deadline: float, method: str, *args):
+        self.stacks.mark()
         try:
             self.connection.send((method, args))
         except (BrokenPipeError, OSError):
@@ -217,6 +236,7 @@ class Worker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()
+        self.stacks.close()
 
 
 def _wrong_result():

@@ -32,6 +32,10 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     assert records[-1].outcome == "ok"  # the sweep went on after every failure
     crashed = {r.problem: r.message for r in records if r.outcome == "crashed"}
     assert "SIGSEGV" in crashed["matmul"] and "status 3" in crashed["softmax"]
+    # where it crashed or hung, from the worker's own stacks (suites/stacks.py)
+    assert "it was in string_at (ctypes/__init__.py:" in crashed["matmul"]
+    assert "called from _segfault (misbehaving.py:" in crashed["matmul"]
+    assert "; it was in _hang (misbehaving.py:" in records[list(EXPECTED).index("matvec")].message
     errors = {r.problem: r.message for r in records if r.outcome == "error"}
     assert "memory cap of 3.0 GiB" in errors["l2_loss"]
     assert len(ResultsFile(tmp_path).read()[0]) == len(cells)

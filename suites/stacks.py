@@ -1,0 +1,118 @@
+"""Where a worker was when it hung or crashed.
+
+Each worker has Python's faulthandler write its threads' stacks to a file of
+its own: on a fatal signal (a segfault, an abort) and when the harness asks
+(:data:`DUMP_SIGNAL`, sent before it kills a worker that ran out of time).
+The harness reads the file and names the implementation's innermost frames
+in the record, so that "killed by signal SIGSEGV" or "no answer within the
+timeout" comes with the line to look at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import re
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+DUMP_SIGNAL = signal.SIGUSR1
+DUMP_WAIT_S = 0.5  # for the worker's stacks to appear once asked
+SHOWN_FRAMES = 3
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
+# the harness's own frames: the serving loop, the executor, timing and wait
+_HARNESS = (str(Path(__file__).parent) + os.sep, os.path.dirname(multiprocessing.__file__) + os.sep,
+            str(Path(__file__).parent.parent / "impls" / "protocol.py"))
+
+
+_KEPT_OPEN: list = []  # faulthandler writes to the file's descriptor: it must stay open
+
+
+def write_stacks_to(path: str) -> None:
+    """In a worker: dump every thread's stack to ``path`` on a fatal signal
+    and on DUMP_SIGNAL."""
+    import faulthandler
+
+    stacks = open(path, "a", encoding="utf-8")
+    _KEPT_OPEN.append(stacks)
+    faulthandler.enable(file=stacks, all_threads=True)
+    faulthandler.register(DUMP_SIGNAL, file=stacks, all_threads=True, chain=False)
+
+
+class StackFile:
+    """The harness's side of one worker's stack file. Once the worker has
+    opened it, :meth:`unlink` removes its name: the two open descriptors
+    keep it, and it goes with them, however either process ends."""
+
+    def __init__(self):
+        descriptor, self.path = tempfile.mkstemp(prefix="adjointbench-stacks-", suffix=".txt")
+        self._file = os.fdopen(descriptor, "rb")
+        self.start = 0  # where the current call's stacks begin
+
+    def _size(self) -> int:
+        try:
+            return os.fstat(self._file.fileno()).st_size
+        except (OSError, ValueError):
+            return 0
+
+    def mark(self) -> None:
+        """A call begins: later reads see only what is written from now."""
+        self.start = self._size()
+
+    def read(self) -> str:
+        """The stacks written since :meth:`mark` (a crash's)."""
+        try:
+            self._file.seek(self.start)
+            return self._file.read().decode("utf-8", errors="replace")
+        except (OSError, ValueError):
+            return ""
+
+    def dump(self, pid: int) -> str:
+        """Ask the worker ``pid`` for its stacks now, and return them."""
+        self.start = self._size()
+        try:
+            os.kill(pid, DUMP_SIGNAL)
+        except (ProcessLookupError, PermissionError):
+            return ""
+        deadline = time.monotonic() + DUMP_WAIT_S
+        while self._size() == self.start and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.02)  # the rest of its threads
+        return self.read()
+
+    def unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def close(self) -> None:
+        self.unlink()
+        self._file.close()
+
+
+def _harness(file: str) -> bool:
+    return file.startswith(_HARNESS[:2]) or file == _HARNESS[2]
+
+
+def where(stacks: str) -> str:
+    """The innermost frames of the implementation in the thread that was
+    serving the harness (the one whose stack holds the harness's frames), as
+    "f (file.py:12), called from g (file.py:30)"; '' when none is known."""
+    for block in reversed(re.split(r"\n(?=\S)", stacks)):  # the latest dump first
+        frames = [m.groupdict() for m in _FRAME.finditer(block)]  # innermost first
+        if not any(_harness(f["file"]) for f in frames):
+            continue  # a thread of the framework's, or no Python frame
+        theirs = itertools.dropwhile(lambda f: _harness(f["file"]), frames)
+        shown = list(itertools.takewhile(lambda f: not _harness(f["file"]), theirs))
+        return ", called from ".join(f"{f['func']} ({_short(f['file'])}:{f['line']})"
+                                     for f in shown[:SHOWN_FRAMES])
+    return ""
+
+
+def _short(file: str) -> str:
+    """A frame's file name, with its package for a package's ``__init__.py``."""
+    path = Path(file)
+    return f"{path.parent.name}/{path.name}" if path.name == "__init__.py" else path.name
