@@ -220,8 +220,8 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
-MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float, "ratio_to_primal": float,
-                  "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
+MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float,
+                  "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
                   "primal_samples_s": list, "reference_samples_s": list}
 
 

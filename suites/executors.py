@@ -66,7 +66,7 @@ class LocalExecutor:
     def _changed_since_returned(self) -> list[tuple[str, Any, Any]]:
         """The last execution's result if it is no longer what it was when
         returned: an implementation that hands out a buffer it reuses (a
-        static output array) overwrites it at its next call on other inputs,
+        static output array) overwrites it at its next call,
         though each call alone returns the right values. What ``run()``
         returned is converted again, so a staging buffer that ``to_numpy``
         reuses (a device-to-host copy) is not taken for one. (Only the last

@@ -25,8 +25,9 @@ DUMP_WAIT_S = 0.5  # for the worker's stacks to appear once asked
 SHOWN_FRAMES = 3
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
 # the harness's own frames: the serving loop, the executor, timing and wait
-_HARNESS = (str(Path(__file__).parent) + os.sep, os.path.dirname(multiprocessing.__file__) + os.sep,
-            str(Path(__file__).parent.parent / "impls" / "protocol.py"))
+_HARNESS_FOLDERS = (str(Path(__file__).parent) + os.sep,
+                    os.path.dirname(multiprocessing.__file__) + os.sep)
+_HARNESS_FILE = str(Path(__file__).parent.parent / "impls" / "protocol.py")
 
 
 _KEPT_OPEN: list = []  # faulthandler writes to the file's descriptor: it must stay open
@@ -94,7 +95,7 @@ class StackFile:
 
 
 def _harness(file: str) -> bool:
-    return file.startswith(_HARNESS[:2]) or file == _HARNESS[2]
+    return file.startswith(_HARNESS_FOLDERS) or file == _HARNESS_FILE
 
 
 def where(stacks: str) -> str:
