@@ -50,6 +50,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status (see above)."""
+    from adjointbench.faults import exit_if_importing_parents_script
+
+    exit_if_importing_parents_script()  # before the command takes a folder or starts anything
     from adjointbench.commands import main as run
 
     return run(argv)

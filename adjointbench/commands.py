@@ -155,6 +155,8 @@ def _describe_all(names: list[str], describe, start=lambda names: None) -> dict[
             descriptions[name] = describe(name)
         except (UnknownNameError, ProtocolError, MissingDependency) as e:
             raise UsageError(str(e)) from None
+        except HarnessFault:
+            raise
         except Exception as e:  # noqa: BLE001 - what the plug-in raised, reported
             detail = str(e).rstrip(".")
             raise UsageError(f"implementation {name!r} cannot be loaded: {detail}. Check the "

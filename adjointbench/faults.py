@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 
@@ -15,6 +16,40 @@ class HarnessFault(RuntimeError):
 
 class FolderInUse(HarnessFault):
     """Another adjointbench run holds the results folder's lock."""
+
+
+# --- a script that starts a sweep when it is imported ---
+#
+# Workers are started by multiprocessing's spawn, which imports the parent's
+# script again in each worker (as ``__mp_main__``). A script that calls
+# adjointbench at its top level, unguarded, would have every worker start
+# workers of its own; multiprocessing refuses with a RuntimeError in each, and
+# the parent saw only "exited with status 1". The worker ends with a status
+# of its own instead, and the parent names the script and the fix.
+
+STARTED_ON_IMPORT_STATUS = 86
+
+
+class ScriptStartsOnImport(HarnessFault):
+    """The parent's script starts adjointbench when imported by a worker."""
+
+    def __init__(self):
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        script = repr(script) if script else "your script"
+        super().__init__(
+            f"each worker process imports {script} again (multiprocessing's spawn "
+            "start method), and the script starts adjointbench when it is imported, "
+            "so each worker tried to start workers of its own. Put the script's "
+            "top-level code under `if __name__ == \"__main__\":`")
+
+
+def exit_if_importing_parents_script() -> None:
+    """In a worker still importing its parent's script, end it at once with
+    STARTED_ON_IMPORT_STATUS, which the parent reads as :class:`ScriptStartsOnImport`."""
+    from multiprocessing import current_process
+
+    if getattr(current_process(), "_inheriting", False):  # multiprocessing's own test
+        os._exit(STARTED_ON_IMPORT_STATUS)
 
 
 # --- Ctrl-C that is never swallowed ---

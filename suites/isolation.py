@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from adjointbench.faults import HarnessFault
+from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
+                                 exit_if_importing_parents_script)
 from adjointbench.lifetime import become_subreaper, end_with_parent
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
@@ -169,10 +170,19 @@ def _death(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
+def _started_on_import(exitcode: int | None) -> bool:
+    """Whether a worker that died while loading ended because this process's
+    script starts adjointbench on import (adjointbench.faults); only a
+    script run as ``python script.py`` is imported again by spawn."""
+    main = sys.modules.get("__main__")
+    return exitcode == STARTED_ON_IMPORT_STATUS and getattr(main, "__file__", None) is not None
+
+
 class Worker:
     """One worker process serving one implementation."""
 
     def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
+        exit_if_importing_parents_script()  # here, the parent's script is unguarded
         parent, child = context.Pipe()
         self.stacks = StackFile()
         self.process = context.Process(target=_serve, args=(child, spec, self.stacks.path),
@@ -209,6 +219,8 @@ class Worker:
                                       "return NumPy arrays (or convert in to_numpy)") from None
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             self.process.join(timeout=5)
+            if self.description is None and _started_on_import(self.process.exitcode):
+                raise ScriptStartsOnImport() from None
             raise WorkerCrashed(f"the worker running {self.spec} "
                                 f"{_death(self.process.exitcode)}"
                                 f"{_at(self.stacks.read())}") from None

@@ -224,6 +224,43 @@ def test_a_run_naming_one_implementation_that_will_not_load_exits_2(tmp_path):
     assert "missing prepare" in done.stderr
 
 
+SCRIPT_CHECK = ("from adjointbench.cli import main\n"
+                "status = main(['check', '--impl', 'numpy', '--problem', 'scalar_add', '--op',"
+                " 'primal', '--dtype', 'float64', '--quiet', '--out', {out!r}])\n")
+SCRIPT_SWEEP = ("from adjointbench import plan_cells, run_sweep\n"
+                "from adjointbench.suites.isolation import IsolatedRunner\n"
+                "with IsolatedRunner(cache_dir={out!r}) as runner:\n"
+                "    records = run_sweep(plan_cells(['numpy'], ['scalar_add'], ['primal'],"
+                " ['float64']), runner=runner.run, progress=False)\n"
+                "status = int({{r.outcome for r in records}} != {{'ok'}})\n")
+
+
+def _script(tmp_path, body: str, guarded: bool) -> subprocess.CompletedProcess:
+    """``body`` run as ``python script.py``, its top level guarded or not."""
+    if guarded:
+        body = "if __name__ == '__main__':\n" + "".join(f"    {line}\n"
+                                                       for line in body.splitlines())
+    script = tmp_path / "my_rules_check.py"
+    script.write_text(body + "raise SystemExit(status)\n" * (not guarded))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=300, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("body", [SCRIPT_CHECK, SCRIPT_SWEEP], ids=["cli_main", "run_sweep"])
+def test_a_script_that_starts_a_sweep_when_imported_is_told_to_guard_it(tmp_path, body):
+    """Each worker imports the parent's script again (spawn): an unguarded
+    script is named with the fix, once, instead of every worker's
+    multiprocessing RuntimeError and "cannot be loaded"."""
+    done = _script(tmp_path, body.format(out=str(tmp_path / "out")), guarded=False)
+    assert done.returncode != 0
+    assert "my_rules_check.py' again" in done.stderr, done.stderr
+    assert 'under `if __name__ == "__main__":`' in done.stderr
+    assert "RuntimeError" not in done.stderr and "cannot be loaded" not in done.stderr
+    if body is SCRIPT_CHECK:
+        assert done.returncode == 2
+    guarded = _script(tmp_path, body.format(out=str(tmp_path / "guarded")), guarded=True)
+    assert guarded.returncode == 0, guarded.stderr  # the same script, guarded, runs its cell
+
 def _mark(path: Path, outcome: str) -> None:
     """Rewrite the only record of ``path`` as ``outcome``."""
     (record,) = [json.loads(line) for line in path.read_text().splitlines()]
