@@ -202,6 +202,18 @@ class Implementation(Protocol):
     def prepare(self, task: Task) -> Prepared: ...
 
 
+def devices(impl: Implementation) -> tuple[str, ...]:
+    """``impl.devices()`` as a tuple of device names, checked; raises TypeError
+    naming the fix (a bare ``"cpu"`` would read as the devices c, p and u)."""
+    found = impl.devices()
+    if (isinstance(found, str) or not isinstance(found, (tuple, list, set, frozenset))
+            or not all(isinstance(d, str) for d in found)):
+        raise TypeError(f"{getattr(impl, 'name', type(impl).__name__)}.devices() returned "
+                        f"{found!r}: return a tuple of device names, such as ('cpu',) or "
+                        "('cpu', 'cuda')")
+    return tuple(found)
+
+
 def supports(impl: Implementation, problem: str, op: str, method: str | None = None) -> bool:
     """Ask ``impl`` whether it supports an operation (with the method for a
     gradient); an implementation whose ``supports`` takes no method offers no

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Callable
 
-from adjointbench.impls.protocol import Implementation, Task, prepare, supports
+from adjointbench.impls.protocol import Implementation, Task, devices, prepare, supports
 from adjointbench.suites.purity import copy_arrays, same_arrays
 from adjointbench.suites.timing import synchronised, time_operation, timing_fields
 
@@ -45,7 +45,7 @@ class LocalExecutor:
         self._returned: tuple[str, Any, Callable[[Any], Any], Any] | None = None
 
     def describe(self) -> dict:
-        return {"name": self.impl.name, "devices": tuple(self.impl.devices()),
+        return {"name": self.impl.name, "devices": devices(self.impl),
                 "expected_outcomes": getattr(self.impl, "expected_outcomes", None)}
 
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:

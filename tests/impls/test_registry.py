@@ -5,6 +5,7 @@ import pytest
 from adjointbench.impls.registry import ProtocolError, load_implementation
 from adjointbench.reference import Oracle, UnknownNameError
 from adjointbench.suites.cells import Cell, plan_cells
+from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.sweep import run_sweep
 
 
@@ -67,3 +68,12 @@ def test_a_prepare_that_returns_no_prepared_is_an_error_naming_the_fix(plugins_o
     assert record.outcome == "error"
     assert "bare_function.prepare returned a function, which has no callable" in record.message
     assert "Prepared(run=...)" in record.message
+
+
+def test_devices_that_are_not_a_tuple_of_names_are_refused_naming_the_fix(plugins_on_path):
+    executor = LocalExecutor(load_implementation("broken:devices_as_a_string"))
+    with pytest.raises(TypeError, match=r"devices_as_a_string.devices\(\) returned 'cpu': "
+                                        r"return a tuple of device names, such as \('cpu',\)"):
+        executor.describe()
+    assert LocalExecutor(load_implementation("broken:bare_function")).describe()["devices"] \
+        == ("cpu",)

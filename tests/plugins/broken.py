@@ -30,3 +30,15 @@ class PreparesABareFunction(NoPrepare):
 
 
 bare_function = PreparesABareFunction()
+
+
+class DevicesAsAString(PreparesABareFunction):
+    """devices() returns "cpu", which would read as the devices c, p and u."""
+
+    name = "devices_as_a_string"
+
+    def devices(self):
+        return "cpu"
+
+
+devices_as_a_string = DevicesAsAString()
