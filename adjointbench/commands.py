@@ -19,7 +19,7 @@ from adjointbench.impls.registry import (MissingDependency, ProtocolError, avail
                                          known_entry, known_names, load_implementation)
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
 from adjointbench.reference.catalogue import origin
-from adjointbench.suites.cells import ALL_OPS, DEFAULT_POINTS, plan_cells
+from adjointbench.suites.cells import ALL_OPS, DEFAULT_BENCH_OPS, DEFAULT_POINTS, plan_cells
 from adjointbench.suites.environment import cpu_mark, finish_environment, write_environment
 from adjointbench.suites.expected import load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
@@ -349,11 +349,46 @@ def _workers(args, suite: str) -> int:
     return 1 if suite == "bench" else max(1, os.cpu_count() or 1)
 
 
+def _selects_something(args, plan, suite: str) -> None:
+    """Bad names, and filters that together select no cell, exit 2 before
+    any implementation loads; the message says what each filter offers."""
+    if plan(["?"]):
+        return
+    given = {"problem": args.problem, "op": args.op, "method": args.method,
+             "dtype": args.dtype, "size": args.size, "device": args.device}
+    named = " ".join(f"--{k} {','.join(map(str, v))}" for k, v in given.items() if v)
+    named += " --quick" * bool(args.quick)
+    why = [f"No {suite} cell matches {named}."]
+    if args.problem:
+        offered = plan_cells(["?"], args.problem, list(ALL_OPS), quick=args.quick, suite=suite)
+        verb = "offers" if len(args.problem) == 1 else "offer"
+        why.append(f"{', '.join(args.problem)} {verb} {_operations(offered)}"
+                   + (f" (bench times {', '.join(DEFAULT_BENCH_OPS)} unless --op names "
+                      "others)" if suite == "bench" and not args.op else "") + ".")
+    if args.op or args.method:
+        offered = plan_cells(["?"], None, args.op, methods=args.method, quick=args.quick,
+                             suite=suite)
+        problems_offering = ", ".join(dict.fromkeys(c.problem for c in offered)) or "no problem"
+        what = " ".join(f"--{k} {','.join(given[k])}" for k in ("op", "method") if given[k])
+        why.append(f"{what} is offered by {problems_offering}.")
+    raise UsageError(" ".join(why) + " `adjointbench list` names every problem.")
+
+
+def _operations(cells) -> str:
+    """'primal, jvp, gradient (fd_forward, adjoint)': the operations of these
+    cells, each with its methods."""
+    methods = collections.defaultdict(dict)
+    for c in cells:
+        methods[c.op][c.method] = None
+    return ", ".join(op + (f" ({', '.join(m)})" if None not in m else "")
+                     for op, m in methods.items())
+
+
 def cmd_check(args) -> int:
     def plan(impls):
         return plan_cells(impls, args.problem, args.op, args.dtype, args.size, args.device,
                           args.seed, args.method, quick=args.quick, points=args.points)
-    plan([])  # bad names exit 2 before any implementation loads
+    _selects_something(args, plan, "check")
     return _run(args, _implementations(args.impl), plan, "check")
 
 
@@ -361,7 +396,7 @@ def cmd_bench(args) -> int:
     def plan(impls):
         return plan_cells(impls, args.problem, args.op, args.dtype, args.size, args.device,
                           args.seed, args.method, args.quick, suite="bench", budget_s=args.budget)
-    plan([])
+    _selects_something(args, plan, "bench")
     return _run(args, _implementations(args.impl), plan, "bench")
 
 

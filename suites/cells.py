@@ -96,15 +96,17 @@ def _ops_of(problem: Problem, ops: list[str]) -> list[str]:
             and (op not in SECOND_ORDER_OPS or problem.second_order)]
 
 
-def _methods_of(problem: Problem, op: str, methods: list[str]) -> list[str | None]:
+def _methods_of(problem: Problem, op: str, methods: list[str],
+                methodless: bool = True) -> list[str | None]:
     """A gradient cell per gradient method, a second-order cell per nesting
-    (or, for a sensitivity problem, per HVP method)."""
+    (or, for a sensitivity problem, per HVP method); one cell of an
+    operation that takes no method, unless not ``methodless``."""
     if op == "gradient":
         return [m for m in methods if m in METHODS]
     if op in SECOND_ORDER_OPS:
         valid = SENSITIVITY_HVP_METHODS if problem.kind == "sensitivity" else SECOND_ORDER_METHODS
         return [m for m in methods if m in valid]
-    return [None]
+    return [None] if methodless else []
 
 
 def _members(name: str) -> list[Problem]:
@@ -138,6 +140,9 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
                suite: str = "check", budget_s: float = DEFAULT_BUDGET_S,
                points: int = DEFAULT_POINTS) -> list[Cell]:
     """Every cell of a sweep; ``None`` means the suite's default for that dimension.
+    ``methods`` without ``ops`` selects only cells of those methods (gradient
+    and second-order cells); with ``ops``, the named operations that take no
+    method run too.
 
     check: every problem, operation and dtype on the CPU, at each problem's
     sizes (full Jacobians at the smallest; scalable sensitivity problems up
@@ -156,6 +161,7 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
     """
     suite = check_names("suite", [suite], SUITES)[0]
     bench = suite == "bench"
+    methodless = not methods or bool(ops)  # --method adjoint alone: the adjoint's cells only
     chosen = (_chosen(problem_names) if problem_names
               else problems("primitive") if bench else problems(None))
     ops = check_names("operation", ops, ALL_OPS) if ops else (
@@ -180,5 +186,5 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
             for p in chosen for op in _ops_of(p, ops)
             for size in _sizes(p, op, suite, quick, sizes)
             for impl in impls
-            for method in _methods_of(p, op, methods)
+            for method in _methods_of(p, op, methods, methodless)
             for dtype in dtypes for device in devices]

@@ -57,6 +57,34 @@ def test_bad_input_exits_2_with_the_closest_names(args, hint, capsys):
     assert "cannot be loaded" not in err and ".." not in err  # told plainly, before any worker
 
 
+@pytest.mark.parametrize("command, args, told", [
+    ("check", ["--problem", "softmax", "--op", "gradient"],
+     ["No check cell matches --problem softmax --op gradient.", "softmax offers primal, jvp",
+      "--op gradient is offered by forced_oscillator_terminal,", "linear_system"]),
+    ("check", ["--problem", "softmax", "--method", "adjoint"],
+     ["softmax offers primal", "--method adjoint is offered by", "diffusion"]),
+    ("bench", ["--problem", "linear_system"],
+     ["No bench cell matches --problem linear_system.", "gradient (fd_forward,",
+      "unless --op names others"]),
+])
+def test_filters_that_select_no_cell_exit_2_saying_what_each_offers(tmp_path, capsys, command,
+                                                                    args, told):
+    assert main([command, "--impl", "numpy", *args, "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert all(words in err for words in told), err
+    assert not (tmp_path / "results.jsonl").exists()  # nothing ran, nothing written
+
+
+def test_a_method_alone_selects_only_its_cells_and_named_operations_still_run():
+    from adjointbench.suites.cells import plan_cells
+
+    alone = plan_cells(["numpy"], methods=["adjoint"])
+    assert alone and {(c.op, c.method) for c in alone} == {("gradient", "adjoint")}
+    with_ops = plan_cells(["numpy"], ["softmax", "linear_system"], ["jvp", "gradient"],
+                          ["float64"], methods=["adjoint"])
+    assert {(c.problem, c.op, c.method) for c in with_ops} == {
+        ("softmax", "jvp", None), ("linear_system", "gradient", "adjoint")}
+
 def test_unwritable_output_folder_is_reported_before_any_work(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
