@@ -222,7 +222,8 @@ def _failure_message(result: CheckResult, problem: Problem) -> str:
         shown[r.op] = shown.get(r.op, 0) + 1
         if shown[r.op] > 1:  # the first failing point of each check
             continue
-        lines.append(f"  {r.op} at input point {r.point}: {r.outcome}: {r.message}")
+        where = f" at input point {r.point}"
+        lines.append(f"  {r.op}{where}: {r.outcome}: {r.message.replace(where, '', 1)}")
         inputs = make_inputs(problem, r.size, 0, r.point or 0)
         if sum(np.size(v) for v in inputs.values()) <= 8:
             values = ", ".join(f"{k}={np.array2string(v, precision=6)}" for k, v in inputs.items())

@@ -56,6 +56,7 @@ def test_a_wrong_vjp_is_caught_with_the_full_message(scale):
                  "condition estimate", "reference certified to", "float64 extrapolation",
                  "inputs at that point: x="):
         assert part in message, part
+    assert all(line.count("at input point") <= 1 for line in message.splitlines())  # said once
 
 
 def test_a_rule_right_only_at_the_first_point_is_caught():
