@@ -14,7 +14,8 @@ import time
 import warnings
 from pathlib import Path
 
-from adjointbench.impls.protocol import DEVICES, DTYPES, SECOND_ORDER_METHODS
+from adjointbench.impls.protocol import (DEVICES, DTYPES, SECOND_ORDER_METHODS,
+                                         SENSITIVITY_HVP_METHODS)
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                                          known_entry, known_names, load_implementation)
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
@@ -589,7 +590,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--op", type=_name_list, help=f"operations, comma-separated, of {', '.join(ALL_OPS)}")
     parser.add_argument("--method", type=_name_list, help="gradient methods of sensitivity "
                         f"problems ({', '.join(METHODS)}) and second-order methods "
-                        f"({', '.join(SECOND_ORDER_METHODS)}), comma-separated (default: all)")
+                        f"({', '.join(SECOND_ORDER_METHODS)}; sensitivity problems' HVPs: "
+                        f"{', '.join(SENSITIVITY_HVP_METHODS)}), comma-separated (default: all); "
+                        "without --op, only the cells of these methods run")
     parser.add_argument("--dtype", type=_name_list, help=f"dtypes, comma-separated, of {', '.join(DTYPES)}")
     parser.add_argument("--size", type=_size_list, help="sizes, comma-separated (default: each problem's own)")
     parser.add_argument("--device", type=_name_list, help=f"devices, comma-separated, of {', '.join(DEVICES)} "
