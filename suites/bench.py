@@ -13,7 +13,9 @@ makes the cell a ``mismatch`` rather than a number.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+
 import numpy as np
 
 from adjointbench.impls.protocol import Implementation, Task, prepare, supports
@@ -24,7 +26,7 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import (TIMING_KINDS, KeepingLast, Paired, WarmCall,
+from adjointbench.suites.timing import (TIMING_KINDS, KeepingLast, Paired, WarmCall, clock,
                                         paired_from_samples, reference_workload, sample_paired,
                                         warm_up)
 from adjointbench.suites.wire import measurements
@@ -32,6 +34,12 @@ from adjointbench.suites.wire import measurements
 # Operations whose run() includes the forward pass: never cheaper than the primal
 INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian", "gradient")
 SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
+# On the CPU, to_numpy costs at most a copy of the result, which run() itself
+# had to write: one that takes this many times a timed call, and at least
+# DEFERRED_FLOOR_S, holds work that the timing missed.
+DEFERRED_FACTOR = 3.0
+DEFERRED_FLOOR_S = 1e-4
+CONVERSIONS = 3  # to_numpy calls timed per bench cell on the CPU: the fastest counts
 
 
 def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
@@ -124,10 +132,10 @@ def stored_samples(samples) -> list[float]:
 
 
 def paired_fields(paired: Paired, op: str, compile_s: float, number: int,
-                  early_waits: int = 0) -> dict:
+                  early_waits: int = 0, to_numpy_s: float | None = None) -> dict:
     """The record fields (suites/results.py) of an operation timed against its
     primal, with a warning where the figures should not be believed."""
-    fields = {"early_waits": early_waits,
+    fields = {"early_waits": early_waits, "to_numpy_s": to_numpy_s,
               "time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
               "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
               "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
@@ -153,15 +161,44 @@ def timing_warning(fields: dict, op: str) -> str | None:
     its primal).
     A spread of more than :data:`SPREAD_WARNING` of the median means
     the machine was busy or the call's cost varies. Either is told after
-    an implementation's ``wait`` that returned too early (``early_waits``).
+    an implementation's ``wait`` that returned too early (``early_waits``),
+    and after a ``to_numpy`` that holds work the timing missed
+    (:func:`_deferred_warning`).
     """
     early = fields.get("early_waits")
     what = op if op == "primal" else f"{op} or its primal"
     told = [f"wait() returned before the result was computed ({early} warm-up call(s) of "
             f"{what}): timed with the harness's own wait instead (block_until_ready, CUDA "
             "synchronize); make wait() block on every array run() returns"] if early else []
-    told += [w for w in [_figures_warning(fields, op)] if w]
+    told += [w for w in [_deferred_warning(fields), _figures_warning(fields, op)] if w]
     return "; ".join(told) or None
+
+
+def _deferred_warning(fields: dict) -> str | None:
+    """A CPU cell whose to_numpy took DEFERRED_FACTOR times a timed call, and
+    at least DEFERRED_FLOOR_S: run() returned before the work was done (a
+    thunk, a lazy array) and to_numpy, which is not timed, did it. Such an
+    implementation's 1024 x 1024 matmul was timed at 0.45 us."""
+    converting, call = fields.get("to_numpy_s"), fields["time_median_s"]
+    if converting is None or converting < max(DEFERRED_FACTOR * call, DEFERRED_FLOOR_S):
+        return None
+    return (f"to_numpy() took {_seconds(converting)} against {_seconds(call)} per timed call: "
+            "the work is done in to_numpy, which is not timed, so these figures miss it; "
+            "compute the result in run() and only convert it in to_numpy")
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e6:.3g} us"
+
+
+def converted(to_numpy, result, times: int = CONVERSIONS) -> tuple[object, float]:
+    """``to_numpy(result)`` (the last of ``times`` calls) and the fastest call's seconds."""
+    fastest = math.inf
+    for _ in range(times):
+        start = clock()
+        value = to_numpy(result)
+        fastest = min(fastest, clock() - start)
+    return value, fastest
 
 
 def _figures_warning(fields: dict, op: str) -> str | None:
@@ -210,17 +247,20 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     timed = replace(operation, call=KeepingLast(operation.call))
     paired = sample_paired(primal, timed, cell.budget_s)
     early = operation.early_waits + (primal.early_waits if primal is not operation else 0)
-    record = replace(record, outcome="ok", **paired_fields(
-        paired, cell.op, operation.compile_s, operation.number, early))
     # what the last timed call returned: the timed calls' results are right (no
-    # extra call: one per round of a 0.15 s matmul JVP, 5 s of the main job's bench)
-    last = operation.prepared.to_numpy(timed.call.last)
+    # extra call: one per round of a 0.15 s matmul JVP, 5 s of the main job's bench);
+    # on the CPU its conversion is timed too (off it, a copy to the host may cost more)
+    last, to_numpy_s = converted(operation.prepared.to_numpy, timed.call.last,
+                                 CONVERSIONS if cell.device == "cpu" else 1)
+    record = replace(record, outcome="ok", **paired_fields(
+        paired, cell.op, operation.compile_s, operation.number, early,
+        to_numpy_s if cell.device == "cpu" else None))
     check_reentrant(cell, cell.op, result, last)
     return record
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
-MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float,
+MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "to_numpy_s": float, "primal_median_s": float,
                   "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
                   "primal_samples_s": list, "reference_samples_s": list}
 
@@ -249,8 +289,10 @@ def merge_rounds(records: list[Record]) -> Record:
     beside = "reference_samples_s" if first.op == "primal" else "primal_samples_s"
     samples = [s for r in records for s in r.samples_s]
     paired = [s for r in records for s in getattr(r, beside)]
+    conversions = [r.to_numpy_s for r in records if r.to_numpy_s is not None]
     fields = paired_fields(paired_from_samples(samples, paired), first.op, first.compile_s,
-                           first.number, sum(r.early_waits or 0 for r in records))
+                           first.number, sum(r.early_waits or 0 for r in records),
+                           min(conversions) if conversions else None)
     fields.update({"samples_s": samples, beside: paired},  # as stored, round by round
                   rounds=sum(r.rounds for r in records),
                   samples_per_round=[len(r.samples_s) for r in records],

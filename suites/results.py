@@ -66,6 +66,10 @@ class Record:
     # whose result was still being computed when the implementation's wait
     # returned (suites/timing.py's warm_up; then timed with the harness's wait)
     early_waits: int | None = None
+    # bench cells on the CPU: seconds of to_numpy() on a timed call's result
+    # (the fastest of a few), which is not timed: a run() that defers its work
+    # to to_numpy would be timed at nothing (suites/bench.py's timing_warning)
+    to_numpy_s: float | None = None
     threads: int | None = None  # BLAS/OpenMP threads (torch's where it is the framework)
     # bench cells: per-call times of the operation and of its primal, pair by
     # pair (at most suites/bench.py's STORED_SAMPLES), for compare's rank test

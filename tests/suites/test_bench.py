@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,9 @@ def test_a_cell_not_ok_in_a_round_keeps_that_rounds_record():
     assert merge_rounds([ok, failed]) is failed
     pooled = merge_rounds([ok, ok])
     assert pooled.samples_per_round == [5, 5] and pooled.ratio_to_primal == pytest.approx(10)
+    deferring = [replace(ok, to_numpy_s=s) for s in (2e-4, 3e-4)]  # 20x a 10 us call
+    assert merge_rounds(deferring).to_numpy_s == 2e-4  # the rounds' fastest conversion
+    assert "to_numpy() took 200 us" in merge_rounds(deferring).timing_warning
 
 
 def test_pooled_rounds_name_a_drift_between_them():

@@ -114,6 +114,44 @@ def test_a_bench_record_tells_of_a_wait_that_returned_too_early():
     assert record.ratio_to_primal > 1.2  # a matmul's jvp is two of them, dispatch-timed ~1
 
 
+def test_a_bench_record_tells_of_work_deferred_to_to_numpy():
+    """End to end: numpy's rules whose run() returns a thunk that to_numpy
+    calls are timed at nothing; the record carries to_numpy's time and says
+    the figures miss the work. The eager rules, on the same cell, are not
+    warned."""
+    from adjointbench.impls.numpy import NumpyImplementation, implementation as numpy_rules
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    class Deferring(NumpyImplementation):
+        name = "deferring"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+            return Prepared(run=lambda: prepared.run, to_numpy=lambda thunk: thunk())
+
+    cell = Cell("matmul", "deferring", "jvp", 512, suite="bench", budget_s=0.05)
+    deferred, eager = run_cell(cell, impl=Deferring()), run_cell(cell, impl=numpy_rules)
+    assert deferred.outcome == eager.outcome == "ok"
+    assert deferred.to_numpy_s > 10 * deferred.time_median_s  # the two products, untimed
+    assert deferred.timing_warning.startswith("to_numpy() took ")
+    assert "the work is done in to_numpy, which is not timed" in deferred.timing_warning
+    assert eager.to_numpy_s < eager.time_median_s
+    assert "to_numpy" not in (eager.timing_warning or "")
+
+
+def test_a_conversion_is_judged_against_the_timed_call_and_a_floor():
+    from adjointbench.suites.bench import DEFERRED_FLOOR_S, timing_warning
+
+    fields = {"time_median_s": 1e-3, "time_iqr_s": 1e-5, "ratio_to_primal": 2.0,
+              "ratio_q1": 1.9, "ratio_q3": 2.1}
+    assert timing_warning({**fields, "to_numpy_s": 4e-3}, "jvp").startswith(
+        "to_numpy() took 4 ms against 1 ms per timed call")
+    assert timing_warning({**fields, "to_numpy_s": 2e-3}, "jvp") is None  # a copy may cost that
+    assert timing_warning({**fields, "to_numpy_s": None}, "jvp") is None  # off the CPU
+    tiny = {**fields, "time_median_s": 1e-7, "time_iqr_s": 1e-9}
+    assert timing_warning({**tiny, "to_numpy_s": DEFERRED_FLOOR_S / 2}, "jvp") is None
+
 def test_without_a_wait_of_its_own_a_cuda_tensor_is_synchronised(monkeypatch):
     synchronised = []
     fake_torch = type(sys)("torch")
