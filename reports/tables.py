@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from adjointbench.reports.plots import OUTCOME_COLOURS, SEVERITY, bench_ok
+from adjointbench.suites.bench import deferred_work, missed_work
 from adjointbench.suites.comparison import format_seconds
 from adjointbench.suites.cells import ALL_OPS
 from adjointbench.suites.results import FAILURES
@@ -74,10 +75,18 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
 def fastest_headline(frame: pd.DataFrame) -> pd.DataFrame:
     """Per operation, at each problem's smallest and largest timed size: how
     often each implementation was the fastest (float64, CPU), among the cells
-    whose rule did not fail its check."""
+    whose rule did not fail its check and whose timing did not miss work
+    (suites/bench.py's missed_work: done in to_numpy, or cheaper than the
+    forward pass it includes). An implementation that left work to to_numpy
+    in any cell is left out entirely: below the warning's floor its small
+    cells hide the same."""
     timed = with_check_verdict(bench_ok(frame), frame)
     timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")
                   & ~timed["checked"].isin(FAILURES)]
+    rows = [row for _, row in timed.iterrows()]
+    deferring = {row["impl"] for row in rows if deferred_work(row)}
+    timed = timed[[not missed_work(row, row["op"]) and row["impl"] not in deferring
+                   for row in rows]]
     rows = []
     for op, by_op in timed.groupby("op"):
         for which, pick in (("smallest", "min"), ("largest", "max")):

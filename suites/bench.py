@@ -179,12 +179,31 @@ def _deferred_warning(fields: dict) -> str | None:
     at least DEFERRED_FLOOR_S: run() returned before the work was done (a
     thunk, a lazy array) and to_numpy, which is not timed, did it. Such an
     implementation's 1024 x 1024 matmul was timed at 0.45 us."""
-    converting, call = fields.get("to_numpy_s"), fields["time_median_s"]
-    if converting is None or converting < max(DEFERRED_FACTOR * call, DEFERRED_FLOOR_S):
+    if not deferred_work(fields):
         return None
+    converting, call = fields["to_numpy_s"], fields["time_median_s"]
     return (f"to_numpy() took {_seconds(converting)} against {_seconds(call)} per timed call: "
             "the work is done in to_numpy, which is not timed, so these figures miss it; "
             "compute the result in run() and only convert it in to_numpy")
+
+
+def deferred_work(fields) -> bool:
+    """Whether to_numpy did work the timing missed (:func:`_deferred_warning`)."""
+    converting = fields.get("to_numpy_s")
+    return (converting is not None and not math.isnan(converting)
+            and converting >= max(DEFERRED_FACTOR * fields["time_median_s"], DEFERRED_FLOOR_S))
+
+
+def _cheaper_than_forward(fields, op: str) -> bool:
+    return op in INCLUDES_FORWARD and fields["ratio_q3"] < 1.0
+
+
+def missed_work(fields, op: str) -> bool:
+    """Whether a bench record's figures leave out work the operation does
+    (done in to_numpy, or cheaper than the forward pass it includes): such a
+    figure is no one's fastest (reports/tables.py). ``fields``: a record's
+    fields, as a dict or a row of the report's frame."""
+    return deferred_work(fields) or _cheaper_than_forward(fields, op)
 
 
 def _seconds(s: float) -> str:
@@ -202,7 +221,7 @@ def converted(to_numpy, result, times: int = CONVERSIONS) -> tuple[object, float
 
 
 def _figures_warning(fields: dict, op: str) -> str | None:
-    if op in INCLUDES_FORWARD and fields["ratio_q3"] < 1.0:
+    if _cheaper_than_forward(fields, op):
         return (f"{op} timed at {fields['ratio_to_primal']:.2f}x its primal, although it "
                 "includes the forward pass: either work done in prepare() or cached between "
                 "calls is not in the timing, or a compiler dropped forward computations "
