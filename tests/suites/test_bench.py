@@ -213,6 +213,7 @@ def test_pytest_benchmark_suite_smoke(tmp_path):
         assert info["ratio_q1"] <= info["ratio_to_primal"] <= info["ratio_q3"]
         if info["op"] == "primal":
             assert info["ratio_to_primal"] == 1.0
+        assert info["early_waits"] == 0 and 0 <= info["to_numpy_s"] < 1e-4  # numpy: nothing left
 
 
 def test_asv_suite_is_valid():

@@ -19,7 +19,7 @@ import os
 import pytest
 
 from adjointbench.impls.registry import available_implementations, load_implementation
-from adjointbench.suites.bench import paired_fields, warm_pair
+from adjointbench.suites.bench import converted, paired_fields, warm_pair
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
@@ -58,8 +58,11 @@ def test_throughput(benchmark, cell):
                                 size=cell.size, dtype=cell.dtype, device=cell.device,
                                 threads=blas_threads())
     benchmark.pedantic(warm.call, rounds=5, iterations=warm.number, warmup_rounds=0)
+    early = warm.early_waits + (primal.early_waits if primal is not warm else 0)
+    to_numpy_s = converted(warm.prepared.to_numpy, warm.result)[1] if cell.device == "cpu" \
+        else None  # as bench cells do: work left to to_numpy is told
     paired = paired_fields(sample_paired(primal, warm, cell.budget_s), cell.op,
-                           warm.compile_s, warm.number)
+                           warm.compile_s, warm.number, early, to_numpy_s)
     benchmark.extra_info.update({k: paired[k] for k in (
         "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3", "compile_s",
-        "timing_warning")})
+        "early_waits", "to_numpy_s", "timing_warning")})
