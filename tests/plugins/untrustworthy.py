@@ -345,3 +345,23 @@ def _forge_references(problem, size):
 
 
 reference_forger = _ReferenceForger()
+
+
+# --- right, and not bitwise reproducible: sums taken in another order each call ---
+
+_ORDER = np.random.default_rng(1)
+
+
+def _matvec_in_any_order(A, x):
+    """A x with its columns summed in a fresh random order, as threaded or
+    atomic reductions do: right to rounding, different in the last bits."""
+    order = _ORDER.permutation(np.shape(A)[1])
+    total = np.zeros(np.shape(A)[0], dtype=np.result_type(A, x))
+    for j in order:
+        total += A[:, j] * x[j]
+    return total
+
+
+reordering_sums = _Variant("reordering_sums", _replace(
+    "matvec", jvp=lambda res, dA, dx: _matvec_in_any_order(dA, res[1])
+    + _matvec_in_any_order(res[0], dx)))

@@ -114,6 +114,19 @@ def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plug
         assert record.outcome == "mismatch" and "not reentrant" in record.message, record
 
 
+def test_sums_taken_in_another_order_each_call_are_reentrant_enough(plugins_on_path, oracle):
+    """Right to rounding but not bitwise reproducible (a threaded or atomic
+    reduction): ok in both dtypes; what rounding allows stays far below the
+    1e-3 of a stateful rule (tests/testing: caught)."""
+    from adjointbench.suites.purity import reordering_allowance
+
+    cells = plan_cells(["untrustworthy:reordering_sums"], ["matvec"], ["jvp", "linearity"],
+                       sizes=[32])
+    records = [run_cell(cell, oracle) for cell in cells]
+    assert {r.dtype for r in records} == {"float64", "float32"}
+    assert all(r.outcome == "ok" for r in records), [r.message for r in records]
+    assert reordering_allowance(cells[0]) < 1e-12 and reordering_allowance(cells[1]) < 1e-4
+
 def test_quick_catches_a_rule_right_at_the_smallest_size_only(plugins_on_path, tmp_path):
     status = main(["check", "--impl", "untrustworthy:right_at_smallest_only", "--problem",
                    "softmax", "--op", "vjp", "--quick", "--in-process", "--quiet",
