@@ -107,6 +107,13 @@ def _answer(call):
                 "if the cell really needs more")
     except Exception as e:  # the implementation's failure, sent back as its outcome
         return plain(("raise", *outcome_of(e)))
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as e:
+        # raised by the code under test (a worker has a process group of its
+        # own: no Ctrl-C of the user's reaches it); the worker is replaced after
+        said = f": {e}" if str(e) else ""
+        return plain(("raise", "error", f"{type(e).__name__}{said} raised by the implementation, "
+                      "a BaseException that asks a program to stop; raise an Exception "
+                      "to report a failure"))
 
 
 def _serve(connection, spec: str, stacks_path: str | None = None) -> None:
