@@ -83,10 +83,10 @@ def fastest_headline(frame: pd.DataFrame) -> pd.DataFrame:
     timed = with_check_verdict(bench_ok(frame), frame)
     timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")
                   & ~timed["checked"].isin(FAILURES)]
-    rows = [row for _, row in timed.iterrows()]
-    deferring = {row["impl"] for row in rows if deferred_work(row)}
-    timed = timed[[not missed_work(row, row["op"]) and row["impl"] not in deferring
-                   for row in rows]]
+    deferring = {row["impl"] for _, row in timed.iterrows() if deferred_work(row)}
+    believed = pd.Series([not missed_work(row, row["op"]) and row["impl"] not in deferring
+                          for _, row in timed.iterrows()], index=timed.index, dtype=bool)
+    timed = timed[believed]
     rows = []
     for op, by_op in timed.groupby("op"):
         for which, pick in (("smallest", "min"), ("largest", "max")):
