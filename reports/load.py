@@ -124,7 +124,7 @@ def _timing_notes(frame: pd.DataFrame, environment: dict) -> list[str]:
     notes = [busy] if (busy := machine_was_loaded(environment)) else []
     flagged = int(frame["timing_warning"].notna().sum()) if "timing_warning" in frame else 0
     if flagged:
-        notes.append(f"{flagged} bench cell(s) have timings not to be believed as they stand: "
+        notes.append(f"{flagged} timed cell(s) have timings not to be believed as they stand: "
                      "see Timing warnings")
     return notes
 

@@ -26,8 +26,8 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import (TIMING_KINDS, KeepingLast, Paired, WarmCall, clock,
-                                        paired_from_samples, reference_workload, sample_paired,
+from adjointbench.suites.timing import (CONVERSIONS, TIMING_KINDS, KeepingLast, Paired, WarmCall,
+                                        converted, paired_from_samples, reference_workload, sample_paired,
                                         warm_up)
 from adjointbench.suites.wire import measurements
 
@@ -39,7 +39,6 @@ SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
 # DEFERRED_FLOOR_S, holds work that the timing missed.
 DEFERRED_FACTOR = 3.0
 DEFERRED_FLOOR_S = 1e-4
-CONVERSIONS = 3  # to_numpy calls timed per bench cell on the CPU: the fastest counts
 
 
 def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
@@ -163,18 +162,18 @@ def timing_warning(fields: dict, op: str) -> str | None:
     the machine was busy or the call's cost varies. Either is told after
     an implementation's ``wait`` that returned too early (``early_waits``),
     and after a ``to_numpy`` that holds work the timing missed
-    (:func:`_deferred_warning`).
+    (:func:`deferred_warning`).
     """
     early = fields.get("early_waits")
     what = op if op == "primal" else f"{op} or its primal"
     told = [f"wait() returned before the result was computed ({early} warm-up call(s) of "
             f"{what}): timed with the harness's own wait instead (block_until_ready, CUDA "
             "synchronize); make wait() block on every array run() returns"] if early else []
-    told += [w for w in [_deferred_warning(fields), _figures_warning(fields, op)] if w]
+    told += [w for w in [deferred_warning(fields), _figures_warning(fields, op)] if w]
     return "; ".join(told) or None
 
 
-def _deferred_warning(fields: dict) -> str | None:
+def deferred_warning(fields) -> str | None:
     """A CPU cell whose to_numpy took DEFERRED_FACTOR times a timed call, and
     at least DEFERRED_FLOOR_S: run() returned before the work was done (a
     thunk, a lazy array) and to_numpy, which is not timed, did it. Such an
@@ -188,7 +187,7 @@ def _deferred_warning(fields: dict) -> str | None:
 
 
 def deferred_work(fields) -> bool:
-    """Whether to_numpy did work the timing missed (:func:`_deferred_warning`)."""
+    """Whether to_numpy did work the timing missed (:func:`deferred_warning`)."""
     converting = fields.get("to_numpy_s")
     return (converting is not None and not math.isnan(converting)
             and converting >= max(DEFERRED_FACTOR * fields["time_median_s"], DEFERRED_FLOOR_S))
@@ -208,16 +207,6 @@ def missed_work(fields, op: str) -> bool:
 
 def _seconds(s: float) -> str:
     return f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e6:.3g} us"
-
-
-def converted(to_numpy, result, times: int = CONVERSIONS) -> tuple[object, float]:
-    """``to_numpy(result)`` (the last of ``times`` calls) and the fastest call's seconds."""
-    fastest = math.inf
-    for _ in range(times):
-        start = clock()
-        value = to_numpy(result)
-        fastest = min(fastest, clock() - start)
-    return value, fastest
 
 
 def _figures_warning(fields: dict, op: str) -> str | None:
@@ -279,7 +268,7 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
-MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "to_numpy_s": float, "primal_median_s": float,
+MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float,
                   "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
                   "primal_samples_s": list, "reference_samples_s": list}
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -139,6 +140,32 @@ def test_a_bench_record_tells_of_work_deferred_to_to_numpy():
     assert eager.to_numpy_s < eager.time_median_s
     assert "to_numpy" not in (eager.timing_warning or "")
 
+
+def test_a_gradient_cell_tells_of_work_deferred_to_to_numpy(oracle):
+    """Gradient cells are timed too (the report's cost against P): a method
+    whose run() returns a thunk that to_numpy computes (here with 2 ms of
+    work) carries the same warning, and the eager method none."""
+    from adjointbench.impls.numpy import NumpyImplementation, implementation as numpy_rules
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.runner import run_cell
+
+    class Deferring(NumpyImplementation):
+        name = "deferring"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+
+            def compute(thunk):
+                time.sleep(2e-3)  # the work that run() should have done
+                return thunk()
+            return Prepared(run=lambda: prepared.run, to_numpy=compute)
+
+    [cell] = plan_cells(["deferring"], ["linear_system"], methods=["adjoint"], dtypes=["float64"])
+    deferred = run_cell(cell, oracle, impl=Deferring())
+    eager = run_cell(replace(cell, impl="numpy"), oracle, impl=numpy_rules)
+    assert deferred.outcome == eager.outcome == "ok"
+    assert deferred.to_numpy_s >= 2e-3 and "the work is done in to_numpy" in deferred.timing_warning
+    assert eager.to_numpy_s < 1e-4 and eager.timing_warning is None
 
 def test_a_conversion_is_judged_against_the_timed_call_and_a_floor():
     from adjointbench.suites.bench import DEFERRED_FLOOR_S, timing_warning
