@@ -26,9 +26,9 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import (CONVERSIONS, TIMING_KINDS, KeepingLast, Paired, WarmCall,
-                                        converted, paired_from_samples, reference_workload, sample_paired,
-                                        warm_up)
+from adjointbench.suites.timing import (CONVERSIONS, TIMING_KINDS, KeepingLast, Paired,
+                                        WarmCall, converted, paired_from_samples,
+                                        reference_workload, sample_paired, warm_up)
 from adjointbench.suites.wire import measurements
 
 # Operations whose run() includes the forward pass: never cheaper than the primal

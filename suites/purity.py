@@ -17,6 +17,7 @@ import numpy as np
 
 from adjointbench.suites.compare import WrongResult
 
+DEVICE_NONDETERMINISM_RTOL = 1e-12  # off the CPU, never less than this (as before)
 
 
 def reordering_allowance(cell) -> float:
@@ -27,7 +28,8 @@ def reordering_allowance(cell) -> float:
     every float32 GPU reduction, whose reordering moves it by ~1e-7."""
     from adjointbench.suites.tolerance import tolerance
 
-    return tolerance(cell.dtype, 1.0, cell.size)
+    rounding = tolerance(cell.dtype, 1.0, cell.size)
+    return rounding if cell.device == "cpu" else max(rounding, DEVICE_NONDETERMINISM_RTOL)
 
 
 def copy_arrays(value: Any) -> Any:
