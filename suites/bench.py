@@ -258,19 +258,20 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     # what the last timed call returned: the timed calls' results are right (no
     # extra call: one per round of a 0.15 s matmul JVP, 5 s of the main job's bench);
     # on the CPU its conversion is timed too (off it, a copy to the host may cost more)
+    on_cpu = cell.device == "cpu"
     last, to_numpy_s = converted(operation.prepared.to_numpy, timed.call.last,
-                                 CONVERSIONS if cell.device == "cpu" else 1)
+                                 CONVERSIONS if on_cpu else 1)
     record = replace(record, outcome="ok", **paired_fields(
         paired, cell.op, operation.compile_s, operation.number, early,
-        to_numpy_s if cell.device == "cpu" else None))
+        to_numpy_s if on_cpu else None))
     check_reentrant(cell, cell.op, result, last)
     return record
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
 MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float,
-                  "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int, "samples_s": list,
-                  "primal_samples_s": list, "reference_samples_s": list}
+                  "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int,
+                  "samples_s": list, "primal_samples_s": list, "reference_samples_s": list}
 
 
 def bench_record(cell: Cell, measured: dict) -> Record:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from adjointbench.suites.compare import WrongResult
+from adjointbench.suites.tolerance import tolerance
 
 DEVICE_NONDETERMINISM_RTOL = 1e-12  # off the CPU, never less than this (as before)
 
@@ -26,8 +27,6 @@ def reordering_allowance(cell) -> float:
     condition 1 (suites/tolerance.py), what summing in another order can
     change (GPU reductions, threaded or atomic sums). A fixed 1e-12 flagged
     every float32 GPU reduction, whose reordering moves it by ~1e-7."""
-    from adjointbench.suites.tolerance import tolerance
-
     rounding = tolerance(cell.dtype, 1.0, cell.size)
     return rounding if cell.device == "cpu" else max(rounding, DEVICE_NONDETERMINISM_RTOL)
 
