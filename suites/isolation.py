@@ -24,6 +24,7 @@ from adjointbench.suites.executors import (ImplementationError, LocalExecutor, W
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
+from adjointbench.suites.relay import OutputRelay, capture_output_to, flush_output
 from adjointbench.suites.stacks import StackFile, where, write_stacks_to
 from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
 
@@ -116,16 +117,19 @@ def _answer(call):
                       "to report a failure"))
 
 
-def _serve(connection, spec: str, stacks_path: str | None = None) -> None:
+def _serve(connection, spec: str, stacks_path: str | None = None,
+           output_path: str | None = None) -> None:
     """The worker: in its own process group, tied to the harness's life and
     under the memory cap, its stacks written to ``stacks_path`` when it
-    crashes or is asked (suites/stacks.py), load one implementation, then
-    answer method calls."""
+    crashes or is asked (suites/stacks.py) and its output to ``output_path``
+    (suites/relay.py), load one implementation, then answer method calls."""
     os.setpgrp()
     _die_with_parent()
     _limit_memory(memory_limit_gb())
     if stacks_path:
         write_stacks_to(stacks_path)
+    if output_path:
+        capture_output_to(output_path)
     from adjointbench.impls.registry import load_implementation
 
     executor = None
@@ -136,6 +140,7 @@ def _serve(connection, spec: str, stacks_path: str | None = None) -> None:
         return executor.describe()
 
     loaded = _answer(load)
+    flush_output()
     connection.send_bytes(dumps(loaded))
     while loaded[0] == "ok":
         try:
@@ -147,6 +152,7 @@ def _serve(connection, spec: str, stacks_path: str | None = None) -> None:
         method, args = request
         answer = _answer(lambda: getattr(executor, method)(*args))
         _end_strays()  # nothing the call started outlives it
+        flush_output()
         connection.send_bytes(dumps(answer))
 
 
@@ -191,9 +197,9 @@ class Worker:
     def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
         exit_if_importing_parents_script()  # here, the parent's script is unguarded
         parent, child = context.Pipe()
-        self.stacks = StackFile()
-        self.process = context.Process(target=_serve, args=(child, spec, self.stacks.path),
-                                       daemon=True)
+        self.stacks, self.output = StackFile(), OutputRelay(spec)
+        self.process = context.Process(target=_serve, daemon=True, args=(
+            child, spec, self.stacks.path, self.output.path))
         with _environment(environment):
             self.process.start()
         child.close()
@@ -210,11 +216,18 @@ class Worker:
         if self.description is None:
             try:
                 self.description = self._receive(self._load_deadline, "loading")
-            finally:  # the worker has its stack file open (or is gone): no name to leave behind
+            finally:  # the worker has its files open (or is gone): no names to leave behind
                 self.stacks.unlink()
+                self.output.unlink()
         return self.description
 
     def _receive(self, deadline: float, what: str):
+        try:
+            return self._answer(deadline, what)
+        finally:  # what it printed, attributed to it, after the answer or its failure
+            self.output.relay()
+
+    def _answer(self, deadline: float, what: str):
         try:
             if not self.connection.poll(max(deadline - time.monotonic(), 0.0)):
                 raise WorkerTimeout(f"no answer within the timeout while {what}"
@@ -256,6 +269,8 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()
         self.stacks.close()
+        self.output.relay()
+        self.output.close()
 
 
 def _wrong_result():

@@ -44,21 +44,36 @@ def write_stacks_to(path: str) -> None:
     faulthandler.register(DUMP_SIGNAL, file=stacks, all_threads=True, chain=False)
 
 
-class StackFile:
-    """The harness's side of one worker's stack file. Once the worker has
-    opened it, :meth:`unlink` removes its name: the two open descriptors
-    keep it, and it goes with them, however either process ends."""
+class WorkerFile:
+    """The harness's side of a file a worker writes (its stacks, its output).
+    Once the worker has opened it, :meth:`unlink` removes its name: the two
+    open descriptors keep it, and it goes with them, however either process ends."""
 
-    def __init__(self):
-        descriptor, self.path = tempfile.mkstemp(prefix="adjointbench-stacks-", suffix=".txt")
+    def __init__(self, kind: str):
+        descriptor, self.path = tempfile.mkstemp(prefix=f"adjointbench-{kind}-", suffix=".txt")
         self._file = os.fdopen(descriptor, "rb")
-        self.start = 0  # where the current call's stacks begin
 
     def _size(self) -> int:
         try:
             return os.fstat(self._file.fileno()).st_size
         except (OSError, ValueError):
             return 0
+
+    def unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def close(self) -> None:
+        self.unlink()
+        self._file.close()
+
+
+class StackFile(WorkerFile):
+    """The harness's side of one worker's stack file."""
+
+    def __init__(self):
+        super().__init__("stacks")
+        self.start = 0  # where the current call's stacks begin
 
     def mark(self) -> None:
         """A call begins: later reads see only what is written from now."""
@@ -84,14 +99,6 @@ class StackFile:
             time.sleep(0.01)
         time.sleep(0.02)  # the rest of its threads
         return self.read()
-
-    def unlink(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-
-    def close(self) -> None:
-        self.unlink()
-        self._file.close()
 
 
 def _harness(file: str) -> bool:

@@ -554,3 +554,20 @@ def test_a_worker_is_asked_each_supports_question_once():
     assert answers == [True, False, True, False]
     assert worker.asked == [("supports", "softmax", "jvp", None),
                             ("supports", "matmul", "jvp", None)]
+
+
+def test_what_code_under_test_prints_is_relayed_attributed_and_never_on_stdout(tmp_path):
+    """tests/plugins/chatty.py prints a forged summary, an escape sequence and
+    50 lines a call: all reach stderr, each line named, none obeyed or on stdout."""
+    done = _cli("check", "--impl", "chatty:implementation", *NUMPY_CELL[2:],
+                "--out", str(tmp_path / "r"), env=_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "1 cells: 1 ok"  # scalar_add's primal, float64
+    assert "chatty" not in done.stdout and "999 cells" not in done.stdout
+    said = done.stderr.splitlines()
+    for line in ("999 cells: 999 ok", "chatty: imported", "chatty: written to descriptor 1",
+                 "chatty: from a child", "chatty: line 0 of a call", r"\x1b[2A\x1b[Kerased"):
+        assert f"[chatty:implementation] {line}" in said
+    assert "\x1b" not in done.stderr
+    assert "line 49 of a call" not in done.stderr  # each call's first 20 lines are shown
+    assert any("its output went on" in line for line in said)

@@ -1,0 +1,37 @@
+"""numpy's rules, printing as code under test does: on stdout and stderr, at
+import and on every call, through Python, through the descriptor and through
+a child process; among it a forged summary line, an escape sequence that
+would move a terminal's cursor, and more lines than anyone should see."""
+
+import os
+import subprocess
+import sys
+
+from adjointbench.impls.numpy import NumpyImplementation
+from adjointbench.impls.protocol import Prepared
+
+FORGED = "999 cells: 999 ok"
+CURSOR_UP = "\x1b[2A\x1b[Kerased"
+LINES_A_CALL = 50
+
+print("chatty: imported")
+print(FORGED)
+print(CURSOR_UP, file=sys.stderr)
+os.write(1, b"chatty: written to descriptor 1\n")
+subprocess.run(["echo", "chatty: from a child"], check=True)
+
+
+class Chatty(NumpyImplementation):
+    name = "chatty"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+
+        def run():
+            for i in range(LINES_A_CALL):
+                print(f"chatty: line {i} of a call")
+            return prepared.run()
+        return Prepared(run=run, to_numpy=prepared.to_numpy, wait=prepared.wait)
+
+
+implementation = Chatty()
