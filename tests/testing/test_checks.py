@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -125,6 +126,18 @@ def test_float32_is_judged_at_float32_accuracy():
     assert max(r.tol for r in result.records) < 1e-4
     with pytest.raises(AssertionError, match="mismatch"):
         check_rules(softplus, x32, vjp=lambda a, w: ((1 + 1e-3) * sigmoid(a[0]) * w,))
+
+
+def test_the_oracles_steps_out_of_the_domain_warn_no_one():
+    """Differencing sqrt at 1e-3 steps below 0 (NaN, which the tableau drops):
+    the user sees no RuntimeWarning for a point they never asked about."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = check_rules(np.sqrt, np.array([1e-3, 4.0]),
+                             jvp=lambda a, t: 0.5 / np.sqrt(a[0]) * t[0],
+                             vjp=lambda a, w: (0.5 / np.sqrt(a[0]) * w,))
+    assert result.ok
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
 
 
 def test_an_unjudgeable_reference_fails_instead_of_passing():
