@@ -42,6 +42,20 @@ def write_stacks_to(path: str) -> None:
     _KEPT_OPEN.append(stacks)
     faulthandler.enable(file=stacks, all_threads=True)
     faulthandler.register(DUMP_SIGNAL, file=stacks, all_threads=True, chain=False)
+    os._exit = _dumping_before(os._exit, stacks)
+
+
+def _dumping_before(exit_now, stacks):
+    """``os._exit`` that first writes the stacks: it ends the process
+    without a signal for faulthandler to catch, so "exited with status 3"
+    came with no place to look."""
+    import faulthandler
+
+    def _exit(status):
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=stacks, all_threads=True)
+        exit_now(status)
+    return _exit
 
 
 class WorkerFile:

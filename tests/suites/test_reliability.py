@@ -35,6 +35,7 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     # where it crashed or hung, from the worker's own stacks (suites/stacks.py)
     assert "it was in string_at (ctypes/__init__.py:" in crashed["matmul"]
     assert "called from _segfault (misbehaving.py:" in crashed["matmul"]
+    assert "; it was in _exit (misbehaving.py:" in crashed["softmax"]  # os._exit(3)
     assert "; it was in _hang (misbehaving.py:" in records[list(EXPECTED).index("matvec")].message
     errors = {r.problem: r.message for r in records if r.outcome == "error"}
     assert "memory cap of 3.0 GiB" in errors["l2_loss"]
