@@ -239,11 +239,14 @@ class Worker:
                                       "return NumPy arrays (or convert in to_numpy)") from None
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             self.process.join(timeout=5)
-            if self.description is None and _started_on_import(self.process.exitcode):
+            stacks = self.stacks.read()
+            # the parent's script ends a worker before it serves, so before any
+            # stacks; a plug-in's os._exit(86) while loading writes them (stacks.py)
+            if self.description is None and not stacks and _started_on_import(
+                    self.process.exitcode):
                 raise ScriptStartsOnImport() from None
             raise WorkerCrashed(f"the worker running {self.spec} "
-                                f"{_death(self.process.exitcode)}"
-                                f"{_at(self.stacks.read())}") from None
+                                f"{_death(self.process.exitcode)}{_at(stacks)}") from None
         if answer[0] == "raise":
             _, kind, message = answer
             raise {"unsupported": NotImplementedError,

@@ -261,6 +261,15 @@ def test_a_script_that_starts_a_sweep_when_imported_is_told_to_guard_it(tmp_path
     guarded = _script(tmp_path, body.format(out=str(tmp_path / "guarded")), guarded=True)
     assert guarded.returncode == 0, guarded.stderr  # the same script, guarded, runs its cell
 
+def test_a_plug_in_exiting_with_that_status_is_not_taken_for_the_script(tmp_path):
+    """Its os._exit leaves the worker's stacks, which the script's exit
+    (before the worker serves) never does: "cannot be loaded", where it was."""
+    body = SCRIPT_CHECK.replace("'numpy'", "'exits_loading:implementation'")
+    done = _script(tmp_path, body.format(out=str(tmp_path / "out")), guarded=True)
+    assert "cannot be loaded" in done.stderr and "status 86" in done.stderr, done.stderr
+    assert "exits_loading.py:" in done.stderr and "again" not in done.stderr
+
+
 def _mark(path: Path, outcome: str) -> None:
     """Rewrite the only record of ``path`` as ``outcome``."""
     (record,) = [json.loads(line) for line in path.read_text().splitlines()]
