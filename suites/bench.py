@@ -164,13 +164,23 @@ def timing_warning(fields: dict, op: str) -> str | None:
     and after a ``to_numpy`` that holds work the timing missed
     (:func:`deferred_warning`).
     """
-    early = fields.get("early_waits")
     what = op if op == "primal" else f"{op} or its primal"
+    told = _wait_and_conversion(fields, what) + [w for w in [_figures_warning(fields, op)] if w]
+    return "; ".join(told) or None
+
+
+def call_warning(fields: dict, what: str) -> str | None:
+    """Why the timing of a call without a primal beside it (a gradient
+    method's, ``what``) is suspect: its wait, its to_numpy; or None."""
+    return "; ".join(_wait_and_conversion(fields, what)) or None
+
+
+def _wait_and_conversion(fields: dict, what: str) -> list[str]:
+    early = fields.get("early_waits")
     told = [f"wait() returned before the result was computed ({early} warm-up call(s) of "
             f"{what}): timed with the harness's own wait instead (block_until_ready, CUDA "
             "synchronize); make wait() block on every array run() returns"] if early else []
-    told += [w for w in [deferred_warning(fields), _figures_warning(fields, op)] if w]
-    return "; ".join(told) or None
+    return told + [w for w in [deferred_warning(fields)] if w]
 
 
 def deferred_warning(fields) -> str | None:
@@ -269,7 +279,7 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
-MEASURED_KINDS = {**TIMING_KINDS, "early_waits": int, "primal_median_s": float,
+MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float,
                   "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int,
                   "samples_s": list, "primal_samples_s": list, "reference_samples_s": list}
 

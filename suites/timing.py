@@ -56,6 +56,7 @@ class Timing:
     prepared: Prepared | None = None
     last_result: Any = None
     to_numpy_s: float | None = None  # the fastest conversion of the last result (untimed)
+    early_waits: int = 0  # of the first two calls, those whose wait returned too early
 
 
 def synchronised(prepared: Prepared) -> Callable[[], Any]:
@@ -272,7 +273,7 @@ def time_operation(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BU
     median, iqr, rounds = sample(call, warm.number, budget_s, min_rounds, taken)
     last, to_numpy_s = converted(warm.prepared.to_numpy, call.last if call.calls else call())
     return Timing(median, iqr, rounds, warm.number, warm.compile_s, first, warm.prepared,
-                  last_result=last, to_numpy_s=to_numpy_s)
+                  last_result=last, to_numpy_s=to_numpy_s, early_waits=warm.early_waits)
 
 
 CONVERSIONS = 3  # to_numpy calls timed on a timed call's result: the fastest counts
@@ -292,14 +293,14 @@ def converted(to_numpy, result, times: int = CONVERSIONS) -> tuple[Any, float]:
 
 # The fields of a timing and their kinds (suites/wire.py's measurements)
 TIMING_KINDS = {"time_median_s": float, "time_iqr_s": float, "rounds": int, "number": int,
-                "compile_s": float, "to_numpy_s": float}
+                "compile_s": float, "to_numpy_s": float, "early_waits": int}
 TIMING_FIELDS = tuple(TIMING_KINDS)
 
 
 def timing_fields(timing: Timing) -> dict:
     """The record fields (suites/results.py) of a timing."""
     values = (timing.median_s, timing.iqr_s, timing.rounds, timing.number, timing.compile_s,
-              timing.to_numpy_s)
+              timing.to_numpy_s, timing.early_waits)
     return dict(zip(TIMING_FIELDS, values))
 
 

@@ -167,6 +167,37 @@ def test_a_gradient_cell_tells_of_work_deferred_to_to_numpy(oracle):
     assert deferred.to_numpy_s >= 2e-3 and "the work is done in to_numpy" in deferred.timing_warning
     assert eager.to_numpy_s < 1e-4 and eager.timing_warning is None
 
+def test_a_gradient_cell_tells_of_a_wait_that_returned_too_early(oracle):
+    """Gradient cells are warmed up by the same core: a method whose result is
+    a JAX array still being computed when its (empty) wait returns is timed
+    with the harness's wait, and its record counts and says so."""
+    jax = pytest.importorskip("jax")
+    from adjointbench.impls.numpy import NumpyImplementation
+    from adjointbench.suites.cells import plan_cells
+    from adjointbench.suites.runner import run_cell
+
+    big = jax.numpy.ones((1000, 1000), dtype=jax.numpy.float32)
+    cube = jax.jit(lambda a: a @ a @ a)
+    cube(big).block_until_ready()  # compiled
+
+    class Dispatching(NumpyImplementation):
+        name = "dispatching"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+            # the right gradient, behind 20-60 ms of dispatched work
+            run = lambda: (0 * cube(big)[0, :3].astype(np.float64) + prepared.run()[0],)  # noqa: E731
+            return Prepared(run=run, to_numpy=lambda r: (np.asarray(r[0]),), wait=lambda r: None)
+
+    jax.config.update("jax_enable_x64", True)
+    [cell] = plan_cells(["dispatching"], ["linear_system"], methods=["adjoint"],
+                        dtypes=["float64"])
+    record = run_cell(cell, oracle, impl=Dispatching())
+    assert record.outcome == "ok" and record.early_waits >= 1
+    assert record.timing_warning.startswith("wait() returned before the result was computed")
+    assert record.time_median_s > 5e-3  # the cube's time, not the dispatch's
+
+
 def test_a_conversion_is_judged_against_the_timed_call_and_a_floor():
     from adjointbench.suites.bench import DEFERRED_FLOOR_S, timing_warning
 
