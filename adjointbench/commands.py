@@ -30,7 +30,8 @@ from adjointbench.faults import HarnessFault
 from adjointbench.suites.results import (FAILURES, OUTCOMES, RETRIED, ResultsFile, record_key,
                                          without_duplicates)
 from adjointbench.suites.sweep import run_sweep, time_in_rounds
-from adjointbench.suites.threads import DEFAULT_THREADS, limit_threads, thread_environment
+from adjointbench.suites.threads import (DEFAULT_THREADS, limit_threads, pools_sized_to,
+                                         thread_environment)
 from adjointbench.suites.timing import BENCH_ROUNDS, DEFAULT_BUDGET_S
 from adjointbench.suites.tolerance import METHODS
 
@@ -243,7 +244,7 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         if args.in_process:
             limit_threads(threads)
             use_compilation_cache(oracle.cache_dir)
-            describe = lambda name: LocalExecutor(load_implementation(name)).describe()
+            describe = lambda name: _load_here(name, threads)
             start, runner = (lambda names: None), None
         else:
             isolated = [stack.enter_context(IsolatedRunner(
@@ -268,11 +269,18 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             restart = (lambda cells: None) if args.in_process else (
                 lambda cells: _restart(isolated, cells))
             records = time_in_rounds(cells, rounds, oracle, results, not args.quiet, runner,
-                                     restart)
+                                     restart, threads)
         else:
             records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
     status = _summarise(earlier + records, results, descriptions)
     return max(status, _altered_files(oracle.altered + (results.altered if results else [])))
+
+
+def _load_here(name: str, threads: int | None) -> dict:
+    """``name`` loaded in this process (--in-process), its pools sized to
+    ``threads``; its description."""
+    with pools_sized_to(threads):
+        return LocalExecutor(load_implementation(name)).describe()
 
 
 def _restart(isolated: list, cells: list) -> None:

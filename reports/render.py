@@ -331,7 +331,8 @@ def _timings(report: Report, frame: pd.DataFrame) -> None:
     caption = ("Every timed cell: its rule's check verdict (the worst over sizes and input "
                "points; a failed rule's time is no figure to compare), median time per call "
                "and its IQR, cost over the primal with its quartiles, compile (first-call) "
-               "time, rounds, threads. Type to filter, click a header to sort.")
+               "time, rounds, threads and the cores its timed calls kept busy (more than "
+               "its threads: not comparable). Type to filter, click a header to sort.")
     report.html_section("timings", "Timings",
                         "" if timed.empty else f"<p>{html.escape(caption)}</p>"
                         + tables.sortable_html(timed, "timings-table"),

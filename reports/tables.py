@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from adjointbench.reports.plots import OUTCOME_COLOURS, SEVERITY, bench_ok
-from adjointbench.suites.bench import deferred_work, missed_work
+from adjointbench.suites.bench import deferred_work, missed_work, too_many_cores
 from adjointbench.suites.comparison import format_seconds
 from adjointbench.suites.cells import ALL_OPS
 from adjointbench.suites.results import FAILURES
@@ -77,14 +77,16 @@ def fastest_headline(frame: pd.DataFrame) -> pd.DataFrame:
     often each implementation was the fastest (float64, CPU), among the cells
     whose rule did not fail its check and whose timing did not miss work
     (suites/bench.py's missed_work: done in to_numpy, or cheaper than the
-    forward pass it includes). An implementation that left work to to_numpy
-    in any cell is left out entirely: below the warning's floor its small
-    cells hide the same."""
+    forward pass it includes) or keep more cores busy than its threads
+    (too_many_cores). An implementation that left work to to_numpy in any
+    cell is left out entirely: below the warning's floor its small cells
+    hide the same."""
     timed = with_check_verdict(bench_ok(frame), frame)
     timed = timed[(timed["dtype"] == "float64") & (timed["device"] == "cpu")
                   & ~timed["checked"].isin(FAILURES)]
     deferring = {row["impl"] for _, row in timed.iterrows() if deferred_work(row)}
-    believed = pd.Series([not missed_work(row, row["op"]) and row["impl"] not in deferring
+    believed = pd.Series([not missed_work(row, row["op"]) and not too_many_cores(row)
+                          and row["impl"] not in deferring
                           for _, row in timed.iterrows()], index=timed.index, dtype=bool)
     timed = timed[believed]
     rows = []
@@ -238,7 +240,7 @@ def sortable_html(frame: pd.DataFrame, id: str) -> str:
 
 TIMING_COLUMNS = ["problem", "impl", "op", "method", "size", "dtype", "device", "checked",
                   "time_median_s", "time_iqr_s", "ratio_to_primal", "ratio_q1", "ratio_q3",
-                  "compile_s", "rounds", "threads", "timing_warning"]
+                  "compile_s", "rounds", "threads", "cores", "timing_warning"]
 
 
 def timing_table(frame: pd.DataFrame) -> pd.DataFrame:

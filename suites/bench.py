@@ -39,6 +39,11 @@ SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
 # DEFERRED_FLOOR_S, holds work that the timing missed.
 DEFERRED_FACTOR = 3.0
 DEFERRED_FLOOR_S = 1e-4
+# A timed call may keep this many cores busy beyond the run's threads (JAX's
+# dispatch overlapping Python, a collector) before its figure is flagged: on
+# one thread the built-in implementations kept 0.99-1.2 busy, a JAX whose
+# XLA pool had both of 2 cores 1.8-1.95 (suites/timing.py's Cores)
+CORES_MARGIN = 0.5
 
 
 def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
@@ -131,10 +136,12 @@ def stored_samples(samples) -> list[float]:
 
 
 def paired_fields(paired: Paired, op: str, compile_s: float, number: int,
-                  early_waits: int = 0, to_numpy_s: float | None = None) -> dict:
+                  early_waits: int = 0, to_numpy_s: float | None = None,
+                  threads: int | None = None) -> dict:
     """The record fields (suites/results.py) of an operation timed against its
-    primal, with a warning where the figures should not be believed."""
-    fields = {"early_waits": early_waits, "to_numpy_s": to_numpy_s,
+    primal, with a warning where the figures should not be believed
+    (``threads``: those it was timed with, :func:`timing_warning`)."""
+    fields = {"early_waits": early_waits, "to_numpy_s": to_numpy_s, "cores": paired.cores,
               "time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
               "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
               "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
@@ -145,10 +152,10 @@ def paired_fields(paired: Paired, op: str, compile_s: float, number: int,
         fields.update(ratio_to_primal=1.0, ratio_q1=1.0, ratio_q3=1.0,
                       primal_median_s=paired.median_s, primal_samples_s=None,
                       reference_samples_s=fields["primal_samples_s"])
-    return {**fields, "timing_warning": timing_warning(fields, op)}
+    return {**fields, "timing_warning": timing_warning(fields, op, threads)}
 
 
-def timing_warning(fields: dict, op: str) -> str | None:
+def timing_warning(fields: dict, op: str, threads: int | None = None) -> str | None:
     """Why a bench record's figures are suspect, or None.
 
     An operation that includes the forward pass (:data:`INCLUDES_FORWARD`)
@@ -161,26 +168,54 @@ def timing_warning(fields: dict, op: str) -> str | None:
     A spread of more than :data:`SPREAD_WARNING` of the median means
     the machine was busy or the call's cost varies. Either is told after
     an implementation's ``wait`` that returned too early (``early_waits``),
-    and after a ``to_numpy`` that holds work the timing missed
-    (:func:`deferred_warning`).
+    after a ``to_numpy`` that holds work the timing missed
+    (:func:`deferred_warning`), and when the calls kept more cores busy than
+    the run's ``threads`` (:func:`cores_warning`; None: the record's own).
     """
     what = op if op == "primal" else f"{op} or its primal"
-    told = _wait_and_conversion(fields, what) + [w for w in [_figures_warning(fields, op)] if w]
+    told = _call_warnings(fields, what, threads) + [w for w in [_figures_warning(fields, op)]
+                                                    if w]
     return "; ".join(told) or None
 
 
-def call_warning(fields: dict, what: str) -> str | None:
+def call_warning(fields: dict, what: str, threads: int | None = None) -> str | None:
     """Why the timing of a call without a primal beside it (a gradient
-    method's, ``what``) is suspect: its wait, its to_numpy; or None."""
-    return "; ".join(_wait_and_conversion(fields, what)) or None
+    method's, ``what``) is suspect: its wait, its to_numpy, its cores; or None."""
+    return "; ".join(_call_warnings(fields, what, threads)) or None
 
 
-def _wait_and_conversion(fields: dict, what: str) -> list[str]:
+def _call_warnings(fields: dict, what: str, threads: int | None) -> list[str]:
     early = fields.get("early_waits")
     told = [f"wait() returned before the result was computed ({early} warm-up call(s) of "
             f"{what}): timed with the harness's own wait instead (block_until_ready, CUDA "
             "synchronize); make wait() block on every array run() returns"] if early else []
-    return told + [w for w in [deferred_warning(fields)] if w]
+    found = [deferred_warning(fields), cores_warning(fields, what, threads)]
+    return told + [w for w in found if w]
+
+
+def too_many_cores(fields, threads: int | None = None) -> bool:
+    """Whether the timed calls kept more than ``threads`` (the run's; None:
+    the record's ``threads``) plus CORES_MARGIN cores busy. ``fields``: a
+    record's, as a dict or a row of the report's frame."""
+    cores, threads = fields.get("cores"), threads or fields.get("threads")
+    return bool(_number(cores) and _number(threads) and cores > threads + CORES_MARGIN)
+
+
+def _number(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def cores_warning(fields, what: str, threads: int | None = None) -> str | None:
+    """Calls that kept more than ``threads`` (the run's; None: the record's
+    ``threads``) plus CORES_MARGIN cores busy while timed: threads the
+    implementation started, or a pool sized without the run's setting. Such
+    a time is not comparable with single-core figures beside it."""
+    if not too_many_cores(fields, threads):
+        return None
+    cores, threads = fields["cores"], threads or fields["threads"]
+    return (f"{what} kept {cores:.2f} cores busy while timed with {threads} thread(s): its "
+            "time is not comparable with the other cells'; size its thread pools from the "
+            "run's --threads (OMP_NUM_THREADS) and start no threads of its own")
 
 
 def deferred_warning(fields) -> str | None:
@@ -284,23 +319,25 @@ MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float,
                   "samples_s": list, "primal_samples_s": list, "reference_samples_s": list}
 
 
-def bench_record(cell: Cell, measured: dict) -> Record:
+def bench_record(cell: Cell, measured: dict, threads: int | None = None) -> Record:
     """The record of a bench cell that ran to the end: the cell's own key
     fields, ``ok``, the measurements of :func:`time_cell` (run where the
     implementation runs, perhaps a worker) and the warning judged here, so
-    that a worker can neither relabel its record nor drop its warning."""
+    that a worker can neither relabel its record nor drop its warning;
+    ``threads``: the run's, which its workers were started with."""
     fields = measurements(measured, MEASURED_KINDS)
-    fields["timing_warning"] = timing_warning(fields, cell.op)
+    fields["timing_warning"] = timing_warning(fields, cell.op, threads)
     return replace(Record.for_cell(cell, "ok"), **fields)
 
 
-def merge_rounds(records: list[Record]) -> Record:
+def merge_rounds(records: list[Record], threads: int | None = None) -> Record:
     """One record of a bench cell timed in several rounds (suites/sweep.py's
     time_in_rounds, each in fresh worker processes, with its share of the
     budget): the samples of all, pooled, and ``samples_per_round``, so that
     ``adjointbench compare`` sees how much the cell's figure moves from one
     round to the next. A cell that was not ok in a round keeps that round's
-    record; rounds from different hosts (a Dask cluster) are not pooled."""
+    record; rounds from different hosts (a Dask cluster) are not pooled.
+    ``threads``: the run's (:func:`timing_warning`)."""
     first = records[0]
     failed = [r for r in records if r.outcome != "ok"]
     if failed or len(records) == 1 or len({r.machine for r in records}) > 1:
@@ -309,12 +346,15 @@ def merge_rounds(records: list[Record]) -> Record:
     samples = [s for r in records for s in r.samples_s]
     paired = [s for r in records for s in getattr(r, beside)]
     conversions = [r.to_numpy_s for r in records if r.to_numpy_s is not None]
-    fields = paired_fields(paired_from_samples(samples, paired), first.op, first.compile_s,
+    cores = max((r.cores for r in records if r.cores is not None), default=None)
+    fields = paired_fields(replace(paired_from_samples(samples, paired), cores=cores),
+                           first.op, first.compile_s,
                            first.number, sum(r.early_waits or 0 for r in records),
                            min(conversions) if conversions else None)
     fields.update({"samples_s": samples, beside: paired},  # as stored, round by round
                   rounds=sum(r.rounds for r in records),
                   samples_per_round=[len(r.samples_s) for r in records],
                   seconds=sum(r.seconds or 0.0 for r in records))
-    fields["timing_warning"] = timing_warning(fields, first.op)  # now with the rounds
+    fields["timing_warning"] = timing_warning({**fields, "threads": first.threads}, first.op,
+                                              threads)  # now with the rounds
     return replace(first, **fields)

@@ -26,6 +26,7 @@ from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
 from adjointbench.suites.relay import OutputRelay, capture_output_to, flush_output
 from adjointbench.suites.stacks import StackFile, where, write_stacks_to
+from adjointbench.suites.threads import pools_sized_to, requested_threads
 from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -134,10 +135,11 @@ def _serve(connection, spec: str, stacks_path: str | None = None,
 
     executor = None
 
-    def load() -> dict:
+    def load() -> dict:  # its pools sized to the run's threads (suites/threads.py)
         nonlocal executor
-        executor = LocalExecutor(load_implementation(spec))
-        return executor.describe()
+        with pools_sized_to(requested_threads(os.environ)):
+            executor = LocalExecutor(load_implementation(spec))
+            return executor.describe()
 
     loaded = _answer(load)
     flush_output()
@@ -359,6 +361,7 @@ class IsolatedRunner:
         # for the workers (thread counts, compilation cache), set at their start
         self.environment = {**compilation_cache_environment(self.oracle.cache_dir),
                             **(environment or {})}
+        self.threads = requested_threads(self.environment)  # timings are judged against it
         self._context = mp.get_context("spawn")  # no inherited JAX/torch threads
         self._workers: dict[str, Worker] = {}
         self._load_errors: dict[str, Exception] = {}  # from start(), raised by worker()
@@ -427,7 +430,8 @@ class IsolatedRunner:
 
         try:
             record = run_cell(cell, oracle or self.oracle, executor=self.executor(cell.impl),
-                              memo=self._memos.setdefault(cell.impl, ExecutionMemo()))
+                              memo=self._memos.setdefault(cell.impl, ExecutionMemo()),
+                              threads=self.threads)
         except HarnessFault:
             raise
         except Exception as e:  # the implementation would not even load

@@ -71,6 +71,9 @@ class Record:
     # to to_numpy would be timed at nothing (suites/bench.py's timing_warning)
     to_numpy_s: float | None = None
     threads: int | None = None  # BLAS/OpenMP threads (torch's where it is the framework)
+    # timed cells: CPU over wall seconds of the timed samples, the cores the
+    # calls kept busy (suites/timing.py's Cores), judged against the run's threads
+    cores: float | None = None
     # bench cells: per-call times of the operation and of its primal, pair by
     # pair (at most suites/bench.py's STORED_SAMPLES), for compare's rank test
     samples_s: list | None = None

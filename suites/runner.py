@@ -351,7 +351,7 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
 
 
 def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
-           memo: ExecutionMemo | None = None) -> Record:
+           memo: ExecutionMemo | None = None, threads: int | None = None) -> Record:
     """Every input point of the cell in turn; the record is the worst point's
     (the first that is not ok, else the largest relative error), with the
     timing taken at the first point (gradient cells)."""
@@ -364,7 +364,7 @@ def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
     for point in range(cell.points):
         result = check_point(cell, oracle, executor, record, point, memo)
         if point == 0:
-            timing = _timing_of(cell, result)
+            timing = _timing_of(cell, result, threads)
         if result.outcome != "ok":
             return replace(result, **timing)
         if worst is None or (result.max_rel_err or 0.0) > (worst.max_rel_err or 0.0):
@@ -372,24 +372,29 @@ def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
     return replace(worst, **timing)
 
 
-def _timing_of(cell: Cell, result: Record) -> dict:
+def _timing_of(cell: Cell, result: Record, threads: int | None = None) -> dict:
     """A timed cell's timing fields (its first point's), with a warning where
-    its wait returned too early or a CPU cell's to_numpy did work its timing
-    missed (suites/bench.py; off the CPU a copy to the host may cost more)."""
+    its wait returned too early, a CPU cell's to_numpy did work its timing
+    missed (off the CPU a copy to the host may cost more) or its calls kept
+    more cores busy than ``threads`` (the run's) allow (suites/bench.py)."""
     timing = {k: getattr(result, k) for k in TIMING_FIELDS if getattr(result, k) is not None}
     if "time_median_s" in timing:
         judged = timing if cell.device == "cpu" else {**timing, "to_numpy_s": None}
-        timing["timing_warning"] = call_warning(judged, f"the {cell.method} gradient")
+        timing["timing_warning"] = call_warning({**judged, "threads": result.threads},
+                                                f"the {cell.method} gradient", threads)
     return timing
 
 
 def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | None = None,
-             executor: LocalExecutor | None = None, memo: ExecutionMemo | None = None) -> Record:
+             executor: LocalExecutor | None = None, memo: ExecutionMemo | None = None,
+             threads: int | None = None) -> Record:
     """Run one cell (check or bench) and return its record; never raises for
     what the implementation does. The implementation runs through
     ``executor`` (a worker's, see suites/isolation.py), else in this process;
     the oracle and every comparison stay here. ``memo``: the checked results
-    of this implementation's earlier cells (suites/memo.py), reused."""
+    of this implementation's earlier cells (suites/memo.py), reused;
+    ``threads``: the run's, which timings are judged against (None: the
+    thread count each timed record measured)."""
     start = time.perf_counter()
     record = Record.for_cell(cell, "error")
     try:
@@ -398,9 +403,9 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
         if reason:
             record = replace(record, outcome="unsupported", message=reason)
         elif cell.suite == "bench":
-            record = bench_record(cell, executor.bench(cell))
+            record = bench_record(cell, executor.bench(cell), threads)
         else:
-            record = _check(cell, oracle or Oracle(), executor, record, memo)
+            record = _check(cell, oracle or Oracle(), executor, record, memo, threads)
     except HarnessFault:
         raise
     except Exception as e:  # the implementation's failure is an outcome

@@ -179,15 +179,16 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
 def time_in_rounds(cells: list[Cell], rounds: int, oracle: Oracle | None = None,
                    results: ResultsFile | None = None, progress: bool = True,
                    runner: Callable | list[Callable] | None = None,
-                   restart: Callable[[list[Cell]], None] = lambda cells: None
-                   ) -> list[Record]:
+                   restart: Callable[[list[Cell]], None] = lambda cells: None,
+                   threads: int | None = None) -> list[Record]:
     """Bench cells timed in ``rounds`` passes over the whole sweep, each cell
     with its share of the budget, ``restart(cells)`` (fresh worker processes
     for the next pass's cells) between passes; each cell's record pools its
     passes (suites/bench.py's merge_rounds), as asv's ``processes`` do. The
     first pass's records are written as they finish and replaced by the
     pooled ones at the end, at once: a sweep stopped in a later pass keeps
-    its first-pass records."""
+    its first-pass records. ``threads``: the run's, which the pooled
+    records' timings are judged against."""
     from adjointbench.suites.bench import merge_rounds
 
     share = [replace(c, budget_s=c.budget_s / rounds) for c in cells]
@@ -200,7 +201,7 @@ def time_in_rounds(cells: list[Cell], rounds: int, oracle: Oracle | None = None,
               file=sys.stderr)
         for record in run_sweep(again, oracle, progress=progress, runner=runner):
             passes[record_key(record)].append(record)
-    pooled = {key: merge_rounds(records) for key, records in passes.items()}
+    pooled = {key: merge_rounds(records, threads) for key, records in passes.items()}
     if results and rounds > 1:
         written, _ = results.read()
         results.rewrite([pooled.get(record_key(r), r) if r.suite == "bench" else r

@@ -100,8 +100,9 @@ def test_a_timing_stands_beside_its_rules_check_verdict(plugins_on_path, tmp_pat
 
 
 def test_timings_that_missed_work_are_no_ones_fastest():
-    """A cell whose work was left to to_numpy, or cheaper than the forward
-    pass it includes, is not crowned; an implementation that left work to
+    """A cell whose work was left to to_numpy, cheaper than the forward pass
+    it includes, or timed on more cores than its threads is not crowned; an
+    implementation that left work to
     to_numpy anywhere is left out at every size (its small cells hide it
     below the warning's floor)."""
     import pandas as pd
@@ -109,9 +110,10 @@ def test_timings_that_missed_work_are_no_ones_fastest():
     from adjointbench.reports.tables import fastest_headline
     from adjointbench.suites.results import Record
 
-    def timed(impl, problem, op, size, median, to_numpy_s=None, ratio_q3=2.0):
+    def timed(impl, problem, op, size, median, to_numpy_s=None, ratio_q3=2.0, cores=1.0):
         return Record(problem, impl, op, "float64", "cpu", size, 0, "ok", suite="bench",
-                      time_median_s=median, to_numpy_s=to_numpy_s, ratio_q3=ratio_q3).to_json()
+                      time_median_s=median, to_numpy_s=to_numpy_s, ratio_q3=ratio_q3,
+                      threads=1, cores=cores).to_json()
 
     honest = [timed(impl, p, op, n, scale * n) for impl, scale in (("numpy", 1e-3),
                                                                    ("naive", 1e-2))
@@ -122,9 +124,10 @@ def test_timings_that_missed_work_are_no_ones_fastest():
     lazy += [timed("lazy", "softmax", op, 1024, 1e-7, to_numpy_s=1e-8) for op in ("jvp", "vjp")]
     dropping = [timed("dce", "softmax", "vjp", n, 1e-9, ratio_q3=0.5) for n in (8, 1024)]
     dropping += [timed("dce", "softmax", "jvp", n, 1e-9) for n in (8, 1024)]
-    winners = fastest_headline(pd.DataFrame(honest + lazy + dropping)).set_index(
+    busy = [timed("busy", "matmul", "vjp", n, 1e-9, cores=1.9) for n in (8, 1024)]
+    winners = fastest_headline(pd.DataFrame(honest + lazy + dropping + busy)).set_index(
         ["operation", "size"])["fastest (problems won)"]
-    assert not any("lazy" in w for w in winners)
+    assert not any("lazy" in w or "busy" in w for w in winners)  # two cores against one
     assert winners["vjp", "largest"] == "numpy 2"  # dce's vjp below its primal: not counted
     assert sorted(winners["jvp", "largest"].split(", ")) == ["dce 1", "numpy 1"]  # believed
 

@@ -50,6 +50,7 @@ def test_bench_records_carry_every_timing_field(tmp_path, capsys):
     assert vjp.ratio_q1 <= vjp.ratio_to_primal <= vjp.ratio_q3  # paired (test_timing.py)
     assert vjp.compile_s > 0 and vjp.rounds >= SLOW_MIN_ROUNDS and vjp.number >= 1
     assert vjp.threads == 1  # the default
+    assert 0 < vjp.cores < 1.5  # one thread kept at most one core busy
     assert by_op["primal"].ratio_to_primal == 1.0
     environment = json.loads((tmp_path / "environment.json").read_text())
     assert environment["versions"]["numpy"] and environment["threads"]["cpu_count"]
@@ -95,6 +96,11 @@ def test_a_cell_not_ok_in_a_round_keeps_that_rounds_record():
     deferring = [replace(ok, to_numpy_s=s) for s in (2e-4, 3e-4)]  # 20x a 10 us call
     assert merge_rounds(deferring).to_numpy_s == 2e-4  # the rounds' fastest conversion
     assert "to_numpy() took 200 us" in merge_rounds(deferring).timing_warning
+    busy = [replace(ok, cores=c, threads=1) for c in (1.0, 1.9)]
+    assert merge_rounds(busy).cores == 1.9  # the busiest round's
+    assert "kept 1.90 cores busy while timed with 1 thread(s)" in merge_rounds(busy).timing_warning
+    # judged against the run's threads where it is given, not the pools' count
+    assert "with 2 thread(s)" not in (merge_rounds(busy, threads=2).timing_warning or "")
 
 
 def test_pooled_rounds_name_a_drift_between_them():
@@ -149,6 +155,23 @@ def test_threads_option_reaches_the_worker(tmp_path, capsys):
     assert threads["of"] == "worker processes" and "pools" not in threads
     assert threads["environment"]["OPENBLAS_NUM_THREADS"] == "1"
     assert "--xla_cpu_multi_thread_eigen=false" in threads["environment"]["XLA_FLAGS"]
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2,
+                    reason="needs two CPUs to tell one core from more")
+def test_jax_is_timed_on_the_threads_it_was_given(tmp_path, capsys):
+    """jax 0.10 ignores XLA_FLAGS' thread settings and sizes its CPU pool from
+    the CPUs the process may use: its 1024 x 1024 matmul kept 1.9 of 2 cores
+    busy while numpy and torch had one. Loaded under pools_sized_to, it keeps
+    one, and its record has no warning of cores."""
+    pytest.importorskip("jax")
+    code = main(["bench", "--impl", "jax", "--problem", "matmul", "--size", "1024", "--op",
+                 "primal", "--rounds", "1", "--budget", "0.05", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.outcome == "ok" and record.threads == 1
+    assert record.cores < 1.3, record.cores
+    assert "cores busy" not in (record.timing_warning or "")
 
 
 def test_check_and_bench_share_one_results_table(tmp_path, capsys):

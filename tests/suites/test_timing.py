@@ -467,3 +467,82 @@ def test_the_harness_benchmarks_run_commands_with_python_bytecode_caching(monkey
     written = subprocess.run([sys.executable, "-c", "import sys; print(sys.dont_write_bytecode)"],
                              env=environment, capture_output=True, text=True, check=True)
     assert written.stdout.strip() == "False"
+
+
+def _two_cpus() -> bool:
+    return len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) >= 2
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
+def test_a_bench_record_tells_of_threads_the_implementation_started():
+    """numpy's rules whose run() also runs its work in two threads of its own
+    keep two cores busy where the run allows one: the record measures it and
+    says its time is not comparable. The rules run once per call are not
+    warned. BLAS at one thread in both, as in a worker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from adjointbench.impls.numpy import NumpyImplementation, implementation as numpy_rules
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    class Threaded(NumpyImplementation):
+        name = "threaded"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+            pool = ThreadPoolExecutor(2)
+
+            def run():  # the products in two threads at once (numpy lets go of the GIL)
+                return [f.result() for f in [pool.submit(prepared.run) for _ in range(2)]][0]
+            return Prepared(run=run, to_numpy=prepared.to_numpy)
+
+    cell = Cell("matmul", "threaded", "jvp", 256, suite="bench", budget_s=0.1)
+    with threadpool_limits(1):
+        threaded = run_cell(cell, impl=Threaded(), threads=1)
+        single = run_cell(replace(cell, impl="numpy"), impl=numpy_rules, threads=1)
+    assert threaded.outcome == single.outcome == "ok"
+    assert threaded.cores > 1.5, threaded.cores
+    assert "kept" in threaded.timing_warning and "cores busy while timed with 1 thread(s)" \
+        in threaded.timing_warning
+    assert single.cores < 1.3 and "cores busy" not in (single.timing_warning or "")
+
+
+def test_cores_are_judged_against_the_runs_threads_with_a_margin():
+    from adjointbench.suites.bench import CORES_MARGIN, cores_warning
+
+    assert cores_warning({"cores": 1 + CORES_MARGIN, "threads": 1}, "jvp") is None
+    assert "jvp kept 1.60 cores busy" in cores_warning({"cores": 1.6, "threads": 1}, "jvp")
+    # the run's threads first; the pools' count where the run's is not known
+    assert cores_warning({"cores": 1.6, "threads": 4}, "jvp", threads=1) is not None
+    assert cores_warning({"cores": 1.6, "threads": 2}, "jvp") is None
+    assert cores_warning({"cores": None, "threads": 1}, "jvp") is None
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
+def test_pools_start_on_the_runs_threads_and_threads_run_anywhere_after():
+    """Within pools_sized_to(1) a pool sized from the CPUs sees one; after it,
+    every thread of the process, those started within too, may use them all."""
+    import threading
+
+    everything = os.sched_getaffinity(0)
+    seen, release = {}, threading.Event()
+
+    def started_within():
+        seen["within"] = os.sched_getaffinity(0)
+        release.wait()
+        seen["after"] = os.sched_getaffinity(0)
+
+    with threads.pools_sized_to(1):
+        assert len(os.sched_getaffinity(0)) == 1
+        helper = threading.Thread(target=started_within)
+        helper.start()
+        while "within" not in seen:
+            time.sleep(1e-3)
+    release.set()
+    helper.join()
+    assert len(seen["within"]) == 1
+    assert seen["after"] == os.sched_getaffinity(0) == everything
+    with threads.pools_sized_to(len(everything)):  # nothing to narrow
+        assert os.sched_getaffinity(0) == everything

@@ -62,7 +62,7 @@ def test_throughput(benchmark, cell):
     to_numpy_s = converted(warm.prepared.to_numpy, warm.result)[1] if cell.device == "cpu" \
         else None  # as bench cells do: work left to to_numpy is told
     paired = paired_fields(sample_paired(primal, warm, cell.budget_s), cell.op,
-                           warm.compile_s, warm.number, early, to_numpy_s)
+                           warm.compile_s, warm.number, early, to_numpy_s, blas_threads())
     benchmark.extra_info.update({k: paired[k] for k in (
         "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3", "compile_s",
-        "early_waits", "to_numpy_s", "timing_warning")})
+        "early_waits", "to_numpy_s", "cores", "timing_warning")})
