@@ -308,8 +308,8 @@ def _headline(report: Report, frame: pd.DataFrame) -> None:
     if not fastest.empty:
         lead = ("The fastest implementation per operation at each problem's smallest and "
                 "largest timed size (float64, CPU), counted over problems; a rule that "
-                "failed its check is not counted, nor a timing that missed work (see "
-                "Timing warnings).")
+                "failed its check is not counted, nor a timing that missed work or kept "
+                "more cores busy than its threads (see Timing warnings).")
         body_html += f"<p>{html.escape(lead)}</p>{_html_table(fastest)}"
         body_md += f"\n{lead}\n\n{_markdown_table(fastest)}"
     report.section("headline", "Headline", body_html, body_md)

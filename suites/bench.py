@@ -14,12 +14,13 @@ makes the cell a ``mismatch`` rather than a number.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from adjointbench.impls.protocol import Implementation, Task, prepare, supports
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
+from adjointbench.reference.problem import Probes
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import WrongResult, validate
 from adjointbench.suites.purity import check_reentrant
@@ -51,12 +52,13 @@ def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
                 method=cell.method, **kw)
 
 
-def _operation_task(cell: Cell, problem: Problem, inputs: dict, output_shape) -> Task:
-    probes = make_probes(problem, cell.size, inputs, output_shape, cell.seed)
+def _operation_task(cell: Cell, problem: Problem, primal: "_Primal") -> Task:
+    probes = primal.probes(problem, cell)
     extra = {"jvp": {"tangent": probes.tangent}, "vjp": {"cotangent": probes.cotangent},
              "hvp": {"tangent": probes.tangent, "cotangent": probes.cotangent},
              "hessian": {"cotangent": probes.cotangent}}
-    return _task(cell, problem, cell.op, inputs, **extra.get(cell.op, {}))
+    return _task(cell, problem, cell.op, copy_arrays(primal.inputs),
+                 **copy_arrays(extra.get(cell.op, {})))
 
 
 def expected_shapes(cell: Cell, problem: Problem, inputs: dict,
@@ -87,24 +89,49 @@ def validate_result(result, shapes: list[tuple], dtype: str, op: str) -> None:
         validate(part, shape, dtype, f"{op} result {k}" if len(shapes) > 1 else f"{op} result")
 
 
-# The primal's warmed-up call per (impl, problem, size, dtype, device, seed),
-# shared by the operations of one worker process: compiled once.
-_PRIMALS: dict[tuple, tuple[WarmCall, tuple]] = {}
+@dataclass
+class _Primal:
+    """A primal warmed up in this process: its call, the shape of its output,
+    and the cell's inputs and probes, made once for all the operations timed
+    beside it (each prepare gets a copy: code under test may write to what
+    it is given). Made per operation, the inputs and probes took 7-9 s of
+    the main job's 100 s bench (a 1024 x 1024 matmul's probes, 0.13 s)."""
+
+    warm: WarmCall
+    output_shape: tuple
+    inputs: dict
+    _probes: Probes | None = None
+
+    def probes(self, problem: Problem, cell: Cell) -> Probes:
+        if self._probes is None:
+            self._probes = make_probes(problem, cell.size, self.inputs, self.output_shape,
+                                       cell.seed)
+        return self._probes
+
+
+# The primal per (impl, problem, size, dtype, device, seed), shared by the
+# operations of one worker process: compiled once. Entries of other problems
+# keep their compiled call, not their probes (a 1024 x 1024 matmul's: 40 MB).
+_PRIMALS: dict[tuple, _Primal] = {}
 
 
 def _primal_key(cell: Cell) -> tuple:
     return (cell.impl, cell.problem, cell.size, cell.dtype, cell.device, cell.seed)
 
 
-def _warm_primal(cell: Cell, impl: Implementation, problem: Problem, inputs: dict):
+def _warm_primal(cell: Cell, impl: Implementation, problem: Problem) -> _Primal:
     key = _primal_key(cell)
     if key not in _PRIMALS:
         if not supports(impl, cell.problem, "primal", cell.method):
             raise NotImplementedError(f"{cell.impl} offers no primal of {cell.problem}: every "
                                       "bench figure is a ratio to the primal, timed beside it")
-        warm = warm_up(lambda: prepare(impl, _task(cell, problem, "primal", inputs)),
-                       cell.budget_s)
-        _PRIMALS[key] = (warm, np.shape(warm.prepared.to_numpy(warm.result)))
+        inputs = make_inputs(problem, cell.size, cell.seed)
+        task = _task(cell, problem, "primal", copy_arrays(inputs))
+        warm = warm_up(lambda: prepare(impl, task), cell.budget_s)
+        for other_key, other in _PRIMALS.items():
+            if other_key[:2] != key[:2]:  # another implementation's or problem's
+                other._probes = None
+        _PRIMALS[key] = _Primal(warm, np.shape(warm.prepared.to_numpy(warm.result)), inputs)
     return _PRIMALS[key]
 
 
@@ -113,12 +140,11 @@ def warm_pair(cell: Cell, impl: Implementation) -> tuple[WarmCall, WarmCall]:
     shaped by the primal's output) and warmed up, ready for
     :func:`~adjointbench.suites.timing.sample_paired`."""
     problem = get_problem(cell.problem)
-    inputs = make_inputs(problem, cell.size, cell.seed)
-    primal, output_shape = _warm_primal(cell, impl, problem, inputs)
+    primal = _warm_primal(cell, impl, problem)
     if cell.op == "primal":
-        return primal, primal
-    task = _operation_task(cell, problem, inputs, output_shape)
-    return primal, warm_up(lambda: prepare(impl, task), cell.budget_s)
+        return primal.warm, primal.warm
+    task = _operation_task(cell, problem, primal)
+    return primal.warm, warm_up(lambda: prepare(impl, task), cell.budget_s)
 
 
 STORED_SAMPLES = 200  # per record: enough for a rank test, a few kB per line
@@ -291,9 +317,9 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     record = replace(record, threads=blas_threads())
     primal, operation = warm_pair(cell, impl)
     result = copy_arrays(operation.prepared.to_numpy(operation.result))
-    problem = get_problem(cell.problem)
-    shapes = expected_shapes(cell, problem, make_inputs(problem, cell.size, cell.seed),
-                             _PRIMALS[_primal_key(cell)][1])
+    primal_made = _PRIMALS[_primal_key(cell)]
+    shapes = expected_shapes(cell, get_problem(cell.problem), primal_made.inputs,
+                             primal_made.output_shape)
     validate_result(result, shapes, cell.dtype, cell.op)
     if cell.op == "primal":  # beside the fixed reference call: the unit compare judges it in
         primal = warm_up(reference_workload, cell.budget_s)

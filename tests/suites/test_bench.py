@@ -270,3 +270,45 @@ def test_asv_continuous_builds_and_compares_two_commits(tmp_path):
     assert "Building for virtualenv-py3.11" in out
     assert out.count("softmax_vjp.time_vjp") >= 2 and "failed" not in out
     assert "| Change" in out or "BENCHMARKS NOT SIGNIFICANTLY CHANGED" in out, out
+
+
+def test_what_a_primal_writes_to_its_inputs_reaches_no_operation():
+    """The inputs and probes of a bench cell are made once per worker and
+    handed out as copies: an implementation that overwrites what it was
+    given (inputs, tangent, cotangent) leaves the next cells' as the
+    catalogue makes them."""
+    from adjointbench.impls.numpy import NumpyImplementation
+    from adjointbench.impls.protocol import Prepared
+    from adjointbench.reference import get_problem, make_inputs, make_probes
+    from adjointbench.suites.purity import copy_arrays
+
+    seen = {}
+
+    class Scribbling(NumpyImplementation):
+        name = "scribbling"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+            seen[task.op] = copy_arrays((task.inputs, task.tangent, task.cotangent))
+
+            def run():
+                result = prepared.run()
+                for array in [*task.inputs.values(), *(task.tangent or {}).values(),
+                              *([] if task.cotangent is None else [task.cotangent])]:
+                    array[...] = 7.0
+                return result
+            return Prepared(run=run, to_numpy=prepared.to_numpy)
+
+    impl = Scribbling()
+    for op in ("primal", "jvp", "vjp"):
+        cell = Cell("matvec", "scribbling", op, 8, suite="bench", budget_s=0.01, seed=91)
+        run_cell(cell, impl=impl)  # its results change from call to call: a mismatch
+    problem = get_problem("matvec")
+    inputs = make_inputs(problem, 8, 91)
+    probes = make_probes(problem, 8, inputs, seen["vjp"][2].shape, 91)  # the output's shape
+    for op in ("primal", "jvp", "vjp"):
+        for k in inputs:
+            np.testing.assert_array_equal(seen[op][0][k], inputs[k])
+    for k in probes.tangent:
+        np.testing.assert_array_equal(seen["jvp"][1][k], probes.tangent[k])
+    np.testing.assert_array_equal(seen["vjp"][2], probes.cotangent)
