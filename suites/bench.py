@@ -220,9 +220,12 @@ def _call_warnings(fields: dict, what: str, threads: int | None) -> list[str]:
 
 
 def too_many_cores(fields, threads: int | None = None) -> bool:
-    """Whether the timed calls kept more than ``threads`` (the run's; None:
-    the record's ``threads``) plus CORES_MARGIN cores busy. ``fields``: a
-    record's, as a dict or a row of the report's frame."""
+    """Whether the timed calls of a CPU cell kept more than ``threads`` (the
+    run's; None: the record's ``threads``) plus CORES_MARGIN cores busy (off
+    the CPU a host thread may spin while it waits for the device).
+    ``fields``: a record's, as a dict or a row of the report's frame."""
+    if fields.get("device", "cpu") != "cpu":
+        return False
     cores, threads = fields.get("cores"), threads or fields.get("threads")
     return bool(_number(cores) and _number(threads) and cores > threads + CORES_MARGIN)
 
@@ -352,7 +355,8 @@ def bench_record(cell: Cell, measured: dict, threads: int | None = None) -> Reco
     that a worker can neither relabel its record nor drop its warning;
     ``threads``: the run's, which its workers were started with."""
     fields = measurements(measured, MEASURED_KINDS)
-    fields["timing_warning"] = timing_warning(fields, cell.op, threads)
+    fields["timing_warning"] = timing_warning({**fields, "device": cell.device}, cell.op,
+                                              threads)
     return replace(Record.for_cell(cell, "ok"), **fields)
 
 
@@ -381,6 +385,6 @@ def merge_rounds(records: list[Record], threads: int | None = None) -> Record:
                   rounds=sum(r.rounds for r in records),
                   samples_per_round=[len(r.samples_s) for r in records],
                   seconds=sum(r.seconds or 0.0 for r in records))
-    fields["timing_warning"] = timing_warning({**fields, "threads": first.threads}, first.op,
-                                              threads)  # now with the rounds
+    fields["timing_warning"] = timing_warning(  # now with the rounds
+        {**fields, "threads": first.threads, "device": first.device}, first.op, threads)
     return replace(first, **fields)

@@ -380,8 +380,9 @@ def _timing_of(cell: Cell, result: Record, threads: int | None = None) -> dict:
     timing = {k: getattr(result, k) for k in TIMING_FIELDS if getattr(result, k) is not None}
     if "time_median_s" in timing:
         judged = timing if cell.device == "cpu" else {**timing, "to_numpy_s": None}
-        timing["timing_warning"] = call_warning({**judged, "threads": result.threads},
-                                                f"the {cell.method} gradient", threads)
+        timing["timing_warning"] = call_warning(
+            {**judged, "threads": result.threads, "device": cell.device},
+            f"the {cell.method} gradient", threads)
     return timing
 
 
