@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # prctl(2) options
@@ -43,3 +44,32 @@ def become_subreaper() -> None:
     """Orphaned descendants become this process's children (Linux), so that
     it can find and end them."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def children(pid: int | str = "self") -> list[int]:
+    """The children of process ``pid`` (Linux /proc; empty elsewhere)."""
+    pids = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(child) for child in listing.read_text().split()]
+    return pids
+
+
+def descendants_cpu_s() -> float:
+    """CPU seconds this process's descendants have spent so far: the live
+    ones' own and their reaped children's (``/proc/PID/stat``, in clock
+    ticks), and those of the children this process reaped (getrusage).
+    Only the reaped children's where there is no /proc."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total, tick = usage.ru_utime + usage.ru_stime, os.sysconf("SC_CLK_TCK")
+    queue = children()
+    while queue:
+        pid = queue.pop()
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # after the command's ")": state is field 3, utime..cstime are 14-17
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / tick
+            queue += children(pid)
+    return total

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  exit_if_importing_parents_script)
-from adjointbench.lifetime import become_subreaper, end_with_parent
+from adjointbench.lifetime import become_subreaper, children, end_with_parent
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
@@ -63,21 +63,12 @@ def _limit_memory(limit_gb: float | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (size, size))
 
 
-def _children() -> list[int]:
-    """This process's children (Linux /proc; empty elsewhere)."""
-    pids = []
-    for listing in Path("/proc/self/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            pids += [int(pid) for pid in listing.read_text().split()]
-    return pids
-
-
 def _end_strays(rounds: int = 5) -> None:
     """End every process the code under test started and left running. The
     worker is a child subreaper, so orphaned grandchildren become its
     children and are ended in the next round; the dead are reaped."""
     for _ in range(rounds):
-        strays = _children()
+        strays = children()
         if not strays:
             return
         for pid in strays:

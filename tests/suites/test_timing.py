@@ -509,6 +509,40 @@ def test_a_bench_record_tells_of_threads_the_implementation_started():
     assert single.cores < 1.3 and "cores busy" not in (single.timing_warning or "")
 
 
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
+def test_a_bench_record_counts_the_work_of_processes_the_call_starts():
+    """A run() that hands its work to two child processes at once (here, 50
+    ms of CPU each) and waits keeps two cores busy, which this process's own
+    CPU time does not show: the children's are counted too."""
+    import subprocess
+
+    from adjointbench.impls.numpy import NumpyImplementation
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    busy = ("import time\nstart = time.process_time()\n"
+            "while time.process_time() - start < 0.05:\n    pass")
+
+    class Forking(NumpyImplementation):
+        name = "forking"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+
+            def run():
+                helpers = [subprocess.Popen([sys.executable, "-S", "-c", busy]) for _ in range(2)]
+                for helper in helpers:
+                    helper.wait()
+                return prepared.run()
+            return Prepared(run=run, to_numpy=prepared.to_numpy)
+
+    record = run_cell(Cell("matvec", "forking", "jvp", 8, suite="bench", budget_s=0.2),
+                      impl=Forking(), threads=1)
+    assert record.outcome == "ok"
+    assert record.cores > 1.5, record.cores
+    assert "cores busy while timed with 1 thread(s)" in record.timing_warning
+
+
 def test_cores_are_judged_against_the_runs_threads_with_a_margin():
     from adjointbench.suites.bench import CORES_MARGIN, cores_warning
 
