@@ -26,8 +26,9 @@ XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_thread
 
 
 def thread_environment(threads: int | None) -> dict[str, str]:
-    """Environment variables that fix every thread pool to ``threads`` (XLA's
-    CPU pool only to one: it has no setting for another count)."""
+    """Environment variables that fix the BLAS/OpenMP/torch pools to
+    ``threads``, and XLA's flags for one thread, which older jax read (jax
+    0.10 sizes its pool from the CPUs instead: :func:`pools_sized_to`)."""
     if threads is None:
         return {}
     if threads < 1:
