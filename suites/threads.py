@@ -64,23 +64,33 @@ def pools_sized_to(threads: int | None):
     ms, as numpy and torch on one thread. Nothing where ``threads`` is None
     or not below the CPUs' count, or the platform has no affinity."""
     cpus = _cpus()
-    if not threads or cpus is None or threads >= len(cpus):
-        yield
+    if not threads or cpus is None or threads >= len(cpus) or not _allow(0, cpus, threads):
+        yield  # the timing core's cores still tell a pool that took more
         return
-    os.sched_setaffinity(0, sorted(cpus)[:threads])
     try:
         yield
     finally:
         _release(cpus)
 
 
+def _allow(thread: int, cpus: set[int], count: int | None = None) -> bool:
+    """``thread`` (0: the calling one) allowed on ``cpus`` (the first
+    ``count`` of them); False where the system refuses."""
+    try:
+        os.sched_setaffinity(thread, sorted(cpus)[:count] if count else cpus)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _release(cpus: set[int]) -> None:
     """Every thread of this process allowed on ``cpus``, the calling thread
     first (threads it starts from now on inherit its affinity)."""
-    os.sched_setaffinity(0, cpus)
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            os.sched_setaffinity(int(task.name), cpus)
+    _allow(0, cpus)
+    tasks = Path("/proc/self/task")
+    for thread in (t.name for t in tasks.iterdir()) if tasks.is_dir() else ():
+        if thread.isdigit():
+            _allow(int(thread), cpus)
 
 
 def limit_threads(threads: int | None) -> None:

@@ -582,3 +582,16 @@ def test_pools_start_on_the_runs_threads_and_threads_run_anywhere_after():
     assert seen["after"] == os.sched_getaffinity(0) == everything
     with threads.pools_sized_to(len(everything)):  # nothing to narrow
         assert os.sched_getaffinity(0) == everything
+
+
+
+def test_a_system_that_refuses_affinity_still_loads(monkeypatch):
+    """Where setting an affinity fails (a container's policy), loading goes
+    on with the pools as they come; the timings' cores still tell."""
+    def refuse(pid, cpus):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse, raising=False)
+    with threads.pools_sized_to(1):
+        loaded = True
+    assert loaded
