@@ -27,8 +27,8 @@ from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads
-from adjointbench.suites.timing import (CONVERSIONS, TIMING_KINDS, KeepingLast, Paired,
-                                        WarmCall, converted, paired_from_samples,
+from adjointbench.suites.timing import (CONVERSIONS, CORES_MARGIN, TIMING_KINDS, KeepingLast,
+                                        Paired, WarmCall, converted, paired_from_samples,
                                         reference_workload, sample_paired, warm_up)
 from adjointbench.suites.wire import measurements
 
@@ -40,11 +40,6 @@ SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
 # DEFERRED_FLOOR_S, holds work that the timing missed.
 DEFERRED_FACTOR = 3.0
 DEFERRED_FLOOR_S = 1e-4
-# A timed call may keep this many cores busy beyond the run's threads (JAX's
-# dispatch overlapping Python, a collector) before its figure is flagged: on
-# one thread the built-in implementations kept 0.99-1.2 busy, a JAX whose
-# XLA pool had both of 2 cores 1.8-1.95 (suites/timing.py's Cores)
-CORES_MARGIN = 0.5
 
 
 def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:

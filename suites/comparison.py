@@ -37,7 +37,10 @@ each matched pair:
   is a change that the usual spread between the two rounds of the cells
   judged as it is (:func:`process_noise`) would cover in place of the
   cell's own: a cell's time can be bimodal across worker processes, and its
-  two rounds in each run can fall in one mode by chance.
+  two rounds in each run can fall in one mode by chance. So is a cell
+  whose timed calls kept more cores busy in one run than in the other
+  (:func:`cores_apart`): a JAX timed on 1.9 cores before its pool was sized
+  to the run's threads was 2x "slower" on one, and no code had changed.
   Records without stored samples (older runs) are judged by the quartiles
   they carry alone. Two
   runs of the same code on this shared machine differ by 20 % in absolute
@@ -56,6 +59,7 @@ import numpy as np
 
 from adjointbench.suites.environment import machine_was_loaded, read_environment
 from adjointbench.suites.results import FAILURES, Record, ResultsFile, record_key, without_duplicates
+from adjointbench.suites.timing import CORES_MARGIN
 
 DEFAULT_THRESHOLD = 1.10
 ALPHA = 0.01
@@ -82,6 +86,7 @@ class Change:
     disturbed: float | None = None  # an unsettled cell's yardstick against the others' (disturbances)
     busy: str | None = None  # an unsettled cell's run(s) timed on a busy machine: "old", "new", "both"
     rounds: float | None = None  # an unsettled cell's change within its kind's round spread
+    cores: tuple[float, float] | None = None  # an unsettled cell's cores, old and new (cores_apart)
 
 
 @dataclass(frozen=True)
@@ -361,6 +366,17 @@ def disturbances(pairs: list[tuple[Record, Record]]) -> list[float]:
     return [max(r / usual, usual / r) if r else 1.0 for r in ratios]
 
 
+def cores_apart(old: Record, new: Record) -> tuple[float, float] | None:
+    """The cores the two records' timed calls kept busy (suites/timing.py's
+    Cores), where both are known and more than CORES_MARGIN apart: one run
+    timed the cell on more cores than the other (another --threads, a pool
+    that ignored it, an implementation's own threads), so its times are not
+    like for like; else None. CPU cells only (off it a host thread may spin)."""
+    if old.device != "cpu" or old.cores is None or new.cores is None:
+        return None
+    return (old.cores, new.cores) if abs(new.cores - old.cores) > CORES_MARGIN else None
+
+
 def compare_pair(old: Record, new: Record, threshold: float,
                  judged: TimeJudgement | None = None, where: str = "",
                  quicker_threshold: float | None = None, disturbed: float = 1.0,
@@ -371,10 +387,11 @@ def compare_pair(old: Record, new: Record, threshold: float,
     cell's own round spread included; default the same), ``where`` its
     machines. A time change of a cell ``disturbed`` beyond DISTURBED
     (:func:`disturbances`), of a comparison whose ``busy`` run(s) ("old",
-    "new", "both") were timed on a busy machine, or one that the ``rounds``
+    "new", "both") were timed on a busy machine, one that the ``rounds``
     spread (:func:`process_noise`, the usual spread of the cells judged as
-    it is) would cover in place of the cell's own, is "unsettled": reported,
-    to be rerun, never a regression."""
+    it is) would cover in place of the cell's own, or one timed on more
+    cores in one run than in the other (:func:`cores_apart`) is
+    "unsettled": reported, to be rerun, never a regression."""
     label = cell_label(new) + where
     kind = outcome_change(old, new)
     if kind:
@@ -384,10 +401,11 @@ def compare_pair(old: Record, new: Record, threshold: float,
         widen = max(rounds / judged.spread, 1.0)
         modal = widen > 1.0 and judged.kind(threshold * widen,
                                              (quicker_threshold or threshold) * widen) is None
-        return Change(label, "unsettled" if moved or busy or modal else kind, "time",
+        cores = cores_apart(old, new)
+        return Change(label, "unsettled" if moved or busy or modal or cores else kind, "time",
                       old.outcome, new.outcome, old.time_median_s, new.time_median_s,
                       judged.ratio, judged.p_value, judged.change, disturbed if moved else None,
-                      busy, rounds if modal else None)
+                      busy, rounds if modal else None, cores)
     return None
 
 
@@ -449,6 +467,10 @@ def describe_change(c: Change) -> str:
         if c.busy:
             moved += (f"; {'both runs were' if c.busy == 'both' else f'the {c.busy} run was'} "
                       "timed on a busy machine: rerun on a quiet one to judge")
+        if c.cores:
+            moved += (f"; its timed calls kept {c.cores[0]:.2f} cores busy in the old run and "
+                      f"{c.cores[1]:.2f} in the new: not like for like; rerun both with the "
+                      "same --threads to judge")
         return (f"{c.ratio:.2f}x time ({format_seconds(c.old_median_s)} -> "
                 f"{format_seconds(c.new_median_s)}); {judged} {c.change:.2f}x{p}{moved}")
     if c.what == "outcome":

@@ -39,6 +39,11 @@ DEFAULT_BUDGET_S = 0.2
 BENCH_ROUNDS = 2  # passes of a bench sweep, each in fresh worker processes (asv's ``processes``)
 clock = time.perf_counter
 cpu_clock = time.process_time  # every thread of this process
+# A timed call may keep this many cores busy beyond its threads (JAX's
+# dispatch overlapping Python, a collector) before its figure is flagged: on
+# one thread the built-in implementations kept 0.89-1.2 busy, a JAX whose
+# XLA pool had both of 2 cores 1.8-1.95 (suites/bench.py's cores_warning)
+CORES_MARGIN = 0.5
 
 
 @dataclass(frozen=True)

@@ -321,3 +321,22 @@ def test_the_report_shows_a_comparison(plugins_on_path, tmp_path, monkeypatch):
     page = (tmp_path / "report" / "index.html").read_text()
     assert 'id="comparison"' in page and "ok -&gt; mismatch" in page
     assert "check softmax/drifting:implementation/vjp" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_a_cell_timed_on_more_cores_in_one_run_is_unsettled_not_a_regression():
+    """A cell whose timed calls kept 1.9 cores busy in the old run and one in
+    the new (its pool sized to the run's threads only in the new) is 2x
+    slower by every statistic, with no code changed: unsettled, and the
+    reason given. Within the margin, or with either unknown, it is judged."""
+    from adjointbench.suites.comparison import compare_pair
+
+    rng = np.random.default_rng(7)
+    noisy = lambda scale: scale * (1 + 0.1 * rng.random(60))
+    old = replace(_bench_record(noisy(1e-3), primal=noisy(1e-3)), cores=1.9)
+    new = replace(_bench_record(noisy(2e-3), primal=noisy(1e-3)), cores=1.0)
+    judged = judge_time(old, new)
+    change = compare_pair(old, new, 1.10, judged)
+    assert change.kind == "unsettled" and change.cores == (1.9, 1.0)
+    assert "kept 1.90 cores busy in the old run and 1.00 in the new" in describe_change(change)
+    assert compare_pair(replace(old, cores=1.2), new, 1.10, judged).kind == "regression"
+    assert compare_pair(replace(old, cores=None), new, 1.10, judged).kind == "regression"

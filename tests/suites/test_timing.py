@@ -544,7 +544,8 @@ def test_a_bench_record_counts_the_work_of_processes_the_call_starts():
 
 
 def test_cores_are_judged_against_the_runs_threads_with_a_margin():
-    from adjointbench.suites.bench import CORES_MARGIN, cores_warning
+    from adjointbench.suites.bench import cores_warning
+    from adjointbench.suites.timing import CORES_MARGIN
 
     assert cores_warning({"cores": 1 + CORES_MARGIN, "threads": 1}, "jvp") is None
     assert "jvp kept 1.60 cores busy" in cores_warning({"cores": 1.6, "threads": 1}, "jvp")
