@@ -156,6 +156,8 @@ def _environment_rows(environment: dict) -> pd.DataFrame:
     rows.append(("gpus", ", ".join(environment.get("gpus") or []) or "none"))
     rows += [(f"version {k}", v) for k, v in environment.get("versions", {}).items()]
     rows.append(("threads requested", threads.get("requested") or "library defaults"))
+    if threads.get("cpus_allowed"):
+        rows.append(("CPUs the process may run on", threads["cpus_allowed"]))
     if "of" in threads:
         rows.append(("thread settings of", threads["of"]))
     rows += [(f"threads {p.get('api')} ({p.get('library')})", p.get("threads"))

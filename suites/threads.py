@@ -134,8 +134,8 @@ def _thread_variables() -> dict[str, str]:
 
 def thread_settings() -> dict:
     """Every thread setting of this process that can change a timing, as JSON-ready data."""
-    settings = {"cpu_count": os.cpu_count(), "of": "this process", "pools": _blas_pools(),
-                "environment": _thread_variables()}
+    settings = {"cpu_count": os.cpu_count(), "cpus_allowed": _allowed_count(),
+                "of": "this process", "pools": _blas_pools(), "environment": _thread_variables()}
     if "torch" in sys.modules:
         settings["torch"] = sys.modules["torch"].get_num_threads()
     return settings
@@ -147,5 +147,13 @@ def worker_thread_settings(threads: int | None) -> dict:
     them as they load). Not this process's pools: in an isolated sweep nothing
     is timed here, and its BLAS pool keeps the library's default (each timed
     record carries the BLAS thread count its worker measured)."""
-    return {"cpu_count": os.cpu_count(), "of": "worker processes",
+    return {"cpu_count": os.cpu_count(), "cpus_allowed": _allowed_count(),
+            "of": "worker processes",
             "environment": {**_thread_variables(), **thread_environment(threads)}}
+
+
+def _allowed_count() -> int | None:
+    """How many CPUs this process may run on (``taskset``, a cgroup's cpuset),
+    which pools sized from the CPUs see; None where the platform does not say."""
+    cpus = _cpus()
+    return len(cpus) if cpus is not None else None

@@ -151,6 +151,8 @@ def test_threads_option_reaches_the_worker(tmp_path, capsys):
     assert record.threads == 1  # measured in the worker
     threads = json.loads((tmp_path / "environment.json").read_text())["threads"]
     assert threads["requested"] == 1
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    assert threads["cpus_allowed"] == allowed  # what pools sized from the CPUs see
     # what the workers started with, not this process's pools (library defaults here)
     assert threads["of"] == "worker processes" and "pools" not in threads
     assert threads["environment"]["OPENBLAS_NUM_THREADS"] == "1"
