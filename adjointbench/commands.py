@@ -271,7 +271,8 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             records = time_in_rounds(cells, rounds, oracle, results, not args.quiet, runner,
                                      restart, threads)
         else:
-            records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner)
+            records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner,
+                                threads=threads)
     status = _summarise(earlier + records, results, descriptions)
     return max(status, _altered_files(oracle.altered + (results.altered if results else [])))
 

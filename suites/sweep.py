@@ -140,12 +140,13 @@ def _by_groups(groups: list[list[Cell]], runners) -> Iterator[Record]:
 def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
               results: ResultsFile | None = None,
               on_record: Callable[[Record], None] | None = None,
-              progress: bool = True, runner: Callable | list[Callable] | None = None
-              ) -> list[Record]:
+              progress: bool = True, runner: Callable | list[Callable] | None = None,
+              threads: int | None = None) -> list[Record]:
     """Run every cell; append each record to ``results`` as soon as it exists
     (here, in this thread: one writer, whatever runs the cells).
 
-    ``runner(cell) -> Record`` defaults to running in this process; pass an
+    ``runner(cell) -> Record`` defaults to running in this process (its
+    timings judged against ``threads``, the run's); pass an
     :class:`suites.isolation.IsolatedRunner`'s ``run`` for timeouts and crashes,
     a list of runners to run that many cells at once, or a
     :class:`suites.distributed.DaskCells` to run them on a Dask cluster.
@@ -154,7 +155,7 @@ def run_sweep(cells: Iterable[Cell], oracle: Oracle | None = None,
     oracle = oracle or Oracle()
     memos = collections.defaultdict(ExecutionMemo)  # in this process: one per implementation
     runners = runner if isinstance(runner, list) or hasattr(runner, "finished") else [
-        runner or (lambda cell: run_cell(cell, oracle, memo=memos[cell.impl]))]
+        runner or (lambda cell: run_cell(cell, oracle, memo=memos[cell.impl], threads=threads))]
     bar = ProgressBar(len(cells)) if progress else None
     records = []
     failed = 0
@@ -192,14 +193,15 @@ def time_in_rounds(cells: list[Cell], rounds: int, oracle: Oracle | None = None,
     from adjointbench.suites.bench import merge_rounds
 
     share = [replace(c, budget_s=c.budget_s / rounds) for c in cells]
-    first = run_sweep(share, oracle, results, progress=progress, runner=runner)
+    first = run_sweep(share, oracle, results, progress=progress, runner=runner, threads=threads)
     passes = {record_key(r): [r] for r in first}
     for k in range(2, rounds + 1):
         again = [c for c in share if passes[record_key(c)][0].outcome == "ok"]
         restart(again)
         print(f"round {k} of {rounds}: timing the {len(again)} timed cells again",
               file=sys.stderr)
-        for record in run_sweep(again, oracle, progress=progress, runner=runner):
+        for record in run_sweep(again, oracle, progress=progress, runner=runner,
+                                threads=threads):
             passes[record_key(record)].append(record)
     pooled = {key: merge_rounds(records, threads) for key, records in passes.items()}
     if results and rounds > 1:

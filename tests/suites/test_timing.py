@@ -473,12 +473,29 @@ def _two_cpus() -> bool:
     return len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) >= 2
 
 
+def _skip_unless_two_cores_free() -> None:
+    """Skip when two threads of matrix products cannot keep two cores busy
+    now (other work on the machine): then nothing can show more than one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    a = np.linspace(0.0, 1.0, 256 * 256).reshape(256, 256)
+    with threadpool_limits(1), ThreadPoolExecutor(2) as pool:
+        meter = timing.Cores()
+        meter.sample(lambda: [f.result() for f in [pool.submit(lambda: [a @ a for _ in range(20)])
+                                                   for _ in range(2)]], 5)
+    if meter.used < 1.6:
+        pytest.skip(f"the machine is busy: two threads kept only {meter.used:.2f} cores busy")
+
+
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
 def test_a_bench_record_tells_of_threads_the_implementation_started():
     """numpy's rules whose run() also runs its work in two threads of its own
     keep two cores busy where the run allows one: the record measures it and
     says its time is not comparable. The rules run once per call are not
     warned. BLAS at one thread in both, as in a worker."""
+    _skip_unless_two_cores_free()
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -510,10 +527,29 @@ def test_a_bench_record_tells_of_threads_the_implementation_started():
 
 
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
+@pytest.mark.parametrize("where", [[], ["--in-process"]])
+def test_a_sweep_tells_of_a_plug_in_that_ignores_its_threads(where, plugins_on_path, tmp_path):
+    """End to end, in workers and in this process: tests/plugins/threaded.py
+    runs each call twice at once in threads of its own; with --threads 1 its
+    records say so, judged against the run's threads."""
+    _skip_unless_two_cores_free()
+    from adjointbench.cli import main
+    from adjointbench.suites.results import ResultsFile
+
+    assert main(["bench", "--impl", "threaded:implementation", "--problem", "matmul",
+                 "--size", "1024", "--op", "primal", "--rounds", "1", "--budget", "0.2",
+                 "--threads", "1", "--quiet", "--out", str(tmp_path), *where]) == 0
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.outcome == "ok" and record.cores > 1.5, record.cores
+    assert "kept" in record.timing_warning and "with 1 thread(s)" in record.timing_warning
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
 def test_a_bench_record_counts_the_work_of_processes_the_call_starts():
     """A run() that hands its work to two child processes at once (here, 50
     ms of CPU each) and waits keeps two cores busy, which this process's own
     CPU time does not show: the children's are counted too."""
+    _skip_unless_two_cores_free()
     import subprocess
 
     from adjointbench.impls.numpy import NumpyImplementation
