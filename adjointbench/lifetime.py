@@ -59,9 +59,11 @@ def descendants_cpu_s() -> float:
     """CPU seconds this process's descendants have spent so far: the live
     ones' own and their reaped children's (``/proc/PID/stat``, in clock
     ticks), and those of the children this process reaped (getrusage).
-    Only the reaped children's where there is no /proc."""
-    import resource
-
+    Only the reaped children's where there is no /proc; 0 without getrusage."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     total, tick = usage.ru_utime + usage.ru_stime, os.sysconf("SC_CLK_TCK")
     queue = children()
