@@ -1,6 +1,6 @@
 """numpy's rules, each call run twice at once in threads of the plug-in's
-own (numpy lets go of the GIL): right values, two cores busy whatever the
-run's --threads says."""
+own (numpy's elementwise functions let go of the GIL): right values, two
+cores busy whatever the run's --threads says."""
 
 from concurrent.futures import ThreadPoolExecutor
 
