@@ -485,7 +485,7 @@ def _skip_unless_two_cores_free() -> None:
         meter = timing.Cores()
         meter.sample(lambda: [f.result() for f in [pool.submit(lambda: [np.sin(x) for _ in range(20)])
                                                    for _ in range(2)]], 5)
-    if meter.used < 1.6:
+    if meter.used < 1.8:  # the tests' warning needs above 1.5: room for the load to move
         pytest.skip(f"the machine is busy: two threads kept only {meter.used:.2f} cores busy")
 
 
