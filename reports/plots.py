@@ -81,10 +81,14 @@ def tidy_log_axes(fig: Figure) -> Figure:
     return fig
 
 
+MIN_FIGURE_WIDTH = 7.5  # inches: a one-panel figure's title is cut at 3.6
+
+
 def _grid(count: int, width: float = 3.6, height: float = 2.8):
     columns = min(4, count)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows),
+    fig, axes = plt.subplots(rows, columns,
+                             figsize=(max(width * columns, MIN_FIGURE_WIDTH), height * rows),
                              squeeze=False, layout="constrained")
     for ax in axes.flat[count:]:
         ax.set_visible(False)
