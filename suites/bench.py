@@ -258,8 +258,8 @@ def deferred_warning(fields) -> str | None:
 def deferred_work(fields) -> bool:
     """Whether to_numpy did work the timing missed (:func:`deferred_warning`)."""
     converting = fields.get("to_numpy_s")
-    return (converting is not None and not math.isnan(converting)
-            and converting >= max(DEFERRED_FACTOR * fields["time_median_s"], DEFERRED_FLOOR_S))
+    return _number(converting) and converting >= max(DEFERRED_FACTOR * fields["time_median_s"],
+                                                     DEFERRED_FLOOR_S)
 
 
 def _cheaper_than_forward(fields, op: str) -> bool:
