@@ -36,7 +36,7 @@ import numpy as np
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "7"
+ORACLE_VERSION = "8"  # 8: one-sided derivatives checked (kinks)
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
@@ -63,6 +63,12 @@ class WeakReference(UncertifiedReference):
     """A float64-extrapolated reference too inaccurate to judge a cell."""
 
 
+class NotDifferentiable(WeakReference):
+    """The primal has a kink at the input point along the direction taken:
+    its one-sided derivatives differ, and no rule's value there can be judged
+    (the cell is ``unsupported``)."""
+
+
 def describe_level(method: str, relative_error: float) -> str:
     """``reference certified to 3e-10 by float64 extrapolation``."""
     return f"reference certified to {relative_error:.0e} by {LEVELS.get(method, method)}"
@@ -75,6 +81,7 @@ class Estimate:
     value: np.ndarray
     error: float
     method: str = "exact"  # the path that computed it (see LEVELS)
+    kink: float = 0.0  # one-sided against central derivative (see one_sided_gap), in error too
 
     @property
     def relative_error(self) -> float:
@@ -82,6 +89,13 @@ class Estimate:
         return self.error / scale if scale > 0 else (0.0 if self.error == 0 else np.inf)
 
     def certified(self, what: str) -> np.ndarray:
+        if self.kink > 0 and not self.relative_kink <= self._weakest:
+            raise NotDifferentiable(
+                f"the {what} has no reference here: the primal is not differentiable at "
+                f"this input point along the direction taken (its one-sided derivative is "
+                f"{self.relative_kink:.1e} relative away from the central one, a kink such "
+                "as abs or max at 0). A rule's value there is a convention the oracle cannot "
+                "judge: choose input points away from kinks (a domain that excludes them).")
         if self.method == "fd64":
             if not self.relative_error <= WEAKEST_REFERENCE:
                 raise WeakReference(
@@ -97,14 +111,23 @@ class Estimate:
                 "Raise reference.oracle.DPS or choose a better-conditioned input.")
         return self.value
 
+    @property
+    def relative_kink(self) -> float:
+        scale = float(np.max(np.abs(self.value), initial=0.0))
+        return self.kink / scale if scale > 0 else (0.0 if self.kink == 0 else np.inf)
+
+    @property
+    def _weakest(self) -> float:
+        return WEAKEST_REFERENCE if self.method == "fd64" else CERTIFY_RTOL
+
     def to_json(self) -> dict:
         return {"value": self.value.tolist(), "shape": list(self.value.shape),
-                "error": self.error, "method": self.method}
+                "error": self.error, "method": self.method, "kink": self.kink}
 
     @classmethod
     def from_json(cls, data: dict) -> "Estimate":
         value = np.array(data["value"], dtype=np.float64).reshape(data["shape"])
-        return cls(value, float(data["error"]), data["method"])
+        return cls(value, float(data["error"]), data["method"], float(data["kink"]))
 
 
 @dataclass(frozen=True)
@@ -194,6 +217,7 @@ class _Exact:
         import sympy  # only closed forms need it
 
         self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
+        self._one_sided = None
         if problem.elementwise:
             t = sympy.Symbol("t")
             expr = problem.closed_form(t)
@@ -221,6 +245,15 @@ class _Exact:
         return self._value
 
     def derivative(self, direction: Arrays):
+        """The closed form's derivative along ``direction``, its error, and the
+        kink a one-sided difference shows (see _OneSided): sympy
+        differentiates Abs or Max at 0 to a convention too."""
+        if self._one_sided is None:
+            self._one_sided = _OneSided(high_precision_primal(self.problem, self.inputs),
+                                        self._args)
+        return _with_kink(self._one_sided, direction, *self._along(direction))
+
+    def _along(self, direction: Arrays):
         if self.problem.elementwise:
             (x,) = self.problem.inputs
             (slope, error), u = self._slope, hp.to_mp(direction[x])
@@ -262,6 +295,7 @@ class _FiniteDifferences:
         self.problem = problem
         self._primal_mp = high_precision_primal(problem, inputs)
         self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
+        self._one_sided = _OneSided(self._primal_mp, self._args)
 
     def _primal(self, args):
         return np.asarray(self._primal_mp(**args), dtype=object)
@@ -283,7 +317,7 @@ class _FiniteDifferences:
     def derivative(self, direction: Arrays):
         norm = max(float(np.max(np.abs(d))) for d in direction.values())
         if norm == 0:
-            return self._primal(self._args) * 0, mpmath.mpf(0)
+            return self._primal(self._args) * 0, mpmath.mpf(0), mpmath.mpf(0)
         count = sum(d.size for d in direction.values())
 
         def steps():
@@ -291,7 +325,67 @@ class _FiniteDifferences:
             return lambda h: self._central(unit, h), mpmath.mpf(1) / (16 * mpmath.sqrt(count))
 
         value, error = extrapolate(steps, mpmath.mpf(10) ** (-(DPS // 2 + 5)), self.problem.name)
-        return value * norm, error * norm
+        return _with_kink(self._one_sided, direction, value * norm, error * norm)
+
+
+ONE_SIDED_RATIO = 1000  # the second one-sided step, against the first
+KINK_CONSTANCY = 2.0  # a kink's gap is the same at both steps, within this factor
+
+
+class _OneSided:
+    """The kink check of the high-precision paths: how far the one-sided
+    derivative of the primal along a unit direction u is from the central
+    estimate. The right quotient (f(x + h u) - f(x)) / h, at twice the
+    working digits and h = 10^-(digits/2) (1e-20 at 40 digits), errs by
+    h f''/2 and by the primal's own error over h; over the built-in catalogue
+    that left at most 6e-18 of the scale, nothing next to the 1e-13 a
+    reference is certified to. At a kink the central difference gives the
+    mean of the one-sided derivatives, which no rule need return (relu'(0) is
+    0 in torch, 1/2 for jnp.maximum): the gap is then half their jump,
+    whatever h. So a gap that is not negligible is taken again at a step
+    ONE_SIDED_RATIO times larger, and is a kink only where it stays the same
+    (a gap of rounding or truncation moves with h, and is the central
+    estimate's business). The left side is taken where a right step leaves
+    the primal's domain; where both do, the central steps could not succeed
+    either."""
+
+    def __init__(self, primal, args: dict):
+        self._primal, self._args, self._at_x = primal, args, None
+
+    def _quotient(self, unit: dict, h):
+        moved = {k: self._args[k] + h * unit[k] if k in unit else self._args[k]
+                 for k in self._args}
+        return (_real(np.asarray(self._primal(**moved), dtype=object)) - self._at_x) / h
+
+    def gap(self, unit: dict, central: np.ndarray):
+        step = mpmath.mpf(10) ** (-(mpmath.mp.dps // 2))
+        negligible = 1e-3 * CERTIFY_RTOL * hp.max_abs(central)
+        with mpmath.workdps(2 * mpmath.mp.dps):
+            if self._at_x is None:
+                self._at_x = np.asarray(self._primal(**self._args), dtype=object)
+            for side in (1, -1):
+                try:
+                    near = hp.max_abs(self._quotient(unit, side * step) - central)
+                    if near <= negligible:
+                        return near
+                    far = hp.max_abs(self._quotient(unit, side * step * ONE_SIDED_RATIO)
+                                     - central)
+                except (TypeError, ValueError, ZeroDivisionError):  # left the domain
+                    continue
+                constant = near <= KINK_CONSTANCY * far and far <= KINK_CONSTANCY * near
+                return min(near, far) if constant else mpmath.mpf(0)
+        return mpmath.mpf(0)
+
+
+def _with_kink(one_sided: _OneSided, direction: Arrays, value, error):
+    """(value, error, kink) of a high-precision derivative along ``direction``:
+    the kink (see _OneSided) is part of the error."""
+    norm = max(float(np.max(np.abs(d), initial=0.0)) for d in direction.values())
+    if norm == 0:
+        return value, error, mpmath.mpf(0)
+    unit = {k: hp.to_mp(v) / norm for k, v in direction.items()}
+    kink = one_sided.gap(unit, np.asarray(value, dtype=object) / norm) * norm
+    return value, max(error, kink), kink
 
 
 def difference_quotient(terms: list, divisor) -> tuple:
@@ -469,11 +563,13 @@ class _Float64Differences:
     def value(self):
         return self._primal(self._args), 0.0
 
-    def _central(self, direction: Arrays, h: float) -> tuple[np.ndarray, float]:
-        """The central difference, and its rounding error: eps |f| / h. A step
-        may leave the function's domain (sqrt near 0): the NaN it gives stops
-        that row's convergence (see _tableau), and NumPy's warning about it
-        is the oracle's business, not the user's."""
+    def _central(self, direction: Arrays, h: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """The central difference (f(x + h u) - f(x - h u)) / 2h, the even part
+        of the step (f(x + h u) + f(x - h u) - 2 f(x)) / 2h (see _Kinks), and
+        their rounding error: eps |f| / h. A step may leave the function's
+        domain (sqrt near 0): the NaN it gives stops that row's convergence
+        (see _tableau), and NumPy's warning about it is the oracle's
+        business, not the user's."""
         plus, minus = dict(self._args), dict(self._args)
         for name, d in direction.items():
             plus[name] = self._args[name] + h * d
@@ -482,22 +578,26 @@ class _Float64Differences:
             f_plus, f_minus = self._primal(plus), self._primal(minus)
         size = max(float(np.max(np.abs(f_plus), initial=0.0)),
                    float(np.max(np.abs(f_minus), initial=0.0)))
-        return (f_plus - f_minus) / (2 * h), FLOAT64_EPS * size / h
+        return ((f_plus - f_minus) / (2 * h), (f_plus + f_minus - 2 * self._at_x) / (2 * h),
+                FLOAT64_EPS * size / h)
 
-    def _tableau(self, unit: Arrays, h: float) -> tuple[np.ndarray | None, float]:
+    def _tableau(self, unit: Arrays, h: float) -> tuple[np.ndarray | None, float, float]:
         """Ridders' tableau from step h: its entry with the smallest error
         estimate, among the rows where the plain central differences are
         converging, entry by entry (each change at most half the one before,
-        or at the rounding level). A feature smaller than every step (a kink, a
-        singularity within 1e-7) makes no row converge, and no estimate."""
+        or at the rounding level), and the kink the steps' even parts show
+        (see _Kinks). A feature smaller than every step but not at x (a kink
+        or a singularity within 1e-7) makes no row converge, and no estimate."""
         best, best_error, previous, changes = None, np.inf, [], []
+        kinks = _Kinks()
         for k in range(F64_LEVELS):
-            difference, rounding = self._central(unit, h / 2**k)
+            difference, even, rounding = self._central(unit, h / 2**k)
             row = [difference]
             if k:
                 changes.append(np.abs(difference - previous[0]))
             converging = len(changes) >= 2 and bool(np.all(
                 (changes[-1] <= 0.5 * changes[-2]) | (changes[-1] <= 4 * rounding)))
+            kinks.add(even, 2 * rounding, converging)
             for j in range(1, min(k, F64_ORDERS) + 1):
                 row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
                 # neighbours in the tableau disagree by about the error; an
@@ -509,22 +609,61 @@ class _Float64Differences:
             if rounding > best_error:  # every later entry's error is at least its rounding
                 break
             previous = row
-        return best, best_error
+        return best, best_error, kinks.gap()
 
     def derivative(self, direction: Arrays):
         """Two tableaux from incommensurate first steps: each one's estimate,
         and their disagreement, bound the error (an accidental agreement
-        inside one tableau, at a step far too large, does not survive the other)."""
+        inside one tableau, at a step far too large, does not survive the
+        other). A kink must show in both; its gap is part of the error."""
         norm = max(float(np.max(np.abs(d), initial=0.0)) for d in direction.values())
         if norm == 0:
-            return self._primal(self._args) * 0, 0.0
+            return self._primal(self._args) * 0, 0.0, 0.0
         unit = {k: v / norm for k, v in direction.items()}
-        (a, a_error), (b, b_error) = (self._tableau(unit, h) for h in F64_FIRST_STEPS)
+        with np.errstate(all="ignore"):
+            self._at_x = self._primal(self._args)
+        (a, a_error, a_gap), (b, b_error, b_gap) = (self._tableau(unit, h)
+                                                    for h in F64_FIRST_STEPS)
         if a is None or b is None or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-            return self._primal(self._args) * 0, np.inf
+            return self._primal(self._args) * 0, np.inf, 0.0
         disagreement = float(np.max(np.abs(a - b), initial=0.0))
         best = a if a_error <= b_error else b
-        return best * norm, F64_SAFETY * max(a_error, b_error, disagreement) * norm
+        gap = min(a_gap, b_gap) * norm
+        error = F64_SAFETY * max(a_error, b_error, disagreement) * norm
+        return best * norm, max(error, gap), gap
+
+
+class _Kinks:
+    """Whether f(x + h u) has a kink at h = 0, from the even parts of the
+    steps, e(h) = (f(x + h u) + f(x - h u) - 2 f(x)) / 2h. Where f is
+    differentiable along u, e(h) = h f''/2 + h^3 f''''/24 + ... tends to 0;
+    at a kink it tends to half the jump of the one-sided derivatives, and
+    the central difference to their mean, which no rule need return (relu'(0)
+    is 0 in torch, 1/2 for jnp.maximum). Richardson in odd powers of h
+    extrapolates e to h = 0, entry by entry, with the error its neighbours
+    show; ``gap()`` is the largest limit that stands out of that error
+    (F64_SAFETY times it), else 0. As for the derivative, only rows where
+    the central differences converge count."""
+
+    def __init__(self):
+        self.previous, self.best, self.best_error = [], None, np.inf
+
+    def add(self, even: np.ndarray, rounding: float, converging: bool) -> None:
+        row = [even]
+        for j in range(1, min(len(self.previous), F64_ORDERS) + 1):
+            row.append(row[j - 1] + (row[j - 1] - self.previous[j - 1]) / (2**(2 * j - 1) - 1))
+            error = max(float(np.max(np.abs(row[j] - row[j - 1]), initial=0.0)),
+                        float(np.max(np.abs(row[j] - self.previous[j - 1]), initial=0.0)),
+                        rounding)
+            if converging and error < self.best_error:
+                self.best, self.best_error = row[j], error
+        self.previous = row
+
+    def gap(self) -> float:
+        if self.best is None or not np.all(np.isfinite(self.best)):
+            return 0.0
+        standing = np.abs(self.best)[np.abs(self.best) > F64_SAFETY * self.best_error]
+        return float(np.max(standing, initial=0.0))
 
 
 def reference_source(problem: Problem) -> str:
@@ -547,10 +686,15 @@ def _path(problem: Problem, inputs: Arrays, method: str | None):
     return _Exact(problem, inputs)
 
 
-def _estimate(mp_value, mp_error, method: str) -> Estimate:
+def _estimate(mp_value, mp_error, method: str, kink=0.0) -> Estimate:
     value = hp.to_float(mp_value)
     rounding = FLOAT64_ROUNDING * float(np.max(np.abs(value), initial=0.0))
-    return Estimate(value, float(mp_error) + rounding, method)
+    return Estimate(value, float(mp_error) + rounding, method, float(kink))
+
+
+def _derivative_estimate(path, direction: Arrays) -> Estimate:
+    value, error, kink = path.derivative(direction)
+    return _estimate(value, error, path.method, kink)
 
 
 def _basis(inputs: Arrays, names: tuple[str, ...]):
@@ -567,7 +711,7 @@ def directional_derivative(problem: Problem, inputs: Arrays, direction: Arrays) 
     the problem has a closed form, high-precision differences elsewhere."""
     with mpmath.workdps(DPS):
         path = _path(problem, inputs, None)
-        return _estimate(*path.derivative(direction), path.method)
+        return _derivative_estimate(path, direction)
 
 
 def compute_reference(problem: Problem, size: int, seed: int = 0,
@@ -589,12 +733,12 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
                 f"the oracle cannot evaluate {problem.name} at size {size} in high precision "
                 f"({type(e).__name__}: {e}), so it cannot certify a reference there") from e
         probes = make_probes(problem, size, inputs, np.shape(value), seed, point)
-        jvp = _estimate(*path.derivative(probes.tangent), path.method)
+        jvp = _derivative_estimate(path, probes.tangent)
         projected, jacobian, vjp = (), None, None
         if _full(problem, size, inputs):
             jacobian, vjp = _full_jacobian(path, inputs, problem, probes.cotangent)
         else:
-            projected = tuple(_estimate(*path.derivative(v), path.method)
+            projected = tuple(_derivative_estimate(path, v)
                               for v in probes.projections)
     return Reference(
         problem=problem.name, size=size, seed=seed, method=path.method,
@@ -612,22 +756,25 @@ def _full(problem: Problem, size: int, inputs: Arrays) -> bool:
 
 
 def _full_jacobian(path, inputs: Arrays, problem: Problem, cotangent: np.ndarray):
-    columns, errors = [], []
+    columns, errors, kinks = [], [], []
     for direction in _basis(inputs, problem.differentiable):
-        column, error = path.derivative(direction)
+        column, error, kink = path.derivative(direction)
         columns.append(np.ravel(column))
         errors.append(error)
+        kinks.append(kink)
     jac = np.stack(columns, axis=1)  # (output size, input size), object
     w = hp.to_mp(np.ravel(cotangent))
     grad = w @ jac
-    grad_error = sum(abs(float(x)) for x in np.ravel(cotangent)) * float(max(errors))
+    w_norm = sum(abs(float(x)) for x in np.ravel(cotangent))
+    grad_error, grad_kink = w_norm * float(max(errors)), w_norm * float(max(kinks))
     vjp, start = {}, 0
     for name in problem.differentiable:
         shape = np.shape(inputs[name])
         stop = start + int(np.prod(shape, dtype=int))
-        vjp[name] = _estimate(np.reshape(grad[start:stop], shape), grad_error, path.method)
+        vjp[name] = _estimate(np.reshape(grad[start:stop], shape), grad_error, path.method,
+                              grad_kink)
         start = stop
-    return _estimate(jac, max(errors), path.method), vjp
+    return _estimate(jac, max(errors), path.method, max(kinks)), vjp
 
 
 __all__ = ["ORACLE_VERSION", "CERTIFY_RTOL", "DPS", "Estimate", "LEVELS", "Reference",

@@ -206,7 +206,8 @@ def _check_batched_jacobian(ctx: _Context) -> Comparison:
                       ctx.cell.dtype, "batched Jacobian")
     if ctx.reference.jacobian is not None:
         blocks, _ = batched_blocks(ctx.reference.jacobian.value, output_shape, x.shape)
-        expected = Estimate(blocks, ctx.reference.jacobian.error, ctx.reference.jacobian.method)
+        jacobian = ctx.reference.jacobian
+        expected = Estimate(blocks, jacobian.error, jacobian.method, jacobian.kink)
         return ctx.against(actual, expected, "batched Jacobian (per-sample blocks)")
     # sum_j J[i, j, s] u[j, s] is the JVP of the whole batch
     u = ctx.probes.tangent[ctx.problem.batch_input].reshape(features, batch)

@@ -13,6 +13,8 @@ from adjointbench.reference import (CERTIFY_RTOL, ORACLE_VERSION, Oracle, Uncert
 from adjointbench.reference import cache as oracle_cache
 from adjointbench.reference import oracle as oracle_module
 from adjointbench.reference.catalogue import origin
+from adjointbench.reference.declare import declare_problem
+from adjointbench.reference.oracle import NotDifferentiable
 
 # The built-in catalogue: plug-in problems (the example package's) test themselves
 BUILT_IN = [p for p in problems(None) if origin(p.name) == "built-in"]
@@ -74,6 +76,34 @@ def test_every_reference_is_certified(name, oracle):
         reference = oracle.reference(name, size)
         for estimate in [reference.value, reference.jvp, *reference.projected]:
             assert estimate.relative_error <= CERTIFY_RTOL
+        for estimate in [reference.jvp, *reference.projected]:  # no kink where there is none
+            assert estimate.relative_kink <= 1e-3 * CERTIFY_RTOL
+
+
+KINKED_AT_THE_POINT = {  # relu with an entry at 0, in each of the three paths
+    "closed_form": dict(closed_form=lambda t: sympy.Max(t, 0), elementwise=True),
+    "primal": dict(primal=lambda xp, x: xp.maximum(x, 0)),
+    "float64_primal": dict(float64_primal=lambda x: np.maximum(x, 0)),
+}
+
+
+@pytest.mark.parametrize("source", KINKED_AT_THE_POINT)
+def test_a_kink_at_the_point_leaves_the_value_and_no_derivative_certified(source):
+    """The central difference of max(x, 0) at 0 converges at once, to 1/2:
+    no derivative there is certified, and the reason is named."""
+    problem = declare_problem(f"relu_{source}", inputs={"x": np.array([-1.0, 0.0, 0.5])},
+                              **KINKED_AT_THE_POINT[source])
+    reference = compute_reference(problem, 3)
+    assert np.array_equal(reference.value.certified("primal"), [0.0, 0.0, 0.5])
+    for estimate in (reference.jvp, reference.jacobian, *reference.vjp.values()):
+        assert estimate.relative_kink > 0.1  # half the jump against the scale
+        with pytest.raises(NotDifferentiable, match="not differentiable at this input point"):
+            estimate.certified("jvp")
+    # along a direction that leaves the kinked entry alone, the kink is not there
+    along_others = oracle_module.directional_derivative(
+        problem, {"x": np.array([-1.0, 0.0, 0.5])}, {"x": np.array([1.0, 0.0, 1.0])})
+    assert np.allclose(along_others.certified("jvp"), [0.0, 0.0, 1.0], rtol=0, atol=1e-10)
+    assert along_others.kink == 0 or along_others.relative_kink <= 1e-3 * CERTIFY_RTOL
 
 
 def test_linear_solve_reference_solves_the_system(oracle):

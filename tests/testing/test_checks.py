@@ -147,6 +147,42 @@ def test_an_unjudgeable_reference_fails_instead_of_passing():
                     points=1)
 
 
+RELU_REFERENCES = [None, HighPrecision(lambda xp, x: xp.maximum(x, 0)),
+                   ClosedForm(lambda t: __import__("sympy").Max(t, 0), elementwise=True)]
+
+
+@pytest.mark.parametrize("reference", RELU_REFERENCES, ids=["fd64", "fd", "exact"])
+@pytest.mark.parametrize("slope_at_0", [0.0, 0.5, 1.0])  # torch's relu, jnp.maximum, x >= 0
+def test_a_kink_at_an_input_point_is_not_judged_whichever_convention(reference, slope_at_0):
+    """At a kink the central differences give the mean of the one-sided
+    derivatives: a reference certified there would flag torch's relu'(0) = 0
+    and pass jnp.maximum's 1/2. Each convention is a right rule; none can be
+    judged, so each check there fails as unsupported, naming the kink."""
+    def slope(x):
+        return np.where(x == 0, slope_at_0, (x > 0).astype(float))
+
+    with pytest.raises(AssertionError) as caught:
+        check_rules(lambda x: np.maximum(x, 0), np.array([-1.0, 0.0, 0.5, 2.0]),
+                    jvp=lambda a, t: slope(a[0]) * t[0], vjp=lambda a, w: (slope(a[0]) * w,),
+                    reference=reference, points=1)
+    message = str(caught.value)
+    assert "jvp at input point 0: unsupported" in message
+    assert "vjp at input point 0: unsupported" in message
+    assert "not differentiable at this input point" in message
+    assert "mismatch" not in message
+
+
+@pytest.mark.parametrize("reference", RELU_REFERENCES, ids=["fd64", "fd", "exact"])
+def test_away_from_its_kink_a_piecewise_function_is_judged(reference):
+    x = np.array([-1.0, 0.25, 0.5, 2.0])
+    right = check_rules(lambda x: np.maximum(x, 0), x, jvp=lambda a, t: (a[0] > 0) * t[0],
+                        vjp=lambda a, w: ((a[0] > 0) * w,), reference=reference, points=1)
+    assert right.ok
+    with pytest.raises(AssertionError, match="jvp at input point 0: mismatch"):
+        check_rules(lambda x: np.maximum(x, 0), x, jvp=lambda a, t: (a[0] >= 0.5) * t[0],
+                    reference=reference, points=1)
+
+
 def test_bad_calls_name_the_fix():
     with pytest.raises(TypeError, match="give the rules to check"):
         check_rules(softplus, X)
