@@ -30,7 +30,7 @@ import numpy as np
 from adjointbench.reference import hp
 from adjointbench.reference.oracle import (DPS, ORACLE_VERSION, Estimate, WeakReference,
                                            _basis, _estimate, difference_quotient, extrapolate,
-                                           high_precision_primal, reference_source)
+                                           high_precision_primal, kink_gap, reference_source)
 from adjointbench.reference.problem import Problem, make_inputs, make_probes
 
 Arrays = dict
@@ -80,6 +80,7 @@ class _MixedDifferences:
         self._primal = high_precision_primal(problem, inputs)
         self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
         self._w = hp.to_mp(np.asarray(cotangent, dtype=np.float64))
+        self._at_x = None  # phi(0, 0) at twice the digits, for _kink
 
     def _phi(self, a: Arrays, b: Arrays, s, t):
         args = dict(self._args)
@@ -94,26 +95,51 @@ class _MixedDifferences:
                                    4 * h * h)
 
     def mixed(self, a: Arrays, b: Arrays) -> tuple:
-        """(value, error) of <w, D^2 f[a, b]>, as mpmath numbers."""
+        """(value, error, kink) of <w, D^2 f[a, b]>, as mpmath numbers; the
+        kink (see _kink) is part of the error."""
         norm_a = max(float(np.max(np.abs(d), initial=0.0)) for d in a.values())
         norm_b = max(float(np.max(np.abs(d), initial=0.0)) for d in b.values())
         if norm_a == 0 or norm_b == 0:
-            return mpmath.mpf(0), mpmath.mpf(0)
+            return mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
         count = sum(np.size(d) for d in a.values())
+        unit_a = {k: hp.to_mp(v) / norm_a for k, v in a.items()}
+        unit_b = {k: hp.to_mp(v) / norm_b for k, v in b.items()}
 
         def steps():
-            unit_a = {k: hp.to_mp(v) / norm_a for k, v in a.items()}
-            unit_b = {k: hp.to_mp(v) / norm_b for k, v in b.items()}
             return (lambda h: self._difference(unit_a, unit_b, h),
                     mpmath.mpf(1) / (16 * mpmath.sqrt(count)))
 
         value, error = extrapolate(steps, mpmath.mpf(10) ** (-(DPS // 2)),
                                    f"{self.problem.name} twice")
-        return value * norm_a * norm_b, error * norm_a * norm_b
+        kink = self._kink(unit_a, unit_b, value)
+        scale = norm_a * norm_b
+        return value * scale, max(error, kink) * scale, kink * scale
+
+    def _kink(self, a: Arrays, b: Arrays, central):
+        """The kink of the gradient at x (relu(x)^2 / 2 at 0, a Huber loss at
+        its threshold), where the central mixed difference gives the mean of
+        the one-sided second derivatives. Where phi is smooth, every
+        quadrant's difference [phi(h, k) - phi(h, 0) - phi(0, k) + phi(0, 0)]
+        / hk tends to the central value; at a kink, one that lies across it
+        or beside it does not (two quadrants: one alone can straddle the
+        kink so that it gives the mean too). Each is set against the central
+        estimate by oracle.kink_gap at twice the digits, from |h| = |k| =
+        10^-(digits/4): 1e-10, whose square keeps a high-precision primal's
+        own error (1e-37 for the ODE problems) far below 1e-13."""
+        step = mpmath.mpf(10) ** (-(mpmath.mp.dps // 4))
+        with mpmath.workdps(2 * mpmath.mp.dps):
+            if self._at_x is None:
+                self._at_x = self._phi(a, b, 0, 0)
+
+            def quadrant(sign):
+                return lambda h: (self._phi(a, b, h, sign * h) - self._phi(a, b, h, 0)
+                                  - self._phi(a, b, 0, sign * h) + self._at_x) / (sign * h * h)
+
+            return max(kink_gap(quadrant(1), central, step), kink_gap(quadrant(-1), central, step))
 
 
-def _scalar_estimate(value, error) -> Estimate:
-    return _estimate(np.asarray(value, dtype=object), error, "fd")
+def _scalar_estimate(value, error, kink) -> Estimate:
+    return _estimate(np.asarray(value, dtype=object), error, "fd", kink)
 
 
 def compute_second_order(problem: Problem, size: int, seed: int = 0,
@@ -140,13 +166,14 @@ def _full_hessian(path: _MixedDifferences, inputs: Arrays, problem: Problem) -> 
     basis = list(_basis(inputs, problem.differentiable))
     n = len(basis)
     H = np.empty((n, n), dtype=object)
-    errors = []
+    errors, kinks = [], []
     for i in range(n):
         for j in range(i, n):
-            H[i, j], error = path.mixed(basis[i], basis[j])
+            H[i, j], error, kink = path.mixed(basis[i], basis[j])
             H[j, i] = H[i, j]
             errors.append(error)
-    return _estimate(H, max(errors), "fd")
+            kinks.append(kink)
+    return _estimate(H, max(errors), "fd", max(kinks))
 
 
 __all__ = ["SecondOrder", "compute_second_order"]

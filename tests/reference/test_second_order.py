@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from adjointbench.reference import get_problem, make_inputs, make_probes
+from adjointbench.reference.declare import declare_problem
+from adjointbench.reference.oracle import NotDifferentiable
 from adjointbench.reference.problem import flatten
 from adjointbench.reference.second_order import compute_second_order
 
@@ -96,3 +98,30 @@ def test_a_hessian_that_is_zero_is_certified_zero():
     for estimate in (second.hessian, *second.projected):
         assert np.all(estimate.value == 0)
         assert estimate.relative_error <= CERTIFY_RTOL
+
+
+@pytest.mark.parametrize("kinked_probe", ["relu2_a", "relu2_0"])  # two probe draws
+def test_a_kink_of_the_gradient_at_the_point_leaves_no_second_derivative_certified(kinked_probe):
+    """relu(x)^2 / 2 has Hessian diag(x > 0), which jumps at 0; the central
+    mixed difference gives the mean of the two sides there, which no rule
+    need return. relu2_0's probes have u and v opposite at the kinked entry,
+    the largest of each, so the first quadrant straddles the kink and gives
+    the mean as well: only the second quadrant shows it."""
+    x = np.array([-1.0, 0.0, 0.5])
+    problem = declare_problem(kinked_probe, inputs={"x": x},
+                              primal=lambda xp, x: xp.maximum(x, 0) ** 2 / 2)
+    second = compute_second_order(problem, 3)
+    for estimate in (second.hessian, *second.projected):
+        with pytest.raises(NotDifferentiable, match="not differentiable"):
+            estimate.certified("second derivative")
+
+
+def test_away_from_the_kink_the_hessian_of_relu_squared_is_certified_and_right():
+    x = np.array([-1.0, 0.25, 0.5])
+    problem = declare_problem("relu2_away", inputs={"x": x},
+                              primal=lambda xp, x: xp.maximum(x, 0) ** 2 / 2)
+    probes = make_probes(problem, 3, make_inputs(problem, 3), (3,))
+    second = compute_second_order(problem, 3)
+    expected = np.diag((x > 0) * probes.cotangent)
+    assert np.allclose(second.hessian.certified("Hessian"), expected, rtol=1e-14, atol=1e-15)
+    assert second.hessian.relative_kink <= 1e-16
