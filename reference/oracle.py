@@ -81,7 +81,7 @@ class Estimate:
     value: np.ndarray
     error: float
     method: str = "exact"  # the path that computed it (see LEVELS)
-    kink: float = 0.0  # one-sided against central derivative (see one_sided_gap), in error too
+    kink: float = 0.0  # one-sided against central difference (_OneSided, _Kinks), in error too
 
     @property
     def relative_error(self) -> float:
@@ -92,9 +92,10 @@ class Estimate:
         if self.kink > 0 and not self.relative_kink <= self._weakest:
             raise NotDifferentiable(
                 f"the {what} has no reference here: the primal is not differentiable at "
-                f"this input point along the direction taken (its one-sided derivative is "
-                f"{self.relative_kink:.1e} relative away from the central one, a kink such "
-                "as abs or max at 0). A rule's value there is a convention the oracle cannot "
+                f"this input point along the direction taken (a one-sided difference is "
+                f"{self.relative_kink:.1e} relative away from the central one: a kink such "
+                "as abs or max at 0, or for a second derivative a kink of the gradient, "
+                "relu(x)^2 at 0). A rule's value there is a convention the oracle cannot "
                 "judge: choose input points away from kinks (a domain that excludes them).")
         if self.method == "fd64":
             if not self.relative_error <= WEAKEST_REFERENCE:
@@ -565,6 +566,7 @@ class _Float64Differences:
     def __init__(self, problem: Problem, inputs: Arrays):
         self.problem = problem
         self._args = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+        self._at_x = None  # f(x), for the steps' even parts (see _Kinks)
 
     def _primal(self, args) -> np.ndarray:
         return np.asarray(self.problem.primal_float64(**args), dtype=np.float64)
@@ -629,8 +631,9 @@ class _Float64Differences:
         if norm == 0:
             return self._primal(self._args) * 0, 0.0, 0.0
         unit = {k: v / norm for k, v in direction.items()}
-        with np.errstate(all="ignore"):
-            self._at_x = self._primal(self._args)
+        if self._at_x is None:
+            with np.errstate(all="ignore"):
+                self._at_x = self._primal(self._args)
         (a, a_error, a_gap), (b, b_error, b_gap) = (self._tableau(unit, h)
                                                     for h in F64_FIRST_STEPS)
         if a is None or b is None or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
@@ -787,5 +790,5 @@ def _full_jacobian(path, inputs: Arrays, problem: Problem, cotangent: np.ndarray
 
 
 __all__ = ["ORACLE_VERSION", "CERTIFY_RTOL", "DPS", "Estimate", "LEVELS", "NotDifferentiable",
-           "Reference", "UncertifiedReference", "WEAKEST_REFERENCE", "WeakReference", "compute_reference",
-           "describe_level", "reference_source"]
+           "Reference", "UncertifiedReference", "WEAKEST_REFERENCE", "WeakReference",
+           "compute_reference", "describe_level", "reference_source"]

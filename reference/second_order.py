@@ -102,16 +102,19 @@ class _MixedDifferences:
         if norm_a == 0 or norm_b == 0:
             return mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
         count = sum(np.size(d) for d in a.values())
-        unit_a = {k: hp.to_mp(v) / norm_a for k, v in a.items()}
-        unit_b = {k: hp.to_mp(v) / norm_b for k, v in b.items()}
+
+        def units():  # at the digits of the moment (extrapolate takes more)
+            return ({k: hp.to_mp(v) / norm_a for k, v in a.items()},
+                    {k: hp.to_mp(v) / norm_b for k, v in b.items()})
 
         def steps():
+            unit_a, unit_b = units()
             return (lambda h: self._difference(unit_a, unit_b, h),
                     mpmath.mpf(1) / (16 * mpmath.sqrt(count)))
 
         value, error = extrapolate(steps, mpmath.mpf(10) ** (-(DPS // 2)),
                                    f"{self.problem.name} twice")
-        kink = self._kink(unit_a, unit_b, value)
+        kink = self._kink(*units(), value)
         scale = norm_a * norm_b
         return value * scale, max(error, kink) * scale, kink * scale
 
