@@ -214,19 +214,20 @@ class _Exact:
     method = "exact"
 
     def __init__(self, problem: Problem, inputs: Arrays):
-        self.problem, self.inputs = problem, inputs
+        self.problem = problem
         import sympy  # only closed forms need it
 
         self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
-        self._one_sided = None
         if problem.elementwise:
             t = sympy.Symbol("t")
             expr = problem.closed_form(t)
             f = np.frompyfunc(sympy.lambdify(t, expr, "mpmath"), 1, 1)
             df = np.frompyfunc(sympy.lambdify(t, sympy.diff(expr, t), "mpmath"), 1, 1)
             (x,) = problem.inputs
-            self._value = at_more_digits(lambda: f(self._args[x]))
+            self._primal = _by_name(f, problem, ())
+            self._value = at_more_digits(lambda: self._primal(**self._args))
             self._slope = at_more_digits(lambda: df(self._args[x]))
+            self._one_sided = _OneSided(self._primal, self._args)
             return
         symbols = _symbols(problem, inputs)
         output = np.array(problem.closed_form(*(symbols[n] for n in problem.inputs)),
@@ -238,8 +239,10 @@ class _Exact:
         f = sympy.lambdify(every, list(output.ravel()), "mpmath")
         df = sympy.lambdify(every, jacobian.tolist(), "mpmath")
         values = [v for n in problem.inputs for v in np.ravel(self._args[n])]
-        self._value = at_more_digits(lambda: _mp_array(f(*values), shape))
+        self._primal = _by_name(f, problem, shape)
+        self._value = at_more_digits(lambda: self._primal(**self._args))
         self._jacobian = at_more_digits(lambda: _mp_array(df(*values), jacobian.shape))
+        self._one_sided = _OneSided(self._primal, self._args)
 
     def value(self):
         """The closed form's value, and how far it moved with twice the digits."""
@@ -249,9 +252,6 @@ class _Exact:
         """The closed form's derivative along ``direction``, its error, and the
         kink a one-sided difference shows (see _OneSided): sympy
         differentiates Abs or Max at 0 to a convention too."""
-        if self._one_sided is None:
-            self._one_sided = _OneSided(high_precision_primal(self.problem, self.inputs),
-                                        self._args)
         return _with_kink(self._one_sided, direction, *self._along(direction))
 
     def _along(self, direction: Arrays):
@@ -277,14 +277,22 @@ def high_precision_primal(problem: Problem, inputs: Arrays):
     if problem.elementwise:
         t = sympy.Symbol("t")
         f = np.frompyfunc(sympy.lambdify(t, problem.closed_form(t), "mpmath"), 1, 1)
-        (x,) = problem.inputs
-        return lambda **args: f(args[x])
+        return _by_name(f, problem, ())
     symbols = _symbols(problem, inputs)
     output = np.array(problem.closed_form(*(symbols[n] for n in problem.inputs)), dtype=object)
     f = sympy.lambdify(_flat_symbols(symbols, problem.inputs), list(output.ravel()), "mpmath")
+    return _by_name(f, problem, output.shape)
+
+
+def _by_name(f, problem: Problem, shape):
+    """A lambdified closed form ``f`` as ``primal(**inputs)``: entry by entry
+    for an elementwise form, else on every input's entries in order, shaped."""
+    if problem.elementwise:
+        (x,) = problem.inputs
+        return lambda **args: f(args[x])
     return lambda **args: _mp_array(
         f(*(v for n in problem.inputs for v in np.ravel(np.asarray(args[n], dtype=object)))),
-        output.shape)
+        shape)
 
 
 class _FiniteDifferences:
