@@ -189,11 +189,17 @@ class Oracle:
 
     def _put_back_changed(self) -> None:
         """Put back the entries this Oracle read or wrote that another process
-        changed since; another run's same reference (its own ``seconds``) stays."""
+        changed since; another run's same reference (its own ``seconds``) stays.
+        An entry removed meanwhile is put back unreported: a removal makes
+        nobody believe a wrong reference, and another run sharing the cache
+        removes this run's new entries when it ends (``sweep``)."""
         for path in self._vouched.changed():
             ours = json.loads(self._vouched.held(path))
             try:
                 now = path.read_bytes()
+            except FileNotFoundError:
+                self._vouched.restore(path)
+                continue
             except OSError:
                 now = b""
             if _same_entry(now, ours["key"], ours["reference"]):

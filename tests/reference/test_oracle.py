@@ -342,3 +342,23 @@ def test_a_library_oracle_removes_nothing_and_keeps_another_runs_same_reference(
     for point in (1, 2):
         written = json.loads(oracle.path("matvec", 8, 0, point).read_text())
         assert written["reference"]["seconds"] >= 1.0  # the other run's, kept
+
+
+def test_an_entry_another_run_removed_is_put_back_unreported(tmp_path):
+    """Two CLI runs (``sweep``) on one cache folder: the first to end removes
+    the entries the other wrote during its life (it cannot tell them from
+    forged ones; the removal is simulated here). The other puts its entries
+    back when it ends, unreported: a removal makes nobody believe a wrong
+    reference, so it is no alteration and no failed run (it was: exit 1,
+    "an implementation's code wrote to the harness's files"). Changed bytes
+    still are (the test above)."""
+    oracle = Oracle(tmp_path, sweep=True)
+    mine = oracle.reference("matvec", 8, seed=1)
+    path = oracle.path("matvec", 8, 1)
+    written = path.read_bytes()
+    path.unlink()  # the other run's end
+    oracle.close()
+    assert oracle.altered == []
+    assert path.read_bytes() == written
+    assert Oracle(tmp_path).reference("matvec", 8, seed=1).jvp.value.tolist() == \
+        mine.jvp.value.tolist()
