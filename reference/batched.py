@@ -16,6 +16,7 @@ from adjointbench.lazy import LazyModule
 from adjointbench.reference import hp
 from adjointbench.reference.ode import T_FINAL, flow_mp
 from adjointbench.reference.problem import BATCH_BENCH_SIZES, Problem
+from adjointbench.reference.reductions import softmax_condition
 
 sympy = LazyModule("sympy")  # closed forms build expressions only when the oracle asks
 
@@ -81,7 +82,7 @@ PROBLEMS = (
             description=f"tanh(W x + b) per sample, x ({DENSE_IN}, B)"),
     Problem(name="batched_softmax", family="batched", inputs=("x",), differentiable=("x",),
             sizes=BATCH_SIZES, bench_sizes=BATCH_BENCH_SIZES,
-            generate=_softmax_inputs, primal_mp=_softmax_mp,
+            generate=_softmax_inputs, primal_mp=_softmax_mp, condition=softmax_condition,
             batch_input="x", description=f"softmax of each column, x ({SOFTMAX_FEATURES}, B)"),
     Problem(name="batched_sin", family="batched", inputs=("x",), differentiable=("x",),
             sizes=BATCH_SIZES, bench_sizes=BATCH_BENCH_SIZES,

@@ -30,6 +30,24 @@ def _softmax_inputs(size, rng):
     return {"x": 2.0 * rng.standard_normal(size)}
 
 
+def softmax_condition(x) -> float:
+    """How much softmax's Jacobian diag(s) - s s^T loses to cancellation: the
+    largest magnitude of its terms, diag(s) + s s^T, over its largest entry
+    (the summation condition of reference/linalg.py). Where an entry s_i is
+    near 1, the diagonal entry s_i (1 - s_i) is the difference of two terms
+    near 1, so every rule's derivative carries s_i's rounding relative to a
+    small result: s = (0.0013, 0.0030, 0.9948, 0.0008) gives 383. For a
+    batch (one softmax per column) the worst column's."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    e = np.exp(x - np.max(x, axis=0))
+    return max(_jacobian_condition(column / np.sum(column)) for column in e.T)
+
+
+def _jacobian_condition(s: np.ndarray) -> float:
+    terms, jacobian = np.diag(s) + np.outer(s, s), np.diag(s) - np.outer(s, s)
+    return float(np.max(terms) / max(np.max(np.abs(jacobian)), np.finfo(float).tiny))
+
+
 def _softmax_mp(x):
     e = hp.exp(x - max(x))
     return e / np.sum(e)
@@ -43,6 +61,6 @@ PROBLEMS = (
     Problem(name="softmax", family="reductions", inputs=("x",), differentiable=("x",),
             domain={"x": (-5.0, 5.0)},
             sizes=SIZES, bench_sizes=VECTOR_BENCH_SIZES,
-            generate=_softmax_inputs, primal_mp=_softmax_mp,
+            generate=_softmax_inputs, primal_mp=_softmax_mp, condition=softmax_condition,
             description="exp(x) / sum(exp(x)), computed stably"),
 )

@@ -1,7 +1,9 @@
 """The one comparison: normwise relative error against a tolerance.
 
 error = max |actual - expected| / max |scale|, where ``scale`` is the expected
-value itself, or for identities the sum of the magnitudes that cancel.
+value itself, or the magnitudes of the terms that cancel: for identities the
+sum of their magnitudes, for a product by the oracle's Jacobian |J| |u|
+(suites/runner.py).
 """
 
 from __future__ import annotations

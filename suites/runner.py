@@ -105,20 +105,46 @@ class _Context:
         return tolerance(self.cell.dtype, self.reference.condition, self.cell.size,
                          self.problem.accuracy_floor, oracle_error, self.cell.method)
 
-    def against(self, actual, estimate, what: str) -> Comparison:
+    def against(self, actual, estimate, what: str, terms: np.ndarray | None = None
+                ) -> Comparison:
+        """``actual`` against the oracle's ``estimate``, relative to its
+        largest entry, or with ``terms`` (the magnitudes summed into each
+        entry: |J| |u| for J u, see :func:`magnitudes`) relative to the
+        largest of them: a right result's rounding is that of its terms, and
+        where they cancel the sum is smaller than its rounding allows."""
         expected = estimate.certified(what)
         if self.problem.record_values:
             self.fields.update(value=np.asarray(actual).tolist(), reference=expected.tolist())
-        return compare(actual, expected, self.tol(estimate.relative_error), what,
-                       self.reference.condition, oracle_err=estimate.relative_error)
+        scale = np.abs(expected) if terms is None else np.maximum(terms, np.abs(expected))
+        largest = float(np.max(scale, initial=0.0))
+        oracle_error = estimate.error / largest if largest > 0 else estimate.relative_error
+        return compare(actual, expected, self.tol(oracle_error), what, self.reference.condition,
+                       scale=scale, oracle_err=estimate.relative_error)
+
+    def flat(self, arrays: dict) -> np.ndarray:
+        """The differentiable inputs' entries of ``arrays``, in the Jacobian's column order."""
+        return np.concatenate([np.ravel(arrays[n]) for n in self.problem.differentiable])
 
 
 def _check_primal(ctx: _Context) -> Comparison:
     return ctx.against(ctx.output("primal"), ctx.reference.value, "primal output")
 
 
+def magnitudes(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """|M| |v|: entry i is the sum of the magnitudes of the terms of (M v)_i,
+    the scale of its rounding error (Higham, Accuracy and Stability of
+    Numerical Algorithms, 3.5: |fl(M v) - M v| <= gamma_n |M| |v|)."""
+    return np.abs(matrix) @ np.abs(vector)
+
+
 def _check_jvp(ctx: _Context) -> Comparison:
-    return ctx.against(ctx.jvp(ctx.probes.tangent), ctx.reference.jvp, "jvp output tangent")
+    """J u against the oracle's, relative to |J| |u| where the oracle has the
+    Jacobian (the smallest size), else to J u itself."""
+    u, jacobian = ctx.probes.tangent, ctx.reference.jacobian
+    expected = ctx.reference.jvp
+    terms = (None if jacobian is None else
+             magnitudes(jacobian.value, ctx.flat(u)).reshape(expected.value.shape))
+    return ctx.against(ctx.jvp(u), expected, "jvp output tangent", terms)
 
 
 def _check_cotangents(ctx: _Context, cotangents: list, w: np.ndarray, what: str) -> Comparison:
@@ -128,12 +154,14 @@ def _check_cotangents(ctx: _Context, cotangents: list, w: np.ndarray, what: str)
     jacobian = ctx.reference.jacobian
     if jacobian is not None:
         full = np.ravel(w) @ jacobian.certified("Jacobian")
+        terms = magnitudes(jacobian.value.T, np.ravel(w))  # |J|^T |w|
         error = float(np.sum(np.abs(w))) * jacobian.error
         start, parts = 0, []
         for c, n in zip(cotangents, names):
             stop = start + c.size
             expected = Estimate(full[start:stop].reshape(c.shape), error, jacobian.method)
-            parts.append(ctx.against(c, expected, f"{what} for input {n!r}"))
+            parts.append(ctx.against(c, expected, f"{what} for input {n!r}",
+                                     terms[start:stop].reshape(c.shape)))
             start = stop
         return worst_of(parts)
     parts = []
@@ -212,7 +240,9 @@ def _check_batched_jacobian(ctx: _Context) -> Comparison:
     # sum_j J[i, j, s] u[j, s] is the JVP of the whole batch
     u = ctx.probes.tangent[ctx.problem.batch_input].reshape(features, batch)
     contracted = np.einsum("ijs,js->is", actual.astype(np.float64), u).reshape(output_shape)
-    return ctx.against(contracted, ctx.reference.jvp, "batched Jacobian contracted with u")
+    terms = np.einsum("ijs,js->is", np.abs(actual.astype(np.float64)), np.abs(u))
+    return ctx.against(contracted, ctx.reference.jvp, "batched Jacobian contracted with u",
+                       terms.reshape(output_shape))
 
 
 def _check_transpose(ctx: _Context) -> Comparison:
@@ -246,13 +276,16 @@ def _check_hvp(ctx: _Context) -> Comparison:
     actual, second = _hvp(ctx, u), ctx.second
     if second.hessian is not None:
         hessian = second.hessian
-        full = hessian.certified("Hessian") @ np.concatenate([np.ravel(u[n]) for n in names])
+        full = hessian.certified("Hessian") @ ctx.flat(u)
+        terms = magnitudes(hessian.value, ctx.flat(u))
         error = float(np.sum([np.sum(np.abs(u[n])) for n in names])) * hessian.error
         start, parts = 0, []
         for a, n in zip(actual, names):
-            expected = Estimate(full[start:start + a.size].reshape(a.shape), error, "fd")
-            parts.append(ctx.against(a, expected, f"hvp (H u) for input {n!r}"))
-            start += a.size
+            stop = start + a.size
+            expected = Estimate(full[start:stop].reshape(a.shape), error, "fd")
+            parts.append(ctx.against(a, expected, f"hvp (H u) for input {n!r}",
+                                     terms[start:stop].reshape(a.shape)))
+            start = stop
         return worst_of(parts)
     return worst_of([compare_inner_products(
         [np.array(1.0)], [e.certified(f"second derivative {k}")], actual, [v[n] for n in names],
