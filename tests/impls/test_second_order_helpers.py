@@ -187,3 +187,39 @@ def test_torch_forward_rule_of_solve_is_not_differentiable_in_A():
         return (w * torch.linalg.solve(A, db - dA @ torch.linalg.solve(A, b))).sum()
     wrong = torch.func.grad(by_torch)(A) - torch.func.grad(by_hand)(A)
     assert wrong.abs().max() > 1e-3
+
+
+def test_torch_forward_over_forward_through_a_function_jvp_is_zero():
+    """The finding behind torch_implicit's manifest entry: torch.func.jvp of
+    torch.func.jvp through a torch.autograd.Function's own jvp returns zeros
+    (x^3 at 2: want 12), while reverse-over-forward and forward-over-reverse
+    through the same Function are right. If this starts failing, torch fixed
+    it and the manifest entry must go."""
+    torch = pytest.importorskip("torch")
+
+    class Cube(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return x ** 3
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_forward(*inputs)
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def jvp(ctx, t):
+            x, = ctx.saved_tensors
+            return 3 * x ** 2 * t
+
+        @staticmethod
+        def backward(ctx, g):
+            x, = ctx.saved_tensors
+            return 3 * x ** 2 * g
+
+    x, t = (torch.tensor([value], dtype=torch.float64) for value in (2.0, 1.0))
+    inner = lambda y: torch.func.jvp(Cube.apply, (y,), (t,))[1]  # noqa: E731
+    assert torch.func.jvp(inner, (x,), (t,))[1].item() == 0.0  # 12 is right
+    assert torch.func.vjp(inner, x)[1](torch.ones(1, dtype=torch.float64))[0].item() == 12.0

@@ -186,3 +186,19 @@ def test_a_hessian_is_the_hvp_cells_compiled_product_per_unit_direction():
         np.testing.assert_array_equal(hvp.to_numpy(hvp.run())[0], H[:, k])
     compiled = {key[1] for key in impl._cache if key[:1] + key[2:3] == ("softmax", task("hvp").method)}
     assert compiled == {"hvp"}  # one compiled operation for both
+
+
+def test_the_implicit_rules_second_order_cells_hold_their_manifests(tmp_path):
+    """The custom-rule implementations' second-order cells, in every nesting,
+    end as their manifests say (check --quick and the pytest sweep leave
+    second order out, so only a full check met them): torch's forward over
+    forward through its Function's jvp is the listed mismatch, the rest ok."""
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    assert main(["check", "--impl", "jax_implicit,torch_implicit", "--problem",
+                 "scalar_root,linear_solve", "--size", "1,2", "--op", "hvp,hessian,symmetry",
+                 "--quiet", "--points", "1", "--out", str(tmp_path)]) == 0
+    records, _ = ResultsFile(tmp_path).read()
+    failed = {(r.impl, r.method) for r in records if r.outcome not in ("ok", "unsupported")}
+    assert failed == {("torch_implicit", "forward_over_forward")}
+    assert {r.outcome for r in records if r.impl == "jax_implicit"} <= {"ok", "unsupported"}
