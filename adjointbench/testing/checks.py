@@ -125,8 +125,9 @@ def _label(f: Callable) -> str:
 
 def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
              differentiable: tuple[str, ...], dtype: str, reference: Any,
-             float64_f: Callable) -> Problem:
-    """Your function as a problem: explicit inputs, the reference asked for."""
+             float64_f: Callable, condition: Any = None) -> Problem:
+    """Your function as a problem: explicit inputs, the reference asked for,
+    and your condition estimate (see :func:`_condition`) where you give one."""
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
     name = f"{identifier}_{next(_COUNTER)}"
     inputs = dict(zip(names, arrays))
@@ -144,7 +145,22 @@ def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
     else:
         raise TypeError(f"reference must be ClosedForm(...), HighPrecision(...), a declared "
                         f"problem or None, got {type(reference).__name__}")
+    if condition is not None:
+        problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs))
     return dataclasses.replace(problem, max_full_jacobian=FULL_JACOBIAN_MAX)
+
+
+def _condition(condition: Any, names: tuple[str, ...]) -> Callable[..., float]:
+    """``condition``, a number or ``condition(*args) -> float`` (float64
+    arrays, at each input point), as a problem's ``condition(**inputs)``."""
+    if callable(condition):
+        return lambda **inputs: float(condition(*(np.asarray(inputs[n], dtype=np.float64)
+                                                  for n in names)))
+    value = float(condition)
+    if not value >= 1.0:
+        raise ValueError(f"condition must be at least 1 (it multiplies the rounding "
+                         f"tolerance), got {condition!r}")
+    return lambda **_: value
 
 
 def _at_your_inputs(declared: Problem, name: str, names: tuple[str, ...], inputs: dict,
@@ -229,7 +245,26 @@ def _failure_message(result: CheckResult, problem: Problem) -> str:
             values = ", ".join(f"{k}={np.array2string(v, precision=6)}" for k, v in inputs.items())
             lines.append(f"    inputs at that point: {values}")
     more = sum(n - 1 for n in shown.values())
-    return "\n".join(lines + ([f"  ({more} more at other input points)"] if more else []))
+    lines += [f"  ({more} more at other input points)"] if more else []
+    return "\n".join(lines + _rounding_hint(result.failures))
+
+
+NEAR_ROUNDING = 1e3  # errors within this many tolerances get the hint below
+
+
+def _rounding_hint(failures: Sequence[Record]) -> list[str]:
+    """Where every mismatch is within NEAR_ROUNDING tolerances, what else
+    than a wrong rule can explain it, and the way to say so."""
+    near = [r for r in failures if r.outcome == "mismatch" and r.tol
+            and r.max_rel_err is not None and r.max_rel_err <= NEAR_ROUNDING * r.tol]
+    if not near or len(near) < sum(r.outcome == "mismatch" for r in failures):
+        return []
+    worst = max(r.max_rel_err / r.tol for r in near)
+    return [f"  Every mismatch is within {worst:.3g} times its rounding tolerance. A right "
+            "rule whose intermediate values cancel rounds this much: s (1 - s) of a "
+            "softmax or sigmoid with s near 1, 1 - tanh(x)^2 at large |x|. If yours does, "
+            "say how much with condition= (a number, or a function of your arguments), "
+            "which multiplies the tolerance; a wrong rule is wrong by far more."]
 
 
 def _prepare_arguments(f: Callable, args: tuple, argnums) -> tuple:
@@ -246,7 +281,8 @@ def _prepare_arguments(f: Callable, args: tuple, argnums) -> tuple:
 
 
 def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable | None = None,
-                reference: Any = None, points: int = 3, argnums=None) -> CheckResult:
+                reference: Any = None, points: int = 3, argnums=None,
+                condition: Any = None) -> CheckResult:
     """Check hand-written rules of ``f`` on NumPy arrays.
 
     ``f(*args) -> y``; ``jvp(args, tangents) -> dy`` and ``vjp(args, w) ->
@@ -255,6 +291,9 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     Checks the primal (against a reference other than ``f`` itself), each
     rule given, the transpose identity when both are, and linearity of the
     JVP, at ``points`` input points; see the module docstring.
+    ``condition``: a condition estimate (a number, or ``condition(*args)``
+    at each point), which multiplies the rounding tolerance (default: 1, or
+    a declared problem's own).
 
     >>> import numpy as np
     >>> r = check_rules(np.sin, np.array([0.5, 1.0]), jvp=lambda a, t: np.cos(a[0]) * t[0],
@@ -281,7 +320,7 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
         operations["vjp"] = lambda task: (
             lambda a=arguments(task), w=np.asarray(task.cotangent, dtype=task.dtype): vjp(a, w))
     float64_f = lambda *a: f(*(np.asarray(x, dtype=np.float64) for x in a))  # noqa: E731
-    problem = _problem(f, names, arrays, differentiable, dtype, reference, float64_f)
+    problem = _problem(f, names, arrays, differentiable, dtype, reference, float64_f, condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
                                                         reference), points, _label(f))
 
@@ -294,7 +333,7 @@ def _ops(jvp: bool, vjp: bool, reference: Any) -> list[str]:
 
 
 def check_function(f: Callable, backend: str, *args, reference: Any = None, points: int = 3,
-                   argnums=None) -> CheckResult:
+                   argnums=None, condition: Any = None) -> CheckResult:
     """Check a JAX or PyTorch function's derivatives, as its framework computes
     them (through your ``jax.custom_vjp``/``custom_jvp`` or
     ``torch.autograd.Function``).
@@ -307,7 +346,8 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     ``torch.autograd.Function`` must define ``setup_context`` (torch.func's
     requirement). JAX needs float64 enabled for float64 arguments; the
     default reference evaluates ``f`` in float64 (in JAX under a scoped
-    ``jax.enable_x64``, which changes no global setting).
+    ``jax.enable_x64``, which changes no global setting). ``condition``: as
+    in :func:`check_rules`.
 
     >>> import jax.numpy as jnp
     >>> check_function(jnp.tanh, "jax-reverse", jnp.array([0.5, -1.0])).ok
@@ -321,7 +361,7 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     _check_precision(chosen.framework, dtype)
     operations = _framework_operations(f, fw, chosen.mode, names, differentiable)
     problem = _problem(f, names, arrays, differentiable, dtype, reference,
-                       _float64_twin(f, fw, chosen.framework))
+                       _float64_twin(f, fw, chosen.framework), condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
                 points, _label(f))
 

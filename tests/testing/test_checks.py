@@ -256,3 +256,56 @@ def test_check_function_through_a_torch_function():
     assert result.ok and result.function == "Cube.apply"
     with pytest.raises(AssertionError, match="(?s)Wrong.apply: .*vjp at input point 0: mismatch"):
         check_function(Wrong.apply, "torch-reverse", x)
+
+
+def _softmax(x):
+    e = np.exp(x - np.max(x))
+    return e / np.sum(e)
+
+
+def _softmax_jvp(args, tangents):  # the textbook rule, s (u - <s, u>)
+    s = _softmax(args[0])
+    return s * (tangents[0] - np.dot(s, tangents[0]))
+
+
+def _softmax_vjp(args, w):
+    s = _softmax(args[0])
+    return (s * (w - np.dot(s, w)),)
+
+
+def _saturation(x):
+    """How much s_i (1 - s_i) cancels: about 2 / (1 - max s)."""
+    return 2 / (1 - np.max(_softmax(x)))
+
+
+SATURATED = np.array([0.0, 0.0, 9.0, 0.5])  # max s = 0.9997
+SOFTMAX_40_DIGITS = HighPrecision(lambda xp, x: xp.exp(x - xp.max(x)) / xp.sum(xp.exp(x - xp.max(x))))
+
+
+def test_a_saturated_softmax_rule_is_flagged_near_rounding_and_told_about_condition():
+    """The textbook softmax rule (torch's too) rounds s_i near 1, so s_i (1 - s_i)
+    is off by about eps / (1 - s_i) relative: within a few hundred tolerances
+    at condition 1. The message says so and names condition=; given the
+    cancellation as a condition estimate, the right rule passes."""
+    with pytest.raises(AssertionError, match=r"within .* times its rounding tolerance(.|\n)*"
+                                             r"condition="):
+        check_rules(_softmax, SATURATED, jvp=_softmax_jvp, vjp=_softmax_vjp,
+                    reference=SOFTMAX_40_DIGITS)
+    result = check_rules(_softmax, SATURATED, jvp=_softmax_jvp, vjp=_softmax_vjp,
+                         reference=SOFTMAX_40_DIGITS, condition=_saturation)
+    assert result.ok
+    assert max(r.max_rel_err / r.tol for r in result.records if r.op == "jvp") > 1e-3
+
+
+def test_a_wrong_rule_fails_whatever_condition_and_gets_no_rounding_hint():
+    wrong = lambda args, t: _softmax_jvp(args, t) * (1 + 1e-7)  # noqa: E731
+    with pytest.raises(AssertionError) as failure:
+        check_rules(_softmax, SATURATED, jvp=wrong, reference=SOFTMAX_40_DIGITS,
+                    condition=_saturation)
+    assert "jvp at input point" in str(failure.value)
+    assert "condition=" not in str(failure.value)
+
+
+def test_a_condition_below_one_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        check_rules(np.sin, X, jvp=lambda a, t: np.cos(a[0]) * t[0], condition=0.5)
