@@ -240,9 +240,9 @@ def _check_batched_jacobian(ctx: _Context) -> Comparison:
     # sum_j J[i, j, s] u[j, s] is the JVP of the whole batch
     u = ctx.probes.tangent[ctx.problem.batch_input].reshape(features, batch)
     contracted = np.einsum("ijs,js->is", actual.astype(np.float64), u).reshape(output_shape)
-    terms = np.einsum("ijs,js->is", np.abs(actual.astype(np.float64)), np.abs(u))
-    return ctx.against(contracted, ctx.reference.jvp, "batched Jacobian contracted with u",
-                       terms.reshape(output_shape))
+    # relative to J u itself: |J| |u| from the implementation's own blocks would
+    # let the code under test set its own tolerance
+    return ctx.against(contracted, ctx.reference.jvp, "batched Jacobian contracted with u")
 
 
 def _check_transpose(ctx: _Context) -> Comparison:
