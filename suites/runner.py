@@ -25,6 +25,7 @@ from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.impls.registry import load_implementation
 from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
                                     make_inputs, make_probes)
+from adjointbench.reference.problem import flatten
 from adjointbench.reference.oracle import Estimate, describe_level
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
@@ -121,10 +122,6 @@ class _Context:
         return compare(actual, expected, self.tol(oracle_error), what, self.reference.condition,
                        scale=scale, oracle_err=estimate.relative_error)
 
-    def flat(self, arrays: dict) -> np.ndarray:
-        """The differentiable inputs' entries of ``arrays``, in the Jacobian's column order."""
-        return np.concatenate([np.ravel(arrays[n]) for n in self.problem.differentiable])
-
 
 def _check_primal(ctx: _Context) -> Comparison:
     return ctx.against(ctx.output("primal"), ctx.reference.value, "primal output")
@@ -142,8 +139,8 @@ def _check_jvp(ctx: _Context) -> Comparison:
     Jacobian (the smallest size), else to J u itself."""
     u, jacobian = ctx.probes.tangent, ctx.reference.jacobian
     expected = ctx.reference.jvp
-    terms = (None if jacobian is None else
-             magnitudes(jacobian.value, ctx.flat(u)).reshape(expected.value.shape))
+    terms = (None if jacobian is None else magnitudes(
+        jacobian.value, flatten(u, ctx.problem.differentiable)).reshape(expected.value.shape))
     return ctx.against(ctx.jvp(u), expected, "jvp output tangent", terms)
 
 
@@ -156,20 +153,28 @@ def _check_cotangents(ctx: _Context, cotangents: list, w: np.ndarray, what: str)
         full = np.ravel(w) @ jacobian.certified("Jacobian")
         terms = magnitudes(jacobian.value.T, np.ravel(w))  # |J|^T |w|
         error = float(np.sum(np.abs(w))) * jacobian.error
-        start, parts = 0, []
-        for c, n in zip(cotangents, names):
-            stop = start + c.size
-            expected = Estimate(full[start:stop].reshape(c.shape), error, jacobian.method)
-            parts.append(ctx.against(c, expected, f"{what} for input {n!r}",
-                                     terms[start:stop].reshape(c.shape)))
-            start = stop
-        return worst_of(parts)
+        return _per_input(ctx, cotangents, full, terms, error, jacobian.method, what)
     parts = []
     for k, (v, jv) in enumerate(zip(ctx.probes.projections, ctx.reference.projected)):
         parts.append(compare_inner_products(
             [w], [jv.certified(f"projection {k}")], cotangents, [v[n] for n in names],
             ctx.tol(jv.relative_error), f"{what}: <J^T w, v{k}> against the oracle's <w, J v{k}>",
             ctx.reference.condition, jv.relative_error))
+    return worst_of(parts)
+
+
+def _per_input(ctx: _Context, actual: list, full: np.ndarray, terms: np.ndarray, error: float,
+               method: str, what: str) -> Comparison:
+    """Each differentiable input's array of ``actual`` against its slice of
+    the oracle's ``full`` vector (error ``error``), relative to its slice of
+    ``terms``."""
+    start, parts = 0, []
+    for a, n in zip(actual, ctx.problem.differentiable):
+        stop = start + a.size
+        expected = Estimate(full[start:stop].reshape(a.shape), error, method)
+        parts.append(ctx.against(a, expected, f"{what} for input {n!r}",
+                                 terms[start:stop].reshape(a.shape)))
+        start = stop
     return worst_of(parts)
 
 
@@ -276,17 +281,11 @@ def _check_hvp(ctx: _Context) -> Comparison:
     actual, second = _hvp(ctx, u), ctx.second
     if second.hessian is not None:
         hessian = second.hessian
-        full = hessian.certified("Hessian") @ ctx.flat(u)
-        terms = magnitudes(hessian.value, ctx.flat(u))
+        flat_u = flatten(u, names)
+        full = hessian.certified("Hessian") @ flat_u
         error = float(np.sum([np.sum(np.abs(u[n])) for n in names])) * hessian.error
-        start, parts = 0, []
-        for a, n in zip(actual, names):
-            stop = start + a.size
-            expected = Estimate(full[start:stop].reshape(a.shape), error, "fd")
-            parts.append(ctx.against(a, expected, f"hvp (H u) for input {n!r}",
-                                     terms[start:stop].reshape(a.shape)))
-            start = stop
-        return worst_of(parts)
+        return _per_input(ctx, actual, full, magnitudes(hessian.value, flat_u), error, "fd",
+                          "hvp (H u)")
     return worst_of([compare_inner_products(
         [np.array(1.0)], [e.certified(f"second derivative {k}")], actual, [v[n] for n in names],
         ctx.tol(e.relative_error), f"hvp: <v{k}, H u> against the oracle's second derivative",
