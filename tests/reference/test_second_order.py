@@ -89,15 +89,32 @@ def test_a_primal_that_cancels_inside_gets_its_hessian_at_more_digits():
         second.hessian.error + 2.0**-52 * np.max(np.abs(exact)))
 
 
-def test_a_hessian_that_is_zero_is_certified_zero():
-    """x + y has no curvature: its second differences round alike at 40 and
-    80 digits, so the oracle certifies 0 rather than refusing it as rounding."""
+@pytest.mark.parametrize("seed, point", [(0, 0), (10, 0)])
+def test_a_hessian_that_is_zero_is_certified_zero(seed, point):
+    """x + y has no curvature. At seed 0 its second differences round alike
+    at 40 and 80 digits; at seed 10's first point the 40-digit extrapolation
+    gives -8.3e-39 +- 2.9e-38, which an exact 0 at 80 digits made a "kink".
+    Either way the oracle certifies 0 rather than refusing it (its 40 cells
+    were unsupported at seed 10)."""
     from adjointbench.reference.oracle import CERTIFY_RTOL
 
-    second = compute_second_order(get_problem("scalar_add"), 1)
+    second = compute_second_order(get_problem("scalar_add"), 1, seed, point)
     for estimate in (second.hessian, *second.projected):
-        assert np.all(estimate.value == 0)
+        assert np.all(estimate.certified("Hessian") == 0)
         assert estimate.relative_error <= CERTIFY_RTOL
+
+
+def test_noise_around_zero_is_zero_but_a_kink_or_a_weak_estimate_is_not():
+    from adjointbench.reference.oracle import Estimate, UncertifiedReference, VANISHING
+
+    noise = Estimate(np.array([-8.3e-39, 2e-40]), 2.9e-38, "fd", 8.3e-39)
+    assert noise.certified("x").tolist() == [0.0, 0.0] and noise.relative_error == 0
+    with pytest.raises(NotDifferentiable):  # |x| at 0: central 0, one-sided 1
+        Estimate(np.array([0.0]), 1.0, "fd", 1.0).certified("x")
+    with pytest.raises(UncertifiedReference):  # within its error of 0, but not noise
+        Estimate(np.array([1e-20]), 1e3 * VANISHING, "fd").certified("x")
+    with pytest.raises(UncertifiedReference):  # a value above its error stays as it is
+        Estimate(np.array([3e-31]), 2e-31, "fd").certified("x")
 
 
 @pytest.mark.parametrize("kinked_probe", ["relu2_a", "relu2_0"])  # two probe draws
