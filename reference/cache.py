@@ -31,7 +31,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -275,7 +275,7 @@ class Oracle:
         return (self.cache_dir / f"oracle-v{ORACLE_VERSION}"
                 / f"{problem}-n{size}-s{seed}-p{point}{suffix}.json")
 
-    def expect(self, kind: str, problem: str, size: int, seed: int, points: range) -> None:
+    def expect(self, kind: str, problem: str, size: int, seed: int, points: Iterable[int]) -> None:
         """Begin computing, in the oracle processes, the references of these
         points that are not cached, so that they are computed side by side
         while the cell asks for them one by one (a cell's three input points

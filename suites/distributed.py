@@ -327,12 +327,12 @@ class DaskCells:
     def _references_of(self, cell: Cell, references: dict) -> tuple[dict, dict]:
         """The reference tasks a cell needs, by input point: first and second
         order (bench cells need none)."""
-        from adjointbench.suites.runner import SECOND_ORDER_CHECKS
+        from adjointbench.suites.runner import SECOND_ORDER_CHECKS, seeded_points
 
         first, second = {}, {}
         if cell.suite == "check":
             kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
-            for point in range(cell.points):
+            for point in seeded_points(cell):
                 for kind in kinds:
                     key = (kind, cell.problem, cell.size, cell.seed, point)
                     if key not in references:  # one task per reference, shared

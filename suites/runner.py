@@ -25,7 +25,7 @@ from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.impls.registry import load_implementation
 from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
                                     make_inputs, make_probes)
-from adjointbench.reference.problem import flatten
+from adjointbench.reference.problem import flatten, seeded_point
 from adjointbench.reference.oracle import Estimate, describe_level
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
@@ -353,34 +353,49 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
     an earlier cell's same task, from ``memo``), compared with its own reference."""
     problem = get_problem(cell.problem)
     record = replace(record, point=point)
+    seeded = seeded_point(problem, point, cell.dtype)
     ctx = None
     try:
-        reference = oracle.reference(cell.problem, cell.size, cell.seed, point)
+        reference = oracle.reference(cell.problem, cell.size, cell.seed, seeded)
         record = replace(record, condition=reference.condition, level=reference.method)
-        inputs = make_inputs(problem, cell.size, cell.seed, point)
+        inputs = make_inputs(problem, cell.size, cell.seed, seeded)
         probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
-                             point)
+                             seeded)
         ctx = _Context(cell, problem, executor, reference, inputs, probes, point, memo=memo)
         if cell.op in SECOND_ORDER_CHECKS:
-            ctx.second = oracle.second_order(cell.problem, cell.size, cell.seed, point)
+            ctx.second = oracle.second_order(cell.problem, cell.size, cell.seed, seeded)
         result = CHECKERS[cell.op](ctx)
     except HarnessFault:
         raise  # the harness's own fault stops the run; it is no implementation's outcome
     except Exception as e:  # the implementation's failure is an outcome
         outcome, message = outcome_of(e)
-        where = f" at input point {point}" if cell.points > 1 else ""
+        where = _where(cell, point, seeded)
         return _ill_conditioned(replace(
             record, **(ctx.fields if ctx else {}), outcome=outcome,
             message=f"{message}{where}" if outcome != "unsupported" else message), problem)
     message = result.message
     if not result.ok:
-        message += f" at input point {point}" if cell.points > 1 else ""
+        message += _where(cell, point, seeded)
         if result.oracle_err is not None:
             message += f"; {describe_level(reference.method, result.oracle_err)}"
     return _ill_conditioned(replace(
         record, **ctx.fields, outcome="ok" if result.ok else "mismatch",
         max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err, tol=result.tol,
         oracle_err=result.oracle_err, message=message), problem)
+
+
+def _where(cell: Cell, point: int, seeded: int) -> str:
+    """`` at input point 2`` for a message, saying where the point is unrounded."""
+    if cell.points <= 1:
+        return ""
+    own = " (float64 inputs and probes, not float32-exact)" if seeded < 0 else ""
+    return f" at input point {point}{own}"
+
+
+def seeded_points(cell: Cell) -> list[int]:
+    """The seeded points of a check cell's input points (reference.problem.seeded_point)."""
+    problem = get_problem(cell.problem)
+    return [seeded_point(problem, point, cell.dtype) for point in range(cell.points)]
 
 
 def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
@@ -391,9 +406,9 @@ def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
     worst, timing = None, {}
     expect = getattr(oracle, "expect", None)  # a cold cache: the points computed side by side
     if expect:
-        expect("first", cell.problem, cell.size, cell.seed, range(cell.points))
+        expect("first", cell.problem, cell.size, cell.seed, seeded_points(cell))
         if cell.op in SECOND_ORDER_CHECKS:
-            expect("second", cell.problem, cell.size, cell.seed, range(cell.points))
+            expect("second", cell.problem, cell.size, cell.seed, seeded_points(cell))
     for point in range(cell.points):
         result = check_point(cell, oracle, executor, record, point, memo)
         if point == 0:

@@ -23,7 +23,7 @@ from adjointbench.impls.protocol import Prepared, Task
 from adjointbench.reference.catalogue import temporarily
 from adjointbench.reference.declare import NEIGHBOURHOOD, declare_problem, fixed_inputs
 from adjointbench.reference.oracle import describe_level
-from adjointbench.reference.problem import Problem
+from adjointbench.reference.problem import Problem, seeded_point
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.results import Record
@@ -240,7 +240,7 @@ def _failure_message(result: CheckResult, problem: Problem) -> str:
             continue
         where = f" at input point {r.point}"
         lines.append(f"  {r.op}{where}: {r.outcome}: {r.message.replace(where, '', 1)}")
-        inputs = make_inputs(problem, r.size, 0, r.point or 0)
+        inputs = make_inputs(problem, r.size, 0, seeded_point(problem, r.point or 0, r.dtype))
         if sum(np.size(v) for v in inputs.values()) <= 8:
             values = ", ".join(f"{k}={np.array2string(v, precision=6)}" for k, v in inputs.items())
             lines.append(f"    inputs at that point: {values}")

@@ -31,6 +31,20 @@ cos_sign = _Variant("cos_sign", _replace(
     "scalar_sin", forward=lambda x: (np.sin(x), np.sqrt(1 - np.sin(x) ** 2))))
 
 
+# Data kept in float32 (a memory-saving residual or probe), the arithmetic in
+# the cell's dtype: exact wherever inputs and probes are float32-exact
+def _through_float32(a):
+    return np.asarray(a).astype(np.float32).astype(np.asarray(a).dtype)
+
+
+float32_residual = _Variant("float32_residual", _replace(
+    "broadcast_sin", forward=lambda x: (np.sin(x), np.cos(_through_float32(x)))))
+float32_tangent = _Variant("float32_tangent", _replace(
+    "matvec", jvp=lambda res, dA, dx: _through_float32(dA) @ res[1] + res[0] @ dx))
+float32_cotangent = _Variant("float32_cotangent", _replace(
+    "softmax", vjp=lambda s, w: _right["softmax"].vjp(s, _through_float32(w))))
+
+
 # an LU cached by shape: right for the first matrix of each shape only
 _LU_BY_SHAPE: dict = {}
 

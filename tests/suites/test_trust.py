@@ -59,6 +59,35 @@ def test_sensitivity_points_move_theta_alone_near_the_worked_example():
             np.testing.assert_array_equal(moved[name], worked[name])
 
 
+@pytest.mark.parametrize("impl, problem, ops", [
+    ("float32_residual", "broadcast_sin", ["jvp", "vjp"]),
+    ("float32_tangent", "matvec", ["jvp"]),
+    ("float32_cotangent", "softmax", ["vjp"])])
+def test_data_kept_in_float32_is_caught_at_a_float64_point_of_its_own(plugins_on_path, oracle,
+                                                                      impl, problem, ops):
+    """Points 0 and 1 are float32-exact, shared with the float32 cells, and
+    there these rules lose nothing; point 2 of a float64 cell is not."""
+    for (op, size), record in _outcomes(impl, problem, ops, oracle).items():
+        assert record.outcome == "mismatch" and record.point == 2, (op, size, record)
+        assert "not float32-exact" in record.message
+    float32 = plan_cells([f"untrustworthy:{impl}"], [problem], ops, ["float32"])
+    assert {run_cell(c, oracle).outcome for c in float32} == {"ok"}  # float32 data is exact
+
+
+def test_a_float64_cells_own_point_is_the_shared_point_unrounded():
+    from adjointbench.reference.problem import float32_exact, seeded_point
+
+    problem = get_problem("matvec")
+    assert [seeded_point(problem, k, "float64") for k in range(4)] == [0, 1, -2, -3]
+    assert [seeded_point(problem, k, "float32") for k in range(4)] == [0, 1, 2, 3]
+    shared, own = make_inputs(problem, 8, point=2), make_inputs(problem, 8, point=-2)
+    for name in problem.inputs:
+        assert np.array_equal(float32_exact(own[name]), shared[name])
+        assert not np.array_equal(own[name], shared[name])
+    sensitivity = get_problem("linear_system")  # declared exactly: no float32 cells to share
+    assert seeded_point(sensitivity, 2, "float64") == 2
+
+
 def test_an_lu_cached_by_shape_is_caught_at_the_second_point(plugins_on_path, oracle):
     records = _outcomes("cache_by_shape", "linear_solve", ["jvp", "vjp"], oracle)
     assert {r.outcome for r in records.values()} == {"mismatch"}
