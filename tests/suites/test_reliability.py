@@ -138,6 +138,14 @@ def test_manifest_reports_new_failures_and_fixed_ones():
     assert surprises([broken], manifests) == [(broken, "ok")]
 
 
+def test_no_verdict_where_ok_is_expected_is_no_surprise_but_a_listed_one_must_hold():
+    manifests = {"mine": [{"problem": "matmul", "op": "jvp", "outcome": "ill_conditioned"}]}
+    no_verdict = [_record("mine", "unsupported"), _record("mine", "ill_conditioned")]
+    assert surprises(no_verdict, manifests) == []  # vjp: ok expected
+    fixed = _record("mine", "ok", op="jvp")
+    assert surprises([fixed], manifests) == [(fixed, "ill_conditioned")]
+
+
 def test_without_a_manifest_only_failures_are_surprises():
     records = [_record("x", o) for o in ("ok", "unsupported", "ill_conditioned", "crashed")]
     assert [r.outcome for r, _ in surprises(records, {"x": None})] == ["crashed"]
