@@ -99,8 +99,12 @@ class Estimate:
     @property
     def vanishes(self) -> bool:
         """High-precision noise around 0 (see VANISHING), certified as 0."""
-        return (self.method in ("exact", "fd") and 0 < self.error <= VANISHING
-                and float(np.max(np.abs(self.value), initial=0.0)) <= self.error)
+        return (self.method in ("exact", "fd") and self.error <= VANISHING
+                and self._within_error_of_zero)
+
+    @property
+    def _within_error_of_zero(self) -> bool:
+        return 0 < self.error and float(np.max(np.abs(self.value), initial=0.0)) <= self.error
 
     @property
     def relative_error(self) -> float:
@@ -117,6 +121,13 @@ class Estimate:
                 "relu(x)^2 at 0). A rule's value there is a convention the oracle cannot "
                 "judge: choose input points away from kinks (a domain that excludes them).")
         if self.method == "fd64":
+            if self._within_error_of_zero and self.error <= WEAKEST_REFERENCE:
+                raise WeakReference(
+                    f"the {what} is 0 to within its float64 extrapolation's error "
+                    f"({self.error:.1e}) at this input point, a stationary point (cos or x^2 "
+                    "at 0): float64 differences cannot certify a relative level for 0. Pass a "
+                    "high-precision reference (reference=HighPrecision(...) or "
+                    "ClosedForm(...)), which can, or choose points off it.")
             if not self.relative_error <= WEAKEST_REFERENCE:
                 raise WeakReference(
                     f"the {what}'s reference is too weak to judge it: "

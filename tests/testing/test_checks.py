@@ -147,6 +147,18 @@ def test_an_unjudgeable_reference_fails_instead_of_passing():
                     points=1)
 
 
+def test_a_derivative_that_is_zero_needs_a_high_precision_reference_and_is_told_so():
+    """cos at 0, the point users reach for first: float64 differences give its
+    derivative as 0 +- 1e-13, which no relative level certifies; 40 digits do."""
+    rules = dict(jvp=lambda a, t: -np.sin(a[0]) * t[0], vjp=lambda a, w: (-np.sin(a[0]) * w,))
+    with pytest.raises(AssertionError, match=r"stationary point .*\(reference=HighPrecision"):
+        check_rules(np.cos, np.zeros(4), points=1, **rules)
+    check_rules(np.cos, np.zeros(4), reference=HighPrecision(lambda xp, x: xp.cos(x)), **rules)
+    with pytest.raises(AssertionError, match="jvp"):  # 0 is judged: a rule that is not 0 fails
+        check_rules(np.cos, np.zeros(4), reference=HighPrecision(lambda xp, x: xp.cos(x)),
+                    jvp=lambda a, t: -np.sin(a[0] + 1e-9) * t[0], vjp=rules["vjp"])
+
+
 RELU_REFERENCES = [None, HighPrecision(lambda xp, x: xp.maximum(x, 0)),
                    ClosedForm(lambda t: __import__("sympy").Max(t, 0), elementwise=True)]
 
