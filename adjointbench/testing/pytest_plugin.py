@@ -12,8 +12,9 @@ Every cell your implementation supports becomes one test, with an id such
 as ``softmax-vjp-n64-float64`` (``-m adjointbench`` selects them all).
 Cells listed in the implementation's ``expected_outcomes`` are expected
 failures (xfail); unsupported cells, and ill-conditioned ones not listed (no
-verdict either way), are skipped with the reason; any other difference from the list, a new failure or a
-listed failure that now passes, fails the test, as in ``adjointbench check``. ``--adjointbench-sweep full`` runs every size and
+verdict either way), are skipped with the reason; any other difference from
+the list, a new failure or a listed failure that now passes, fails the test,
+as in ``adjointbench check``. ``--adjointbench-sweep full`` runs every size and
 both dtypes instead of the quick sweep (two smallest sizes, float64). Cells
 run in the pytest process; the oracle's references are cached in
 ``$ADJOINTBENCH_CACHE_DIR`` (default ``.oracle-cache``).
