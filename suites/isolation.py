@@ -109,6 +109,16 @@ def _answer(call):
                       "to report a failure"))
 
 
+def _unlink_opened(*paths: str | None) -> None:
+    """The names of files this worker has opened: both ends hold them by
+    descriptor, so a harness killed before the worker loads leaves no
+    empty files in the temporary folder."""
+    for path in paths:
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
 def _serve(connection, spec: str, stacks_path: str | None = None,
            output_path: str | None = None) -> None:
     """The worker: in its own process group, tied to the harness's life and
@@ -122,6 +132,7 @@ def _serve(connection, spec: str, stacks_path: str | None = None,
         write_stacks_to(stacks_path)
     if output_path:
         capture_output_to(output_path)
+    _unlink_opened(stacks_path, output_path)
     from adjointbench.impls.registry import load_implementation
 
     executor = None

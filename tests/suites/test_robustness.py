@@ -99,6 +99,41 @@ def test_a_second_run_is_refused_and_a_killed_run_takes_its_workers(tmp_path, ki
     assert third.returncode == 0, third.stderr  # the dead holder's lock is gone with it
 
 
+def _files_open_in(folder: Path, pids: list[int]) -> list[str]:
+    """What the processes ``pids`` hold open in ``folder`` (a deleted file
+    is listed with " (deleted)")."""
+    found = []
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith(str(folder)):
+                found.append(target)
+    return found
+
+
+@posix
+def test_a_run_killed_while_its_worker_loads_leaves_no_files_behind(tmp_path):
+    """The worker's stack and output files are held by descriptor at both
+    ends: once the worker has opened them, their names are gone, so a
+    harness killed before the implementation has loaded leaves nothing in
+    the temporary folder."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = _env(tmp_path, TMPDIR=str(temporary), ADJOINTBENCH_TEST_IMPORT_S="120")
+    run = _start("check", "--impl", "lifecycle:slow_start", *NUMPY_CELL[2:], "--out",
+                 str(tmp_path / "r"), env=env)
+    opened = lambda: len(_files_open_in(temporary, _descendants(run.pid))) >= 2  # noqa: E731
+    assert _wait_for(opened), (list(temporary.iterdir()), run.poll())
+    workers = _descendants(run.pid)
+    run.kill()
+    run.wait(timeout=30)
+    assert _wait_for(lambda: not any(_alive(p) for p in workers), 15)
+    assert not list(temporary.glob("adjointbench-*")), list(temporary.iterdir())
+
+
 @posix
 def test_children_left_by_a_cell_are_ended_and_a_pipe_does_not_hang(tmp_path):
     done = _cli("check", "--impl", "lifecycle:LeavesChildren", "--problem", "broadcast_tanh",
