@@ -14,6 +14,7 @@ makes the cell a ``mismatch`` rather than a number.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,7 +27,7 @@ from adjointbench.suites.compare import WrongResult, validate
 from adjointbench.suites.purity import check_reentrant
 from adjointbench.suites.results import Record
 from adjointbench.suites.purity import copy_arrays
-from adjointbench.suites.threads import blas_threads
+from adjointbench.suites.threads import blas_threads, confined_to, requested_threads
 from adjointbench.suites.timing import (CONVERSIONS, CORES_MARGIN, TIMING_KINDS, KeepingLast,
                                         Paired, WarmCall, converted, paired_from_samples,
                                         reference_workload, sample_paired, warm_up)
@@ -321,7 +322,8 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     if cell.op == "primal":  # beside the fixed reference call: the unit compare judges it in
         primal = warm_up(reference_workload, cell.budget_s)
     timed = replace(operation, call=KeepingLast(operation.call))
-    paired = sample_paired(primal, timed, cell.budget_s)
+    with confined_to(requested_threads(os.environ) if cell.device == "cpu" else None):
+        paired = sample_paired(primal, timed, cell.budget_s)
     early = operation.early_waits + (primal.early_waits if primal is not operation else 0)
     # what the last timed call returned: the timed calls' results are right (no
     # extra call: one per round of a 0.15 s matmul JVP, 5 s of the main job's bench);

@@ -490,12 +490,14 @@ def _skip_unless_two_cores_free() -> None:
 
 
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
-def test_a_bench_record_tells_of_threads_the_implementation_started():
+def test_a_bench_record_tells_of_threads_the_implementation_started(monkeypatch):
     """numpy's rules whose run() also runs its work in two threads of its own
     keep two cores busy where the run allows one: the record measures it and
     says its time is not comparable. The rules run once per call are not
     warned. Elementwise work, which holds no lock across threads (OpenBLAS
-    at one thread let two matrix products overlap only in part: 1.34 cores)."""
+    at one thread let two matrix products overlap only in part: 1.34 cores).
+    Here the samples are not confined (no threads in the environment)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     _skip_unless_two_cores_free()
     from concurrent.futures import ThreadPoolExecutor
 
@@ -527,13 +529,14 @@ def test_a_bench_record_tells_of_threads_the_implementation_started():
     assert single.cores < 1.3 and "cores busy" not in (single.timing_warning or "")
 
 
-@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
 @pytest.mark.parametrize("where", [[], ["--in-process"]])
-def test_a_sweep_tells_of_a_plug_in_that_ignores_its_threads(where, plugins_on_path, tmp_path):
+def test_a_sweep_times_a_plug_in_that_ignores_its_threads_on_the_runs_cpus(
+        where, plugins_on_path, tmp_path):
     """End to end, in workers and in this process: tests/plugins/threaded.py
-    runs each call twice at once in threads of its own; with --threads 1 its
-    records say so, judged against the run's threads."""
-    _skip_unless_two_cores_free()
+    runs each call twice at once in threads of its own. With --threads 1 its
+    samples run on one CPU, where its threads take turns: its time is one
+    CPU's, like every other cell's (unconfined it kept 1.9 cores busy)."""
     from adjointbench.cli import main
     from adjointbench.suites.results import ResultsFile
 
@@ -541,16 +544,54 @@ def test_a_sweep_tells_of_a_plug_in_that_ignores_its_threads(where, plugins_on_p
                  "--size", "100000", "--op", "jvp", "--rounds", "1", "--budget", "0.2",
                  "--threads", "1", "--quiet", "--out", str(tmp_path), *where]) == 0
     (record,), _ = ResultsFile(tmp_path).read()
-    assert record.outcome == "ok" and record.cores > 1.5, record.cores
-    assert "kept" in record.timing_warning and "with 1 thread(s)" in record.timing_warning
+    assert record.outcome == "ok" and record.cores < 1.3, record.cores
+    assert "cores busy" not in (record.timing_warning or "")
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
+def test_threads_a_plug_in_started_before_the_samples_run_on_the_runs_cpu(monkeypatch):
+    """The pool a plug-in starts in prepare() is confined with the samples:
+    its threads see one CPU while timed, all of them after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adjointbench.impls.numpy import NumpyImplementation
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    seen = []
+
+    class Pooled(NumpyImplementation):
+        name = "pooled"
+
+        def prepare(self, task):
+            prepared, pool = super().prepare(task), ThreadPoolExecutor(2)
+
+            def work():
+                seen.append(len(os.sched_getaffinity(0)))
+                return prepared.run()
+
+            def run():
+                return [f.result() for f in [pool.submit(work) for _ in range(2)]][0]
+            return Prepared(run=run, to_numpy=prepared.to_numpy)
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    everything = os.sched_getaffinity(0)
+    record = run_cell(Cell("broadcast_sin", "pooled", "jvp", 1000, suite="bench",
+                           budget_s=0.02), impl=Pooled(), threads=1)
+    assert record.outcome == "ok", record.message
+    assert seen[0] == len(everything) and seen[-1] == 1 and set(seen) == {len(everything), 1}
+    assert record.cores < 1.3, record.cores
 
 
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
-def test_a_bench_record_counts_the_work_of_processes_the_call_starts():
+def test_a_bench_record_counts_the_work_of_processes_the_call_starts(monkeypatch):
     """A run() that hands its work to two child processes at once (here, 50
     ms of CPU each) and waits keeps two cores busy, which this process's own
-    CPU time does not show: the children's are counted too."""
+    CPU time does not show: the children's are counted too. (With the run's
+    threads in the environment the samples are confined to them, and
+    children started then share them: their time is one CPU's.)"""
     _skip_unless_two_cores_free()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     import subprocess
 
     from adjointbench.impls.numpy import NumpyImplementation
@@ -621,6 +662,73 @@ def test_pools_start_on_the_runs_threads_and_threads_run_anywhere_after():
     with threads.pools_sized_to(len(everything)):  # nothing to narrow
         assert os.sched_getaffinity(0) == everything
 
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
+def test_timed_samples_keep_every_thread_on_the_runs_cpus_and_release_them_after():
+    """Within confined_to(1), threads started before (a pool's, XLA's) and
+    within run on the one CPU the caller was on; after, every thread on all."""
+    import threading
+
+    everything = os.sched_getaffinity(0)
+    seen, go, done = {}, threading.Event(), threading.Event()
+
+    def started_before():
+        go.wait(60)
+        seen["before"] = os.sched_getaffinity(0)
+        done.wait(60)
+        seen["after"] = os.sched_getaffinity(0)
+
+    earlier = threading.Thread(target=started_before, daemon=True)
+    earlier.start()
+    try:
+        with threads.confined_to(1):
+            confined = os.sched_getaffinity(0)
+            within = threading.Thread(
+                target=lambda: seen.setdefault("within", os.sched_getaffinity(0)))
+            within.start()
+            within.join()
+            go.set()
+            while "before" not in seen:
+                time.sleep(1e-3)
+    finally:
+        go.set()
+        done.set()
+        earlier.join(60)
+    assert len(confined) == 1 and seen["before"] == seen["within"] == confined
+    assert seen["after"] == os.sched_getaffinity(0) == everything
+    with threads.confined_to(None), threads.confined_to(len(everything)):  # nothing to narrow
+        assert os.sched_getaffinity(0) == everything
+
+
+@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
+def test_a_bench_cells_samples_run_on_the_runs_threads_its_warm_up_anywhere(monkeypatch):
+    """With one thread asked for (the run's environment), the paired samples
+    run on one CPU; the warm-up and what follows the cell run on all of them."""
+    from adjointbench.impls.numpy import NumpyImplementation
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    seen = []
+
+    class Watched(NumpyImplementation):
+        name = "watched"
+
+        def prepare(self, task):
+            prepared = super().prepare(task)
+
+            def run():
+                seen.append(len(os.sched_getaffinity(0)))
+                return prepared.run()
+            return Prepared(run=run, to_numpy=prepared.to_numpy)
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    everything = os.sched_getaffinity(0)
+    record = run_cell(Cell("broadcast_sin", "watched", "jvp", 100, suite="bench", budget_s=0.02),
+                      impl=Watched(), threads=1)
+    assert record.outcome == "ok", record.message
+    assert seen[0] == len(everything) and seen[-1] == 1 and set(seen) == {len(everything), 1}
+    assert os.sched_getaffinity(0) == everything
 
 
 def test_a_system_that_refuses_affinity_still_loads(monkeypatch):
