@@ -311,6 +311,14 @@ def round_drift(samples: list[float] | None, per_round: list[int] | None) -> flo
     return max(medians) / min(medians) if len(medians) > 1 and min(medians) > 0 else None
 
 
+def timed_on_run_cpus(cell: Cell):
+    """Where a cell's timed samples run, in ``adjointbench bench``,
+    pytest-benchmark and asv alike: a CPU cell's, with the run's threads in
+    this process's environment (the workers'), confined to that many CPUs
+    (threads.confined_to); otherwise on any."""
+    return confined_to(requested_threads(os.environ) if cell.device == "cpu" else None)
+
+
 def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     """The timing fields of one bench cell, run in this process."""
     record = replace(record, threads=blas_threads())
@@ -322,7 +330,7 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     if cell.op == "primal":  # beside the fixed reference call: the unit compare judges it in
         primal = warm_up(reference_workload, cell.budget_s)
     timed = replace(operation, call=KeepingLast(operation.call))
-    with confined_to(requested_threads(os.environ) if cell.device == "cpu" else None):
+    with timed_on_run_cpus(cell):
         paired = sample_paired(primal, timed, cell.budget_s)
     early = operation.early_waits + (primal.early_waits if primal is not operation else 0)
     # what the last timed call returned: the timed calls' results are right (no

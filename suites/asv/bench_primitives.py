@@ -16,6 +16,7 @@ and largest scaling size. ``ADJOINTBENCH_ASV_FULL=1`` runs every primitive,
 every known implementation and the whole scaling sweep.
 """
 
+import contextlib
 import os
 
 from adjointbench.impls.registry import MissingDependency, known_names, load_implementation
@@ -48,6 +49,12 @@ class _CatalogueBenchmark:
         if reason:
             raise NotImplementedError(reason)
         self.primal, self.warm = bench.warm_pair(cell, implementation)
+        self._timed = contextlib.ExitStack()  # the samples, where bench takes them
+        self._timed.enter_context(bench.timed_on_run_cpus(cell))
+
+    def teardown(self, impl, size):
+        if hasattr(self, "_timed"):
+            self._timed.close()
 
     def track_ratio_to_primal(self, impl, size):
         return sample_paired(self.primal, self.warm).ratio

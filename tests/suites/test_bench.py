@@ -241,6 +241,26 @@ def test_pytest_benchmark_suite_smoke(tmp_path):
         assert info["early_waits"] == 0 and 0 <= info["to_numpy_s"] < 1e-4  # numpy: nothing left
 
 
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2,
+                    reason="needs two CPUs to narrow them to one")
+def test_asv_samples_run_where_bench_takes_them(monkeypatch):
+    """asv times between setup and teardown: with one thread asked for, on
+    one CPU, as ``adjointbench bench`` samples; all of them after."""
+    from adjointbench.suites.asv import bench_primitives
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    everything = os.sched_getaffinity(0)
+    benchmark = bench_primitives.softmax_vjp()
+    benchmark.setup("numpy", 100)
+    try:
+        assert len(os.sched_getaffinity(0)) == 1
+        benchmark.time_vjp("numpy", 100)
+        assert benchmark.track_ratio_to_primal("numpy", 100) > 0
+    finally:
+        benchmark.teardown("numpy", 100)
+    assert os.sched_getaffinity(0) == everything
+
+
 def test_asv_suite_is_valid():
     run = _run([sys.executable, "-m", "asv", "check", "--python=same"])
     assert run.returncode == 0, run.stdout + run.stderr
