@@ -110,9 +110,9 @@ def _answer(call):
 
 
 def _unlink_opened(*paths: str | None) -> None:
-    """The names of files this worker has opened: both ends hold them by
-    descriptor, so a harness killed before the worker loads leaves no
-    empty files in the temporary folder."""
+    """Remove the names of the files this worker has just opened: both ends
+    hold them by descriptor, so a harness killed before the worker has
+    loaded leaves no empty files in the temporary folder."""
     for path in paths:
         if path:
             with contextlib.suppress(OSError):
