@@ -550,8 +550,9 @@ def test_a_sweep_times_a_plug_in_that_ignores_its_threads_on_the_runs_cpus(
 
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
 def test_threads_a_plug_in_started_before_the_samples_run_on_the_runs_cpu(monkeypatch):
-    """The pool a plug-in starts in prepare() is confined with the samples:
-    its threads see one CPU while timed, all of them after."""
+    """With one thread asked for (the run's environment), the paired samples
+    run on one CPU, the pool a plug-in started in prepare() with them; the
+    warm-up and what follows the cell run on all of them."""
     from concurrent.futures import ThreadPoolExecutor
 
     from adjointbench.impls.numpy import NumpyImplementation
@@ -581,6 +582,7 @@ def test_threads_a_plug_in_started_before_the_samples_run_on_the_runs_cpu(monkey
     assert record.outcome == "ok", record.message
     assert seen[0] == len(everything) and seen[-1] == 1 and set(seen) == {len(everything), 1}
     assert record.cores < 1.3, record.cores
+    assert os.sched_getaffinity(0) == everything
 
 
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to tell one core from more")
@@ -699,36 +701,6 @@ def test_timed_samples_keep_every_thread_on_the_runs_cpus_and_release_them_after
     assert seen["after"] == os.sched_getaffinity(0) == everything
     with threads.confined_to(None), threads.confined_to(len(everything)):  # nothing to narrow
         assert os.sched_getaffinity(0) == everything
-
-
-@pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
-def test_a_bench_cells_samples_run_on_the_runs_threads_its_warm_up_anywhere(monkeypatch):
-    """With one thread asked for (the run's environment), the paired samples
-    run on one CPU; the warm-up and what follows the cell run on all of them."""
-    from adjointbench.impls.numpy import NumpyImplementation
-    from adjointbench.suites.cells import Cell
-    from adjointbench.suites.runner import run_cell
-
-    seen = []
-
-    class Watched(NumpyImplementation):
-        name = "watched"
-
-        def prepare(self, task):
-            prepared = super().prepare(task)
-
-            def run():
-                seen.append(len(os.sched_getaffinity(0)))
-                return prepared.run()
-            return Prepared(run=run, to_numpy=prepared.to_numpy)
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    everything = os.sched_getaffinity(0)
-    record = run_cell(Cell("broadcast_sin", "watched", "jvp", 100, suite="bench", budget_s=0.02),
-                      impl=Watched(), threads=1)
-    assert record.outcome == "ok", record.message
-    assert seen[0] == len(everything) and seen[-1] == 1 and set(seen) == {len(everything), 1}
-    assert os.sched_getaffinity(0) == everything
 
 
 def test_a_system_that_refuses_affinity_still_loads(monkeypatch):
