@@ -110,3 +110,12 @@ def available_implementations() -> list[str]:
     """Names of the registered implementations whose extras are installed
     (checked in package metadata, so the frameworks are not imported here)."""
     return [name for name, entry in _entry_points().items() if _extras_installed(entry)]
+
+
+def built_in_implementations() -> list[str]:
+    """The available implementations this package declares itself (the
+    built-ins: pyproject.toml's entry points into adjointbench.impls), not
+    plug-ins installed beside it."""
+    built_in = {name for name, entry in _entry_points().items()
+                if entry.value.startswith("adjointbench.impls.")}
+    return [name for name in available_implementations() if name in built_in]

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from adjointbench.impls.protocol import Prepared
+from adjointbench.impls.registry import built_in_implementations
 from adjointbench.suites.environment import load_average
 from adjointbench.suites.timing import sample_paired, warm_up
 
@@ -34,7 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"check": 75.0, "run": 60.0, "one-cell": 0.6, "asv": 600.0,
            "diffusion": 2.5, "neural_ode_params": 5.0}
 ADJOINT_SIZES = {"diffusion": 10_000, "neural_ode_params": 10_100}
-BUILT_IN = "numpy,naive,jax,jax_loop,torch,torch_loop"
+
+
+def built_in() -> str:
+    """The --impl of the sweeps: every built-in implementation installed (the
+    targets' "every built-in"), no plug-in installed beside them."""
+    return ",".join(built_in_implementations())
 
 
 def _command(*args: str) -> list[str]:
@@ -87,7 +93,7 @@ def parallel(rounds: int = 1) -> None:
     for _ in range(rounds):
         for name, options in PARALLEL.items():
             with tempfile.TemporaryDirectory() as out:
-                times[name].append(_wall(_command("check", "--impl", BUILT_IN, *options,
+                times[name].append(_wall(_command("check", "--impl", built_in(), *options,
                                                   "--out", out, "--quiet")))
     one = statistics.median(times["--workers 1"])
     for name, seconds in times.items():
@@ -139,9 +145,9 @@ def asv_quick() -> None:
 BENCHMARKS = {
     "one-cell": one_cell,
     "adjoint": adjoint,
-    "check": lambda: sweep("check", "check", "--impl", BUILT_IN, "--workers", "1"),
+    "check": lambda: sweep("check", "check", "--impl", built_in(), "--workers", "1"),
     "parallel": parallel,
-    "run": lambda: sweep("run", "run", "--impl", BUILT_IN),
+    "run": lambda: sweep("run", "run", "--impl", built_in()),
     "asv": asv_quick,
 }
 DEFAULT = ("one-cell", "adjoint", "check", "run")

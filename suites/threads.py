@@ -147,6 +147,35 @@ def limit_threads(threads: int | None) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def threads_of_a_run(threads: int | None = None):
+    """Within: this process's pools as a bench worker's, for timings taken
+    here (pytest-benchmark's suite): ``threads``, else the count
+    ``OMP_NUM_THREADS`` asks for, else DEFAULT_THREADS, set in the
+    environment (pools that load within read it, and timed_on_run_cpus
+    confines samples to it), BLAS/OpenMP and torch. After: the environment,
+    BLAS/OpenMP and a torch loaded before as they were."""
+    threads = threads or requested_threads(os.environ) or DEFAULT_THREADS
+    from threadpoolctl import threadpool_limits
+    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "XLA_FLAGS")}
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch else None
+    os.environ.update(thread_environment(threads))
+    try:
+        with threadpool_limits(threads):
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(threads)
+            yield threads
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+
+
 def _blas_pools() -> list[dict]:
     try:
         from threadpoolctl import threadpool_info

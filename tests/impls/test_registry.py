@@ -21,6 +21,25 @@ def test_builtins_load_by_name(name):
     assert load_implementation(name).name == name
 
 
+def test_the_built_ins_are_the_implementations_with_a_built_in_manifest():
+    """What the harness's own benchmarks sweep ("every built-in"): each
+    implementation this package declares, every one of which ships its
+    expected outcomes, and no plug-in installed beside them (the example's)."""
+    from adjointbench.impls.registry import available_implementations, built_in_implementations
+    from adjointbench.suites.expected import MANIFESTS
+    from adjointbench.suites.harness import built_in
+
+    manifests = {entry.name.removesuffix(".json") for entry in MANIFESTS.iterdir()
+                 if entry.name.endswith(".json")}
+    built_ins = built_in_implementations()
+    assert set(built_ins) == manifests & set(available_implementations())
+    assert {"naive", "numpy"} <= set(built_ins)
+    assert built_in().split(",") == built_ins
+    plug_ins = set(available_implementations()) - set(built_ins)
+    assert all(load_implementation(name).__module__.split(".")[0] != "adjointbench"
+               for name in plug_ins)
+
+
 def test_unknown_implementation_names_the_closest():
     with pytest.raises(UnknownNameError, match="Did you mean 'numpy'"):
         load_implementation("nunpy")

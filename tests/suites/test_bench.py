@@ -16,7 +16,8 @@ from adjointbench.reference import problems
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.runner import run_cell
 from adjointbench.suites.results import ResultsFile
-from adjointbench.suites.timing import SLOW_MIN_ROUNDS
+from adjointbench.suites.threads import DEFAULT_THREADS, THREAD_VARIABLES, thread_environment
+from adjointbench.suites.timing import CORES_MARGIN, SLOW_MIN_ROUNDS
 
 ROOT = Path(__file__).parents[2]
 
@@ -223,7 +224,11 @@ def _run(args, **env):
                           env={**os.environ, **env})
 
 
-def test_pytest_benchmark_suite_smoke(tmp_path):
+def test_pytest_benchmark_suite_smoke(tmp_path, monkeypatch):
+    """Its figures as bench's: paired, on one thread (bench's default) where
+    nothing asks for another count."""
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     out = tmp_path / "benchmark.json"
     run = _run([sys.executable, "-m", "pytest", "tests/sweep/test_throughput.py", "-m", "bench",
                 "-k", "numpy and (matmul or batched_sin)", "-q", "-p", "no:cacheprovider",
@@ -236,6 +241,7 @@ def test_pytest_benchmark_suite_smoke(tmp_path):
         info = b["extra_info"]
         assert b["stats"]["median"] > 0 and info["primal_median_s"] > 0
         assert info["ratio_q1"] <= info["ratio_to_primal"] <= info["ratio_q3"]
+        assert info["threads"] == 1 and info["cores"] < 1 + CORES_MARGIN
         if info["op"] == "primal":
             assert info["ratio_to_primal"] == 1.0
         assert info["early_waits"] == 0 and 0 <= info["to_numpy_s"] < 1e-4  # numpy: nothing left
@@ -259,6 +265,16 @@ def test_asv_samples_run_where_bench_takes_them(monkeypatch):
     finally:
         benchmark.teardown("numpy", 100)
     assert os.sched_getaffinity(0) == everything
+
+
+def test_asv_runs_its_benchmarks_with_the_threads_bench_gives_its_workers():
+    """asv.conf.json's ``env_nobuild``: every benchmark process of a commit's
+    environment has bench's default thread count (its samples then run
+    confined as bench's do), without a rebuild for it."""
+    config = json.loads((ROOT / "asv.conf.json").read_text())
+    bench_workers = thread_environment(DEFAULT_THREADS)
+    assert config["matrix"]["env_nobuild"] == {
+        name: [bench_workers[name]] for name in THREAD_VARIABLES}
 
 
 def test_asv_suite_is_valid():
@@ -290,6 +306,7 @@ def test_asv_continuous_builds_and_compares_two_commits(tmp_path):
                                 capture_output=True, text=True, check=True).stdout.strip()
         assert f"For adjointbench commit {commit}" in out, out
     assert "Building for virtualenv-py3.11" in out
+    assert "OMP_NUM_THREADS1" in out  # benchmarked with bench's threads (asv.conf.json)
     assert out.count("softmax_vjp.time_vjp") >= 2 and "failed" not in out
     assert "| Change" in out or "BENCHMARKS NOT SIGNIFICANTLY CHANGED" in out, out
 

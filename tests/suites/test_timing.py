@@ -315,11 +315,35 @@ def test_thread_environment_covers_every_pool():
         threads.thread_environment(0)
 
 
+def _more_than_one_cpu() -> bool:
+    return (os.cpu_count() or 1) > 1
+
+
 def test_limit_threads_applies_to_blas_and_torch():
     code = ("import torch; from suites.threads import limit_threads, blas_threads;"
             "limit_threads(1); print(blas_threads(), torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+@pytest.mark.skipif(not _more_than_one_cpu(), reason="one thread is every pool's default here")
+def test_timings_taken_in_this_process_get_the_runs_threads_and_give_them_back():
+    """pytest-benchmark's suite times in the test process: within
+    threads_of_a_run its pools have bench's one thread (or what
+    OMP_NUM_THREADS asks for), after it their defaults again."""
+    code = ("import os, torch; from adjointbench.suites.threads import blas_threads, "
+            "threads_of_a_run as run\n"
+            "before = (torch.get_num_threads(), blas_threads())\n"
+            "with run() as n: print(n, torch.get_num_threads(), blas_threads(), "
+            "os.environ['OMP_NUM_THREADS'])\n"
+            "print((torch.get_num_threads(), blas_threads()) == before, "
+            "'OMP_NUM_THREADS' in os.environ)\n"
+            "os.environ['OMP_NUM_THREADS'] = '2'\n"
+            "with run() as n: print(n, torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout.splitlines()
+    assert out == ["1 1 1 1", "True False", "2 2"]
 
 
 class Workload:

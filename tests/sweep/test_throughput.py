@@ -12,6 +12,8 @@ synchronises and calibrates each call (suites/timing.py); pytest-benchmark
 repeats it. ``extra_info`` holds the primal's median, ``ratio_to_primal``
 (the median of paired ratios, with quartiles, from the same core as
 ``adjointbench bench``), ``compile_s`` and the thread count, for reports.
+Pools run on one thread, as bench's workers by default (OMP_NUM_THREADS=N
+asks for N), and the samples on as many CPUs.
 """
 
 import os
@@ -23,7 +25,7 @@ from adjointbench.suites.bench import converted, paired_fields, timed_on_run_cpu
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
-from adjointbench.suites.threads import blas_threads
+from adjointbench.suites.threads import blas_threads, threads_of_a_run
 from adjointbench.suites.timing import sample_paired
 
 SCALES = ("smoke", "quick", "full")
@@ -40,6 +42,15 @@ def _cells() -> list[Cell]:
             smallest[c.problem] = min(smallest.get(c.problem, c.size), c.size)
         cells = [c for c in cells if c.size == smallest[c.problem]]
     return cells
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads_as_bench():
+    """One thread per library, as ``adjointbench bench``'s workers have by
+    default, or the count OMP_NUM_THREADS asks for; the samples run confined
+    to that many CPUs (timed_on_run_cpus)."""
+    with threads_of_a_run():
+        yield
 
 
 @pytest.mark.bench
