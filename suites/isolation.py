@@ -26,7 +26,7 @@ from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
 from adjointbench.suites.relay import OutputRelay, capture_output_to, flush_output
 from adjointbench.suites.stacks import StackFile, where, write_stacks_to
-from adjointbench.suites.threads import pools_sized_to, requested_threads
+from adjointbench.suites.threads import environment_with, pools_sized_to, requested_threads
 from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -160,21 +160,6 @@ def _serve(connection, spec: str, stacks_path: str | None = None,
         connection.send_bytes(dumps(answer))
 
 
-@contextlib.contextmanager
-def _environment(variables: dict[str, str]):
-    """These variables in os.environ while a worker starts (it inherits them)."""
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _at(stacks: str) -> str:
     """'; it was in f (file.py:12), ...' from a worker's stacks, or ''."""
     frames = where(stacks)
@@ -204,7 +189,7 @@ class Worker:
         self.stacks, self.output = StackFile(), OutputRelay(spec)
         self.process = context.Process(target=_serve, daemon=True, args=(
             child, spec, self.stacks.path, self.output.path))
-        with _environment(environment):
+        with environment_with(environment):
             self.process.start()
         child.close()
         self.connection, self.spec = parent, spec

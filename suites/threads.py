@@ -157,23 +157,32 @@ def threads_of_a_run(threads: int | None = None):
     BLAS/OpenMP and a torch loaded before as they were."""
     threads = threads or requested_threads(os.environ) or DEFAULT_THREADS
     from threadpoolctl import threadpool_limits
-    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "XLA_FLAGS")}
     torch = sys.modules.get("torch")
     torch_threads = torch.get_num_threads() if torch else None
-    os.environ.update(thread_environment(threads))
     try:
-        with threadpool_limits(threads):
+        with environment_with(thread_environment(threads)), threadpool_limits(threads):
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(threads)
             yield threads
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         if torch_threads:
             torch.set_num_threads(torch_threads)
+
+
+@contextlib.contextmanager
+def environment_with(variables: dict[str, str]):
+    """These variables in os.environ within (a worker started within
+    inherits them); after, each as it was, unset where it was unset."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _blas_pools() -> list[dict]:
