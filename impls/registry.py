@@ -112,6 +112,17 @@ def available_implementations() -> list[str]:
     return [name for name, entry in _entry_points().items() if _extras_installed(entry)]
 
 
+def built_in_name(spec: str) -> str | None:
+    """The built-in's name where ``spec`` is the ``module:object`` of a
+    built-in's own entry point (``adjointbench.impls.torch:implementation``
+    is torch), else None; read from the entry points, nothing imported."""
+    for name, entry in _entry_points().items():
+        target = entry.value.split()[0]
+        if target == spec and target.startswith("adjointbench.impls."):
+            return name
+    return None
+
+
 def built_in_implementations() -> list[str]:
     """The available implementations this package declares itself (the
     built-ins: pyproject.toml's entry points into adjointbench.impls), not

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from importlib.resources import files
 
+from adjointbench.impls.registry import built_in_name
 from adjointbench.suites.results import FAILURES, OUTCOMES, Record
 
 MANIFESTS = files("adjointbench.impls") / "expected"  # package data
@@ -32,9 +33,10 @@ NO_VERDICT = (("ok", "unsupported"), ("ok", "ill_conditioned"))
 
 def load_manifest(name: str, declared: list[dict] | None = None) -> list[dict] | None:
     """The implementation's rules (``declared``, its ``expected_outcomes``, else
-    the built-in manifest of that name), or None when it declares none."""
+    the built-in manifest of that name, or of the built-in a ``module:object``
+    name is the entry point of), or None when it declares none."""
     rules = declared
-    path = MANIFESTS / f"{name}.json"
+    path = MANIFESTS / f"{built_in_name(name) or name}.json"
     if rules is None and path.is_file():
         rules = json.loads(path.read_text(encoding="utf-8"))
     if rules is None:

@@ -151,6 +151,25 @@ def test_without_a_manifest_only_failures_are_surprises():
     assert [r.outcome for r, _ in surprises(records, {"x": None})] == ["crashed"]
 
 
+def test_a_built_in_named_by_its_module_and_object_keeps_its_manifest(tmp_path, capsys):
+    """``--impl adjointbench.impls.torch:implementation`` is torch: its
+    listed failures (forward over forward through linalg.solve) are expected,
+    as under its name; only the built-ins' own entry points are recognised."""
+    from adjointbench.impls.registry import built_in_name
+
+    pytest.importorskip("torch")
+    assert load_manifest("adjointbench.impls.torch:implementation") == load_manifest("torch")
+    assert built_in_name("adjointbench.impls.torch:implicit_implementation") == "torch_implicit"
+    assert built_in_name("torch") is None and built_in_name("my_torch:implementation") is None
+    assert load_manifest("my_plugin.torch:implementation") is None
+    args = ["--problem", "linear_solve", "--op", "hvp", "--method", "forward_over_forward",
+            "--dtype", "float64", "--size", "8", "--points", "1", "--quiet"]
+    assert main(["check", "--impl", "adjointbench.impls.torch:implementation", *args,
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mismatch" in out and "(expected)" in out and "unexpected" not in out
+
+
 def test_bad_manifest_rules_are_named():
     with pytest.raises(ValueError, match="bad rule"):
         load_manifest("mine", [{"problem": "matmul", "outcome": "broken"}])
