@@ -140,10 +140,13 @@ def _implementations(asked: list[str] | None) -> list[str]:
     return asked or available_implementations()
 
 
-def _describe_all(names: list[str], describe, start=lambda names: None) -> dict[str, dict]:
+def _describe_all(names: list[str], describe, start=lambda names: None,
+                  named: bool = True) -> tuple[dict[str, dict], dict[str, str]]:
     """Each implementation's name, devices and expected outcomes, loaded where
-    it will run (``start(names)`` loads them all at once first); one that will
-    not load is bad input (exit 2), with the reason."""
+    it will run (``start(names)`` loads them all at once first), and why each
+    that did not load failed. One the user ``named`` (--impl) that will not
+    load is bad input (exit 2); one taken as installed is left out, said at
+    once, and the run goes on with the others."""
     try:
         for name in names:
             if ":" not in name:
@@ -151,19 +154,27 @@ def _describe_all(names: list[str], describe, start=lambda names: None) -> dict[
     except UnknownNameError as e:
         raise UsageError(str(e)) from None
     start(names)
-    descriptions = {}
+    descriptions, not_loaded = {}, {}
     for name in names:
         try:
             descriptions[name] = describe(name)
-        except (UnknownNameError, ProtocolError, MissingDependency) as e:
-            raise UsageError(str(e)) from None
         except HarnessFault:
             raise
         except Exception as e:  # noqa: BLE001 - what the plug-in raised, reported
-            detail = str(e).rstrip(".")
-            raise UsageError(f"implementation {name!r} cannot be loaded: {detail}. Check the "
-                             "'module:object' name and that its package is installed.") from None
-    return descriptions
+            not_loaded[name] = _why_not_loaded(name, e)
+            if named:
+                raise UsageError(f"{not_loaded[name]}.") from None
+            print(f"adjointbench: warning: {not_loaded[name]}; left out of this run (fix or "
+                  "uninstall its package, or name the implementations to run with --impl)",
+                  file=sys.stderr)
+    return descriptions, not_loaded
+
+
+def _why_not_loaded(name: str, error: Exception) -> str:
+    if isinstance(error, (UnknownNameError, ProtocolError, MissingDependency)):
+        return str(error).rstrip(".")
+    return (f"implementation {name!r} cannot be loaded: {str(error).rstrip('.')}. Check the "
+            "'module:object' name and that its package is installed")
 
 
 def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, list]:
@@ -252,7 +263,8 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
                 for _ in range(1 if args.executor == "dask" else workers)]
             describe, runner = isolated[0].describe, [i.run for i in isolated]
             start = isolated[0].start  # every implementation loads at once
-        descriptions = _describe_all(impls, describe, start)
+        descriptions, not_loaded = _describe_all(impls, describe, start, named=bool(args.impl))
+        impls = [name for name in impls if name in descriptions]
         cluster = {}
         if args.executor == "dask":
             runner, cluster = _dask_cells(args, stack, workers, isolated[0], descriptions)
@@ -261,7 +273,8 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             cells, earlier = _unfinished(cells, results, args.retry)
         if results:
             written.append(write_environment(results.path.parent, threads, workers, cluster,
-                                             isolated=not args.in_process))
+                                             isolated=not args.in_process,
+                                             not_loaded=not_loaded))
         verb = "checking" if suite == "check" else "timing"
         print(f"{verb} {len(cells)} cells", file=sys.stderr)
         if rounds > 1:
@@ -273,8 +286,16 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
         else:
             records = run_sweep(cells, oracle, results, progress=not args.quiet, runner=runner,
                                 threads=threads)
-    status = _summarise(earlier + records, results, descriptions)
+    status = max(_summarise(earlier + records, results, descriptions), _left_out(not_loaded))
     return max(status, _altered_files(oracle.altered + (results.altered if results else [])))
+
+
+def _left_out(not_loaded: dict[str, str]) -> int:
+    """The installed implementations that did not load, told again after the
+    summary: a failure of the run (exit 1), though the others' cells ran."""
+    for reason in not_loaded.values():
+        print(f"  not loaded: {reason}")
+    return EXIT_FAILED if not_loaded else EXIT_OK
 
 
 def _load_here(name: str, threads: int | None) -> dict:

@@ -129,12 +129,21 @@ def _timing_notes(frame: pd.DataFrame, environment: dict) -> list[str]:
     return notes
 
 
+def _not_loaded_notes(environment: dict) -> list[str]:
+    """The installed implementations the last run left out (they would not
+    load): absent from every table and figure, so said at the top."""
+    left_out = environment.get("not_loaded")
+    return [f"{reason}: left out of these results" for reason in left_out.values()
+            if isinstance(reason, str)] if isinstance(left_out, dict) else []
+
+
 def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None = None,
          against: Path | None = None) -> Loaded:
     frame, warnings = read_results(results)
     environment, more = read_environment(results)
     frame["machine"] = frame["machine"].fillna(environment.get("machine") or "this machine")
-    loaded = Loaded(frame, environment, warnings=warnings + more + _timing_notes(frame, environment))
+    loaded = Loaded(frame, environment, warnings=warnings + more + _not_loaded_notes(environment)
+                    + _timing_notes(frame, environment))
     if benchmark_json is not None:
         loaded.benchmarks = read_pytest_benchmark(benchmark_json)
     if asv_dir is not None:

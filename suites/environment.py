@@ -170,15 +170,17 @@ def read_environment(folder: Path) -> dict:
 
 def write_environment(folder: Path, requested_threads: int | None = None,
                       workers: int = 1, cluster: dict | None = None,
-                      isolated: bool = True) -> dict:
+                      isolated: bool = True, not_loaded: dict | None = None) -> dict:
     """``folder/environment.json``, and what it holds; ``workers``: cells run
     at once (timings of cells that ran side by side shared the machine's
     cores); ``cluster``: the Dask cluster that ran them (its scheduler and
     workers); ``isolated``: False for --in-process (a bench's rounds then
-    share one process)."""
+    share one process); ``not_loaded``: installed implementations left out
+    because they would not load, and why."""
     path = Path(folder) / "environment.json"
     environment = {**describe_environment(requested_threads, isolated), "workers": workers,
-                   "isolated": isolated, **(cluster or {})}
+                   "isolated": isolated, **(cluster or {}),
+                   **({"not_loaded": not_loaded} if not_loaded else {})}
     path.write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
     return environment
 

@@ -259,6 +259,37 @@ def test_a_run_naming_one_implementation_that_will_not_load_exits_2(tmp_path):
     assert "missing prepare" in done.stderr
 
 
+def test_an_installed_implementation_that_will_not_load_is_left_out_and_told(tmp_path):
+    """Without --impl a run takes every installed implementation: one whose
+    package is broken is left out, said at once and after the summary, and
+    recorded in environment.json; the others' cells run, and the run exits 1."""
+    dist = tmp_path / "site" / "adjointbench_broken-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: adjointbench-broken\n"
+                                   "Version: 0.1\n")
+    (dist / "entry_points.txt").write_text("[adjointbench.impls]\nbroken = broken:NoPrepare\n")
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])
+    done = _cli("check", "--problem", "scalar_add", "--op", "primal", "--dtype", "float64",
+                "--points", "1", "--out", str(tmp_path / "out"), "--quiet", env=env,
+                timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "warning: implementation 'broken' cannot be loaded" in done.stderr
+    assert "missing prepare" in done.stderr and "left out of this run" in done.stderr
+    assert "not loaded: implementation 'broken'" in done.stdout
+    records, _ = ResultsFile(tmp_path / "out").read()
+    ran = {r.impl for r in records}
+    assert {"numpy", "naive"} <= ran and "broken" not in ran
+    assert all(r.outcome in ("ok", "unsupported") for r in records)
+    environment = json.loads((tmp_path / "out" / "environment.json").read_text())
+    assert "missing prepare" in environment["not_loaded"]["broken"]
+    report = _cli("report", "--results", str(tmp_path / "out"), env=env, timeout=300)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "implementation &#x27;broken&#x27; cannot be loaded" in page
+    assert "left out of these results" in page
+
+
 SCRIPT_CHECK = ("from adjointbench.cli import main\n"
                 "status = main(['check', '--impl', 'numpy', '--problem', 'scalar_add', '--op',"
                 " 'primal', '--dtype', 'float64', '--quiet', '--out', {out!r}])\n")
