@@ -171,10 +171,12 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
 
 
 def _why_not_loaded(name: str, error: Exception) -> str:
+    """What loading ``name`` raised, and where to look (no final period)."""
     if isinstance(error, (UnknownNameError, ProtocolError, MissingDependency)):
         return str(error).rstrip(".")
-    return (f"implementation {name!r} cannot be loaded: {str(error).rstrip('.')}. Check the "
-            "'module:object' name and that its package is installed")
+    where = "the 'module:object' name and that its package is installed" if ":" in name \
+        else "that its package is installed and imports"
+    return f"implementation {name!r} cannot be loaded: {str(error).rstrip('.')}. Check {where}"
 
 
 def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, list]:
