@@ -17,7 +17,8 @@ from pathlib import Path
 from adjointbench.impls.protocol import (DEVICES, DTYPES, SECOND_ORDER_METHODS,
                                          SENSITIVITY_HVP_METHODS)
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
-                                         known_entry, known_names, load_implementation)
+                                         implementation_origin, known_entry, known_names,
+                                         load_implementation)
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
 from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_BENCH_OPS, DEFAULT_POINTS, plan_cells
@@ -94,7 +95,8 @@ def _catalogue() -> dict:
                       "inputs": list(p.inputs), "differentiable": list(p.differentiable),
                       "kind": p.kind, "description": p.description, "origin": origin(p.name)}
                      for p in problems(None)],
-        "implementations": [{"name": n, "available": n in available} for n in known_names()],
+        "implementations": [{"name": n, "available": n in available,
+                             "origin": implementation_origin(n)} for n in known_names()],
         "operations": list(ALL_OPS),
         "dtypes": list(DTYPES),
         "devices": list(DEVICES),
@@ -115,7 +117,8 @@ def cmd_list(args) -> int:
             print(f"  {p['name']:<29} {p['family']:<13} sizes {sizes:<18} {p['description']}{where}")
     print("implementations:")
     for i in data["implementations"]:
-        print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}")
+        where = "" if i["origin"] == "built-in" else f" [{i['origin']}]"
+        print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}{where}")
     print(f"operations: {', '.join(data['operations'])}")
     print(f"dtypes: {', '.join(data['dtypes'])}")
     return EXIT_OK

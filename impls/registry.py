@@ -123,6 +123,16 @@ def built_in_name(spec: str) -> str | None:
     return None
 
 
+def implementation_origin(name: str) -> str:
+    """Where a registered implementation comes from: ``built-in``, or its
+    entry point and the package that declares it."""
+    entry = _entry_points()[name]
+    if entry.value.startswith("adjointbench.impls."):
+        return "built-in"
+    package = f" ({entry.dist.name})" if entry.dist is not None else ""
+    return f"entry point {entry.value.split()[0]}{package}"
+
+
 def built_in_implementations() -> list[str]:
     """The available implementations this package declares itself (the
     built-ins: pyproject.toml's entry points into adjointbench.impls), not

@@ -20,6 +20,27 @@ def test_list_json(capsys):
     assert "vjp" in data["operations"]
 
 
+def test_list_says_which_implementations_are_plug_ins(capsys):
+    """Built-ins as such; an installed plug-in (the example, when the test
+    install has it) with its entry point and package."""
+    from importlib.metadata import entry_points
+
+    assert main(["list", "--json"]) == 0
+    origins = {i["name"]: i["origin"] for i in json.loads(capsys.readouterr().out)
+               ["implementations"]}
+    assert origins["numpy"] == origins["naive"] == "built-in"
+    for entry in entry_points(group="adjointbench.impls"):
+        if not entry.value.startswith("adjointbench.impls."):
+            assert origins[entry.name] == (f"entry point {entry.value.split()[0]} "
+                                           f"({entry.dist.name})")
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  ") and ("available" in line or "not installed" in line)}
+    assert "[" not in lines["numpy"]
+    if "example" in origins:
+        assert "[entry point adjointbench_example" in lines["example"]
+
+
 def test_check_writes_one_record_per_cell(tmp_path, capsys):
     code = main(["check", "--impl", "numpy,naive", "--problem", "matvec,softmax",
                  "--op", "vjp,jvp", "--dtype", "float32", "--size", "8,64", "--out",
