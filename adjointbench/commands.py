@@ -167,9 +167,9 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
             not_loaded[name] = _why_not_loaded(name, e)
             if named:
                 raise UsageError(f"{not_loaded[name]}.") from None
-            print(f"adjointbench: warning: {not_loaded[name]}; left out of this run (fix or "
-                  "uninstall its package, or name the implementations to run with --impl)",
-                  file=sys.stderr)
+            print(f"adjointbench: warning: {not_loaded[name]}; left out of this run (it is "
+                  f"the {implementation_origin(name)}: fix or uninstall that package, or name "
+                  "the implementations to run with --impl)", file=sys.stderr)
     return descriptions, not_loaded
 
 

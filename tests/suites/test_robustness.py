@@ -276,6 +276,7 @@ def test_an_installed_implementation_that_will_not_load_is_left_out_and_told(tmp
     assert done.returncode == 1, done.stdout + done.stderr
     assert "warning: implementation 'broken' cannot be loaded" in done.stderr
     assert "missing prepare" in done.stderr and "left out of this run" in done.stderr
+    assert "the entry point broken:NoPrepare (adjointbench-broken)" in done.stderr
     assert "not loaded: implementation 'broken'" in done.stdout
     records, _ = ResultsFile(tmp_path / "out").read()
     ran = {r.impl for r in records}
