@@ -21,24 +21,22 @@ def test_list_json(capsys):
 
 
 def test_list_says_which_implementations_are_plug_ins(capsys):
-    """Built-ins as such; an installed plug-in (the example, when the test
-    install has it) with its entry point and package."""
-    from importlib.metadata import entry_points
-
+    """Built-ins as such; an installed plug-in (the example, which the test
+    install has: examples/adjointbench-example/pyproject.toml) with its
+    entry point and package."""
     assert main(["list", "--json"]) == 0
     origins = {i["name"]: i["origin"] for i in json.loads(capsys.readouterr().out)
                ["implementations"]}
-    assert origins["numpy"] == origins["naive"] == "built-in"
-    for entry in entry_points(group="adjointbench.impls"):
-        if not entry.value.startswith("adjointbench.impls."):
-            assert origins[entry.name] == (f"entry point {entry.value.split()[0]} "
-                                           f"({entry.dist.name})")
+    assert origins["numpy"] == origins["naive"] == origins["torch_implicit"] == "built-in"
     assert main(["list"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
              if line.startswith("  ") and ("available" in line or "not installed" in line)}
     assert "[" not in lines["numpy"]
-    if "example" in origins:
-        assert "[entry point adjointbench_example" in lines["example"]
+    if "example" not in origins:
+        pytest.skip("the example plug-in is not installed here")
+    example = "entry point adjointbench_example.rules:implementation (adjointbench-example)"
+    assert origins["example"] == example
+    assert lines["example"].endswith(f"[{example}]")
 
 
 def test_check_writes_one_record_per_cell(tmp_path, capsys):

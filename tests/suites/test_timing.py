@@ -315,10 +315,6 @@ def test_thread_environment_covers_every_pool():
         threads.thread_environment(0)
 
 
-def _more_than_one_cpu() -> bool:
-    return (os.cpu_count() or 1) > 1
-
-
 def test_limit_threads_applies_to_blas_and_torch():
     code = ("import torch; from suites.threads import limit_threads, blas_threads;"
             "limit_threads(1); print(blas_threads(), torch.get_num_threads())")
@@ -326,11 +322,10 @@ def test_limit_threads_applies_to_blas_and_torch():
     assert out.stdout.split() == ["1", "1"]
 
 
-@pytest.mark.skipif(not _more_than_one_cpu(), reason="one thread is every pool's default here")
 def test_timings_taken_in_this_process_get_the_runs_threads_and_give_them_back():
     """pytest-benchmark's suite times in the test process: within
     threads_of_a_run its pools have bench's one thread (or what
-    OMP_NUM_THREADS asks for), after it their defaults again."""
+    OMP_NUM_THREADS asks for), after it their defaults again (two here)."""
     code = ("import os, torch; from adjointbench.suites.threads import blas_threads, "
             "threads_of_a_run as run\n"
             "before = (torch.get_num_threads(), blas_threads())\n"
