@@ -161,8 +161,8 @@ def threads_of_a_run(threads: int | None = None):
     torch_threads = torch.get_num_threads() if torch else None
     try:
         with environment_with(thread_environment(threads)), threadpool_limits(threads):
-            if "torch" in sys.modules:
-                sys.modules["torch"].set_num_threads(threads)
+            if torch:
+                torch.set_num_threads(threads)
             yield threads
     finally:
         if torch_threads:
