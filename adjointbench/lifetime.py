@@ -21,14 +21,15 @@ def _prctl(option: int, value: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(option, value)
 
 
-def end_with_parent(end: Callable[[], None], kernel: bool = True) -> None:
-    """Call ``end`` (which must not return) when this process's parent dies:
-    a watcher thread looks for a changed parent every WATCH_S seconds, and
-    with ``kernel`` the kernel sends SIGTERM at once. The kernel's signal
-    comes when the *thread* that started this process ends, so ``kernel``
-    is only for processes started by a thread that lives as long as they
-    should."""
-    parent = os.getppid()
+def end_with_parent(end: Callable[[], None], parent: int, kernel: bool = True) -> None:
+    """Call ``end`` (which must not return) when this process's parent, the
+    process ``parent`` (its starter's ``os.getpid()``), dies: a watcher
+    thread looks for a changed parent every WATCH_S seconds, and with
+    ``kernel`` the kernel sends SIGTERM at once. The kernel's signal comes
+    when the *thread* that started this process ends, so ``kernel`` is only
+    for processes started by a thread that lives as long as they should.
+    A parent that died while this process started is seen at once (its own
+    ``os.getppid()`` would have named the new parent, and nothing ended it)."""
     if kernel:
         signal.signal(signal.SIGTERM, lambda *_: end())
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -117,12 +117,13 @@ _HERE = threading.Lock()
 _WRITTEN_HERE = Vouched()
 
 
-def _start_oracle_process() -> None:
-    """An oracle process leaves Ctrl-C to its parent, and ends with it, even
-    when the parent is killed by SIGKILL and cannot close the pool (watched
-    for: any of the parent's threads may have started it)."""
+def _start_oracle_process(parent: int) -> None:
+    """An oracle process leaves Ctrl-C to its parent (the process ``parent``),
+    and ends with it, even when the parent is killed by SIGKILL and cannot
+    close the pool (watched for: any of the parent's threads may have
+    started it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    end_with_parent(lambda: os._exit(1), kernel=False)
+    end_with_parent(lambda: os._exit(1), parent, kernel=False)
 
 
 def entry_key(kind: str, problem: str, size: int, seed: int, point: int) -> dict:
@@ -381,7 +382,7 @@ class Oracle:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_oracle_process)
+                initializer=_start_oracle_process, initargs=(os.getpid(),))
         return self._pool
 
     def _store(self, kind: str, key: dict, reference) -> None:

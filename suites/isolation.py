@@ -79,11 +79,12 @@ def _end_strays(rounds: int = 5) -> None:
                 os.waitpid(pid, 0)
 
 
-def _die_with_parent() -> None:
-    """End this worker's whole process group when the harness dies, even by
-    SIGKILL. The worker also becomes its descendants' subreaper (see
+def _die_with_parent(harness: int) -> None:
+    """End this worker's whole process group when the harness (the process
+    ``harness``) dies, even by SIGKILL, and at once if it died while the
+    worker started. The worker also becomes its descendants' subreaper (see
     :func:`_end_strays`)."""
-    end_with_parent(lambda: os.killpg(os.getpid(), signal.SIGKILL))
+    end_with_parent(lambda: os.killpg(os.getpid(), signal.SIGKILL), harness)
     become_subreaper()
 
 
@@ -109,30 +110,20 @@ def _answer(call):
                       "to report a failure"))
 
 
-def _unlink_opened(*paths: str | None) -> None:
-    """Remove the names of the files this worker has just opened: both ends
-    hold them by descriptor, so a harness killed before the worker has
-    loaded leaves no empty files in the temporary folder."""
-    for path in paths:
-        if path:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-
-def _serve(connection, spec: str, stacks_path: str | None = None,
-           output_path: str | None = None) -> None:
-    """The worker: in its own process group, tied to the harness's life and
-    under the memory cap, its stacks written to ``stacks_path`` when it
-    crashes or is asked (suites/stacks.py) and its output to ``output_path``
-    (suites/relay.py), load one implementation, then answer method calls."""
+def _serve(connection, spec: str, harness: int, stacks: int | None = None,
+           output: int | None = None) -> None:
+    """The worker: in its own process group, tied to the life of the harness
+    (the process ``harness``) and under the memory cap, its stacks written to the file open as ``stacks``
+    when it crashes or is asked (suites/stacks.py) and its output to the one
+    open as ``output`` (suites/relay.py), load one implementation, then
+    answer method calls."""
     os.setpgrp()
-    _die_with_parent()
+    _die_with_parent(harness)
     _limit_memory(memory_limit_gb())
-    if stacks_path:
-        write_stacks_to(stacks_path)
-    if output_path:
-        capture_output_to(output_path)
-    _unlink_opened(stacks_path, output_path)
+    if stacks is not None:
+        write_stacks_to(stacks)
+    if output is not None:
+        capture_output_to(output)
     from adjointbench.impls.registry import load_implementation
 
     executor = None
@@ -188,7 +179,7 @@ class Worker:
         parent, child = context.Pipe()
         self.stacks, self.output = StackFile(), OutputRelay(spec)
         self.process = context.Process(target=_serve, daemon=True, args=(
-            child, spec, self.stacks.path, self.output.path))
+            child, spec, os.getpid(), self.stacks.descriptor, self.output.descriptor))
         with environment_with(environment):
             self.process.start()
         child.close()
@@ -203,11 +194,7 @@ class Worker:
         """The implementation's description, once its worker has loaded it
         (its first answer); raises what loading raised."""
         if self.description is None:
-            try:
-                self.description = self._receive(self._load_deadline, "loading")
-            finally:  # the worker has its files open (or is gone): no names to leave behind
-                self.stacks.unlink()
-                self.output.unlink()
+            self.description = self._receive(self._load_deadline, "loading")
         return self.description
 
     def _receive(self, deadline: float, what: str):

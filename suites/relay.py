@@ -23,11 +23,11 @@ READ_BYTES = 64 * 1024  # of a call's output, the most read back to show
 _SHOWN_CONTROLS = "\t"
 
 
-def capture_output_to(path: str) -> None:
-    """In a worker: send descriptors 1 and 2 to ``path``, line-buffered, so
-    that what is printed before a crash is there to relay."""
+def capture_output_to(descriptor: int) -> None:
+    """In a worker: send descriptors 1 and 2 to the file open as
+    ``descriptor``, line-buffered, so that what is printed before a crash is
+    there to relay."""
     flush_output()
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
     os.dup2(descriptor, 1)
     os.dup2(descriptor, 2)
     os.close(descriptor)
@@ -64,8 +64,7 @@ class OutputRelay(WorkerFile):
             size = self._size()
             if not size:
                 return b"", 0
-            self._file.seek(0)
-            data = self._file.read(READ_BYTES)
+            data = self._read(0, READ_BYTES)
             os.ftruncate(self._file.fileno(), 0)
             return data, size
         except (OSError, ValueError):

@@ -11,6 +11,7 @@ timeout" comes with the line to look at.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ import re
 import signal
 import tempfile
 import time
+from multiprocessing import reduction
 from pathlib import Path
 
 DUMP_SIGNAL = signal.SIGUSR1
@@ -33,12 +35,12 @@ _HARNESS_FILE = str(Path(__file__).parent.parent / "impls" / "protocol.py")
 _KEPT_OPEN: list = []  # faulthandler writes to the file's descriptor: it must stay open
 
 
-def write_stacks_to(path: str) -> None:
-    """In a worker: dump every thread's stack to ``path`` on a fatal signal
-    and on DUMP_SIGNAL."""
+def write_stacks_to(descriptor: int) -> None:
+    """In a worker: dump every thread's stack to the file open as
+    ``descriptor`` on a fatal signal and on DUMP_SIGNAL."""
     import faulthandler
 
-    stacks = open(path, "a", encoding="utf-8")
+    stacks = open(descriptor, "a", encoding="utf-8")
     _KEPT_OPEN.append(stacks)
     faulthandler.enable(file=stacks, all_threads=True)
     faulthandler.register(DUMP_SIGNAL, file=stacks, all_threads=True, chain=False)
@@ -60,12 +62,18 @@ def _dumping_before(exit_now, stacks):
 
 class WorkerFile:
     """The harness's side of a file a worker writes (its stacks, its output).
-    Once the worker has opened it, :meth:`unlink` removes its name: the two
-    open descriptors keep it, and it goes with them, however either process ends."""
+    The file never has a name: the worker inherits it as :attr:`descriptor`
+    (pickled into the worker's arguments), so however either process ends,
+    nothing is left in the temporary folder. Before, it was named until the
+    worker opened it, and a process group killed while its worker started
+    left the pair behind. Both ends share one file description in append
+    mode: the worker's writes land at the end wherever the harness reads."""
 
     def __init__(self, kind: str):
-        descriptor, self.path = tempfile.mkstemp(prefix=f"adjointbench-{kind}-", suffix=".txt")
-        self._file = os.fdopen(descriptor, "rb")
+        self._file = tempfile.TemporaryFile(prefix=f"adjointbench-{kind}-", suffix=".txt")
+        flags = fcntl.fcntl(self._file.fileno(), fcntl.F_GETFL)
+        fcntl.fcntl(self._file.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
+        self.descriptor = InheritedDescriptor(self._file.fileno())
 
     def _size(self) -> int:
         try:
@@ -73,13 +81,28 @@ class WorkerFile:
         except (OSError, ValueError):
             return 0
 
-    def unlink(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+    def _read(self, start: int, most: int) -> bytes:
+        """Up to ``most`` bytes from ``start``, the worker's appends untouched."""
+        return os.pread(self._file.fileno(), most, start)
 
     def close(self) -> None:
-        self.unlink()
         self._file.close()
+
+
+class InheritedDescriptor:
+    """A descriptor a worker started by multiprocessing inherits: pickled
+    while the worker starts, it arrives as the worker's own descriptor (an
+    ``int``) open on the same file."""
+
+    def __init__(self, descriptor: int):
+        self._descriptor = descriptor
+
+    def __reduce__(self):
+        return _inherited, (reduction.DupFd(self._descriptor),)
+
+
+def _inherited(duplicate) -> int:
+    return duplicate.detach()
 
 
 class StackFile(WorkerFile):
@@ -96,8 +119,8 @@ class StackFile(WorkerFile):
     def read(self) -> str:
         """The stacks written since :meth:`mark` (a crash's)."""
         try:
-            self._file.seek(self.start)
-            return self._file.read().decode("utf-8", errors="replace")
+            return self._read(self.start, max(self._size() - self.start, 0)).decode(
+                "utf-8", errors="replace")
         except (OSError, ValueError):
             return ""
 

@@ -135,6 +135,31 @@ def test_a_run_killed_while_its_worker_loads_leaves_no_files_behind(tmp_path):
 
 
 @posix
+def test_a_run_killed_with_its_worker_while_it_starts_leaves_no_files_behind(tmp_path):
+    """A worker's stack and output files never have a name: the harness
+    passes them to the worker by descriptor. Before, they were named until
+    the worker opened them, and a process group killed while its worker was
+    starting (as a Dask worker's is) left the pair in the temporary folder."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = _env(tmp_path, TMPDIR=str(temporary), ADJOINTBENCH_TEST_IMPORT_S="120")
+    run = subprocess.Popen([sys.executable, "-m", "adjointbench", "check", "--impl",
+                            "lifecycle:slow_start", *NUMPY_CELL[2:], "--out", str(tmp_path / "r")],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    named, opened, deadline = set(), [], time.time() + 60
+    while time.time() < deadline and len(opened) < 4:  # both ends of both files
+        named.update(p.name for p in temporary.glob("adjointbench-*"))
+        opened = _files_open_in(temporary, [run.pid, *_descendants(run.pid)])
+        time.sleep(0.005)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    assert len(opened) >= 4, (opened, run.poll())
+    assert not named, f"named while the worker started: {sorted(named)}"
+    assert not list(temporary.iterdir()), list(temporary.iterdir())
+
+
+@posix
 def test_children_left_by_a_cell_are_ended_and_a_pipe_does_not_hang(tmp_path):
     done = _cli("check", "--impl", "lifecycle:LeavesChildren", "--problem", "broadcast_tanh",
                 "--op", "primal", "--dtype", "float64", "--size", "4", "--quiet",

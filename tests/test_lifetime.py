@@ -1,0 +1,39 @@
+"""Processes the harness starts end with it (adjointbench/lifetime.py)."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+posix = pytest.mark.skipif(sys.platform != "linux", reason="Linux process tree and /proc")
+
+# B: started by A, which exits at once; B looks for its parent only after A is gone
+STARTS_LATE = """
+import os, sys, time
+from adjointbench.lifetime import end_with_parent
+time.sleep(1.0)
+def end():
+    open(sys.argv[1], "w").write("ended")
+    os._exit(7)
+end_with_parent(end, int(sys.argv[2]), kernel=False)
+time.sleep(60)
+open(sys.argv[1], "w").write("outlived its parent")
+"""
+STARTER = """
+import os, subprocess, sys
+subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], str(os.getpid())])
+"""
+
+
+@posix
+def test_a_process_whose_parent_died_while_it_started_ends_at_once(tmp_path):
+    """The parent it is told of is gone before it looks: it has a new parent
+    already, and it ends rather than wait for that one to die too."""
+    said = tmp_path / "said"
+    subprocess.run([sys.executable, "-c", STARTER, STARTS_LATE, str(said)], check=True,
+                   timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and not said.exists():
+        time.sleep(0.05)
+    assert said.read_text() == "ended"
