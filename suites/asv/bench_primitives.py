@@ -32,12 +32,44 @@ REPRESENTATIVE = ("broadcast_tanh", "softmax", "matmul", "linear_solve", "batche
 REPRESENTATIVE_IMPLS = ("numpy", "jax", "torch")
 
 
+def _from_threads(name: str):
+    """suites/threads.py's ``name``, or None in a package without it: asv
+    runs this file, the checkout's, against every commit it benchmarks,
+    older ones included."""
+    try:
+        from adjointbench.suites import threads
+    except ImportError:
+        return None
+    return getattr(threads, name, None)
+
+
+def _threads_of_a_run():
+    """This process's pools as a bench worker's, from setup to teardown: one
+    thread per library, or the count ``OMP_NUM_THREADS`` asks for. asv's
+    matrix sets them for the environments it builds, but not for an existing
+    one (``--python=same``), where BLAS and torch took every core."""
+    scoped = _from_threads("threads_of_a_run")
+    return scoped() if scoped else contextlib.nullcontext()
+
+
+def _pools_sized(threads):
+    """Pools sized from the CPUs (XLA's) made with ``threads`` of them."""
+    sized = _from_threads("pools_sized_to")
+    return sized(threads) if sized else contextlib.nullcontext()
+
+
 def _where_timed(cell):
     """Where bench takes a cell's samples (its timed_on_run_cpus), in a
-    package that has it: asv runs this file, the checkout's, against every
-    commit it benchmarks, older ones included."""
+    package that has it."""
     where = getattr(bench, "timed_on_run_cpus", None)
     return where(cell) if where else contextlib.nullcontext()
+
+
+def _loaded(impl):
+    try:
+        return load_implementation(impl)
+    except MissingDependency as e:  # asv: skipped
+        raise NotImplementedError(str(e)) from None
 
 
 class _CatalogueBenchmark:
@@ -49,16 +81,16 @@ class _CatalogueBenchmark:
 
     def setup(self, impl, size):
         cell = Cell(self.problem, impl, self.op, size, suite="bench")
-        try:
-            implementation = load_implementation(impl)
-        except MissingDependency as e:
-            raise NotImplementedError(str(e)) from None
-        reason = unsupported_reason(cell, LocalExecutor(implementation))
-        if reason:
-            raise NotImplementedError(reason)
-        self.primal, self.warm = bench.warm_pair(cell, implementation)
-        self._timed = contextlib.ExitStack()  # the samples, where bench takes them
-        self._timed.enter_context(_where_timed(cell))
+        with contextlib.ExitStack() as timed:  # bench's threads, and where it samples
+            threads = timed.enter_context(_threads_of_a_run())
+            with _pools_sized(threads):
+                implementation = _loaded(impl)
+                reason = unsupported_reason(cell, LocalExecutor(implementation))
+                if reason:
+                    raise NotImplementedError(reason)
+                self.primal, self.warm = bench.warm_pair(cell, implementation)
+            timed.enter_context(_where_timed(cell))
+            self._timed = timed.pop_all()  # until teardown
 
     def teardown(self, impl, size):
         if hasattr(self, "_timed"):

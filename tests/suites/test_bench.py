@@ -267,6 +267,32 @@ def test_asv_samples_run_where_bench_takes_them(monkeypatch):
     assert os.sched_getaffinity(0) == everything
 
 
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
+def test_asv_benchmarks_take_bench_threads_where_the_matrix_does_not_reach(monkeypatch, impl):
+    """``asv run --python=same`` ignores the matrix's thread variables: a
+    benchmark's setup gives its process bench's threads itself (environment,
+    BLAS, torch), and teardown gives back what was there."""
+    from adjointbench.suites.asv import bench_primitives
+    from adjointbench.suites.threads import blas_threads
+
+    framework = pytest.importorskip(impl)
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    before = blas_threads(), getattr(framework, "get_num_threads", lambda: None)()
+    benchmark = bench_primitives.softmax_vjp()
+    benchmark.setup(impl, 100)
+    try:
+        assert os.environ["OMP_NUM_THREADS"] == str(DEFAULT_THREADS)
+        assert blas_threads() in (None, DEFAULT_THREADS)
+        if impl == "torch":
+            assert framework.get_num_threads() == DEFAULT_THREADS
+        benchmark.time_vjp(impl, 100)
+    finally:
+        benchmark.teardown(impl, 100)
+    assert "OMP_NUM_THREADS" not in os.environ
+    assert (blas_threads(), getattr(framework, "get_num_threads", lambda: None)()) == before
+
+
 def test_asv_runs_its_benchmarks_with_the_threads_bench_gives_its_workers():
     """asv.conf.json's ``env_nobuild``: every benchmark process of a commit's
     environment has bench's default thread count (its samples then run
