@@ -28,8 +28,9 @@ def end_with_parent(end: Callable[[], None], parent: int, kernel: bool = True) -
     ``kernel`` the kernel sends SIGTERM at once. The kernel's signal comes
     when the *thread* that started this process ends, so ``kernel`` is only
     for processes started by a thread that lives as long as they should.
-    A parent that died while this process started is seen at once (its own
-    ``os.getppid()`` would have named the new parent, and nothing ended it)."""
+    A parent that died before this process got here is seen at once:
+    ``os.getppid()`` already names another process (taken for the parent
+    before, and watched instead of it)."""
     if kernel:
         signal.signal(signal.SIGTERM, lambda *_: end())
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

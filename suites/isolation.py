@@ -112,11 +112,11 @@ def _answer(call):
 
 def _serve(connection, spec: str, harness: int, stacks: int | None = None,
            output: int | None = None) -> None:
-    """The worker: in its own process group, tied to the life of the harness
-    (the process ``harness``) and under the memory cap, its stacks written to the file open as ``stacks``
-    when it crashes or is asked (suites/stacks.py) and its output to the one
-    open as ``output`` (suites/relay.py), load one implementation, then
-    answer method calls."""
+    """The worker: in its own process group, tied to the life of the
+    harness (the process ``harness``) and under the memory cap, its stacks
+    written to the file open as descriptor ``stacks`` when it crashes or is
+    asked (suites/stacks.py) and its output to the one open as ``output``
+    (suites/relay.py), load one implementation, then answer method calls."""
     os.setpgrp()
     _die_with_parent(harness)
     _limit_memory(memory_limit_gb())
