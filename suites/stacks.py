@@ -37,9 +37,12 @@ _KEPT_OPEN: list = []  # faulthandler writes to the file's descriptor: it must s
 
 def write_stacks_to(descriptor: int) -> None:
     """In a worker: dump every thread's stack to the file open as
-    ``descriptor`` on a fatal signal and on DUMP_SIGNAL."""
+    ``descriptor`` on a fatal signal and on DUMP_SIGNAL. The descriptor
+    arrives inheritable (passed at spawn): a process the code under test
+    starts does not get it."""
     import faulthandler
 
+    os.set_inheritable(descriptor, False)
     stacks = open(descriptor, "a", encoding="utf-8")
     _KEPT_OPEN.append(stacks)
     faulthandler.enable(file=stacks, all_threads=True)

@@ -31,3 +31,48 @@ Current thread 0x00007f0000000002 (most recent call first):
 def test_no_frame_of_the_implementation_names_nothing():
     assert where("") == ""
     assert where("Thread 0x1 (most recent call first):\n  <no Python frame>\n") == ""
+
+
+def _files_a_worker_holds(stacks_descriptor, output_descriptor, answer) -> None:
+    """In a spawned process: take the two files as a worker does, write to
+    each, and say whether a process it starts would inherit the stack file."""
+    import os
+
+    from adjointbench.suites.relay import capture_output_to
+    from adjointbench.suites.stacks import write_stacks_to
+
+    write_stacks_to(stacks_descriptor)
+    capture_output_to(output_descriptor)
+    print("printed by the worker")
+    os.write(stacks_descriptor, b"a stack line\n")
+    answer.send(os.get_inheritable(stacks_descriptor))
+
+
+def test_a_worker_gets_its_files_by_descriptor_and_keeps_the_stack_file_to_itself():
+    """The files cross to the worker with no name; what it writes reaches the
+    harness's side; a process it starts (code under test, os.system) does
+    not inherit the stack file."""
+    import io
+    import multiprocessing
+
+    from adjointbench.suites.relay import OutputRelay
+    from adjointbench.suites.stacks import StackFile
+
+    context = multiprocessing.get_context("spawn")
+    stacks, output = StackFile(), OutputRelay("probe")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_files_a_worker_holds,
+                              args=(stacks.descriptor, output.descriptor, theirs))
+    process.start()
+    try:
+        inheritable = ours.recv()
+        process.join(30)
+        assert process.exitcode == 0
+        assert stacks.read() == "a stack line\n"
+        shown = io.StringIO()
+        output.relay(shown)
+        assert shown.getvalue() == "[probe] printed by the worker\n"
+        assert inheritable is False
+    finally:
+        stacks.close()
+        output.close()
