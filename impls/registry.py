@@ -112,13 +112,22 @@ def available_implementations() -> list[str]:
     return [name for name, entry in _entry_points().items() if _extras_installed(entry)]
 
 
+def _target(entry) -> str:
+    """An entry point's ``module:object`` (without its extras)."""
+    return entry.value.split()[0]
+
+
+def _is_built_in(entry) -> bool:
+    """Whether an entry point is one of this package's own (into adjointbench.impls)."""
+    return _target(entry).startswith("adjointbench.impls.")
+
+
 def built_in_name(spec: str) -> str | None:
     """The built-in's name where ``spec`` is the ``module:object`` of a
     built-in's own entry point (``adjointbench.impls.torch:implementation``
     is torch), else None; read from the entry points, nothing imported."""
     for name, entry in _entry_points().items():
-        target = entry.value.split()[0]
-        if target == spec and target.startswith("adjointbench.impls."):
+        if _target(entry) == spec and _is_built_in(entry):
             return name
     return None
 
@@ -127,16 +136,15 @@ def implementation_origin(name: str) -> str:
     """Where a registered implementation comes from: ``built-in``, or its
     entry point and the package that declares it."""
     entry = _entry_points()[name]
-    if entry.value.startswith("adjointbench.impls."):
+    if _is_built_in(entry):
         return "built-in"
     package = f" ({entry.dist.name})" if entry.dist is not None else ""
-    return f"entry point {entry.value.split()[0]}{package}"
+    return f"entry point {_target(entry)}{package}"
 
 
 def built_in_implementations() -> list[str]:
     """The available implementations this package declares itself (the
     built-ins: pyproject.toml's entry points into adjointbench.impls), not
     plug-ins installed beside it."""
-    built_in = {name for name, entry in _entry_points().items()
-                if entry.value.startswith("adjointbench.impls.")}
+    built_in = {name for name, entry in _entry_points().items() if _is_built_in(entry)}
     return [name for name in available_implementations() if name in built_in]
