@@ -10,11 +10,14 @@ process that compares never imports implementation code.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections import deque
+from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import Any, Callable
 
 from adjointbench.impls.protocol import Implementation, Task, devices, prepare, supports
-from adjointbench.suites.purity import copy_arrays, same_arrays
+from adjointbench.suites.purity import (allocation_spans, arrays_in, copy_arrays, envelope,
+                                          overlapping, same_arrays)
 from adjointbench.suites.timing import synchronised, time_operation, timing_fields
 
 
@@ -35,14 +38,51 @@ def _buffers(task: Task) -> dict:
     return {"inputs": task.inputs, "tangent": task.tangent, "cotangent": task.cotangent}
 
 
+RESULTS_KEPT = 32  # earlier executions' results watched for reuse, the newest ...
+RESULTS_KEPT_BYTES = 32 * 2**20  # ... while their copies take at most this (the newest always)
+
+
+@dataclass(frozen=True)
+class _Returned:
+    """One execution's first result: what run() returned, the to_numpy that
+    converts it, a copy of the conversion taken then, and the conversion
+    itself, held so that its memory cannot be handed to anyone else while
+    it is watched, with the byte spans of the allocations behind it."""
+    op: str
+    returned: Any
+    to_numpy: Callable[[Any], Any]
+    then: Any
+    converted: Any
+    spans: tuple[tuple[int, int], ...]
+    start: int  # the envelope of spans, a cheap first test
+    end: int
+    nbytes: int  # of then
+
+    @classmethod
+    def of(cls, op: str, returned: Any, to_numpy: Callable, then: Any,
+           converted: Any) -> _Returned:
+        spans = allocation_spans(converted)
+        return cls(op, returned, to_numpy, then, converted, spans, *envelope(spans),
+                   sum(part.nbytes for part in arrays_in(then)))
+
+    def changed(self) -> tuple[str, Any, Any] | None:
+        """(operation, then, now) if converting what run() returned no longer
+        gives what it gave; else None (also when it no longer converts:
+        its own cell judged it)."""
+        try:
+            now = copy_arrays(self.to_numpy(self.returned))
+        except Exception:  # noqa: BLE001
+            return None
+        return None if same_arrays(now, self.then) else (self.op, self.then, now)
+
+
 class LocalExecutor:
     """Runs one implementation here. Every method returns plain data."""
 
     def __init__(self, impl: Implementation):
         self.impl = impl
-        # the operation last executed: what its run() returned, its to_numpy, and
-        # a copy of its NumPy result taken then
-        self._returned: tuple[str, Any, Callable[[Any], Any], Any] | None = None
+        self._returned: deque[_Returned] = deque()  # newest first
+        self._kept_bytes = 0
 
     def describe(self) -> dict:
         return {"name": self.impl.name, "devices": devices(self.impl),
@@ -53,32 +93,48 @@ class LocalExecutor:
 
     def execute(self, task: Task) -> tuple[Any, Any, dict]:
         """Prepare, call twice; (first result, second result, the buffers
-        after, with ``earlier_results``: the last execution's result as
-        (operation, then, now) if this one changed it, else nothing)."""
+        after, with ``earlier_results``: (operation, then, now) for each
+        earlier execution's result that this one changed)."""
         prepared = prepare(self.impl, task)
         returned = synchronised(prepared)()
-        first = copy_arrays(prepared.to_numpy(returned))
-        second = copy_arrays(prepared.to_numpy(synchronised(prepared)()))
-        after = {**_buffers(task), "earlier_results": self._changed_since_returned()}
-        self._returned = (task.op, returned, prepared.to_numpy, first)
-        return first, second, after
+        converted = prepared.to_numpy(returned)
+        first = copy_arrays(converted)
+        again = prepared.to_numpy(synchronised(prepared)())
+        second = copy_arrays(again)
+        kept = _Returned.of(task.op, returned, prepared.to_numpy, first, converted)
+        changed = self._changed_since_returned(kept.spans + allocation_spans(again))
+        self._remember(kept)
+        return first, second, {**_buffers(task), "earlier_results": changed}
 
-    def _changed_since_returned(self) -> list[tuple[str, Any, Any]]:
-        """The last execution's result if it is no longer what it was when
-        returned: an implementation that hands out a buffer it reuses (a
-        static output array) overwrites it at its next call,
-        though each call alone returns the right values. What ``run()``
-        returned is converted again, so a staging buffer that ``to_numpy``
-        reuses (a device-to-host copy) is not taken for one. (Only the last
-        is kept: comparing every operation's took 67 us per execution.)"""
-        if self._returned is None:
+    def _changed_since_returned(self, written: tuple) -> list[tuple[str, Any, Any]]:
+        """Earlier executions' results that are no longer what they were when
+        returned: an implementation that hands out buffers it reuses (a
+        static output array, a pool of them handed out in turn) overwrites
+        one at a later call, though each call alone returns the right
+        values. The last execution's result is always looked at (whatever
+        its memory: a device array, scratch space); an older one when this
+        execution's results lie in the same allocation (``written``): a
+        comparison of spans, about 1 us for all 32 kept results, where
+        converting and comparing one 8 x 8 result takes about 11. What
+        ``run()`` returned is converted
+        again, so a staging buffer that ``to_numpy`` reuses (a device-to-host
+        copy) is not taken for one."""
+        if not self._returned:
             return []
-        op, returned, to_numpy, then = self._returned
-        try:
-            now = copy_arrays(to_numpy(returned))
-            return [] if same_arrays(now, then) else [(op, then, now)]
-        except Exception:  # noqa: BLE001 - not numbers, or no longer convertible: its own cell judged it
-            return []
+        start, end = envelope(written)
+        watched = [self._returned[0]] + [
+            kept for kept in islice(self._returned, 1, None)
+            if kept.start < end and start < kept.end and overlapping(kept.spans, written)]
+        return [change for change in map(_Returned.changed, watched) if change]
+
+    def _remember(self, returned: _Returned) -> None:
+        """Keep ``returned`` and the newest results before it, at most
+        RESULTS_KEPT of them and RESULTS_KEPT_BYTES of their copies."""
+        self._returned.appendleft(returned)
+        self._kept_bytes += returned.nbytes
+        while len(self._returned) > 1 and (len(self._returned) > RESULTS_KEPT
+                                           or self._kept_bytes > RESULTS_KEPT_BYTES):
+            self._kept_bytes -= self._returned.pop().nbytes
 
     def time(self, task: Task, budget_s: float, rounds: int) -> tuple[dict, Any, Any, dict]:
         """Time the operation; (timing fields, first result, last result, buffers after)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from adjointbench.suites.compare import WrongResult
 from adjointbench.suites.tolerance import tolerance
@@ -40,6 +41,43 @@ def copy_arrays(value: Any) -> Any:
     if isinstance(value, np.ndarray) or np.isscalar(value):
         return np.array(value, copy=True)
     return value
+
+
+def arrays_in(value: Any):
+    """The NumPy arrays in nested dicts, tuples and lists (as they are, not copied)."""
+    if isinstance(value, dict):
+        value = tuple(value.values())
+    if isinstance(value, (tuple, list)):
+        for part in value:
+            yield from arrays_in(part)
+    elif isinstance(value, np.ndarray):
+        yield value
+
+
+def _allocation(array: np.ndarray) -> np.ndarray:
+    """The outermost array whose memory ``array`` views (itself if it owns it)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def allocation_spans(value: Any) -> tuple[tuple[int, int], ...]:
+    """The byte spans [start, end) of the allocations behind ``value``'s
+    arrays: a view of a buffer spans the whole buffer, so two views of one
+    scratch array overlap though their own elements do not."""
+    spans = (byte_bounds(_allocation(a)) for a in arrays_in(value) if a.size)
+    return tuple((int(start), int(end)) for start, end in spans)
+
+
+def envelope(spans: tuple) -> tuple[int, int]:
+    """The smallest span holding all of ``spans`` ((0, 0) for none)."""
+    return (min(s for s, _ in spans), max(e for _, e in spans)) if spans else (0, 0)
+
+
+def overlapping(spans: tuple, others: tuple) -> bool:
+    """Whether any span of ``spans`` shares a byte with any of ``others``."""
+    return any(start < other_end and other_start < end
+               for start, end in spans for other_start, other_end in others)
 
 
 def _pairs(given: Any, pristine: Any, path: str):

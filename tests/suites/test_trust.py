@@ -132,6 +132,40 @@ def test_right_values_in_one_reused_buffer_are_caught_at_the_second_point(plugin
     assert {r.outcome for r in staged.values()} == {"ok"}, staged
 
 
+def test_right_values_in_a_pool_of_reused_buffers_are_caught_when_the_pool_wraps(
+        plugins_on_path, oracle):
+    """Each call writes into the next of a pool of arrays handed out in turn,
+    so what a call returned is overwritten POOL_SIZE calls later, long after
+    the execution that follows it. Two calls per point: the pool wraps at
+    point POOL_SIZE // 2, in the cell's own worker as in this process."""
+    from untrustworthy import POOL_SIZE
+
+    [cell] = plan_cells(["untrustworthy:pooled_output"], ["softmax"], ["jvp"], ["float64"], [4],
+                        points=POOL_SIZE // 2 + 1)
+    with IsolatedRunner(timeout_s=60, oracle=oracle) as runner:
+        for record in (run_cell(cell, oracle), runner.run(cell)):
+            assert record.outcome == "mismatch" and record.point == POOL_SIZE // 2, record
+            assert "changed a result it had already returned" in record.message, record
+    unwrapped = plan_cells(["untrustworthy:pooled_output"], ["softmax"], ["jvp"], ["float64"],
+                           [64], points=POOL_SIZE // 2)
+    assert run_cell(unwrapped[0], oracle).outcome == "ok"  # right until the pool wraps
+
+
+def test_results_in_one_allocation_overlap_and_results_in_two_do_not():
+    """What decides which older results are looked at again (suites/purity.py)."""
+    from adjointbench.suites.purity import allocation_spans, overlapping
+
+    scratch, other = np.zeros((4, 4)), np.zeros((4, 4))
+    assert overlapping(allocation_spans(scratch[0]), allocation_spans((scratch[1],)))
+    assert overlapping(allocation_spans([scratch.T[::2]]), allocation_spans({"y": scratch}))
+    assert not overlapping(allocation_spans(scratch), allocation_spans(other))
+    assert allocation_spans((np.zeros(0), 1.0)) == ()
+    torch = pytest.importorskip("torch")
+    storage = torch.zeros(4, 4)  # each .numpy() is a new array over the same memory
+    assert overlapping(allocation_spans(storage.numpy()), allocation_spans(storage[2:].numpy()))
+    assert not overlapping(allocation_spans(storage.numpy()), allocation_spans(other))
+
+
 def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plugins_on_path,
                                                                             oracle):
     impl = "untrustworthy:first_call_only"
