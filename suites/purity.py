@@ -136,7 +136,7 @@ def check_results_kept(impl: str, op: str, earlier: list) -> None:
             continue
         raise WrongResult(
             f"{impl} changed a result it had already returned: the array a {earlier_op} call "
-            f"returned was overwritten when {op} ran next (largest change "
+            f"returned was overwritten by a later call, seen when {op} ran (largest change "
             f"{_largest_change(_flat(then), _flat(now)):.3g}). Callers keep what a call "
             "returns, so each call must return new arrays, not a buffer the implementation "
             "reuses.")

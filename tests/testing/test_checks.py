@@ -105,6 +105,22 @@ def test_a_rule_that_returns_one_reused_buffer_is_caught():
     check_rules(softplus, X, jvp=lambda args, t: sigmoid(args[0]) * t[0])  # a new array: ok
 
 
+def test_a_rule_that_hands_out_a_pool_of_buffers_in_turn_is_caught_when_it_wraps():
+    """Four arrays handed out in turn (two calls per point): what the first
+    call at point 0 returned is overwritten at point 2, three calls after
+    the execution that followed it."""
+    pool = [np.empty_like(X) for _ in range(4)]
+
+    def into_a_pool(args, tangents):
+        pool.append(out := pool.pop(0))
+        out[...] = sigmoid(args[0]) * tangents[0]
+        return out
+
+    with pytest.raises(AssertionError, match="jvp at input point 2: mismatch: your function "
+                       "changed a result it had already returned"):
+        check_rules(softplus, X, jvp=into_a_pool)
+
+
 def test_several_arguments_and_argnums():
     def f(a, b):
         return a * np.sin(b)
