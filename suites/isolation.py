@@ -24,7 +24,8 @@ from adjointbench.suites.executors import (ImplementationError, LocalExecutor, W
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record
-from adjointbench.suites.relay import OutputRelay, capture_output_to, flush_output
+from adjointbench.suites.relay import (LIVE_RELAY_S, OutputRelay, capture_output_to,
+                                       flush_output)
 from adjointbench.suites.stacks import StackFile, where, write_stacks_to
 from adjointbench.suites.threads import environment_with, pools_sized_to, requested_threads
 from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
@@ -205,7 +206,7 @@ class Worker:
 
     def _answer(self, deadline: float, what: str):
         try:
-            if not self.connection.poll(max(deadline - time.monotonic(), 0.0)):
+            if not self._answered_by(deadline):
                 raise WorkerTimeout(f"no answer within the timeout while {what}"
                                     f"{_at(self.stacks.dump(self.process.pid))}; the worker "
                                     "was killed. Raise --timeout if the cell is just slow.")
@@ -228,6 +229,18 @@ class Worker:
             raise {"unsupported": NotImplementedError,
                    "mismatch": _wrong_result()}.get(kind, ImplementationError)(message)
         return answer[1]
+
+    def _answered_by(self, deadline: float) -> bool:
+        """Whether the worker's answer is there by ``deadline``; meanwhile,
+        what it prints is relayed every LIVE_RELAY_S (a slow cell's
+        progress, what a hanging one said before its timeout)."""
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            if self.connection.poll(min(remaining, LIVE_RELAY_S)):
+                return True
+            if remaining <= LIVE_RELAY_S:
+                return False
+            self.output.relay_so_far()
 
     def call(self, deadline: float, method: str, *args):
         self.stacks.mark()

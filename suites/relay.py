@@ -1,7 +1,8 @@
 """What code under test prints reaches the user attributed, never as the harness.
 
 A worker's descriptors 1 and 2 (its stdout and stderr, and those of every
-process it starts) go to a file of its own. After each answer, and after a
+process it starts) go to a file of its own. While a call runs (every
+LIVE_RELAY_S, as its lines are completed), after each answer, and after a
 crash or a timeout, the harness relays what was written there to its own
 stderr: each line prefixed with the implementation's name, control
 characters shown escaped, at most RELAYED_LINES lines a call. The harness's
@@ -20,6 +21,7 @@ from adjointbench.suites.stacks import WorkerFile
 
 RELAYED_LINES = 20  # a call's output beyond these is counted, not shown
 READ_BYTES = 64 * 1024  # of a call's output, the most read back to show
+LIVE_RELAY_S = 1.0  # while a call runs, how often what it printed is relayed
 _SHOWN_CONTROLS = "\t"
 
 
@@ -51,38 +53,64 @@ def escaped(line: str) -> str:
 
 
 class OutputRelay(WorkerFile):
-    """The harness's side of one worker's output file."""
+    """The harness's side of one worker's output file. While a call runs,
+    :meth:`relay_so_far` shows its complete lines as they come (a plug-in's
+    progress, or what it printed before it hung, is seen before the
+    timeout); after the answer, :meth:`relay` shows the rest and empties
+    the file. At most RELAYED_LINES lines of a call are shown, read from at
+    most its first READ_BYTES."""
 
     def __init__(self, name: str):
         super().__init__("output")
         self.name = name
+        self._relayed = 0  # bytes of this call's output already relayed
+        self._shown = 0  # lines of this call's output shown
+        self._held_back = False  # a line of this call's output was not shown
 
-    def _take(self) -> tuple[bytes, int]:
-        """What the worker wrote since the last call (at most READ_BYTES of
-        it) and its whole size; the file is emptied (the worker appends)."""
-        try:
-            size = self._size()
-            if not size:
-                return b"", 0
-            data = self._read(0, READ_BYTES)
-            os.ftruncate(self._file.fileno(), 0)
-            return data, size
-        except (OSError, ValueError):
-            return b"", 0
+    def relay_so_far(self, stream=None) -> None:
+        """While the worker runs a call: its complete lines printed since
+        the last relay, each as ``[name] line`` on ``stream`` (this
+        process's stderr). Only the harness reads the file meanwhile; the
+        worker's writes land at its end."""
+        self._show(self._unrelayed(complete=True), stream)
 
     def relay(self, stream=None) -> None:
-        """Write what the worker printed since the last relay to ``stream``
-        (this process's stderr), each line as ``[name] line``."""
-        data, size = self._take()
-        if not data:
+        """After an answer, a crash or a timeout (the worker writes no more
+        for this call): the rest of what it printed, a note of how much was
+        not shown, and the file is emptied for the next call."""
+        size = self._size()
+        self._show(self._unrelayed(complete=False), stream)
+        if self._held_back or size > self._relayed:
+            self._write([f"[{self.name}] ... its output went on: {size} bytes in all, of "
+                         f"which the first {RELAYED_LINES} lines are shown\n"], stream)
+        if size:
+            with contextlib.suppress(OSError, ValueError):
+                os.ftruncate(self._file.fileno(), 0)
+        self._relayed, self._shown, self._held_back = 0, 0, False
+
+    def _unrelayed(self, complete: bool) -> list[str]:
+        """The lines written since the last relay, within the call's first
+        READ_BYTES (only those ended by a newline if ``complete``)."""
+        try:
+            data = self._read(self._relayed, max(min(self._size(), READ_BYTES) - self._relayed, 0))
+        except (OSError, ValueError):
+            return []
+        if complete and len(data) + self._relayed < READ_BYTES:  # a line still being written waits
+            data = data[:data.rfind(b"\n") + 1]
+        self._relayed += len(data)
+        return data.decode("utf-8", errors="replace").splitlines()
+
+    def _show(self, lines: list[str], stream) -> None:
+        shown = lines[:max(RELAYED_LINES - self._shown, 0)]
+        self._shown += len(shown)
+        self._held_back |= len(shown) < len(lines)
+        self._write([f"[{self.name}] {escaped(line)}\n" for line in shown], stream)
+
+    def _write(self, lines: list[str], stream) -> None:
+        if not lines:
             return
         stream = stream or sys.stderr
-        lines = data.decode("utf-8", errors="replace").splitlines()
-        shown = [f"[{self.name}] {escaped(line)}\n" for line in lines[:RELAYED_LINES]]
-        if len(lines) > RELAYED_LINES or size > len(data):
-            shown.append(f"[{self.name}] ... its output went on: {size} bytes in all, of "
-                         f"which the first {RELAYED_LINES} lines are shown\n")
         if stream.isatty():  # over the progress bar's line, which is drawn again after
-            shown.insert(0, "\r\x1b[K")
-        stream.write("".join(shown))
+            lines.insert(0, "\r\x1b[K")
+        stream.write("".join(lines))
         stream.flush()

@@ -6,6 +6,7 @@ would move a terminal's cursor, and more lines than anyone should see."""
 import os
 import subprocess
 import sys
+import time
 
 from adjointbench.impls.numpy import NumpyImplementation
 from adjointbench.impls.protocol import Prepared
@@ -35,3 +36,25 @@ class Chatty(NumpyImplementation):
 
 
 implementation = Chatty()
+
+
+WAIT_S = float(os.environ.get("CHATTY_WAIT_S", "4"))  # slow_implementation's first wait
+
+
+class SlowAfterSaying(Chatty):
+    """Says when it starts to wait (with the time), then waits WAIT_S, at
+    its first prepare only: a slow cell's progress, a hang's last words."""
+    name = "chatty_slow"
+    waited = False
+
+    def prepare(self, task):
+        if not SlowAfterSaying.waited:
+            SlowAfterSaying.waited = True
+            print(f"chatty: waiting from {time.time():.3f}", flush=True)
+            print("chatty: an unfinished line", end="", flush=True)
+            time.sleep(WAIT_S)
+            print(" ends here")
+        return super().prepare(task)
+
+
+slow_implementation = SlowAfterSaying()

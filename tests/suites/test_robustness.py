@@ -657,6 +657,25 @@ def test_a_worker_is_asked_each_supports_question_once():
                             ("supports", "matmul", "jvp", None)]
 
 
+def test_what_code_under_test_prints_is_relayed_while_its_call_runs(tmp_path):
+    """chatty:slow_implementation prints a line with the time, then half a
+    line, then waits: the whole line reaches stderr seconds before the call
+    ends, the half line only whole, after it."""
+    wait_s = 4.0
+    run = _start("check", "--impl", "chatty:slow_implementation", *NUMPY_CELL[2:],
+                 "--out", str(tmp_path / "r"), env=_env(tmp_path, CHATTY_WAIT_S=str(wait_s)))
+    arrived = {}
+    for line in run.stderr:
+        arrived.setdefault(line.rstrip("\n"), time.time())
+    assert run.wait(60) == 0
+    prefix = "[chatty:slow_implementation] chatty: "
+    [(said, when)] = [(float(line.rsplit(" ", 1)[1]), t) for line, t in arrived.items()
+                      if line.startswith(prefix + "waiting from ")]
+    assert when - said < wait_s - 1.5, (when - said, arrived)  # relayed every second
+    assert arrived[prefix + "an unfinished line ends here"] - said >= wait_s
+    assert "line 0 of a call" in " ".join(arrived)  # and the lines of later calls, as before
+
+
 def test_what_code_under_test_prints_is_relayed_attributed_and_never_on_stdout(tmp_path):
     """tests/plugins/chatty.py prints a forged summary, an escape sequence and
     50 lines a call: all reach stderr, each line named, none obeyed or on stdout."""

@@ -1,5 +1,6 @@
 """Reading where a worker was from faulthandler's dump (suites/stacks.py)."""
 
+import os
 from pathlib import Path
 
 import adjointbench.suites.stacks as stacks_module
@@ -75,4 +76,40 @@ def test_a_worker_gets_its_files_by_descriptor_and_keeps_the_stack_file_to_itsel
         assert inheritable is False
     finally:
         stacks.close()
+        output.close()
+
+
+def test_a_calls_output_is_relayed_as_its_lines_end_and_capped_across_relays():
+    """While a call runs, complete lines only; after it, the rest and how much
+    was held back; the cap counts the call's lines, however many relays."""
+    import io
+
+    from adjointbench.suites.relay import RELAYED_LINES, OutputRelay
+
+    output = OutputRelay("probe")
+    written = []
+
+    def write(text):  # as the worker does, at the file's end
+        written.append(text)
+        os.write(output._file.fileno(), text.encode())
+
+    try:
+        shown = io.StringIO()
+        write("one\ntw")
+        output.relay_so_far(shown)
+        assert shown.getvalue() == "[probe] one\n"
+        write("o\n" + "".join(f"line {i}\n" for i in range(RELAYED_LINES)) + "unended")
+        output.relay_so_far(shown)
+        output.relay(shown)
+        lines = shown.getvalue().splitlines()
+        assert lines[:RELAYED_LINES] == ["[probe] one", "[probe] two"] + [
+            f"[probe] line {i}" for i in range(RELAYED_LINES - 2)]
+        size = len("".join(written).encode())
+        assert lines[RELAYED_LINES:] == [f"[probe] ... its output went on: {size} bytes in all, "
+                                         f"of which the first {RELAYED_LINES} lines are shown"]
+        after = io.StringIO()  # the next call starts afresh
+        write("again\n")
+        output.relay(after)
+        assert after.getvalue() == "[probe] again\n"
+    finally:
         output.close()
