@@ -154,7 +154,9 @@ def threads_of_a_run(threads: int | None = None):
     ``OMP_NUM_THREADS`` asks for, else DEFAULT_THREADS, set in the
     environment (pools that load within read it, and timed_on_run_cpus
     confines samples to it), BLAS/OpenMP and torch. After: the environment,
-    BLAS/OpenMP and a torch loaded before as they were."""
+    BLAS/OpenMP and a torch loaded before as they were; a torch first
+    loaded within (which read the scope's environment) at the count it
+    would have started with outside it."""
     threads = threads or requested_threads(os.environ) or DEFAULT_THREADS
     from threadpoolctl import threadpool_limits
     torch = sys.modules.get("torch")
@@ -165,8 +167,31 @@ def threads_of_a_run(threads: int | None = None):
                 torch.set_num_threads(threads)
             yield threads
     finally:
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
+        torch = sys.modules.get("torch")  # loaded before, or within
+        if torch:
+            torch.set_num_threads(torch_threads or _torch_starting_threads())
+
+
+def _torch_starting_threads() -> int:
+    """The intra-op thread count a torch loaded now would start with: what
+    OMP_NUM_THREADS, else MKL_NUM_THREADS, asks for, else the physical cores
+    (torch's rule)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        with contextlib.suppress(KeyError, ValueError):
+            if int(os.environ[name]) > 0:
+                return int(os.environ[name])
+    return _physical_cores()
+
+
+def _physical_cores() -> int:
+    """The machine's cores, each counted once whatever its hardware threads
+    (Linux's CPU topology; elsewhere, the CPUs)."""
+    topology = Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/thread_siblings_list")
+    with contextlib.suppress(OSError):
+        cores = {path.read_text().strip() for path in topology}
+        if cores:
+            return len(cores)
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

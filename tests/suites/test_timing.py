@@ -341,6 +341,23 @@ def test_timings_taken_in_this_process_get_the_runs_threads_and_give_them_back()
     assert out == ["1 1 1 1", "True False", "2 2"]
 
 
+@pytest.mark.parametrize("outside", [{}, {"OMP_NUM_THREADS": "2"}], ids=["default", "omp2"])
+def test_a_torch_first_loaded_within_a_runs_threads_starts_afresh_after_it(outside):
+    """pytest-benchmark's module imports torch inside the scope, where it
+    reads OMP_NUM_THREADS=1: after the scope it gets the count a torch
+    loaded outside starts with (asked of a fresh process here), not 1."""
+    env = {**{k: v for k, v in os.environ.items() if k not in threads.THREAD_VARIABLES},
+           **outside}
+    fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, check=True, env=env).stdout.split()
+    code = ("from adjointbench.suites.threads import threads_of_a_run as run\n"
+            "with run(1):\n    import torch\n    print(torch.get_num_threads())\n"
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
+    assert out == ["1", *fresh]
+
+
 class Workload:
     """An implementation whose operations cost a known multiple of the primal:
     ``vjp`` repeats the primal's work three times, ``jvp`` once, and
