@@ -8,6 +8,7 @@ sum of their magnitudes, for a product by the oracle's Jacobian |J| |u|
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,15 +28,29 @@ class WrongResult(ValueError):
     """A result of the wrong shape or dtype, or with NaN or Inf in it."""
 
 
+def _as_array(actual, dtype: str) -> np.ndarray:
+    """``actual`` as an array. A built-in Python number has no dtype of its
+    own: it takes the cell's when that holds its value exactly (a float32
+    result's ``.item()``, an exact ``0``); else NumPy's float64 or int64."""
+    if type(actual) in (int, float) and np.dtype(dtype).kind == "f":
+        with np.errstate(over="ignore"):
+            typed = np.asarray(actual, dtype=dtype)
+        if float(typed) == actual or math.isnan(actual):
+            return typed
+    return np.asarray(actual)
+
+
 def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
     if actual is None:
         raise WrongResult(f"{what} is None: the operation must return its result, not write "
                           "it somewhere and return nothing")
-    array = np.asarray(actual)
+    array = _as_array(actual, dtype)
     if array.shape != tuple(shape):
         raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}")
     if array.dtype != np.dtype(dtype):
-        raise WrongResult(f"{what} has dtype {array.dtype}, expected {dtype}")
+        held = (f" (a Python {type(actual).__name__} that {dtype} cannot hold exactly: "
+                f"computed in another precision)" if type(actual) in (int, float) else "")
+        raise WrongResult(f"{what} has dtype {array.dtype}, expected {dtype}{held}")
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])

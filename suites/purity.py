@@ -38,9 +38,9 @@ def copy_arrays(value: Any) -> Any:
         return {k: copy_arrays(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return type(value)(copy_arrays(v) for v in value)
-    if isinstance(value, np.ndarray) or np.isscalar(value):
+    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
         return np.array(value, copy=True)
-    return value
+    return value  # a Python number (immutable, and without a dtype of its own: kept so), or else
 
 
 def arrays_in(value: Any):

@@ -2,6 +2,7 @@
 is the numpy implementation with one rule replaced. The suite must give each
 the right verdict (tests/suites/test_trust.py)."""
 
+import math
 import os
 
 import numpy as np
@@ -395,3 +396,26 @@ def _matvec_in_any_order(A, x):
 reordering_sums = _Variant("reordering_sums", _replace(
     "matvec", jvp=lambda res, dA, dx: _matvec_in_any_order(dA, res[1])
     + _matvec_in_any_order(res[0], dx)))
+
+
+def _items(result):
+    """Each 0-d result as a built-in Python number, as ``.item()`` gives it."""
+    if isinstance(result, (tuple, list)):
+        return type(result)(_items(r) for r in result)
+    return result.item() if isinstance(result, (np.ndarray, np.generic)) and not np.ndim(result) \
+        else result
+
+
+class _PythonScalars(NumpyImplementation):
+    """Right: numpy's results, each scalar handed back as a Python number
+    (its float32 value exactly, in a float32 cell). Must stay ok."""
+    name = "python_scalars"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        return Prepared(lambda: _items(prepared.to_numpy(prepared.run())), wait=prepared.wait)
+
+
+python_scalars = _PythonScalars()
+# sin x in float64 whatever the cell's dtype: math.sin's Python float
+float64_math = _Variant("float64_math", _replace("scalar_sin", primal=lambda x: math.sin(x)))

@@ -166,6 +166,28 @@ def test_results_in_one_allocation_overlap_and_results_in_two_do_not():
     assert not overlapping(allocation_spans(storage.numpy()), allocation_spans(other))
 
 
+def test_scalars_returned_as_python_numbers_are_judged_by_the_precision_they_hold(
+        plugins_on_path, oracle):
+    """A built-in float has no dtype: a float32 result's ``.item()`` is a
+    float32 result (the same outcomes as numpy's, both dtypes), while
+    math.sin's float64 in a float32 cell is not."""
+    problems, ops = ["scalar_sin", "scalar_mul", "l2_loss"], ["primal", "jvp", "vjp", "hvp"]
+    outcomes = {impl: {(c.problem, c.op, c.size, c.dtype): run_cell(c, oracle).outcome
+                       for c in plan_cells([impl], problems, ops, ["float64", "float32"])}
+                for impl in ("numpy", "untrustworthy:python_scalars")}
+    assert outcomes["untrustworthy:python_scalars"] == outcomes["numpy"]
+    assert "ok" in outcomes["numpy"].values()
+    [float32] = plan_cells(["untrustworthy:python_scalars"], ["l2_loss"], ["jvp"], ["float32"],
+                           [64])
+    with IsolatedRunner(timeout_s=60, oracle=oracle) as runner:  # a float crosses as a float
+        assert runner.run(float32).outcome == "ok"
+    for dtype, outcome in (("float64", "ok"), ("float32", "mismatch")):
+        [cell] = plan_cells(["untrustworthy:float64_math"], ["scalar_sin"], ["primal"], [dtype])
+        record = run_cell(cell, oracle)
+        assert record.outcome == outcome, record
+    assert "a Python float that float32 cannot hold exactly" in record.message
+
+
 def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plugins_on_path,
                                                                             oracle):
     impl = "untrustworthy:first_call_only"
