@@ -177,14 +177,21 @@ def _at_your_inputs(declared: Problem, name: str, names: tuple[str, ...], inputs
         domain={}, neighbourhood=NEIGHBOURHOOD, dtypes=common["dtypes"], max_points=None)
 
 
+def _array_or_number(x: Any) -> Any:
+    """``x`` as a NumPy array; a built-in Python number as it is: it has no
+    dtype, and the check gives it the cell's where that holds it exactly
+    (a float32 result's ``.item()``)."""
+    return x if type(x) in (int, float) else np.asarray(x)
+
+
 class _UnderTest:
     """Your operations as an implementation: ``operations[op](task) -> run``."""
 
     name = "your function"
 
     def __init__(self, operations: dict[str, Callable[[Task], Callable[[], Any]]],
-                 to_numpy: Callable[[Any], np.ndarray] = np.asarray):
-        self.operations, self._to_numpy = operations, to_numpy
+                 to_numpy: Callable[[Any], np.ndarray] | None = None):
+        self.operations, self._to_numpy = operations, to_numpy or _array_or_number
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu",)

@@ -121,6 +121,20 @@ def test_a_rule_that_hands_out_a_pool_of_buffers_in_turn_is_caught_when_it_wraps
         check_rules(softplus, X, jvp=into_a_pool)
 
 
+def test_a_scalar_returned_as_a_python_number_is_judged_by_the_precision_it_holds():
+    """float(...) of a float32 result holds a float32 value: ok. The same
+    sum taken in float64 is not float32's, and the mismatch says so."""
+    x = X.astype(np.float32)
+    jvp = lambda args, t: float(np.sum(2 * args[0] * t[0]))  # noqa: E731
+    vjp = lambda args, w: (2 * args[0] * np.float32(w),)  # noqa: E731
+    result = check_rules(lambda x: float(np.sum(x * x)), x, jvp=jvp, vjp=vjp)
+    assert [r.outcome for r in result.records] == ["ok"] * 12
+    in_float64 = lambda args, t: float(np.sum(2 * args[0].astype(np.float64) * t[0]))  # noqa: E731
+    with pytest.raises(AssertionError, match="jvp output has dtype float64, expected float32 "
+                       r"\(a Python float that float32 cannot hold exactly"):
+        check_rules(lambda x: float(np.sum(x * x)), x, jvp=in_float64, vjp=vjp)
+
+
 def test_several_arguments_and_argnums():
     def f(a, b):
         return a * np.sin(b)
