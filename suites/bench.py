@@ -24,9 +24,8 @@ from adjointbench.reference import Problem, get_problem, make_inputs, make_probe
 from adjointbench.reference.problem import Probes
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import WrongResult, validate
-from adjointbench.suites.purity import check_reentrant
+from adjointbench.suites.purity import check_reentrant, copy_arrays, leaves_of, same_arrays
 from adjointbench.suites.results import Record
-from adjointbench.suites.purity import copy_arrays
 from adjointbench.suites.threads import blas_threads, confined_to, requested_threads
 from adjointbench.suites.timing import (CONVERSIONS, CORES_MARGIN, TIMING_KINDS, KeepingLast,
                                         Paired, WarmCall, converted, paired_from_samples,
@@ -143,6 +142,23 @@ def warm_pair(cell: Cell, impl: Implementation) -> tuple[WarmCall, WarmCall]:
     return primal.warm, warm_up(lambda: prepare(impl, task), cell.budget_s)
 
 
+def kept_results(cell: Cell, primal: WarmCall, operation: WarmCall) -> int:
+    """Of the primal and the operation (one call for a primal cell), those
+    whose second warm-up call returned the very objects its first did, none
+    of them equal to an array they were given (the VJP of x + y hands back
+    its cotangent, rightly): a result cached in prepare() or at the first
+    call, which the timed calls only look up."""
+    repeated = [w for w in {id(primal): primal, id(operation): operation}.values()
+                if w.repeated]
+    if not repeated:
+        return 0
+    problem, made = get_problem(cell.problem), _PRIMALS[_primal_key(cell)]
+    probes = made.probes(problem, cell)
+    given = [np.asarray(a) for a in leaves_of((made.inputs, probes.tangent, probes.cotangent))]
+    return sum(not any(same_arrays(leaf, array) for leaf in leaves_of(w.prepared.to_numpy(w.result))
+                       for array in given) for w in repeated)
+
+
 STORED_SAMPLES = 200  # per record: enough for a rank test, a few kB per line
 
 
@@ -159,11 +175,13 @@ def stored_samples(samples) -> list[float]:
 
 def paired_fields(paired: Paired, op: str, compile_s: float, number: int,
                   early_waits: int = 0, to_numpy_s: float | None = None,
-                  threads: int | None = None) -> dict:
+                  threads: int | None = None, kept: int = 0) -> dict:
     """The record fields (suites/results.py) of an operation timed against its
     primal, with a warning where the figures should not be believed
-    (``threads``: those it was timed with, :func:`timing_warning`)."""
-    fields = {"early_waits": early_waits, "to_numpy_s": to_numpy_s, "cores": paired.cores,
+    (``threads``: those it was timed with, :func:`timing_warning`; ``kept``:
+    :func:`kept_results`)."""
+    fields = {"early_waits": early_waits, "kept_results": kept, "to_numpy_s": to_numpy_s,
+              "cores": paired.cores,
               "time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
               "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
               "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
@@ -207,10 +225,13 @@ def call_warning(fields: dict, what: str, threads: int | None = None) -> str | N
 
 
 def _call_warnings(fields: dict, what: str, threads: int | None) -> list[str]:
-    early = fields.get("early_waits")
+    early, kept = fields.get("early_waits"), fields.get("kept_results")
     told = [f"wait() returned before the result was computed ({early} warm-up call(s) of "
             f"{what}): timed with the harness's own wait instead (block_until_ready, CUDA "
             "synchronize); make wait() block on every array run() returns"] if early else []
+    told += [f"run() returned the very arrays it had returned before ({what}: {kept} of the "
+             "two): a result cached in prepare() or at the first call, so the timed calls "
+             "only looked it up; compute it in every call"] if kept else []
     found = [deferred_warning(fields), cores_warning(fields, what, threads)]
     return told + [w for w in found if w]
 
@@ -269,10 +290,11 @@ def _cheaper_than_forward(fields, op: str) -> bool:
 
 def missed_work(fields, op: str) -> bool:
     """Whether a bench record's figures leave out work the operation does
-    (done in to_numpy, or cheaper than the forward pass it includes): such a
-    figure is no one's fastest (reports/tables.py). ``fields``: a record's
-    fields, as a dict or a row of the report's frame."""
-    return deferred_work(fields) or _cheaper_than_forward(fields, op)
+    (done in to_numpy, cached, or cheaper than the forward pass it
+    includes): such a figure is no one's fastest (reports/tables.py).
+    ``fields``: a record's fields, as a dict or a row of the report's frame."""
+    return (deferred_work(fields) or _number(fields.get("kept_results"))
+            and fields["kept_results"] > 0 or _cheaper_than_forward(fields, op))
 
 
 def _seconds(s: float) -> str:
@@ -341,13 +363,13 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
                                  CONVERSIONS if on_cpu else 1)
     record = replace(record, outcome="ok", **paired_fields(
         paired, cell.op, operation.compile_s, operation.number, early,
-        to_numpy_s if on_cpu else None))
+        to_numpy_s if on_cpu else None, kept=kept_results(cell, made.warm, operation)))
     check_reentrant(cell, cell.op, result, last)
     return record
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies
-MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float,
+MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float, "kept_results": int,
                   "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int,
                   "samples_s": list, "primal_samples_s": list, "reference_samples_s": list}
 
@@ -384,7 +406,8 @@ def merge_rounds(records: list[Record], threads: int | None = None) -> Record:
     fields = paired_fields(replace(paired_from_samples(samples, paired), cores=cores),
                            first.op, first.compile_s,
                            first.number, sum(r.early_waits or 0 for r in records),
-                           min(conversions) if conversions else None)
+                           min(conversions) if conversions else None,
+                           kept=sum(r.kept_results or 0 for r in records))
     fields.update({"samples_s": samples, beside: paired},  # as stored, round by round
                   rounds=sum(r.rounds for r in records),
                   samples_per_round=[len(r.samples_s) for r in records],

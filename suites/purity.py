@@ -43,15 +43,20 @@ def copy_arrays(value: Any) -> Any:
     return value  # a Python number (immutable, and without a dtype of its own: kept so), or else
 
 
-def arrays_in(value: Any):
-    """The NumPy arrays in nested dicts, tuples and lists (as they are, not copied)."""
+def leaves_of(value: Any):
+    """The leaves of nested dicts, tuples and lists (whatever they are)."""
     if isinstance(value, dict):
         value = tuple(value.values())
     if isinstance(value, (tuple, list)):
         for part in value:
-            yield from arrays_in(part)
-    elif isinstance(value, np.ndarray):
+            yield from leaves_of(part)
+    else:
         yield value
+
+
+def arrays_in(value: Any):
+    """The NumPy arrays in nested dicts, tuples and lists (as they are, not copied)."""
+    return (leaf for leaf in leaves_of(value) if isinstance(leaf, np.ndarray))
 
 
 def _allocation(array: np.ndarray) -> np.ndarray:

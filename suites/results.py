@@ -66,6 +66,10 @@ class Record:
     # whose result was still being computed when the implementation's wait
     # returned (suites/timing.py's warm_up; then timed with the harness's wait)
     early_waits: int | None = None
+    # bench cells: of the operation and its primal, those whose run() returned
+    # at its second warm-up call the very arrays of its first (a cached
+    # result, which the timed calls only looked up: suites/bench.py's kept_results)
+    kept_results: int | None = None
     # bench cells on the CPU: seconds of to_numpy() on a timed call's result
     # (the fastest of a few), which is not timed: a run() that defers its work
     # to to_numpy would be timed at nothing (suites/bench.py's timing_warning)

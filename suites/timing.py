@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from adjointbench.impls.protocol import Prepared, unready, waiting_for_all
 from adjointbench.lifetime import descendants_cpu_s
-from adjointbench.suites.purity import copy_arrays
+from adjointbench.suites.purity import copy_arrays, leaves_of
 
 MIN_SAMPLE_S = 2e-3
 MIN_ROUNDS = 5
@@ -165,6 +165,7 @@ class WarmCall:
     prepared: Prepared
     warm_s: float = 0.0
     early_waits: int = 0  # of the first two calls, those whose wait returned too early
+    repeated: bool = False  # the second call returned the very objects the first did
 
 
 def warm_up(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BUDGET_S) -> WarmCall:
@@ -185,8 +186,9 @@ def warm_up(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BUDGET_S)
     compile_s = clock() - start
     early = int(unready(first))
     start = clock()
-    early += unready(call())
+    second = call()
     warm = clock() - start
+    early += unready(second)
     if early:
         prepared = replace(prepared, wait=waiting_for_all(prepared.wait))
         call = synchronised(prepared)
@@ -194,7 +196,16 @@ def warm_up(prepare: Callable[[], Prepared], budget_s: float = DEFAULT_BUDGET_S)
     if warm < budget_s / 10:
         call()
     number = 1 if warm >= MIN_SAMPLE_S else calibrate(call, one_call_s=warm)
-    return WarmCall(call, number, compile_s, first, prepared, warm, early)
+    return WarmCall(call, number, compile_s, first, prepared, warm, early,
+                    same_objects(first, second))
+
+
+def same_objects(a: Any, b: Any) -> bool:
+    """Whether two results are the very same arrays, array for array (NumPy,
+    JAX, torch: what has a shape; not a Python number, of which small ones
+    are shared, nor a thunk left for to_numpy, which bench tells apart)."""
+    x, y = (tuple(v for v in leaves_of(r) if hasattr(v, "shape")) for r in (a, b))
+    return bool(x) and len(x) == len(y) and all(u is v for u, v in zip(x, y))
 
 
 def sample(call: Callable[[], Any], number: int, budget_s: float = DEFAULT_BUDGET_S,

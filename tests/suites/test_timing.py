@@ -412,6 +412,49 @@ def test_an_operation_cheaper_than_its_forward_pass_is_flagged():
     assert "forward pass" not in (_bench("vjp").timing_warning or "")  # 3x its primal
 
 
+class CachedPrimal(Workload):
+    """Workload's, with the primal's result computed once, in prepare or at
+    the first call, and the very same array handed back at every call."""
+
+    name = "cached"
+
+    def __init__(self, when: str):
+        self.when = when
+
+    def prepare(self, task):
+        honest = super().prepare(task)
+        if task.op != "primal":
+            return honest
+        kept = [honest.run()] if self.when == "prepare" else []
+        return Prepared(run=lambda: kept[0] if kept else kept.append(honest.run()) or kept[0])
+
+
+@pytest.mark.parametrize("when", ["prepare", "first call"])
+def test_a_result_cached_before_the_timed_calls_is_flagged(when):
+    """A primal timed as a lookup, named in its own record and in those of
+    the operations timed against it (their ratios are to a lookup)."""
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    for op in ("primal", "vjp"):
+        record = run_cell(Cell("scalar_sin", "cached", op, 1, budget_s=0.05, suite="bench"),
+                          impl=CachedPrimal(when))
+        assert record.outcome == "ok" and record.kept_results == 1, record
+        assert "returned the very arrays it had returned before" in record.timing_warning
+    honest = _bench("primal")
+    assert honest.kept_results == 0 and "very arrays" not in (honest.timing_warning or "")
+
+
+def test_an_operation_that_hands_back_what_it_was_given_caches_nothing():
+    """The VJP of x + y is its cotangent, twice: no work to time, rightly."""
+    from adjointbench.suites.cells import Cell
+    from adjointbench.suites.runner import run_cell
+
+    record = run_cell(Cell("scalar_add", "numpy", "vjp", 1, budget_s=0.05, suite="bench"))
+    assert record.outcome == "ok" and record.kept_results == 0, record
+    assert "very arrays" not in (record.timing_warning or "")
+
+
 def test_a_noisy_spread_is_flagged():
     from adjointbench.suites.bench import timing_warning
 

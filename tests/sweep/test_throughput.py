@@ -21,7 +21,8 @@ import os
 import pytest
 
 from adjointbench.impls.registry import available_implementations, load_implementation
-from adjointbench.suites.bench import converted, paired_fields, timed_on_run_cpus, warm_pair
+from adjointbench.suites.bench import (converted, kept_results, paired_fields, timed_on_run_cpus,
+                                       warm_pair)
 from adjointbench.suites.cells import Cell, plan_cells
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.runner import unsupported_reason
@@ -75,7 +76,7 @@ def test_throughput(benchmark, cell):
     to_numpy_s = converted(warm.prepared.to_numpy, warm.result)[1] if cell.device == "cpu" \
         else None  # as bench cells do: work left to to_numpy is told
     paired = paired_fields(sampled, cell.op, warm.compile_s, warm.number, early, to_numpy_s,
-                           blas_threads())
+                           blas_threads(), kept=kept_results(cell, primal, warm))
     benchmark.extra_info.update({k: paired[k] for k in (
         "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3", "compile_s",
-        "early_waits", "to_numpy_s", "cores", "timing_warning")})
+        "early_waits", "kept_results", "to_numpy_s", "cores", "timing_warning")})
