@@ -33,8 +33,11 @@ def _as_array(actual, dtype: str) -> np.ndarray:
     own: it takes the cell's when that holds its value exactly (a float32
     result's ``.item()``, an exact ``0``); else NumPy's float64 or int64."""
     if type(actual) in (int, float) and np.dtype(dtype).kind == "f":
-        with np.errstate(over="ignore"):
-            typed = np.asarray(actual, dtype=dtype)
+        try:
+            with np.errstate(over="ignore"):
+                typed = np.asarray(actual, dtype=dtype)
+        except OverflowError:  # an int beyond every float: an object array, below
+            return np.asarray(actual)
         if float(typed) == actual or math.isnan(actual):
             return typed
     return np.asarray(actual)

@@ -116,9 +116,8 @@ class LocalExecutor:
         execution's results lie in the same allocation (``written``): a
         comparison of spans, about 1 us for all 32 kept results, where
         converting and comparing one 8 x 8 result takes about 11. What
-        ``run()`` returned is converted
-        again, so a staging buffer that ``to_numpy`` reuses (a device-to-host
-        copy) is not taken for one."""
+        ``run()`` returned is converted again, so a staging buffer that
+        ``to_numpy`` reuses (a device-to-host copy) is not taken for one."""
         if not self._returned:
             return []
         start, end = envelope(written)

@@ -33,14 +33,15 @@ def reordering_allowance(cell) -> float:
 
 
 def copy_arrays(value: Any) -> Any:
-    """A deep copy of nested dicts, tuples and lists of arrays."""
+    """A deep copy of nested dicts, tuples and lists of arrays (Python
+    numbers kept as they are: they have no dtype to give them)."""
     if isinstance(value, dict):
         return {k: copy_arrays(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return type(value)(copy_arrays(v) for v in value)
-    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+    if isinstance(value, (np.ndarray, np.generic)):
         return np.array(value, copy=True)
-    return value  # a Python number (immutable, and without a dtype of its own: kept so), or else
+    return value  # a Python number is immutable, and validate judges it by its value
 
 
 def leaves_of(value: Any):

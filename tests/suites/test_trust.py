@@ -186,6 +186,9 @@ def test_scalars_returned_as_python_numbers_are_judged_by_the_precision_they_hol
         record = run_cell(cell, oracle)
         assert record.outcome == outcome, record
     assert "a Python float that float32 cannot hold exactly" in record.message
+    from adjointbench.suites.compare import WrongResult, validate
+    with pytest.raises(WrongResult, match="has dtype object"):  # beyond every float
+        validate(10**400, (), "float64", "primal output")
 
 
 def test_right_on_the_first_call_only_is_caught_in_check_bench_and_gradient(plugins_on_path,
