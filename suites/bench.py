@@ -293,8 +293,9 @@ def missed_work(fields, op: str) -> bool:
     (done in to_numpy, cached, or cheaper than the forward pass it
     includes): such a figure is no one's fastest (reports/tables.py).
     ``fields``: a record's fields, as a dict or a row of the report's frame."""
-    return (deferred_work(fields) or _number(fields.get("kept_results"))
-            and fields["kept_results"] > 0 or _cheaper_than_forward(fields, op))
+    kept = fields.get("kept_results")
+    return deferred_work(fields) or (_number(kept) and kept > 0) or _cheaper_than_forward(
+        fields, op)
 
 
 def _seconds(s: float) -> str:
