@@ -16,7 +16,9 @@ and ``hessian(f, backend, x)``, the backend naming the nesting of AD modes
 ``jax-reverse-over-forward``, ``jax-reverse-over-reverse``,
 ``jax-forward-over-forward`` and ``torch-forward-over-reverse``,
 ``torch-reverse-over-forward``, ``torch-reverse-over-reverse``,
-``torch-forward-over-forward``. The first-order helpers can themselves be
+``torch-forward-over-forward``. A nesting that the framework would carry
+through f wrong, without an error, raises NestingError instead
+(``Framework.rules_lost_by``). The first-order helpers can themselves be
 differentiated (a loss holding a batched Jacobian or a JVP), in either mode.
 
 Shapes of ``batched_jacobian`` follow Lux.jl: x is (N..., B), f(x) is (M..., B)
@@ -173,6 +175,7 @@ def hessian_vector_product(f: Callable, backend: str, x: Any, v: Any) -> Any:
     ops, nesting = _second_order_backend(backend)
     x, v = ops.asarray(x), ops.asarray(v)
     _require_scalar(f(x), backend)
+    _refuse_lost_rules(ops, nesting, f, x, backend)
     try:
         return ops.hvp(f, (x,), ops.asarray(1.0, dtype=x.dtype), (v,), nesting)[0]
     except Exception as e:  # noqa: BLE001 - the framework's refusal, named
@@ -201,6 +204,20 @@ def hessian(f: Callable, backend: str, x: Any) -> Any:
 
 class NestingError(TypeError):
     """This nesting of AD modes cannot differentiate this function."""
+
+
+def _refuse_lost_rules(ops, nesting: str, f: Callable, x: Any, backend: str) -> None:
+    """NestingError where the framework would differentiate one of f's custom
+    rules wrong under this nesting without saying so (torch's
+    forward-over-forward through a torch.autograd.Function: zeros)."""
+    lost = ops.rules_lost_by(nesting, f, (x,))
+    if lost:
+        right = [b for b in SECOND_ORDER_BACKENDS if b.startswith(f"{ops.name}-")
+                 and not ops.rules_lost_by(_second_order_backend(b)[1], f, (x,))]
+        raise NestingError(f"{backend} cannot differentiate this f: it calls "
+                           f"{', '.join(lost)}, which this {ops.name} differentiates wrong "
+                           f"under {nesting.replace('_', '-')}, without an error. "
+                           f"Choose {', '.join(right)}.")
 
 
 def _require_scalar(y: Any, backend: str) -> None:

@@ -11,6 +11,7 @@ batched_dense JVP at n = 1 reported 1.02 s of compilation, against 0.002 s
 when it is not the worker's first. Loaded here, it is paid while the
 workers start side by side, and no cell's figures carry it."""
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -110,6 +111,91 @@ class TorchFramework(Framework):
 
     def is_zero(self, y):
         return bool(torch.all(y == 0))
+
+    def rules_lost_by(self, nesting, f, primals):
+        """What ``f`` calls that this torch differentiates wrong under
+        ``nesting``, without an error (``_LOST_RULES``), named."""
+        lost = [(finds, name) for nestings, finds, name, still_lost in _LOST_RULES
+                if nesting in nestings and still_lost()]
+        nodes = _graph_nodes(f, primals) if lost else []
+        return [f"{name} {found}" for finds, name in lost for found in finds(nodes)]
+
+
+def _graph_nodes(f, primals) -> list:
+    """Every node of f's autograd graph at ``primals`` (none where f cannot
+    run on inputs that require grad)."""
+    try:
+        with torch.enable_grad():
+            y = f(*(p.detach().requires_grad_(p.is_floating_point()) for p in primals))
+    except RuntimeError:
+        return []
+    todo, seen, nodes = [getattr(y, "grad_fn", None)], set(), []
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen.add(id(node))
+            nodes.append(node)
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return nodes
+
+
+def _functions_in(nodes) -> list[str]:
+    return sorted({type(n).__name__.removesuffix("Backward") for n in nodes
+                   if isinstance(n, torch.autograd.function.BackwardCFunction)})
+
+
+def _solves_in_their_matrix(nodes) -> list[str]:
+    """``(its matrix depends on x)`` where a linalg.solve's matrix is in the graph."""
+    solves = [n for n in nodes if type(n).__name__.startswith("LinalgSolve")]
+    return ["(its matrix depends on x)"] if any(n.next_functions[0][0] for n in solves) else []
+
+
+@functools.cache
+def _loses_function_jvps() -> bool:
+    """Whether this torch's JVP of a JVP through a Function's own jvp drops
+    the outer tangent: asked of x^3 at 2 (12 is right; torch 2.13 gives 0)."""
+    x, t = torch.tensor([2.0], dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    inner = lambda y: torch.func.jvp(_Cube.apply, (y,), (t,))[1]  # noqa: E731
+    return torch.func.jvp(inner, (x,), (t,))[1].item() != 12.0
+
+
+@functools.cache
+def _loses_solves_in_their_matrix() -> bool:
+    """Whether this torch's forward rule of linalg.solve is not differentiable
+    in the matrix: d/da of the JVP of solve(a I, 1) in a (at a = 2, da = 1: the
+    JVP is -da / a^2, its derivative 2 / a^3 = 0.25; torch 2.13 gives 0)."""
+    one = torch.ones(1, 1, dtype=torch.float64)
+    jvp_in_a = lambda a: torch.func.jvp(torch.linalg.solve, (a * one, one[0]),  # noqa: E731
+                                        (one, 0 * one[0]))[1].sum()
+    return abs(torch.func.grad(jvp_in_a)(torch.tensor(2.0, dtype=torch.float64)).item()
+               - 0.25) > 1e-12
+
+
+class _Cube(torch.autograd.Function):
+    """x^3 with its own jvp: the probe of ``_loses_function_jvps``."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x ** 3
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def jvp(ctx, t):
+        x, = ctx.saved_tensors
+        return 3 * x ** 2 * t
+
+
+# (nestings, what of f's graph they lose, its name, whether this torch still loses it)
+_LOST_RULES = (
+    (("forward_over_forward",), _functions_in, "torch.autograd.Function",
+     _loses_function_jvps),
+    (("reverse_over_forward", "forward_over_forward"), _solves_in_their_matrix,
+     "torch.linalg.solve", _loses_solves_in_their_matrix),
+)
 
 
 FRAMEWORK = TorchFramework()

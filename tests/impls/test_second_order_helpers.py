@@ -189,14 +189,8 @@ def test_torch_forward_rule_of_solve_is_not_differentiable_in_A():
     assert wrong.abs().max() > 1e-3
 
 
-def test_torch_forward_over_forward_through_a_function_jvp_is_zero():
-    """The finding behind torch_implicit's manifest entry: torch.func.jvp of
-    torch.func.jvp through a torch.autograd.Function's own jvp returns zeros
-    (x^3 at 2: want 12), while reverse-over-forward and forward-over-reverse
-    through the same Function are right. If this starts failing, torch fixed
-    it and the manifest entry must go."""
-    torch = pytest.importorskip("torch")
-
+def _cube_function(torch):
+    """x^3 as a torch.autograd.Function with its own jvp and backward."""
     class Cube(torch.autograd.Function):
         generate_vmap_rule = True
 
@@ -218,8 +212,67 @@ def test_torch_forward_over_forward_through_a_function_jvp_is_zero():
         def backward(ctx, g):
             x, = ctx.saved_tensors
             return 3 * x ** 2 * g
+    return Cube
 
+
+def test_torch_forward_over_forward_through_a_function_jvp_is_zero():
+    """The finding behind torch_implicit's manifest entry: torch.func.jvp of
+    torch.func.jvp through a torch.autograd.Function's own jvp returns zeros
+    (x^3 at 2: want 12), while reverse-over-forward and forward-over-reverse
+    through the same Function are right. If this starts failing, torch fixed
+    it and the manifest entry must go."""
+    torch = pytest.importorskip("torch")
+    Cube = _cube_function(torch)
     x, t = (torch.tensor([value], dtype=torch.float64) for value in (2.0, 1.0))
     inner = lambda y: torch.func.jvp(Cube.apply, (y,), (t,))[1]  # noqa: E731
     assert torch.func.jvp(inner, (x,), (t,))[1].item() == 0.0  # 12 is right
     assert torch.func.vjp(inner, x)[1](torch.ones(1, dtype=torch.float64))[0].item() == 12.0
+
+
+def _solve_in_its_matrix(torch):
+    """f(y) = 1^T (M + diag y)^-1 1 and its H v = 2 u * (A^-1 (u * v)), u = A^-1 1
+    (A symmetric), by hand in NumPy."""
+    M = np.array([[4.0, 1, 0], [1, 3, 1], [0, 1, 5]])
+    ones = np.ones(3)
+
+    def hv(y, v):
+        A_inv = np.linalg.inv(M + np.diag(y))
+        u = A_inv @ ones
+        return 2 * u * (A_inv @ (u * v))
+    f = lambda y: torch.linalg.solve(torch.tensor(M) + torch.diag(y), torch.tensor(ones)).sum()  # noqa: E731
+    return f, hv
+
+
+def _through_cube(torch):
+    Cube = _cube_function(torch)
+    return (lambda y: Cube.apply(y).sum()), (lambda y, v: 6 * y * v)
+
+
+@pytest.mark.parametrize("case, lost, named", [
+    (_through_cube, ("forward-over-forward",), "torch.autograd.Function Cube"),
+    (_solve_in_its_matrix, ("reverse-over-forward", "forward-over-forward"),
+     r"torch.linalg.solve \(its matrix depends on x\)")], ids=["Function", "solve"])
+def test_the_helpers_refuse_a_nesting_that_would_answer_wrong(case, lost, named):
+    """The findings above, met by a user: hessian_vector_product and hessian
+    by a nesting that torch carries through f wrong, silently (zeros through
+    a Function, half the term through solve's matrix), raise NestingError
+    naming what f calls and only the nestings that are right, which give the
+    Hessian by hand; the same nesting without it still works."""
+    torch = pytest.importorskip("torch")
+    f, by_hand = case(torch)
+    x, v = (torch.tensor(a, dtype=torch.float64) for a in (X[:3] / 4, V[:3]))
+    for backend in SECOND_ORDER_BACKENDS:
+        if not backend.startswith("torch-"):
+            continue
+        if backend.removeprefix("torch-") in lost:
+            for helper, args in ((hessian_vector_product, (x, v)), (hessian, (x,))):
+                with pytest.raises(NestingError, match=named) as refused:
+                    helper(f, backend, *args)
+                chosen = str(refused.value).split("Choose ")[1]
+                assert not any(other in chosen for other in lost), chosen
+                assert "torch-forward-over-reverse" in chosen
+        else:
+            np.testing.assert_allclose(hessian_vector_product(f, backend, x, v).numpy(),
+                                       by_hand(X[:3] / 4, V[:3]), rtol=1e-12)
+    plain = hessian_vector_product(lambda y: (y ** 3).sum(), "torch-forward-over-forward", x, v)
+    np.testing.assert_allclose(plain.numpy(), 6 * X[:3] / 4 * V[:3], rtol=1e-14)
