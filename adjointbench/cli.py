@@ -10,7 +10,8 @@
     adjointbench report --results DIR [--against OLD] [--out DIR] [--benchmark-json F] [--asv DIR]
     adjointbench compare OLD NEW [--threshold 1.10] [--markdown | --json]
     adjointbench merge OUT DIR...  # results of several machines in one folder
-    adjointbench run [--out results] [--resume | --retry]  # check --quick, bench --quick, report
+    adjointbench run [--out results] [--resume | --retry] [--budget 0.05]  # check --quick,
+                                                                # bench --quick, report
 
 ``check`` runs the correctness sweep (primitives' operations, and the gradient
 methods of the sensitivity problems) and writes ``DIR/results.jsonl``, one

@@ -86,6 +86,7 @@ WORKERS = _number_in(1, 256, int, "a whole number of workers")
 SEED = _number_in(0, 2**32 - 1, int, "a whole-number seed")
 POINTS = _number_in(1, 1000, int, "a whole number of input points")
 ROUNDS = _number_in(1, 64, int, "a whole number of rounds")
+RUN_BUDGET_S = 0.05  # the main job's quick bench: seconds of samples per operation
 
 
 def _catalogue() -> dict:
@@ -536,7 +537,7 @@ def cmd_run(args) -> int:
     workers = ["--workers", str(args.workers)] if args.workers else []
     status = EXIT_OK
     for argv in (["check", "--quick", *common, *workers],
-                 ["bench", "--quick", "--budget", "0.05", *common]):  # bench: one cell at a time
+                 ["bench", "--quick", "--budget", str(args.budget), *common]):  # one cell at a time
         print(f"== adjointbench {' '.join(argv)}", file=sys.stderr)
         sub = parser.parse_args(argv)
         status = max(status, sub.func(sub))
@@ -715,6 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
                        help=f"seconds per cell (default {DEFAULT_TIMEOUT_S:g})")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.add_argument("--budget", type=BUDGET, default=RUN_BUDGET_S,
+                       help="seconds of timed samples per operation in the quick bench "
+                       f"(default {RUN_BUDGET_S:g}; a noisy cell's warning asks for more)")
     _workers_option(p_run)
     _threads_option(p_run)
     p_run.set_defaults(func=cmd_run)

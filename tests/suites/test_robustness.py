@@ -485,6 +485,12 @@ def test_bad_arguments_exit_2_with_the_valid_range(args, hint, capsys):
     assert hint in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("budget", ["0", "-1", "nan", "1e9"])
+def test_a_bad_budget_of_the_main_job_exits_2_with_the_valid_range(budget, capsys):
+    assert main(["run", "--quiet", "--budget", budget]) == 2
+    assert f"--budget: {budget} is out of range" in capsys.readouterr().err
+
+
 def test_cells_on_an_absent_device_are_skipped_with_the_reason(tmp_path, capsys):
     assert main(["check", *NUMPY_CELL, "--device", "cpu,cuda", "--in-process",
                  "--out", str(tmp_path)]) == 0
@@ -506,12 +512,16 @@ def test_without_a_terminal_progress_is_a_line_every_few_seconds(monkeypatch):
 
 
 def test_the_main_job_can_be_rerun(tmp_path):
+    """... and takes the larger --budget that a noisy cell's warning asks for."""
     out = tmp_path / "results"
     first = _cli("run", "--impl", "naive", "--out", str(out), "--quiet", timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
-    again = _cli("run", "--impl", "naive", "--out", str(out), "--quiet", timeout=600)
+    assert "== adjointbench bench --quick --budget 0.05 " in first.stderr
+    again = _cli("run", "--impl", "naive", "--out", str(out), "--quiet", "--budget", "0.1",
+                 timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "already holds a run: writing this one to" in again.stderr
+    assert "== adjointbench bench --quick --budget 0.1 " in again.stderr
     runs = sorted(p.name for p in tmp_path.iterdir())
     assert len(runs) == 2 and all((tmp_path / r / "report" / "index.html").exists() for r in runs)
 
