@@ -29,34 +29,38 @@ class Section:
     title: str
     caption: str
     plot: Callable[[pd.DataFrame], object] | None = None
+    filled_by: str = ""  # the command whose results draw the plot, told when it has no data
 
 
 SECTIONS = (
     Section("time-primal", "Primal: time against size", "Median time per call, log-log.",
-            lambda f: plots.time_against_size(f, "primal")),
+            lambda f: plots.time_against_size(f, "primal"), "adjointbench bench"),
     Section("time-jvp", "JVP: time against size", "Median time per call, log-log.",
-            lambda f: plots.time_against_size(f, "jvp")),
+            lambda f: plots.time_against_size(f, "jvp"), "adjointbench bench --op jvp"),
     Section("time-vjp", "VJP: time against size", "Median time per call, log-log.",
-            lambda f: plots.time_against_size(f, "vjp")),
+            lambda f: plots.time_against_size(f, "vjp"), "adjointbench bench --op vjp"),
     Section("ratio", "Cost relative to the primal",
             "Median of paired ratios: samples of each operation and of its primal alternate "
             "in one process on the same inputs. '!' marks a flagged cell (see Timing "
-            "warnings).", plots.ratio_to_primal),
+            "warnings).", plots.ratio_to_primal, "adjointbench bench"),
     Section("second-order", "Second order: cost of each nesting",
             "Hessian-vector product time over the primal's (paired ratios, bars at the "
             "quartiles) against size, per implementation and nesting: forward-over-reverse "
             "is the cheap one; forward-over-forward takes one JVP of a JVP per input entry.",
-            plots.second_order_costs),
+            plots.second_order_costs, "adjointbench bench --op hvp"),
     Section("adjoint", "Adjoint-sensitivity methods",
             "Relative error against the oracle and time per gradient, against the number "
-            "of parameters P.", plots.adjoint_methods),
+            "of parameters P.", plots.adjoint_methods,
+            "adjointbench check --op gradient"),
     Section("batched", "Batched-Jacobian throughput",
             "Samples per second against batch size; *_loop is a per-sample loop, the "
-            "baseline vmap is measured against.", plots.batched_throughput),
+            "baseline vmap is measured against.", plots.batched_throughput,
+            "adjointbench bench --op batched_jacobian"),
     Section("unrolling", "The unrolling curve",
             "dx_t/dtheta through 1000 steps of gradient descent (the Jacobian of gd_trajectory) "
             "for each implementation, over the oracle's reference; any other problem that "
-            "records its values is drawn here too.", plots.recorded_curves),
+            "records its values is drawn here too.", plots.recorded_curves,
+            "adjointbench check --problem gd_trajectory"),
 )
 
 STYLE = """
@@ -227,6 +231,15 @@ class Report:
         else:
             self.section(id, title, _html_table(frame), _markdown_table(frame))
 
+    def no_data(self, section: Section) -> None:
+        """An empty plot's section: says so, and which command's results draw it."""
+        empty = "No data for this plot in these results"
+        command = section.filled_by
+        self.section(section.id, section.title,
+                     f'<p class="empty">{empty}' + (f": <code>{html.escape(command)}</code> "
+                                                    "records it" if command else "") + ".</p>",
+                     f"_{empty}_" + (f": `{command}` records it" if command else "") + ".\n")
+
     def plot(self, section: Section, frame: pd.DataFrame) -> None:
         try:
             fig = section.plot(_mathtext_escaped(frame))  # names are text, never TeX
@@ -237,9 +250,7 @@ class Report:
                          "</p>", f"_{escape_markdown(message)}_\n")
             return
         if png is None:
-            message = "No data for this plot in these results."
-            self.section(section.id, section.title, f'<p class="empty">{message}</p>',
-                         f"_{message}_\n")
+            self.no_data(section)
             return
         name = f"plots/{section.id}.png"
         (self.out / name).write_bytes(png)

@@ -195,6 +195,29 @@ def test_partial_failed_and_hostile_results_render(tmp_path):
     assert HOSTILE not in summary and escape_markdown(HOSTILE) in summary
 
 
+def _section(page: str, id: str) -> str:
+    return page.split(f'id="{id}"')[1].split("<section")[0]
+
+
+def test_an_empty_plot_names_the_command_whose_results_draw_it(tmp_path):
+    """The main job times no HVP, so its second-order section is empty: it
+    names `bench --op hvp`, whose results, added, draw the plot."""
+    out = tmp_path / "results"
+    assert main(["bench", "--impl", "numpy", "--problem", "softmax", "--op", "primal",
+                 "--quick", "--budget", "0.01", "--in-process", "--quiet", "--out", str(out)]) == 0
+    page = render(load(out), tmp_path / "report").read_text()
+    told = "No data for this plot in these results: <code>adjointbench bench --op hvp</code>"
+    assert told in _section(page, "second-order")
+    assert "`adjointbench bench --op hvp` records it" in (tmp_path / "report" /
+                                                          "summary.md").read_text()
+    assert main(["bench", "--impl", "numpy", "--problem", "softmax", "--op", "hvp", "--quick",
+                 "--budget", "0.01", "--in-process", "--quiet", "--out", str(out),
+                 "--resume"]) == 0
+    page = render(load(out), tmp_path / "report").read_text()
+    assert "No data" not in _section(page, "second-order")
+    assert '<img src="data:image/png;base64,' in _section(page, "second-order")
+
+
 def test_empty_results_render(tmp_path):
     (tmp_path / "results").mkdir()
     page = render(load(tmp_path / "results"), tmp_path / "report").read_text()
