@@ -155,7 +155,7 @@ def _loses_function_jvps() -> bool:
     """Whether this torch's JVP of a JVP through a Function's own jvp drops
     the outer tangent: asked of x^3 at 2 (12 is right; torch 2.13 gives 0)."""
     x, t = torch.tensor([2.0], dtype=torch.float64), torch.ones(1, dtype=torch.float64)
-    inner = lambda y: torch.func.jvp(_Cube.apply, (y,), (t,))[1]  # noqa: E731
+    inner = lambda y: torch.func.jvp(Cube.apply, (y,), (t,))[1]  # noqa: E731
     return torch.func.jvp(inner, (x,), (t,))[1].item() != 12.0
 
 
@@ -171,8 +171,9 @@ def _loses_solves_in_their_matrix() -> bool:
                - 0.25) > 1e-12
 
 
-class _Cube(torch.autograd.Function):
-    """x^3 with its own jvp: the probe of ``_loses_function_jvps``."""
+class Cube(torch.autograd.Function):
+    """x^3 with its own jvp and backward: the probe of ``_loses_function_jvps``
+    (and the tests' Function)."""
     generate_vmap_rule = True
 
     @staticmethod
@@ -182,11 +183,17 @@ class _Cube(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_forward(*inputs)
+        ctx.save_for_backward(*inputs)
 
     @staticmethod
     def jvp(ctx, t):
         x, = ctx.saved_tensors
         return 3 * x ** 2 * t
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return 3 * x ** 2 * g
 
 
 # (nestings, what of f's graph they lose, its name, whether this torch still loses it)
