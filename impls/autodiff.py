@@ -53,8 +53,9 @@ class Framework:
     def is_zero(self, y: Any) -> bool: ...
 
     def rules_lost_by(self, nesting: str, f: Callable, primals: tuple) -> list[str]:
-        """The custom rules ``f`` calls at ``primals`` that this framework
-        differentiates wrong, without an error, under ``nesting`` (none here)."""
+        """What ``f`` calls at ``primals`` (a custom rule, or one of the
+        framework's own) that this framework differentiates wrong, without an
+        error, under ``nesting``, named (none here)."""
         return []
 
     def jvp(self, f, primals: tuple, tangents: tuple):

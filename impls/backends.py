@@ -207,9 +207,9 @@ class NestingError(TypeError):
 
 
 def _refuse_lost_rules(ops, nesting: str, f: Callable, x: Any, backend: str) -> None:
-    """NestingError where the framework would differentiate one of f's custom
-    rules wrong under this nesting without saying so (torch's
-    forward-over-forward through a torch.autograd.Function: zeros)."""
+    """NestingError where the framework would differentiate one of f's rules
+    (its own or a custom one) wrong under this nesting without saying so:
+    torch's forward-over-forward through a torch.autograd.Function gives zeros."""
     lost = ops.rules_lost_by(nesting, f, (x,))
     if lost:
         right = [b for b in SECOND_ORDER_BACKENDS if b.startswith(f"{ops.name}-")

@@ -163,7 +163,7 @@ def _loses_function_jvps() -> bool:
 def _loses_solves_in_their_matrix() -> bool:
     """Whether this torch's forward rule of linalg.solve is not differentiable
     in the matrix: d/da of the JVP of solve(a I, 1) in a (at a = 2, da = 1: the
-    JVP is -da / a^2, its derivative 2 / a^3 = 0.25; torch 2.13 gives 0)."""
+    JVP is -da / a^2, its derivative 2 / a^3 = 0.25; torch 2.13 gives 0.125)."""
     one = torch.ones(1, 1, dtype=torch.float64)
     jvp_in_a = lambda a: torch.func.jvp(torch.linalg.solve, (a * one, one[0]),  # noqa: E731
                                         (one, 0 * one[0]))[1].sum()
