@@ -189,7 +189,7 @@ def test_torch_forward_rule_of_solve_is_not_differentiable_in_A():
     assert wrong.abs().max() > 1e-3
 
 
-def _cube_function(torch):
+def _cube_function():
     """x^3 as a torch.autograd.Function with its own jvp and backward (the
     probe impls/torch asks whether this torch loses such a jvp)."""
     from adjointbench.impls.torch import Cube
@@ -203,7 +203,7 @@ def test_torch_forward_over_forward_through_a_function_jvp_is_zero():
     through the same Function are right. If this starts failing, torch fixed
     it and the manifest entry must go."""
     torch = pytest.importorskip("torch")
-    Cube = _cube_function(torch)
+    Cube = _cube_function()
     x, t = (torch.tensor([value], dtype=torch.float64) for value in (2.0, 1.0))
     inner = lambda y: torch.func.jvp(Cube.apply, (y,), (t,))[1]  # noqa: E731
     assert torch.func.jvp(inner, (x,), (t,))[1].item() == 0.0  # 12 is right
@@ -225,7 +225,7 @@ def _solve_in_its_matrix(torch):
 
 
 def _through_cube(torch):
-    Cube = _cube_function(torch)
+    Cube = _cube_function()
     return (lambda y: Cube.apply(y).sum()), (lambda y, v: 6 * y * v)
 
 
