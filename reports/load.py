@@ -83,7 +83,8 @@ def read_pytest_benchmark(path: Path) -> pd.DataFrame:
         rows.append({**{k: info.get(k) for k in ("problem", "impl", "op", "size", "dtype",
                                                  "device", "ratio_to_primal", "ratio_q1",
                                                  "ratio_q3", "timing_warning", "compile_s",
-                                                 "primal_median_s", "threads", "cores")},
+                                                 "primal_median_s", "threads", "cores",
+                                                 "least_cores")},
                      "group": bench.get("group"), "name": bench.get("name"),
                      "time_median_s": stats.get("median"), "time_iqr_s": stats.get("iqr"),
                      "rounds": stats.get("rounds")})

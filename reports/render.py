@@ -345,7 +345,8 @@ def _timings(report: Report, frame: pd.DataFrame) -> None:
                "points; a failed rule's time is no figure to compare), median time per call "
                "and its IQR, cost over the primal with its quartiles, compile (first-call) "
                "time, rounds, threads and the cores its timed calls kept busy (more than "
-               "its threads: not comparable). Type to filter, click a header to sort.")
+               "its threads: not comparable), the fewer of the operation's and its primal's "
+               "(below 0.5: mostly waiting). Type to filter, click a header to sort.")
     report.html_section("timings", "Timings",
                         "" if timed.empty else f"<p>{html.escape(caption)}</p>"
                         + tables.sortable_html(timed, "timings-table"),

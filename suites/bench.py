@@ -27,9 +27,10 @@ from adjointbench.suites.compare import WrongResult, validate
 from adjointbench.suites.purity import check_reentrant, copy_arrays, leaves_of, same_arrays
 from adjointbench.suites.results import Record
 from adjointbench.suites.threads import blas_threads, confined_to, requested_threads
-from adjointbench.suites.timing import (CONVERSIONS, CORES_MARGIN, TIMING_KINDS, KeepingLast,
-                                        Paired, WarmCall, converted, paired_from_samples,
-                                        reference_workload, sample_paired, warm_up)
+from adjointbench.suites.timing import (CONVERSIONS, CORES_MARGIN, IDLE_BELOW, TIMING_KINDS,
+                                        KeepingLast, Paired, WarmCall, converted,
+                                        paired_from_samples, reference_workload, sample_paired,
+                                        warm_up)
 from adjointbench.suites.wire import measurements
 
 # Operations whose run() includes the forward pass: never cheaper than the primal
@@ -186,7 +187,7 @@ def paired_fields(paired: Paired, op: str, compile_s: float, number: int,
     (``threads``: those it was timed with, :func:`timing_warning`; ``kept``:
     :func:`kept_results`)."""
     fields = {"early_waits": early_waits, "kept_results": kept, "to_numpy_s": to_numpy_s,
-              "cores": paired.cores,
+              "cores": paired.cores, "least_cores": paired.least_cores,
               "time_median_s": paired.median_s, "time_iqr_s": paired.iqr_s,
               "primal_median_s": paired.primal_median_s, "ratio_to_primal": paired.ratio,
               "ratio_q1": paired.ratio_q1, "ratio_q3": paired.ratio_q3, "rounds": paired.pairs,
@@ -215,8 +216,9 @@ def timing_warning(fields: dict, op: str, threads: int | None = None) -> str | N
     the machine was busy or the call's cost varies. Either is told after
     an implementation's ``wait`` that returned too early (``early_waits``),
     after a ``to_numpy`` that holds work the timing missed
-    (:func:`deferred_warning`), and when the calls kept more cores busy than
-    the run's ``threads`` (:func:`cores_warning`; None: the record's own).
+    (:func:`deferred_warning`), when the calls kept more cores busy than
+    the run's ``threads`` (:func:`cores_warning`; None: the record's own),
+    and when they kept one busy less than half the time (:func:`idle_warning`).
     """
     what = op if op == "primal" else f"{op} or its primal"
     told = _call_warnings(fields, what, threads) + [w for w in [_figures_warning(fields, op)]
@@ -238,7 +240,8 @@ def _call_warnings(fields: dict, what: str, threads: int | None) -> list[str]:
     told += [f"run() returned the very arrays it had returned before ({what}: {kept} of the "
              "two): a result cached in prepare() or at the first call, so the timed calls "
              "only looked it up; compute it in every call"] if kept else []
-    found = [deferred_warning(fields), cores_warning(fields, what, threads)]
+    found = [deferred_warning(fields), cores_warning(fields, what, threads),
+             idle_warning(fields, what)]
     return told + [w for w in found if w]
 
 
@@ -268,6 +271,31 @@ def cores_warning(fields, what: str, threads: int | None = None) -> str | None:
     return (f"{what} kept {cores:.2f} cores busy while timed with {threads} thread(s): its "
             "time is not comparable with the other cells'; size its thread pools from the "
             "run's --threads (OMP_NUM_THREADS) and start no threads of its own")
+
+
+def waited(fields) -> bool:
+    """Whether the timed calls of a CPU cell (the operation's or its
+    primal's, whichever kept fewer busy: ``least_cores``, else ``cores``)
+    kept less than IDLE_BELOW of a core busy: most of the time they were
+    timed they waited, and a time that counts waiting is no measure of the
+    work (a primal that sleeps makes every ratio to it look cheap)."""
+    if fields.get("device", "cpu") != "cpu":
+        return False
+    least = fields.get("least_cores")
+    least = least if _number(least) else fields.get("cores")
+    return bool(_number(least) and least < IDLE_BELOW)
+
+
+def idle_warning(fields, what: str) -> str | None:
+    """:func:`waited`, told: what the time holds besides work, and the fix."""
+    if not waited(fields):
+        return None
+    least = fields.get("least_cores")
+    least = least if _number(least) else fields["cores"]
+    return (f"{what} kept a CPU busy only {least:.0%} of the time it was timed: the time "
+            "is mostly waiting (a sleep, a lock, I/O, a process that is not the worker's "
+            "child) or the machine was busy; compute in the call, and rerun on a quiet "
+            "machine")
 
 
 def deferred_warning(fields) -> str | None:
@@ -377,8 +405,9 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
 
 # What a bench cell's worker measures: the only fields of its record it supplies
 MEASURED_KINDS = {**TIMING_KINDS, "primal_median_s": float, "kept_results": int,
-                  "ratio_to_primal": float, "ratio_q1": float, "ratio_q3": float, "threads": int,
-                  "samples_s": list, "primal_samples_s": list, "reference_samples_s": list}
+                  "least_cores": float, "ratio_to_primal": float, "ratio_q1": float,
+                  "ratio_q3": float, "threads": int, "samples_s": list,
+                  "primal_samples_s": list, "reference_samples_s": list}
 
 
 def bench_record(cell: Cell, measured: dict, threads: int | None = None) -> Record:
@@ -410,7 +439,9 @@ def merge_rounds(records: list[Record], threads: int | None = None) -> Record:
     paired = [s for r in records for s in getattr(r, beside)]
     conversions = [r.to_numpy_s for r in records if r.to_numpy_s is not None]
     cores = max((r.cores for r in records if r.cores is not None), default=None)
-    fields = paired_fields(replace(paired_from_samples(samples, paired), cores=cores),
+    least = min((r.least_cores for r in records if r.least_cores is not None), default=None)
+    fields = paired_fields(replace(paired_from_samples(samples, paired), cores=cores,
+                                   least_cores=least),
                            first.op, first.compile_s,
                            first.number, sum(r.early_waits or 0 for r in records),
                            min(conversions) if conversions else None,

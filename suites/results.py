@@ -78,6 +78,10 @@ class Record:
     # timed cells: CPU over wall seconds of the timed samples, the cores the
     # calls kept busy (suites/timing.py's Cores), judged against the run's threads
     cores: float | None = None
+    # bench cells: the fewer of the cores the operation and its primal kept busy
+    # (the gradient cells' one call: ``cores``); below suites/timing.py's
+    # IDLE_BELOW the calls mostly waited (suites/bench.py's idle_warning)
+    least_cores: float | None = None
     # bench cells: per-call times of the operation and of its primal, pair by
     # pair (at most suites/bench.py's STORED_SAMPLES), for compare's rank test
     samples_s: list | None = None

@@ -44,6 +44,13 @@ cpu_clock = time.process_time  # every thread of this process
 # one thread the built-in implementations kept 0.89-1.2 busy, a JAX whose
 # XLA pool had both of 2 cores 1.8-1.95 (suites/bench.py's cores_warning)
 CORES_MARGIN = 0.5
+# A CPU cell's timed calls that kept less than this share of one core busy
+# spent most of their time waiting: a sleep, a lock, I/O, a process that is
+# not the worker's child, or other work on the machine taking the CPU. Quiet,
+# the main job's bench kept 0.999-1.002 busy (411 cells); gradient cells timed
+# beside a cold check's parallel oracle, 0.59 at the least (suites/bench.py's
+# idle_warning)
+IDLE_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,7 @@ class Paired:
     samples_s: tuple[float, ...] = ()         # the operation's per-call times, in order
     primal_samples_s: tuple[float, ...] = ()  # the primal's, paired with them
     cores: float | None = None  # the most cores the operation or the primal kept busy (Cores)
+    least_cores: float | None = None  # the fewest: below IDLE_BELOW, one of them waited
 
 
 def reference_workload() -> Prepared:
@@ -299,9 +307,9 @@ def sample_paired(primal: WarmCall, operation: WarmCall, budget_s: float = DEFAU
         b = meters[id(second)].sample(second.call, second.number)
         primal_s.append(a if first is primal else b)
         operation_s.append(b if first is primal else a)
-    cores = [m.used for m in meters.values() if m.used is not None]
-    busiest = max(cores) + elsewhere.cores() if cores else None
-    return replace(paired_from_samples(operation_s, primal_s), cores=busiest)
+    cores, children = [m.used for m in meters.values() if m.used is not None], elsewhere.cores()
+    most, least = (max(cores) + children, min(cores) + children) if cores else (None, None)
+    return replace(paired_from_samples(operation_s, primal_s), cores=most, least_cores=least)
 
 
 def paired_from_samples(operation_s, primal_s) -> Paired:

@@ -102,6 +102,9 @@ def test_a_cell_not_ok_in_a_round_keeps_that_rounds_record():
     assert "kept 1.90 cores busy while timed with 1 thread(s)" in merge_rounds(busy).timing_warning
     # judged against the run's threads where it is given, not the pools' count
     assert "with 2 thread(s)" not in (merge_rounds(busy, threads=2).timing_warning or "")
+    waiting = [replace(ok, cores=1.0, least_cores=c) for c in (1.0, 0.3)]
+    assert merge_rounds(waiting).least_cores == 0.3  # the round that waited most
+    assert "kept a CPU busy only 30%" in merge_rounds(waiting).timing_warning
 
 
 def test_pooled_rounds_name_a_drift_between_them():

@@ -761,6 +761,58 @@ def test_pools_start_on_the_runs_threads_and_threads_run_anywhere_after():
 
 
 
+def test_calls_that_kept_a_cpu_busy_less_than_half_the_time_are_told():
+    """A CPU cell's figure is judged by the fewer of the cores its operation
+    and its primal kept busy (a gradient cell's one call: its cores), with
+    the CPU of the processes the calls started counted in; off the CPU a host
+    thread waits for the device, rightly."""
+    from adjointbench.suites.bench import call_warning, timing_warning, waited
+    from adjointbench.suites.timing import IDLE_BELOW
+
+    fields = {"time_median_s": 1e-3, "time_iqr_s": 1e-5, "to_numpy_s": None,
+              "ratio_to_primal": 1.2, "ratio_q1": 1.19, "ratio_q3": 1.21, "cores": 1.0}
+    assert timing_warning({**fields, "least_cores": IDLE_BELOW}, "jvp") is None
+    told = timing_warning({**fields, "least_cores": 0.3}, "jvp")
+    assert "jvp or its primal kept a CPU busy only 30% of the time it was timed" in told
+    assert timing_warning({**fields, "least_cores": 0.3, "device": "cuda"}, "jvp") is None
+    assert waited({"cores": 0.2}) and not waited({"cores": None}) and not waited({})
+    assert "gradient kept a CPU busy only 20%" in call_warning({"cores": 0.2}, "gradient")
+
+
+def _skip_if_this_cpu_is_shared() -> None:
+    """Skip when a loop of this process keeps a CPU busy less than 80 % of
+    the time (other work on the machine): then right calls may wait too."""
+    x = np.linspace(0.0, 1.0, 10**4)
+    meter = timing.Cores()
+    meter.sample(lambda: [np.sin(x) for _ in range(50)], 50)
+    if meter.used < 0.8:
+        pytest.skip(f"the machine is busy: a loop kept only {meter.used:.2f} of a CPU busy")
+
+
+def test_a_sweep_tells_of_a_primal_that_waits(plugins_on_path, tmp_path):
+    """End to end, in workers and over two rounds: tests/plugins/waiting.py's
+    primal sleeps twice as long as it computes, so its JVP's ratio to it
+    looks three times cheaper than it is. Both records say the calls waited;
+    numpy's, the same rules without the sleep, do not."""
+    from adjointbench.cli import main
+    from adjointbench.suites.results import ResultsFile
+    from adjointbench.suites.timing import IDLE_BELOW
+
+    _skip_if_this_cpu_is_shared()
+    assert main(["bench", "--impl", "waiting:implementation,numpy", "--problem", "broadcast_sin",
+                 "--size", "100000", "--op", "primal,jvp", "--rounds", "2", "--budget", "0.1",
+                 "--quiet", "--out", str(tmp_path)]) == 0
+    records, _ = ResultsFile(tmp_path).read()
+    by = {(r.impl.split(":")[0], r.op): r for r in records}
+    for op in ("primal", "jvp"):
+        waiting, numpy = by["waiting", op], by["numpy", op]
+        assert waiting.outcome == numpy.outcome == "ok"
+        assert waiting.least_cores < IDLE_BELOW < numpy.least_cores, (waiting, numpy)
+        assert "kept a CPU busy only" in waiting.timing_warning
+        assert "kept a CPU busy only" not in (numpy.timing_warning or "")
+    assert by["waiting", "jvp"].ratio_to_primal < 0.6 * by["numpy", "jvp"].ratio_to_primal
+
+
 @pytest.mark.skipif(not _two_cpus(), reason="needs two CPUs to narrow them to one")
 def test_timed_samples_keep_every_thread_on_the_runs_cpus_and_release_them_after():
     """Within confined_to(1), threads started before (a pool's, XLA's) and

@@ -79,4 +79,5 @@ def test_throughput(benchmark, cell):
                            blas_threads(), kept=kept_results(cell, primal, warm))
     benchmark.extra_info.update({k: paired[k] for k in (
         "primal_median_s", "ratio_to_primal", "ratio_q1", "ratio_q3", "compile_s",
-        "early_waits", "kept_results", "to_numpy_s", "cores", "timing_warning")})
+        "early_waits", "kept_results", "to_numpy_s", "cores", "least_cores",
+        "timing_warning")})
