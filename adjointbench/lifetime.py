@@ -57,6 +57,46 @@ def children(pid: int | str = "self") -> list[int]:
     return pids
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of process ``pid``, children first (Linux /proc;
+    empty elsewhere), whatever session or process group it moved to."""
+    found, queue = [], children(pid)
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue += children(child)
+    return found
+
+
+def end_descendants(pid: int, rounds: int = 5) -> None:
+    """SIGKILL every descendant of process ``pid``, including those that
+    left its process group or session (``setsid``), which a killpg misses:
+    each is stopped first, so that none starts a new one meanwhile, then all
+    are killed at once."""
+    stopped: list[int] = []
+    for _ in range(rounds):
+        new = [p for p in descendants(pid) if p not in stopped]
+        if not new:
+            break
+        _signal_each(new, signal.SIGSTOP)
+        stopped += new
+    _signal_each(stopped, signal.SIGKILL)
+
+
+def end_tree(pid: int) -> None:
+    """SIGKILL process ``pid`` (another than this one) and every descendant
+    it has (:func:`end_descendants`), ``pid`` stopped first."""
+    _signal_each([pid], signal.SIGSTOP)
+    end_descendants(pid)
+    _signal_each([pid], signal.SIGKILL)
+
+
+def _signal_each(pids: list[int], signum: int) -> None:
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signum)
+
+
 def descendants_cpu_s() -> float:
     """CPU seconds this process's descendants have spent so far: the live
     ones' own and their reaped children's (``/proc/PID/stat``, in clock

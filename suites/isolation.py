@@ -19,7 +19,8 @@ from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  exit_if_importing_parents_script)
-from adjointbench.lifetime import become_subreaper, children, end_with_parent
+from adjointbench.lifetime import (become_subreaper, children, end_descendants, end_tree,
+                                   end_with_parent)
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
@@ -33,6 +34,7 @@ from adjointbench.suites.wire import NotPlainData, dumps, loads, plain
 DEFAULT_TIMEOUT_S = 300.0
 REPLACE_AFTER = ("error", "timeout", "crashed")  # outcomes that may leave a worker unsound
 LOAD_TIMEOUT_S = 300.0  # importing a framework is not the cell's time
+ALIVE_CHECK_S = 0.2  # how often a worker that has not answered is seen to be alive
 STOP_GRACE_S = 0.05  # a worker asked to stop is then killed: results live in the parent
 MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
 
@@ -81,11 +83,13 @@ def _end_strays(rounds: int = 5) -> None:
 
 
 def _die_with_parent(harness: int) -> None:
-    """End this worker's whole process group when the harness (the process
-    ``harness``) dies, even by SIGKILL, and at once if it died while the
-    worker started. The worker also becomes its descendants' subreaper (see
+    """End this worker's whole process group, and every process it started
+    in another group or session, when the harness (the process ``harness``)
+    dies, even by SIGKILL, and at once if it died while the worker started.
+    The worker also becomes its descendants' subreaper (see
     :func:`_end_strays`)."""
-    end_with_parent(lambda: os.killpg(os.getpid(), signal.SIGKILL), harness)
+    end_with_parent(lambda: (end_descendants(os.getpid()),
+                             os.killpg(os.getpid(), signal.SIGKILL)), harness)
     become_subreaper()
 
 
@@ -233,14 +237,25 @@ class Worker:
     def _answered_by(self, deadline: float) -> bool:
         """Whether the worker's answer is there by ``deadline``; meanwhile,
         what it prints is relayed every LIVE_RELAY_S (a slow cell's
-        progress, what a hanging one said before its timeout)."""
+        progress, what a hanging one said before its timeout). A worker that
+        dies without answering is seen within ALIVE_CHECK_S and raises
+        EOFError, as when its end of the pipe closes: a process it started
+        may hold that end (and its sentinel) open, and the wait would last
+        until the timeout, a crash told as a hang."""
+        relay_at = time.monotonic() + LIVE_RELAY_S
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
-            if self.connection.poll(min(remaining, LIVE_RELAY_S)):
+            if self.connection.poll(min(remaining, ALIVE_CHECK_S)):
                 return True
-            if remaining <= LIVE_RELAY_S:
+            if not self.process.is_alive():
+                if self.connection.poll():  # it answered, then died
+                    return True
+                raise EOFError("the worker died without answering")
+            if remaining <= ALIVE_CHECK_S:
                 return False
-            self.output.relay_so_far()
+            if time.monotonic() >= relay_at:
+                self.output.relay_so_far()
+                relay_at += LIVE_RELAY_S
 
     def call(self, deadline: float, method: str, *args):
         self.stacks.mark()
@@ -252,11 +267,15 @@ class Worker:
         return self._receive(deadline, f"running {method}")
 
     def stop(self) -> None:
-        """Stop the worker, and everything in its process group with it."""
+        """Stop the worker, and everything in its process group with it, and
+        every process it started that is still its descendant, in whatever
+        group or session (a hanging call's ``setsid`` child)."""
         if self.process.is_alive():
             with contextlib.suppress(BrokenPipeError, OSError):
                 self.connection.send(None)
             self.process.join(timeout=STOP_GRACE_S)  # it holds nothing worth a wait
+        if self.process.is_alive():
+            end_tree(self.process.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()

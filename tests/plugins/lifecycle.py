@@ -1,7 +1,9 @@
 """Implementations that test the harness's hold on processes: one that
-leaves child processes behind, one that hangs with a child, and one that
-takes seconds to import. Each child's PID is appended to
-``$ADJOINTBENCH_TEST_PIDFILE`` so that a test can look for survivors."""
+leaves child processes behind, one that hangs with a child, one that hangs
+beside a child in a session of its own, one that exits leaving a child that
+holds its pipe, and one that takes seconds to import. Each child's PID is
+appended to ``$ADJOINTBENCH_TEST_PIDFILE`` so that a test can look for
+survivors."""
 
 import os
 import subprocess
@@ -47,6 +49,41 @@ class HangsWithAChild(_TanhOnly):
     def prepare(self, task):
         _spawn_child()
         return Prepared(run=lambda: time.sleep(3600))
+
+
+def _fork_child(new_session: bool) -> None:
+    """A forked copy of the worker, which holds the worker's end of its pipe;
+    with ``new_session`` out of its process group and session too."""
+    if os.fork() == 0:
+        if new_session:
+            os.setsid()
+        with open(os.environ["ADJOINTBENCH_TEST_PIDFILE"], "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(300)
+        os._exit(0)
+
+
+class HangsBesideAChildOfItsOwnSession(_TanhOnly):
+    """Forks a child that leaves the worker's session, then never answers:
+    killing the worker's process group misses the child."""
+
+    def prepare(self, task):
+        def run():
+            _fork_child(new_session=True)
+            time.sleep(3600)
+        return Prepared(run=run)
+
+
+class ExitsLeavingAChild(_TanhOnly):
+    """Forks a child, then exits without answering: the child keeps the pipe
+    open, so no end of file tells the harness the worker is gone."""
+
+    def prepare(self, task):
+        def run():
+            _fork_child(new_session=False)
+            time.sleep(0.2)  # the child's PID written
+            os._exit(0)
+        return Prepared(run=run)
 
 
 time.sleep(float(os.environ.get("ADJOINTBENCH_TEST_IMPORT_S", "0")))  # a slow import

@@ -80,10 +80,13 @@ def _pids(tmp_path) -> list[int]:
 
 @posix
 @pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL])
-def test_a_second_run_is_refused_and_a_killed_run_takes_its_workers(tmp_path, kill):
+@pytest.mark.parametrize("hanging", ["HangsWithAChild", "HangsBesideAChildOfItsOwnSession"])
+def test_a_second_run_is_refused_and_a_killed_run_takes_its_workers(tmp_path, kill, hanging):
+    """The child of a hanging worker goes with it, also one in a session of
+    its own (out of reach of a kill of the worker's process group)."""
     out = tmp_path / "out"
     env = _env(tmp_path)
-    first = _start("check", "--impl", "lifecycle:HangsWithAChild", "--problem", "broadcast_tanh",
+    first = _start("check", "--impl", f"lifecycle:{hanging}", "--problem", "broadcast_tanh",
                    "--op", "primal", "--dtype", "float64", "--size", "4", "--timeout", "120",
                    "--quiet", "--out", str(out), env=env)
     assert _wait_for(lambda: _pids(tmp_path)), first.communicate(timeout=10)
@@ -166,6 +169,36 @@ def test_children_left_by_a_cell_are_ended_and_a_pipe_does_not_hang(tmp_path):
                 env=_env(tmp_path), timeout=120)  # stdout is a pipe, read to its end
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 cells: 1 ok" in done.stdout
+    children = _pids(tmp_path)
+    assert children and not any(_alive(p) for p in children)
+
+
+@posix
+def test_a_child_in_a_session_of_its_own_ends_with_its_hung_worker(tmp_path):
+    """A worker killed at its timeout takes every process it started, also
+    one that left its process group and session (setsid), which a kill of
+    the group misses."""
+    hung = _cli("check", "--impl", "lifecycle:HangsBesideAChildOfItsOwnSession", "--problem",
+                "broadcast_tanh", "--op", "primal", "--dtype", "float64", "--size", "4",
+                "--timeout", "3", "--quiet", "--out", str(tmp_path / "r"), env=_env(tmp_path),
+                timeout=120)
+    (record,), _ = ResultsFile(tmp_path / "r").read()
+    assert record.outcome == "timeout", hung.stdout + hung.stderr
+    children = _pids(tmp_path)
+    assert children and not any(_alive(p) for p in children)
+
+
+@posix
+def test_a_worker_that_exits_while_its_child_holds_the_pipe_is_a_crash_told_at_once(tmp_path):
+    """Its end of file never comes (the child holds the pipe open): the
+    worker's own end is seen at once, not at the timeout, and told as what
+    it is, with its status; the child goes with the worker's group."""
+    done = _cli("check", "--impl", "lifecycle:ExitsLeavingAChild", "--problem", "broadcast_tanh",
+                "--op", "primal", "--dtype", "float64", "--size", "4", "--timeout", "60",
+                "--quiet", "--out", str(tmp_path / "r"), env=_env(tmp_path), timeout=120)
+    (record,), _ = ResultsFile(tmp_path / "r").read()
+    assert record.outcome == "crashed", done.stdout + done.stderr
+    assert "exited with status 0" in record.message and record.seconds < 10, record
     children = _pids(tmp_path)
     assert children and not any(_alive(p) for p in children)
 
