@@ -18,7 +18,7 @@ from adjointbench.impls.protocol import (DEVICES, DTYPES, SECOND_ORDER_METHODS,
                                          SENSITIVITY_HVP_METHODS)
 from adjointbench.impls.registry import (MissingDependency, ProtocolError, available_implementations,
                                          implementation_origin, known_entry, known_names,
-                                         load_implementation)
+                                         load_implementation, name_conflicts)
 from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, problems
 from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_BENCH_OPS, DEFAULT_POINTS, plan_cells
@@ -98,6 +98,7 @@ def _catalogue() -> dict:
                      for p in problems(None)],
         "implementations": [{"name": n, "available": n in available,
                              "origin": implementation_origin(n)} for n in known_names()],
+        "name_conflicts": name_conflicts(),
         "operations": list(ALL_OPS),
         "dtypes": list(DTYPES),
         "devices": list(DEVICES),
@@ -120,6 +121,8 @@ def cmd_list(args) -> int:
     for i in data["implementations"]:
         where = "" if i["origin"] == "built-in" else f" [{i['origin']}]"
         print(f"  {i['name']:<16} {'available' if i['available'] else 'not installed'}{where}")
+    for conflict in data["name_conflicts"].values():
+        print(f"  warning: {conflict}")
     print(f"operations: {', '.join(data['operations'])}")
     print(f"dtypes: {', '.join(data['dtypes'])}")
     return EXIT_OK
@@ -151,6 +154,8 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
     that did not load failed. One the user ``named`` (--impl) that will not
     load is bad input (exit 2); one taken as installed is left out, said at
     once, and the run goes on with the others."""
+    for conflict in name_conflicts().values():
+        print(f"adjointbench: warning: {conflict}", file=sys.stderr)
     try:
         for name in names:
             if ":" not in name:

@@ -24,8 +24,51 @@ class MissingDependency(ImportError):
 
 def _entry_points() -> dict:
     """Every registered implementation, built-ins included (this project
-    declares its own in pyproject.toml), by name."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    declares its own in pyproject.toml), by name: a built-in's name always
+    names the built-in, and a name two plug-ins declare names neither
+    (:func:`name_conflicts`)."""
+    return _resolved()[0]
+
+
+def name_conflicts() -> dict[str, str]:
+    """Per implementation name declared more than once (by different
+    targets), what was declared and which one, if any, the name runs."""
+    return _resolved()[1]
+
+
+def _resolved() -> tuple[dict, dict[str, str]]:
+    """(entry point per name, conflict per name). Which of two entry points
+    of one name ``entry_points`` lists last depends on the order of
+    ``sys.path``: a plug-in declaring ``numpy`` ran as numpy under the
+    console script and not under ``python -m``, its records labelled numpy."""
+    declared: dict[str, list] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        same = declared.setdefault(entry.name, [])
+        if all(_target(e) != _target(entry) for e in same):  # one package seen twice
+            same.append(entry)
+    chosen, conflicts = {}, {}
+    for name, entries in declared.items():
+        built_in = [e for e in entries if _is_built_in(e)]
+        if len(entries) == 1 or len(built_in) == 1:
+            chosen[name] = built_in[0] if built_in else entries[0]
+        if len(entries) > 1:
+            conflicts[name] = _conflict(name, entries, chosen.get(name))
+    return chosen, conflicts
+
+
+def _conflict(name: str, entries: list, chosen) -> str:
+    others = [e for e in entries if e is not chosen]
+    declared = " and ".join(f"{_target(e)}{_package(e)}" for e in others)
+    if chosen is not None:
+        return (f"the implementation name {name!r} is the built-in's; the plug-in entry "
+                f"point {declared} that also declares it is not run under it: name it as "
+                f"'{_target(others[0])}', and rename its entry point")
+    return (f"the implementation name {name!r} is declared by {declared}, so it names "
+            f"neither: name one as 'module:object' ('{_target(others[0])}')")
+
+
+def _package(entry) -> str:
+    return f" ({entry.dist.name})" if entry.dist is not None else ""
 
 
 def known_names() -> list[str]:
@@ -60,6 +103,8 @@ def known_entry(spec: str):
     """The entry point of a built-in or installed implementation's name,
     without importing it; UnknownNameError naming the valid names otherwise."""
     entry = _entry_points().get(spec)
+    if entry is None and spec in name_conflicts():
+        raise UnknownNameError(f"{name_conflicts()[spec]}.")
     if entry is None:
         raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, known_names())} "
                                "A plug-in can also be named as 'module:object'.")
@@ -138,8 +183,7 @@ def implementation_origin(name: str) -> str:
     entry = _entry_points()[name]
     if _is_built_in(entry):
         return "built-in"
-    package = f" ({entry.dist.name})" if entry.dist is not None else ""
-    return f"entry point {_target(entry)}{package}"
+    return f"entry point {_target(entry)}{_package(entry)}"
 
 
 def built_in_implementations() -> list[str]:

@@ -69,6 +69,63 @@ def test_entry_point_plugin_is_found_by_name(plugins_on_path, tmp_path, monkeypa
     assert [r.outcome for r in records] == ["ok", "ok"]
 
 
+def _declare(folder, package: str, entries: str) -> None:
+    """An installed package (its metadata only) declaring ``entries``."""
+    dist = folder / f"{package}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[adjointbench.impls]\n{entries}\n")
+
+
+@pytest.mark.parametrize("how", ["module", "console script"])
+def test_a_plug_in_cannot_pass_for_a_built_in_by_its_name(plugins_on_path, tmp_path, how):
+    """A package declaring its wrong rules as ``numpy`` ran as numpy, its
+    records labelled numpy, when its path came after the project's in
+    sys.path (the console script) and not before (python -m): the name is
+    the built-in's wherever it comes, and the plug-in is named, with the way
+    to run it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from adjointbench.suites.results import ResultsFile
+
+    _declare(tmp_path, "impostor", "numpy = wrong_rules:implementation")
+    script = Path(sys.executable).parent / "adjointbench"
+    if how == "console script" and not script.exists():
+        pytest.skip("no adjointbench console script beside this Python")
+    command = [str(script)] if how == "console script" else [sys.executable, "-m", "adjointbench"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins_on_path), str(tmp_path)])}
+    done = subprocess.run([*command, "check", "--impl", "numpy", "--problem", "softmax", "--op",
+                           "vjp", "--size", "4", "--dtype", "float64", "--points", "1", "--quiet",
+                           "--out", str(tmp_path / "r")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,), _ = ResultsFile(tmp_path / "r").read()
+    assert record.impl == "numpy" and record.outcome == "ok"  # the built-in's right rule
+    assert ("the implementation name 'numpy' is the built-in's; the plug-in entry point "
+            "wrong_rules:implementation (impostor)") in done.stderr
+    assert "name it as 'wrong_rules:implementation'" in done.stderr
+
+
+def test_a_name_two_plug_ins_declare_names_neither(plugins_on_path, tmp_path, monkeypatch, capsys):
+    from adjointbench.cli import main
+    from adjointbench.impls.registry import name_conflicts
+
+    _declare(tmp_path, "first", "rules = wrong_rules:implementation")
+    _declare(tmp_path, "second", "rules = third_party:implementation")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "--impl", "rules", "--problem", "softmax", "--quiet",
+                 "--out", str(tmp_path / "r")]) == 2
+    told = capsys.readouterr().err
+    assert "'rules' is declared by" in told and "so it names neither" in told
+    assert "wrong_rules:implementation" in told and "third_party:implementation" in told
+    assert "rules" in name_conflicts() and not (tmp_path / "r" / "results.jsonl").exists()
+    assert main(["list"]) == 0 and "warning: the implementation name 'rules'" in \
+        capsys.readouterr().out
+
+
 def test_missing_methods_are_named(plugins_on_path):
     with pytest.raises(ProtocolError, match="missing prepare"):
         load_implementation("broken:NoPrepare")
