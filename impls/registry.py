@@ -48,23 +48,23 @@ def _resolved() -> tuple[dict, dict[str, str]]:
             same.append(entry)
     chosen, conflicts = {}, {}
     for name, entries in declared.items():
-        built_in = [e for e in entries if _is_built_in(e)]
-        if len(entries) == 1 or len(built_in) == 1:
-            chosen[name] = built_in[0] if built_in else entries[0]
-        if len(entries) > 1:
-            conflicts[name] = _conflict(name, entries, chosen.get(name))
+        built_in = [e for e in entries if _is_built_in(e)]  # the first, as imports go
+        plug_ins = [e for e in entries if not _is_built_in(e)]
+        if built_in or len(plug_ins) == 1:
+            chosen[name] = (built_in or plug_ins)[0]
+        if len(plug_ins) > 1 or (built_in and plug_ins):
+            conflicts[name] = _conflict(name, plug_ins, bool(built_in))
     return chosen, conflicts
 
 
-def _conflict(name: str, entries: list, chosen) -> str:
-    others = [e for e in entries if e is not chosen]
-    declared = " and ".join(f"{_target(e)}{_package(e)}" for e in others)
-    if chosen is not None:
+def _conflict(name: str, plug_ins: list, built_in: bool) -> str:
+    declared = " and ".join(f"{_target(e)}{_package(e)}" for e in plug_ins)
+    if built_in:
         return (f"the implementation name {name!r} is the built-in's; the plug-in entry "
                 f"point {declared} that also declares it is not run under it: name it as "
-                f"'{_target(others[0])}', and rename its entry point")
+                f"'{_target(plug_ins[0])}', and rename its entry point")
     return (f"the implementation name {name!r} is declared by {declared}, so it names "
-            f"neither: name one as 'module:object' ('{_target(others[0])}')")
+            f"neither: name one as 'module:object' ('{_target(plug_ins[0])}')")
 
 
 def _package(entry) -> str:
