@@ -47,9 +47,9 @@ CORES_MARGIN = 0.5
 # A CPU cell's timed calls that kept less than this share of one core busy
 # spent most of their time waiting: a sleep, a lock, I/O, a process that is
 # not the worker's child, or other work on the machine taking the CPU. Quiet,
-# the main job's bench kept 0.999-1.002 busy (411 cells); gradient cells timed
-# beside a cold check's parallel oracle, 0.59 at the least (suites/bench.py's
-# idle_warning)
+# the main job's 411 bench cells kept 0.79-1.0 busy on the less busy side
+# (median 1.0); gradient cells timed beside a cold check's parallel oracle,
+# 0.59 at the least (suites/bench.py's idle_warning)
 IDLE_BELOW = 0.5
 
 
