@@ -273,29 +273,31 @@ def cores_warning(fields, what: str, threads: int | None = None) -> str | None:
             "run's --threads (OMP_NUM_THREADS) and start no threads of its own")
 
 
-def waited(fields) -> bool:
-    """Whether the timed calls of a CPU cell (the operation's or its
-    primal's, whichever kept fewer busy: ``least_cores``, else ``cores``)
-    kept less than IDLE_BELOW of a core busy: most of the time they were
-    timed they waited, and a time that counts waiting is no measure of the
-    work (a primal that sleeps makes every ratio to it look cheap)."""
-    if fields.get("device", "cpu") != "cpu":
-        return False
+def _least_cores(fields) -> float | None:
+    """The fewer of the cores a bench cell's operation and its primal kept
+    busy (``least_cores``), else the one call's (``cores``: a gradient cell)."""
     least = fields.get("least_cores")
     least = least if _number(least) else fields.get("cores")
-    return bool(_number(least) and least < IDLE_BELOW)
+    return least if _number(least) else None
+
+
+def waited(fields) -> bool:
+    """Whether the timed calls of a CPU cell (:func:`_least_cores`) kept less
+    than IDLE_BELOW of a core busy: most of the time they were timed they
+    waited, and a time that counts waiting is no measure of the work (a
+    primal that sleeps makes every ratio to it look cheap)."""
+    least = _least_cores(fields)
+    return fields.get("device", "cpu") == "cpu" and least is not None and least < IDLE_BELOW
 
 
 def idle_warning(fields, what: str) -> str | None:
     """:func:`waited`, told: what the time holds besides work, and the fix."""
     if not waited(fields):
         return None
-    least = fields.get("least_cores")
-    least = least if _number(least) else fields["cores"]
-    return (f"{what} kept a CPU busy only {least:.0%} of the time it was timed: the time "
-            "is mostly waiting (a sleep, a lock, I/O, a process that is not the worker's "
-            "child) or the machine was busy; compute in the call, and rerun on a quiet "
-            "machine")
+    return (f"{what} kept a CPU busy only {_least_cores(fields):.0%} of the time it was "
+            "timed: the time is mostly waiting (a sleep, a lock, I/O, a process that is not "
+            "the worker's child) or the machine was busy; compute in the call, and rerun on "
+            "a quiet machine")
 
 
 def deferred_warning(fields) -> str | None:
