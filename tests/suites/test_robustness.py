@@ -185,7 +185,7 @@ def test_a_child_in_a_session_of_its_own_ends_with_its_hung_worker(tmp_path):
     (record,), _ = ResultsFile(tmp_path / "r").read()
     assert record.outcome == "timeout", hung.stdout + hung.stderr
     children = _pids(tmp_path)
-    assert children and not any(_alive(p) for p in children)
+    assert children and _wait_for(lambda: not any(_alive(p) for p in children), 10)
 
 
 @posix
@@ -200,7 +200,7 @@ def test_a_worker_that_exits_while_its_child_holds_the_pipe_is_a_crash_told_at_o
     assert record.outcome == "crashed", done.stdout + done.stderr
     assert "exited with status 0" in record.message and record.seconds < 10, record
     children = _pids(tmp_path)
-    assert children and not any(_alive(p) for p in children)
+    assert children and _wait_for(lambda: not any(_alive(p) for p in children), 10)
 
 
 # --- the results file ---
