@@ -39,8 +39,10 @@ def name_conflicts() -> dict[str, str]:
 def _resolved() -> tuple[dict, dict[str, str]]:
     """(entry point per name, conflict per name). Which of two entry points
     of one name ``entry_points`` lists last depends on the order of
-    ``sys.path``: a plug-in declaring ``numpy`` ran as numpy under the
-    console script and not under ``python -m``, its records labelled numpy."""
+    ``sys.path``: a plug-in declaring ``numpy`` ran as numpy under
+    ``python -m adjointbench`` in the checkout (the project's metadata first,
+    the plug-in's last) and not under the console script, its records
+    labelled numpy."""
     declared: dict[str, list] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         same = declared.setdefault(entry.name, [])

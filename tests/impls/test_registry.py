@@ -81,7 +81,8 @@ def _declare(folder, package: str, entries: str) -> None:
 def test_a_plug_in_cannot_pass_for_a_built_in_by_its_name(plugins_on_path, tmp_path, how):
     """A package declaring its wrong rules as ``numpy`` ran as numpy, its
     records labelled numpy, when its path came after the project's in
-    sys.path (the console script) and not before (python -m): the name is
+    sys.path (python -m in the checkout) and not before (the console
+    script): the name is
     the built-in's wherever it comes, and the plug-in is named, with the way
     to run it."""
     import os
