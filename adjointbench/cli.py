@@ -50,10 +50,16 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the exit status (see above)."""
+    """Run one command; the exit status (see above). Without ``argv`` this
+    is the program (the console script, ``python -m adjointbench``): the
+    process then adopts what its workers leave behind
+    (adjointbench.lifetime's adopt_orphans)."""
     from adjointbench.faults import exit_if_importing_parents_script
 
     exit_if_importing_parents_script()  # before the command takes a folder or starts anything
+    if argv is None:
+        from adjointbench.lifetime import adopt_orphans
+        adopt_orphans()
     from adjointbench.commands import main as run
 
     return run(argv)

@@ -15,10 +15,12 @@ PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # prctl(2) options
 WATCH_S = 0.5
 
 
-def _prctl(option: int, value: int) -> None:
+def _prctl(option: int, value: int) -> bool:
+    """Whether prctl(2) took the option (False off Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(option, value)
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value) == 0
+    return False
 
 
 def end_with_parent(end: Callable[[], None], parent: int, kernel: bool = True) -> None:
@@ -42,10 +44,42 @@ def end_with_parent(end: Callable[[], None], parent: int, kernel: bool = True) -
     threading.Thread(target=watch, daemon=True).start()
 
 
-def become_subreaper() -> None:
+def become_subreaper() -> bool:
     """Orphaned descendants become this process's children (Linux), so that
-    it can find and end them."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    it can find and end them; whether they do."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+_ADOPTING = False  # whether this process adopts its orphaned descendants (adopt_orphans)
+
+
+def adopt_orphans() -> None:
+    """Make this process, the harness run as a program, the subreaper of all
+    it starts: a process that leaves a worker's session and outlives the
+    worker becomes its child instead of init's, and :func:`end_adopted`
+    finds it. Not done where adjointbench is a library in someone's process."""
+    global _ADOPTING
+    _ADOPTING = become_subreaper()
+
+
+def end_adopted(group: int) -> None:
+    """End, and reap, this process's children that a worker (process group
+    ``group``, ended) left behind and :func:`adopt_orphans` made its own:
+    those still in the worker's group, and those in another session than
+    this process's (the harness starts no such process itself). Nothing
+    else is reaped: the workers' exit statuses are multiprocessing's."""
+    if not _ADOPTING:
+        return
+    own = os.getsid(0)
+    for pid in children():
+        try:
+            left = os.getpgid(pid) == group or os.getsid(pid) != own
+        except OSError:
+            continue
+        if left:
+            for ended in end_tree(pid):  # its own descendants are ours once it is gone
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(ended, 0)
 
 
 def children(pid: int | str = "self") -> list[int]:
@@ -68,7 +102,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def end_descendants(pid: int, rounds: int = 5) -> None:
+def end_descendants(pid: int, rounds: int = 5) -> list[int]:
     """SIGKILL every descendant of process ``pid``, including those that
     left its process group or session (``setsid``), which a killpg misses:
     each is stopped first, so that none starts a new one meanwhile, then all
@@ -81,14 +115,17 @@ def end_descendants(pid: int, rounds: int = 5) -> None:
         _signal_each(new, signal.SIGSTOP)
         stopped += new
     _signal_each(stopped, signal.SIGKILL)
+    return stopped
 
 
-def end_tree(pid: int) -> None:
+def end_tree(pid: int) -> list[int]:
     """SIGKILL process ``pid`` (another than this one) and every descendant
-    it has (:func:`end_descendants`), ``pid`` stopped first."""
+    it has (:func:`end_descendants`), ``pid`` stopped first; the processes
+    ended, ``pid`` first."""
     _signal_each([pid], signal.SIGSTOP)
-    end_descendants(pid)
+    ended = end_descendants(pid)
     _signal_each([pid], signal.SIGKILL)
+    return [pid, *ended]
 
 
 def _signal_each(pids: list[int], signum: int) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  exit_if_importing_parents_script)
-from adjointbench.lifetime import (become_subreaper, children, end_descendants, end_tree,
-                                   end_with_parent)
+from adjointbench.lifetime import (become_subreaper, children, end_adopted, end_descendants,
+                                   end_tree, end_with_parent)
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
@@ -279,6 +279,7 @@ class Worker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()
+        end_adopted(self.process.pid)  # what it left, adopted when it died
         self.stacks.close()
         self.output.relay()
         self.output.close()

@@ -1,7 +1,8 @@
 """Implementations that test the harness's hold on processes: one that
 leaves child processes behind, one that hangs with a child, one that hangs
-beside a child in a session of its own, one that exits leaving a child that
-holds its pipe, and one that takes seconds to import. Each child's PID is
+beside a child in a session of its own, two that exit leaving a child that
+holds their pipe (in their session, or in one of its own), and one that
+takes seconds to import. Each child's PID is
 appended to ``$ADJOINTBENCH_TEST_PIDFILE`` so that a test can look for
 survivors."""
 
@@ -78,12 +79,22 @@ class ExitsLeavingAChild(_TanhOnly):
     """Forks a child, then exits without answering: the child keeps the pipe
     open, so no end of file tells the harness the worker is gone."""
 
+    new_session = False
+
     def prepare(self, task):
         def run():
-            _fork_child(new_session=False)
+            _fork_child(new_session=self.new_session)
             time.sleep(0.2)  # the child's PID written
             os._exit(0)
         return Prepared(run=run)
+
+
+class ExitsLeavingAChildOfItsOwnSession(ExitsLeavingAChild):
+    """The same, its child out of the worker's group and session: once the
+    worker is gone it is no one's descendant but the harness's, which
+    adopts orphans when it runs as a program."""
+
+    new_session = True
 
 
 time.sleep(float(os.environ.get("ADJOINTBENCH_TEST_IMPORT_S", "0")))  # a slow import

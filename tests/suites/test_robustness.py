@@ -189,11 +189,14 @@ def test_a_child_in_a_session_of_its_own_ends_with_its_hung_worker(tmp_path):
 
 
 @posix
-def test_a_worker_that_exits_while_its_child_holds_the_pipe_is_a_crash_told_at_once(tmp_path):
+@pytest.mark.parametrize("leaving", ["ExitsLeavingAChild", "ExitsLeavingAChildOfItsOwnSession"])
+def test_a_worker_that_exits_while_its_child_holds_the_pipe_is_a_crash_told_at_once(
+        tmp_path, leaving):
     """Its end of file never comes (the child holds the pipe open): the
     worker's own end is seen at once, not at the timeout, and told as what
-    it is, with its status; the child goes with the worker's group."""
-    done = _cli("check", "--impl", "lifecycle:ExitsLeavingAChild", "--problem", "broadcast_tanh",
+    it is, with its status; the child goes with the worker's group, or,
+    when it left the group and session, as the harness's adopted orphan."""
+    done = _cli("check", "--impl", f"lifecycle:{leaving}", "--problem", "broadcast_tanh",
                 "--op", "primal", "--dtype", "float64", "--size", "4", "--timeout", "60",
                 "--quiet", "--out", str(tmp_path / "r"), env=_env(tmp_path), timeout=120)
     (record,), _ = ResultsFile(tmp_path / "r").read()
