@@ -77,9 +77,26 @@ def end_adopted(group: int) -> None:
         except OSError:
             continue
         if left:
-            for ended in end_tree(pid):  # its own descendants are ours once it is gone
-                with contextlib.suppress(ChildProcessError, OSError):
-                    os.waitpid(ended, 0)
+            _reap(end_tree(pid))  # its own descendants are ours once it is gone
+
+
+REAP_S = 1.0  # how long the ended are waited for: one SIGKILL cannot end is not waited on
+
+
+def _reap(pids: list[int]) -> None:
+    """Collect the exit status of those of ``pids`` that are this process's
+    children, as each ends, for at most REAP_S (never blocking: a process the
+    kill could not end, such as a set-user-ID one, would hang the harness)."""
+    deadline, waiting = time.monotonic() + REAP_S, list(pids)
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    waiting.remove(pid)
+            except ChildProcessError:  # not (or no longer) a child of this process
+                waiting.remove(pid)
+        if waiting:
+            time.sleep(0.01)
 
 
 def children(pid: int | str = "self") -> list[int]:

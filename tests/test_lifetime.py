@@ -41,3 +41,27 @@ def test_a_process_whose_parent_died_while_it_started_ends_at_once(tmp_path):
     while time.time() < deadline and not said.exists():
         time.sleep(0.05)
     assert said.read_text() == "ended"
+
+
+def test_reaping_what_was_ended_never_waits_on_one_that_lives_on():
+    """A process the kill could not end (a set-user-ID one) is waited for at
+    most REAP_S, not for ever; one that ended is collected, no zombie left."""
+    import os
+    import signal
+
+    from adjointbench.lifetime import REAP_S, _reap
+
+    living = subprocess.Popen(["sleep", "30"])
+    ended = subprocess.Popen(["sleep", "30"])
+    os.kill(ended.pid, signal.SIGKILL)
+    try:
+        start = time.monotonic()
+        _reap([living.pid, ended.pid])
+        assert time.monotonic() - start < REAP_S + 1.0
+        assert living.poll() is None  # still running, still this process's child
+        with pytest.raises(ChildProcessError):
+            os.waitpid(ended.pid, os.WNOHANG)  # already collected
+    finally:
+        living.kill()
+        living.wait()
+        ended.wait()  # its status was taken above: Popen settles for none
