@@ -108,7 +108,7 @@ def children(pid: int | str = "self") -> list[int]:
     return pids
 
 
-def descendants(pid: int) -> list[int]:
+def descendants(pid: int | str) -> list[int]:
     """Every live descendant of process ``pid``, children first (Linux /proc;
     empty elsewhere), whatever session or process group it moved to."""
     found, queue = [], children(pid)
@@ -162,12 +162,9 @@ def descendants_cpu_s() -> float:
         return 0.0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     total, tick = usage.ru_utime + usage.ru_stime, os.sysconf("SC_CLK_TCK")
-    queue = children()
-    while queue:
-        pid = queue.pop()
+    for pid in descendants("self"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             # after the command's ")": state is field 3, utime..cstime are 14-17
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += sum(int(f) for f in fields[11:15]) / tick
-            queue += children(pid)
     return total

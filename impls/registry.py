@@ -104,11 +104,12 @@ def validate(obj, origin: str) -> Implementation:
 def known_entry(spec: str):
     """The entry point of a built-in or installed implementation's name,
     without importing it; UnknownNameError naming the valid names otherwise."""
-    entry = _entry_points().get(spec)
-    if entry is None and spec in name_conflicts():
-        raise UnknownNameError(f"{name_conflicts()[spec]}.")
+    chosen, conflicts = _resolved()  # one look at the installed packages
+    entry = chosen.get(spec)
+    if entry is None and spec in conflicts:
+        raise UnknownNameError(f"{conflicts[spec]}.")
     if entry is None:
-        raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, known_names())} "
+        raise UnknownNameError(f"unknown implementation {spec!r}.{closest(spec, list(chosen))} "
                                "A plug-in can also be named as 'module:object'.")
     return entry
 
