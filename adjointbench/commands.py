@@ -23,7 +23,7 @@ from adjointbench.reference import DeclarationError, Oracle, UnknownNameError, p
 from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_BENCH_OPS, DEFAULT_POINTS, plan_cells
 from adjointbench.suites.environment import cpu_mark, finish_environment, write_environment
-from adjointbench.suites.expected import load_manifest, surprises
+from adjointbench.suites.expected import ManifestError, load_manifest, surprises
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner, use_compilation_cache
 from adjointbench import faults
@@ -151,9 +151,10 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
                   named: bool = True) -> tuple[dict[str, dict], dict[str, str]]:
     """Each implementation's name, devices and expected outcomes, loaded where
     it will run (``start(names)`` loads them all at once first), and why each
-    that did not load failed. One the user ``named`` (--impl) that will not
-    load is bad input (exit 2); one taken as installed is left out, said at
-    once, and the run goes on with the others."""
+    that did not load, or declares expected outcomes that are not rules,
+    failed. One the user ``named`` (--impl) that will not load is bad input
+    (exit 2); one taken as installed is left out, said at once, and the run
+    goes on with the others."""
     for conflict in name_conflicts().values():
         print(f"adjointbench: warning: {conflict}", file=sys.stderr)
     try:
@@ -167,9 +168,11 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
     for name in names:
         try:
             descriptions[name] = describe(name)
+            load_manifest(name, descriptions[name]["expected_outcomes"])  # before any cell runs
         except HarnessFault:
             raise
         except Exception as e:  # noqa: BLE001 - what the plug-in raised, reported
+            descriptions.pop(name, None)
             not_loaded[name] = _why_not_loaded(name, e)
             if named:
                 raise UsageError(f"{not_loaded[name]}.") from None
@@ -181,11 +184,11 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
 
 def _why_not_loaded(name: str, error: Exception) -> str:
     """What loading ``name`` raised, and where to look (no final period)."""
-    if isinstance(error, (UnknownNameError, ProtocolError, MissingDependency)):
-        return str(error).rstrip(".")
+    if isinstance(error, (UnknownNameError, ProtocolError, MissingDependency, ManifestError)):
+        return faults.said(error).rstrip(".")
     where = "the 'module:object' name and that its package is installed" if ":" in name \
         else "that its package is installed and imports"
-    return f"implementation {name!r} cannot be loaded: {str(error).rstrip('.')}. Check {where}"
+    return f"implementation {name!r} cannot be loaded: {faults.said(error).rstrip('.')}. Check {where}"
 
 
 def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, list]:

@@ -18,6 +18,33 @@ class FolderInUse(HarnessFault):
     """Another adjointbench run holds the results folder's lock."""
 
 
+# --- what the code under test's exceptions say ---
+
+MESSAGE_LIMIT = 2000  # characters of an exception's message kept in a record
+
+
+def said(error: BaseException, limit: int = MESSAGE_LIMIT) -> str:
+    """``str(error)``, safely, for an exception the code under test raised:
+    where its ``__str__`` raises, a line saying so (a worker formatting it
+    died with status 1, a crash told for an error), and at most ``limit``
+    characters (a 50 MB message went whole into results.jsonl and the
+    report)."""
+    try:
+        text = str(error)
+    except Exception as e:  # noqa: BLE001 - the code under test's own __str__
+        text = f"<str() of the {type(error).__name__} raised {type(e).__name__}>"
+    if len(text) <= limit:
+        return text
+    return (f"{text[:limit]}... (the message goes on: {len(text):,} characters in all, "
+            f"of which the first {limit:,} are kept)")
+
+
+def described(error: BaseException) -> str:
+    """``Type: message`` of an exception the code under test raised (:func:`said`)."""
+    message = said(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 # --- a script that starts a sweep when it is imported ---
 #
 # Workers are started by multiprocessing's spawn, which imports the parent's

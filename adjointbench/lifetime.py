@@ -145,6 +145,18 @@ def end_tree(pid: int) -> list[int]:
     return [pid, *ended]
 
 
+def stop_signal(pid: int) -> int | None:
+    """The signal that stopped this process's child ``pid`` (SIGSTOP,
+    SIGTSTP, SIGTTIN, SIGTTOU), or None while it is not stopped (or is no
+    child of this process). The child stays waitable (WNOWAIT): its exit
+    status is still there for whoever waits for it."""
+    try:
+        found = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, AttributeError):  # not a child; no waitid (not POSIX)
+        return None
+    return found.si_status if found is not None and found.si_code == os.CLD_STOPPED else None
+
+
 def _signal_each(pids: list[int], signum: int) -> None:
     for p in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adjointbench.faults import described
 from adjointbench.impls.protocol import NESTINGS
 from adjointbench.names import UnknownNameError, closest
 
@@ -179,7 +180,7 @@ def hessian_vector_product(f: Callable, backend: str, x: Any, v: Any) -> Any:
     try:
         return ops.hvp(f, (x,), ops.asarray(1.0, dtype=x.dtype), (v,), nesting)[0]
     except Exception as e:  # noqa: BLE001 - the framework's refusal, named
-        raise NestingError(f"{backend} cannot differentiate this f: {type(e).__name__}: {e}. "
+        raise NestingError(f"{backend} cannot differentiate this f: {described(e)}. "
                            "A custom rule with no forward mode (jax.custom_vjp, a "
                            "torch.autograd.Function without jvp) allows reverse-over-reverse "
                            "only; choose that backend, or give the rule a forward mode.") from e

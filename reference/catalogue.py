@@ -21,6 +21,7 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from adjointbench import reference
+from adjointbench.faults import described
 from adjointbench.names import UnknownNameError, closest  # noqa: F401 (re-exported)
 from adjointbench.reference.declare import DeclarationError, check_declaration
 from adjointbench.reference.problem import Problem
@@ -100,7 +101,7 @@ def _entry_point(name: str) -> Problem | None:
     try:
         problem = entry.load()
     except Exception as e:  # noqa: BLE001 - a broken plug-in, reported as bad input
-        raise DeclarationError(f"{origin} does not load: {type(e).__name__}: {e}") from None
+        raise DeclarationError(f"{origin} does not load: {described(e)}") from None
     if isinstance(problem, Problem) and problem.name != name:
         raise DeclarationError(f"{origin} declares a problem named {problem.name!r}; "
                                "the entry point's name must be the problem's name")

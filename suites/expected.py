@@ -31,23 +31,39 @@ FIELDS = ("problem", "op", "method", "dtype", "size")
 NO_VERDICT = (("ok", "unsupported"), ("ok", "ill_conditioned"))
 
 
+class ManifestError(ValueError):
+    """An implementation's expected outcomes are not a list of rules."""
+
+
 def load_manifest(name: str, declared: list[dict] | None = None) -> list[dict] | None:
     """The implementation's rules (``declared``, its ``expected_outcomes``, else
     the built-in manifest of that name, or of the built-in a ``module:object``
-    name is the entry point of), or None when it declares none."""
+    name is the entry point of), or None when it declares none. Raises
+    ManifestError naming the first rule that is not one."""
     rules = declared
     path = MANIFESTS / f"{built_in_name(name) or name}.json"
     if rules is None and path.is_file():
         rules = json.loads(path.read_text(encoding="utf-8"))
     if rules is None:
         return None
+    if not isinstance(rules, (list, tuple)):
+        raise ManifestError(f"the expected outcomes of {name!r} are a {type(rules).__name__}: "
+                            f"declare a list of rules; {RULE}")
     for rule in rules:
-        unknown = set(rule) - {"outcome", "note", *FIELDS}
-        if rule.get("outcome") not in OUTCOMES or unknown:
-            raise ValueError(f"bad rule {rule!r} in the manifest of {name!r}: it needs an "
-                             f"outcome of {', '.join(OUTCOMES)} and only the fields "
-                             f"{', '.join(FIELDS)}, note")
-    return rules
+        if not _is_rule(rule):
+            raise ManifestError(f"bad rule {rule!r} in the expected outcomes of {name!r}: "
+                                f"{RULE}")
+    return list(rules)
+
+
+RULE = (f"a rule is a dict with an outcome ({', '.join(OUTCOMES)}) and any of the fields "
+        f"{', '.join(FIELDS)} and note")
+
+
+def _is_rule(rule) -> bool:
+    return (isinstance(rule, dict) and rule.get("outcome") in OUTCOMES
+            and all(isinstance(k, str) for k in rule)
+            and not set(rule) - {"outcome", "note", *FIELDS})
 
 
 def _matches(rule: dict, record: Record) -> bool:

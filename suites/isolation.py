@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
-                                 exit_if_importing_parents_script)
+                                 described, exit_if_importing_parents_script)
 from adjointbench.lifetime import (become_subreaper, children, end_adopted, end_descendants,
-                                   end_tree, end_with_parent)
+                                   end_tree, end_with_parent, stop_signal)
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
@@ -35,6 +35,7 @@ DEFAULT_TIMEOUT_S = 300.0
 REPLACE_AFTER = ("error", "timeout", "crashed")  # outcomes that may leave a worker unsound
 LOAD_TIMEOUT_S = 300.0  # importing a framework is not the cell's time
 ALIVE_CHECK_S = 0.2  # how often a worker that has not answered is seen to be alive
+STOPPED_FOR_S = 1.0  # a worker stopped this long never answers (a debugger's stop is shorter)
 STOP_GRACE_S = 0.05  # a worker asked to stop is then killed: results live in the parent
 MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
 
@@ -93,6 +94,15 @@ def _die_with_parent(harness: int) -> None:
     become_subreaper()
 
 
+def _read_no_terminal() -> None:
+    """Descriptor 0 from /dev/null: a worker has a process group of its own,
+    outside the terminal's foreground, and one that read the terminal there
+    would be stopped (SIGTTIN) until its timeout; it reads end of file."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+
 def _answer(call):
     """("ok", value), or ("raise", outcome, message) for what the call raised;
     plain data (suites/wire.py), converted here in the worker."""
@@ -109,8 +119,7 @@ def _answer(call):
     except (SystemExit, KeyboardInterrupt, GeneratorExit) as e:
         # raised by the code under test (a worker has a process group of its
         # own: no Ctrl-C of the user's reaches it); the worker is replaced after
-        said = f": {e}" if str(e) else ""
-        return plain(("raise", "error", f"{type(e).__name__}{said} raised by the implementation, "
+        return plain(("raise", "error", f"{described(e)} raised by the implementation, "
                       "a BaseException that asks a program to stop; raise an Exception "
                       "to report a failure"))
 
@@ -123,6 +132,7 @@ def _serve(connection, spec: str, harness: int, stacks: int | None = None,
     asked (suites/stacks.py) and its output to the one open as ``output``
     (suites/relay.py), load one implementation, then answer method calls."""
     os.setpgrp()
+    _read_no_terminal()
     _die_with_parent(harness)
     _limit_memory(memory_limit_gb())
     if stacks is not None:
@@ -241,8 +251,10 @@ class Worker:
         dies without answering is seen within ALIVE_CHECK_S and raises
         EOFError, as when its end of the pipe closes: a process it started
         may hold that end (and its sentinel) open, and the wait would last
-        until the timeout, a crash told as a hang."""
+        until the timeout, a crash told as a hang. One stopped by a signal
+        for STOPPED_FOR_S is a crash too (:meth:`_stopped`)."""
         relay_at = time.monotonic() + LIVE_RELAY_S
+        stopped_since = None
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             if self.connection.poll(min(remaining, ALIVE_CHECK_S)):
@@ -251,11 +263,30 @@ class Worker:
                 if self.connection.poll():  # it answered, then died
                     return True
                 raise EOFError("the worker died without answering")
+            stopped_since = self._stopped(stopped_since)
             if remaining <= ALIVE_CHECK_S:
                 return False
             if time.monotonic() >= relay_at:
                 self.output.relay_so_far()
                 relay_at += LIVE_RELAY_S
+
+    def _stopped(self, since: float | None) -> float | None:
+        """When the worker was first seen stopped by a signal (None: it runs);
+        raises WorkerCrashed once it has stayed stopped STOPPED_FOR_S. A
+        stopped process never answers: the cell waited out its timeout (300 s
+        by default), told as a hang."""
+        signum = stop_signal(self.process.pid)
+        if signum is None:
+            return None
+        now = time.monotonic()
+        if since is None or now - since < STOPPED_FOR_S:
+            return now if since is None else since
+        name = signal.Signals(signum).name
+        terminal = (" (a process outside the terminal's foreground is stopped so when it reads "
+                    "from the terminal, or changes its settings: read no input from it)"
+                    if signum in (signal.SIGTTIN, signal.SIGTTOU) else "")
+        raise WorkerCrashed(f"the worker running {self.spec} was stopped by signal {name}"
+                            f"{terminal}, and a stopped process never answers; it was killed")
 
     def call(self, deadline: float, method: str, *args):
         self.stacks.mark()

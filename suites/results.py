@@ -138,6 +138,7 @@ def outcome_of(error: BaseException) -> tuple[str, str]:
     (WrongResult) is ``mismatch``; anything else the implementation raises is
     ``error``.
     """
+    from adjointbench.faults import MESSAGE_LIMIT, described, said
     from adjointbench.reference.oracle import UncertifiedReference, WeakReference
     from adjointbench.suites.compare import WrongResult
     from adjointbench.suites.executors import ImplementationError, WorkerCrashed, WorkerTimeout
@@ -147,9 +148,9 @@ def outcome_of(error: BaseException) -> tuple[str, str]:
              (UncertifiedReference, "ill_conditioned"),
              (NotImplementedError, "unsupported"), (WrongResult, "mismatch"))
     for kind, outcome in table:
-        if isinstance(error, kind):
-            return outcome, str(error)
-    return "error", f"{type(error).__name__}: {error}"
+        if isinstance(error, kind):  # the harness's words, around a message cut where raised
+            return outcome, said(error, limit=2 * MESSAGE_LIMIT)
+    return "error", described(error)
 
 
 def _flat(values: list) -> list:

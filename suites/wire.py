@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from adjointbench.faults import said
+
 # Numeric arrays: booleans, integers, floats and complex numbers
 ARRAY_KINDS = "biufc"
 _ATOMS = (type(None), bool, int, float, complex)
@@ -46,7 +48,8 @@ def plain(value: Any) -> Any:
     try:
         array = np.array(value, copy=True, subok=False)
     except Exception as e:
-        raise NotPlainData(f"cannot convert a {type(value).__name__} to a NumPy array: {e}") from None
+        raise NotPlainData(f"cannot convert a {type(value).__name__} to a NumPy array: "
+                           f"{said(e)}") from None
     if array.dtype.kind not in ARRAY_KINDS:
         raise NotPlainData(f"a {type(value).__name__} is not an array of numbers (NumPy made "
                            f"it an array of dtype {array.dtype}): return NumPy arrays, or the "

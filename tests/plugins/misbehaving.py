@@ -3,6 +3,7 @@ one way per problem (primal only)."""
 
 import ctypes
 import os
+import signal
 import sys
 import time
 
@@ -35,6 +36,27 @@ def _eat_memory():
         hoard.append(np.empty(2**27))
 
 
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+def _raise_unprintable():
+    raise Unprintable()
+
+
+def _raise_a_megabyte():
+    raise ValueError("x" * 2**20)
+
+
+def _stop():
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _read_the_terminal():
+    raise RuntimeError(f"read {os.read(0, 1)!r} from descriptor 0")
+
+
 BEHAVIOUR = {
     "scalar_add": _raise,
     "scalar_mul": lambda: np.array(np.nan),
@@ -45,10 +67,16 @@ BEHAVIOUR = {
     "softmax": _exit,
     "l2_loss": _eat_memory,
     "broadcast_tanh": lambda: sys.exit(0),  # a BaseException: asks the program to stop
+    "linear_solve": _raise_unprintable,
+    "scalar_root": _raise_a_megabyte,
+    "batched_sin": _stop,
+    "nonlinear_solve": _read_the_terminal,  # a terminal would stop it (SIGTTIN)
 }
 EXPECTED = {"scalar_add": "error", "scalar_mul": "mismatch", "scalar_sin": "mismatch",
             "broadcast_sin": "mismatch", "matvec": "timeout", "matmul": "crashed",
-            "softmax": "crashed", "l2_loss": "error", "broadcast_tanh": "error"}
+            "softmax": "crashed", "l2_loss": "error", "broadcast_tanh": "error",
+            "linear_solve": "error", "scalar_root": "error", "batched_sin": "crashed",
+            "nonlinear_solve": "error"}
 
 
 class Misbehaving:
@@ -74,3 +102,11 @@ class ExpectsItsFailures(Misbehaving):
 
 class ExpectsOneFailure(Misbehaving):
     expected_outcomes = [{"problem": "scalar_add", "outcome": "error"}]
+
+
+class DeclaresABadRule(Misbehaving):
+    expected_outcomes = [{"problem": "scalar_add", "outcome": "error"}, {"problem": "matmul"}]
+
+
+class DeclaresNoList(Misbehaving):
+    expected_outcomes = {"problem": "scalar_add", "outcome": "error"}

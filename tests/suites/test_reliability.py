@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from adjointbench.faults import MESSAGE_LIMIT
 from adjointbench.reference import get_problem
 from adjointbench.suites.cells import plan_cells
 from adjointbench.suites.isolation import IsolatedRunner
@@ -31,6 +32,7 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     assert all(r.message for r in records[:-1])
     assert records[-1].outcome == "ok"  # the sweep went on after every failure
     crashed = {r.problem: r.message for r in records if r.outcome == "crashed"}
+    stopped, = [r for r in records if r.problem == "batched_sin"]
     assert "SIGSEGV" in crashed["matmul"] and "status 3" in crashed["softmax"]
     # where it crashed or hung, from the worker's own stacks (suites/stacks.py)
     assert "it was in string_at (ctypes/__init__.py:" in crashed["matmul"]
@@ -40,7 +42,33 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     errors = {r.problem: r.message for r in records if r.outcome == "error"}
     assert "memory cap of 3.0 GiB" in errors["l2_loss"]
     assert errors["broadcast_tanh"].startswith("SystemExit: 0 raised by the implementation")
+    # an exception whose __str__ raises: the worker formatting it died (status 1)
+    assert errors["linear_solve"].startswith(
+        "Unprintable: <str() of the Unprintable raised RuntimeError> at input point 0")
+    # a megabyte message: kept in part, said so (a 50 MB one went whole into results.jsonl)
+    assert len(errors["scalar_root"]) < MESSAGE_LIMIT + 200
+    assert (f"{2**20:,} characters in all, of which the first {MESSAGE_LIMIT:,} are kept) "
+            "at input point 0") in errors["scalar_root"]
+    # stopped: told at once, not after the timeout
+    assert "was stopped by signal SIGSTOP" in crashed["batched_sin"]
+    assert stopped.seconds < 10
+    # a worker reads no terminal (where one was its descriptor 0, SIGTTIN stopped it)
+    assert errors["nonlinear_solve"].startswith("RuntimeError: read b'' from descriptor 0")
     assert len(ResultsFile(tmp_path).read()[0]) == len(cells)
+
+
+def test_a_message_cut_where_it_was_raised_is_not_cut_again():
+    """The worker cuts its implementation's message; the harness keeps that
+    whole, and cuts a longer one only a worker it cannot trust would send."""
+    from adjointbench.suites.executors import ImplementationError
+    from adjointbench.suites.results import outcome_of
+
+    outcome, cut = outcome_of(ValueError("x" * 10**6))
+    assert outcome == "error" and cut.startswith("ValueError: xxx") and len(cut) < MESSAGE_LIMIT + 200
+    assert "1,000,000 characters in all" in cut
+    assert outcome_of(ImplementationError(cut)) == ("error", cut)
+    forged = outcome_of(ImplementationError("y" * 10**6))[1]
+    assert len(forged) < 2 * MESSAGE_LIMIT + 200 and "1,000,000 characters in all" in forged
 
 
 def test_a_wrong_value_keeps_the_worker_and_a_raise_replaces_it(plugins_on_path, oracle):
@@ -170,9 +198,30 @@ def test_a_built_in_named_by_its_module_and_object_keeps_its_manifest(tmp_path, 
     assert "mismatch" in out and "(expected)" in out and "unexpected" not in out
 
 
-def test_bad_manifest_rules_are_named():
-    with pytest.raises(ValueError, match="bad rule"):
-        load_manifest("mine", [{"problem": "matmul", "outcome": "broken"}])
+@pytest.mark.parametrize("rules", [[{"problem": "matmul", "outcome": "broken"}], [7],
+                                   [{"outcome": "error", "point": 2}], [{1: "x", "outcome": "ok"}]])
+def test_bad_manifest_rules_are_named(rules):
+    with pytest.raises(ValueError, match=r"bad rule .* of 'mine': a rule is a dict with an outcome"):
+        load_manifest("mine", rules)
+
+
+def test_expected_outcomes_not_a_list_are_named():
+    with pytest.raises(ValueError, match="the expected outcomes of 'mine' are a dict: declare a list"):
+        load_manifest("mine", {"problem": "matmul", "outcome": "error"})
+
+
+@pytest.mark.parametrize("how", [[], ["--in-process"]])
+@pytest.mark.parametrize("plugin", ["misbehaving:DeclaresABadRule", "misbehaving:DeclaresNoList"])
+def test_a_plug_in_with_a_bad_manifest_is_refused_before_any_cell(plugins_on_path, tmp_path,
+                                                                   capsys, plugin, how):
+    """Bad input (exit 2) named before the sweep: a bad rule was found only
+    when the sweep's outcomes were compared with it, and the run ended in a
+    traceback (exit 1) after every cell had run."""
+    assert main(["check", "--impl", plugin, "--problem", "scalar_add", "--op", "primal",
+                 "--quiet", "--out", str(tmp_path), *how]) == 2
+    err = capsys.readouterr().err
+    assert f"the expected outcomes of {plugin!r}" in err and "a rule is a dict" in err
+    assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text()
 
 
 def test_a_plug_in_declares_its_own_expectations(plugins_on_path, tmp_path, capsys):
