@@ -198,6 +198,20 @@ def test_a_built_in_named_by_its_module_and_object_keeps_its_manifest(tmp_path, 
     assert "mismatch" in out and "(expected)" in out and "unexpected" not in out
 
 
+def test_a_failed_bench_cell_is_not_called_expected(plugins_on_path, tmp_path, capsys):
+    """Expected outcomes are of check cells: a bench cell that fails is a
+    failure (exit 1), and its line said "(expected)"."""
+    args = ["--problem", "scalar_add", "--op", "primal", "--dtype", "float64", "--quiet"]
+    assert main(["bench", "--impl", "misbehaving:ExpectsItsFailures", *args, "--budget", "0.01",
+                 "--out", str(tmp_path / "bench")]) == 1
+    line, = [x for x in capsys.readouterr().out.splitlines() if "scalar_add-n1" in x]
+    assert line.startswith("  error") and "deliberate failure" in line and "expected" not in line
+    assert main(["check", "--impl", "misbehaving:ExpectsItsFailures", *args,
+                 "--out", str(tmp_path / "check")]) == 0
+    line, = [x for x in capsys.readouterr().out.splitlines() if "scalar_add-n1" in x]
+    assert "(expected)" in line
+
+
 @pytest.mark.parametrize("rules", [[{"problem": "matmul", "outcome": "broken"}], [7],
                                    [{"outcome": "error", "point": 2}], [{1: "x", "outcome": "ok"}]])
 def test_bad_manifest_rules_are_named(rules):
