@@ -36,7 +36,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from adjointbench.reference.problem import Problem
+from adjointbench.faults import described
+from adjointbench.reference.problem import Problem, make_inputs
 
 DTYPES = ("float64", "float32")
 NEIGHBOURHOOD = 0.2  # how far points 1, 2, ... of explicit inputs stray (relative)
@@ -81,8 +82,13 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
     ``differentiable`` defaults to every input. ``condition(**inputs)`` is a
     condition estimate of the primal (default 1), which loosens tolerances.
 
-    Raises :class:`DeclarationError` naming what is missing or wrong.
+    Raises :class:`DeclarationError` naming what is missing or wrong, found
+    in the arguments or by evaluating the declaration once at its smallest
+    size (:func:`_evaluation_problems`).
     """
+    _refuse(name, list(_argument_problems(inputs, sizes, condition)))
+    if condition is not None and not callable(condition):
+        condition = _constant(float(condition))
     explicit = isinstance(inputs, Mapping)
     names = tuple(inputs)
     if explicit:
@@ -107,7 +113,89 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
         varied=tuple(varied) if varied is not None else None,
         **({"condition": condition} if condition is not None else {}))
     check_declaration(problem, f"problem {name!r}")
+    _refuse(name, list(_evaluation_problems(problem)))
     return problem
+
+
+def _refuse(name: str, problems: list[str]) -> None:
+    if problems:
+        raise DeclarationError(f"problem {name!r} is not a complete problem declaration: "
+                               f"{'; '.join(problems)}")
+
+
+def _constant(value: float) -> Callable[..., float]:
+    return lambda **inputs: value
+
+
+def _argument_problems(inputs: Any, sizes: Any, condition: Any):
+    """What is of the wrong kind among declare_problem's arguments (a
+    generator passed as ``inputs=``, a bare size), before anything is built
+    from them: they raised a bare TypeError ("'function' object is not iterable")."""
+    if isinstance(inputs, str) or not isinstance(inputs, (Mapping, tuple, list)):
+        hint = " (pass it as generate=)" if callable(inputs) else ""
+        yield (f"inputs= is the input names, such as ('x',), with generate= and sizes=, or "
+               f"{{name: array}}; got a {type(inputs).__name__}{hint}")
+    elif not all(isinstance(n, str) for n in inputs):
+        yield f"the input names {tuple(inputs)!r} must be strings"
+    if sizes is not None and not isinstance(sizes, (tuple, list)):
+        yield f"sizes= is a tuple of positive whole numbers, such as (4, 64); got {sizes!r}"
+    if not (condition is None or callable(condition) or _is_real(condition)):
+        yield (f"condition= is a number or condition(**inputs) -> number; got a "
+               f"{type(condition).__name__}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _evaluation_problems(p: Problem):
+    """What evaluating the declaration once at its smallest size finds wrong:
+    a ``generate`` that does not give the inputs, a primal or condition that
+    raises or gives no finite number. Found later, in a sweep, each was told
+    as the implementation's error at every cell, or passed unseen where
+    ``check_rules`` brought inputs of its own. A closed form is not
+    evaluated here (sympy's cost); the oracle names its faults."""
+    size = min(p.sizes)
+    try:
+        raw = p.generate(size, np.random.default_rng(0))
+    except Exception as e:  # noqa: BLE001 - the declaration's own code, reported
+        yield f"generate({size}, rng) raised {described(e)}"
+        return
+    if not isinstance(raw, Mapping):
+        yield f"generate({size}, rng) returned a {type(raw).__name__}, not {{name: array}}"
+        return
+    missing = [n for n in p.inputs if n not in raw]
+    if missing:
+        yield (f"generate({size}, rng) gave no {', '.join(map(repr, missing))} (it gave "
+               f"{', '.join(map(repr, raw)) or 'nothing'}): give every input it names")
+        return
+    not_numbers = [n for n in p.inputs if np.asarray(raw[n]).dtype.kind not in "biuf"]
+    if not_numbers:
+        yield f"generate({size}, rng) gave {', '.join(map(repr, not_numbers))} not as numbers"
+        return
+    try:
+        inputs = make_inputs(p, size)  # the seeded inputs of its first check, exactly
+    except Exception as e:  # noqa: BLE001 - shapes the harness cannot round or move
+        yield f"its inputs at size {size} cannot be made: {described(e)}"
+        return
+    yield from _value_problems(p.primal_float64, inputs, size, "primal", "an array of numbers")
+    yield from _value_problems(p.condition, inputs, size, "condition", "a number")
+
+
+def _value_problems(f: Callable | None, inputs: dict, size: int, what: str, kind: str):
+    if f is None:
+        return
+    try:
+        with np.errstate(all="ignore"):  # what is not finite is told below
+            value = np.asarray(f(**inputs))
+    except Exception as e:  # noqa: BLE001 - the declaration's own code, reported
+        yield f"its {what} raised {described(e)} at its seeded inputs of size {size}"
+        return
+    if value.dtype.kind not in "biuf" or (kind == "a number" and value.size != 1):
+        yield f"its {what} gave {value!r:.60} at its seeded inputs of size {size}, not {kind}"
+    elif not np.all(np.isfinite(value)):
+        yield (f"its {what} is not finite at its seeded inputs of size {size}: the checks need "
+               "finite values (keep generate= and domain= where it is)")
 
 
 def check_declaration(problem: Any, origin: str) -> Problem:

@@ -36,6 +36,45 @@ def test_a_declaration_names_what_is_missing():
         declare_problem("p", inputs={"x": np.ones(2)}, varied=("t",), float64_primal=np.sin)
 
 
+_EXP = dict(primal=lambda xp, x: xp.exp(x))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(inputs=_vector, sizes=(4,), **_EXP), "inputs= is the input names.*got a function "
+     r"\(pass it as generate=\)"),
+    (dict(inputs="xy", generate=_vector, sizes=(4,), **_EXP), "inputs= .* got a str"),
+    (dict(inputs=("x",), generate=_vector, sizes=4, **_EXP), r"sizes= is a tuple .* got 4"),
+    (dict(inputs=("x",), generate=_vector, sizes=(4,), condition="big", **_EXP),
+     "condition= is a number or condition"),
+    (dict(inputs=("x",), generate=lambda size, rng: {"y": np.ones(size)}, sizes=(4,), **_EXP),
+     r"generate\(4, rng\) gave no 'x' \(it gave 'y'\)"),
+    (dict(inputs=("x",), generate=lambda size, rng: [np.ones(size)], sizes=(4,), **_EXP),
+     r"generate\(4, rng\) returned a list"),
+    (dict(inputs=("x",), generate=_vector, sizes=(4, 16), primal=lambda xp, x, y: x),
+     "its primal raised TypeError: .* missing 1 required positional argument: 'y' at its "
+     "seeded inputs of size 4"),
+    (dict(inputs=("x",), generate=_vector, sizes=(4,), float64_primal=lambda x: "x"),
+     "its primal gave .* not an array of numbers"),
+    (dict(inputs=("x",), generate=_vector, sizes=(4,), float64_primal=np.log),
+     "its primal is not finite at its seeded inputs of size 4"),
+    (dict(inputs=("x",), generate=_vector, sizes=(4,), condition=lambda x: 1 / 0, **_EXP),
+     "its condition raised ZeroDivisionError"),
+])
+def test_a_declaration_that_is_not_one_or_fails_when_evaluated_is_named(arguments, message):
+    """Each was a bare TypeError, or passed the declaration and was then told
+    as every implementation's error in a sweep (a primal that raises), or
+    unseen where check_rules brought inputs of its own (generate's keys)."""
+    with pytest.raises(DeclarationError, match=f"problem 'p' is not a complete problem "
+                       f"declaration: {message}"):
+        declare_problem("p", **arguments)
+
+
+def test_a_condition_may_be_a_number():
+    problem = declare_problem("p", inputs=("x",), generate=_vector, sizes=(4,), condition=30,
+                              **_EXP)
+    assert problem.condition(**make_inputs(problem, 4)) == 30.0
+
+
 def test_varied_keeps_fixed_data_where_it_is_at_every_point():
     times = np.linspace(0.0, 1.0, 5)
     problem = declare_problem("decay", inputs={"k": np.array([0.7]), "t": times},
