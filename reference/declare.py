@@ -45,7 +45,12 @@ SOURCES = ("closed_form", "primal_mp", "primal_float64")
 
 
 class DeclarationError(ValueError):
-    """A problem declaration that is incomplete or inconsistent."""
+    """A problem declaration that is incomplete or inconsistent; ``problems``
+    says what, one line each."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 def fixed_inputs(arrays: Mapping[str, Any]) -> Callable:
@@ -120,7 +125,7 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
 def _refuse(name: str, problems: list[str]) -> None:
     if problems:
         raise DeclarationError(f"problem {name!r} is not a complete problem declaration: "
-                               f"{'; '.join(problems)}")
+                               f"{'; '.join(problems)}", problems)
 
 
 def _constant(value: float) -> Callable[..., float]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import mpmath
 import numpy as np
 
+from adjointbench.faults import HarnessFault
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
@@ -60,6 +61,12 @@ VANISHING = 1e-30
 WEAKEST_REFERENCE = 1e-6
 LEVELS = {"exact": "sympy closed form", "fd": f"{DPS}-digit mpmath extrapolation",
           "fd64": "float64 extrapolation"}
+
+
+class ReferenceFailure(HarnessFault):
+    """A problem's own code (its generator, primal or closed form) raised
+    while its reference was computed: the declaration's fault, which stops
+    the run (exit 2) rather than being told as an implementation's outcome."""
 
 
 class UncertifiedReference(ArithmeticError):

@@ -20,13 +20,14 @@ from typing import Callable
 
 import numpy as np
 
-from adjointbench.faults import HarnessFault
+from adjointbench.faults import HarnessFault, described
 from adjointbench.impls.protocol import Implementation, Task
 from adjointbench.impls.registry import load_implementation
 from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
                                     make_inputs, make_probes)
 from adjointbench.reference.problem import flatten, seeded_point
-from adjointbench.reference.oracle import Estimate, describe_level
+from adjointbench.reference.oracle import (Estimate, ReferenceFailure, UncertifiedReference,
+                                           describe_level)
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
                                          validate, worst_of)
@@ -356,14 +357,10 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
     seeded = seeded_point(problem, point, cell.dtype)
     ctx = None
     try:
-        reference = oracle.reference(cell.problem, cell.size, cell.seed, seeded)
+        reference, inputs, probes, second = _references(cell, oracle, problem, point, seeded)
         record = replace(record, condition=reference.condition, level=reference.method)
-        inputs = make_inputs(problem, cell.size, cell.seed, seeded)
-        probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
-                             seeded)
-        ctx = _Context(cell, problem, executor, reference, inputs, probes, point, memo=memo)
-        if cell.op in SECOND_ORDER_CHECKS:
-            ctx.second = oracle.second_order(cell.problem, cell.size, cell.seed, seeded)
+        ctx = _Context(cell, problem, executor, reference, inputs, probes, point, memo=memo,
+                       second=second)
         result = CHECKERS[cell.op](ctx)
     except HarnessFault:
         raise  # the harness's own fault stops the run; it is no implementation's outcome
@@ -382,6 +379,30 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
         record, **ctx.fields, outcome="ok" if result.ok else "mismatch",
         max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err, tol=result.tol,
         oracle_err=result.oracle_err, message=message), problem)
+
+
+def _references(cell: Cell, oracle: Oracle, problem: Problem, point: int, seeded: int) -> tuple:
+    """The oracle's reference, the inputs, the probes and (second-order
+    cells) the second derivatives at one point. What the problem's own code
+    raises here (its generator, primal or closed form; the oracle's refusal
+    to certify aside) is ReferenceFailure: no outcome of the implementation,
+    which it was told as ("error: TypeError: ..." of a user's primal)."""
+    try:
+        reference = oracle.reference(cell.problem, cell.size, cell.seed, seeded)
+        inputs = make_inputs(problem, cell.size, cell.seed, seeded)
+        probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
+                             seeded)
+        second = (oracle.second_order(cell.problem, cell.size, cell.seed, seeded)
+                  if cell.op in SECOND_ORDER_CHECKS else None)
+    except (HarnessFault, UncertifiedReference):
+        raise
+    except Exception as e:  # noqa: BLE001 - the problem's code, named as such
+        raise ReferenceFailure(
+            f"the reference of problem {cell.problem!r} cannot be computed at size {cell.size}"
+            f"{_where(cell, point, seeded)}: the problem's own code raised "
+            f"{described(e)}. This is a fault of the problem's declaration, not of "
+            f"{cell.impl}: fix it, or leave the problem out with --problem") from e
+    return reference, inputs, probes, second
 
 
 def _where(cell: Cell, point: int, seeded: int) -> str:

@@ -21,7 +21,8 @@ import numpy as np
 
 from adjointbench.impls.protocol import Prepared, Task
 from adjointbench.reference.catalogue import temporarily
-from adjointbench.reference.declare import NEIGHBOURHOOD, declare_problem, fixed_inputs
+from adjointbench.reference.declare import (NEIGHBOURHOOD, DeclarationError, declare_problem,
+                                           fixed_inputs)
 from adjointbench.reference.oracle import describe_level
 from adjointbench.reference.problem import Problem, seeded_point
 from adjointbench.suites.cells import Cell
@@ -133,21 +134,32 @@ def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
     inputs = dict(zip(names, arrays))
     common = dict(differentiable=differentiable, dtypes=(dtype,), family="testing",
                   description=f"check of {_label(f)}")
-    if isinstance(reference, ClosedForm):
-        problem = declare_problem(name, inputs, closed_form=reference.expression,
-                                  elementwise=reference.elementwise, **common)
-    elif isinstance(reference, HighPrecision):
-        problem = declare_problem(name, inputs, primal=reference.primal, **common)
-    elif isinstance(reference, Problem):
-        problem = _at_your_inputs(reference, name, names, inputs, common)
-    elif reference is None:
-        problem = declare_problem(name, inputs, float64_primal=float64_f, **common)
-    else:
-        raise TypeError(f"reference must be ClosedForm(...), HighPrecision(...), a declared "
-                        f"problem or None, got {type(reference).__name__}")
+    try:
+        problem = _declared(name, inputs, reference, float64_f, names, common)
+    except DeclarationError as e:
+        if not e.problems:
+            raise
+        raise DeclarationError(f"{_label(f)} cannot be checked at these arguments, its "
+                               f"reference fails there: {'; '.join(e.problems)}",
+                               e.problems) from None
     if condition is not None:
         problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs))
     return dataclasses.replace(problem, max_full_jacobian=FULL_JACOBIAN_MAX)
+
+
+def _declared(name: str, inputs: dict, reference: Any, float64_f: Callable,
+              names: tuple[str, ...], common: dict) -> Problem:
+    if isinstance(reference, ClosedForm):
+        return declare_problem(name, inputs, closed_form=reference.expression,
+                               elementwise=reference.elementwise, **common)
+    if isinstance(reference, HighPrecision):
+        return declare_problem(name, inputs, primal=reference.primal, **common)
+    if isinstance(reference, Problem):
+        return _at_your_inputs(reference, name, names, inputs, common)
+    if reference is None:
+        return declare_problem(name, inputs, float64_primal=float64_f, **common)
+    raise TypeError(f"reference must be ClosedForm(...), HighPrecision(...), a declared "
+                    f"problem or None, got {type(reference).__name__}")
 
 
 def _condition(condition: Any, names: tuple[str, ...]) -> Callable[..., float]:

@@ -198,6 +198,24 @@ def test_a_built_in_named_by_its_module_and_object_keeps_its_manifest(tmp_path, 
     assert "mismatch" in out and "(expected)" in out and "unexpected" not in out
 
 
+@pytest.mark.parametrize("how", [[], ["--in-process"]])
+def test_a_problem_whose_reference_fails_stops_the_run_blaming_no_implementation(
+        plugins_on_path, tmp_path, capsys, how):
+    """A declared problem whose primal raises at size 16: bad input (exit 2)
+    naming the problem, the records before it kept. It was each cell's
+    "error: TypeError: ..." against the implementation."""
+    assert main(["check", "--problem", "failing_problem:problem", "--op", "primal,jvp",
+                 "--impl", "failing_problem:implementation", "--dtype", "float64", "--quiet",
+                 "--out", str(tmp_path), *how]) == 2
+    err = capsys.readouterr().err
+    assert ("the reference of problem 'fails_above_4' cannot be computed at size 16 at input "
+            "point 0: the problem's own code raised TypeError: this primal breaks above size 4. "
+            "This is a fault of the problem's declaration, not of failing_problem:implementation"
+            ) in err
+    kept = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert kept and all(r["size"] == 4 and r["outcome"] == "ok" for r in kept)
+
+
 def test_a_failed_bench_cell_is_not_called_expected(plugins_on_path, tmp_path, capsys):
     """Expected outcomes are of check cells: a bench cell that fails is a
     failure (exit 1), and its line said "(expected)"."""

@@ -234,6 +234,17 @@ def test_bad_calls_name_the_fix():
         check_rules(softplus, X, jvp=softplus_jvp, points=0)
 
 
+def test_a_function_that_raises_at_its_arguments_is_named_not_its_rules():
+    """Its float64 evaluation, the default reference, raised: each rule's
+    check was an error or ill-conditioned before, as if the rules were at fault."""
+    def broken(x):
+        raise TypeError("broken here")
+
+    with pytest.raises(ValueError, match="broken cannot be checked at these arguments, its "
+                       "reference fails there: its primal raised TypeError: broken here"):
+        check_rules(broken, X, jvp=softplus_jvp)
+
+
 def test_check_rules_imports_no_framework_and_no_sympy():
     code = ("import sys, numpy as np\n"
             "from adjointbench.testing import check_rules\n"
