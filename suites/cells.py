@@ -181,10 +181,11 @@ def plan_cells(impls: Iterable[str], problem_names: Iterable[str] | None = None,
                                        f"{', '.join(map(str, offered))}.")
     if points < 1:
         raise UnknownNameError(f"--points must be at least 1, got {points}")
-    return [Cell(p.name, impl, op, size, dtype, device, seed, method, suite, budget_s,
-                 min(points, p.max_points or points))
-            for p in chosen for op in _ops_of(p, ops)
-            for size in _sizes(p, op, suite, quick, sizes)
-            for impl in impls
-            for method in _methods_of(p, op, methods, methodless)
-            for dtype in dtypes for device in devices]
+    cells = (Cell(p.name, impl, op, size, dtype, device, seed, method, suite, budget_s,
+                  min(points, p.max_points or points))
+             for p in chosen for op in _ops_of(p, ops)
+             for size in _sizes(p, op, suite, quick, sizes)
+             for impl in impls
+             for method in _methods_of(p, op, methods, methodless)
+             for dtype in dtypes for device in devices)
+    return list(dict.fromkeys(cells))  # a name given twice (--impl numpy,numpy) runs once

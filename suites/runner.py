@@ -14,6 +14,7 @@ sample's output. Bench cells (suite ``bench``) go to suites/bench.py.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -357,8 +358,15 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
     seeded = seeded_point(problem, point, cell.dtype)
     ctx = None
     try:
-        reference, inputs, probes, second = _references(cell, oracle, problem, point, seeded)
+        with _problems_own_code(cell, point, seeded):
+            reference = oracle.reference(cell.problem, cell.size, cell.seed, seeded)
         record = replace(record, condition=reference.condition, level=reference.method)
+        with _problems_own_code(cell, point, seeded):
+            inputs = make_inputs(problem, cell.size, cell.seed, seeded)
+            probes = make_probes(problem, cell.size, inputs, reference.value.value.shape,
+                                 cell.seed, seeded)
+            second = (oracle.second_order(cell.problem, cell.size, cell.seed, seeded)
+                      if cell.op in SECOND_ORDER_CHECKS else None)
         ctx = _Context(cell, problem, executor, reference, inputs, probes, point, memo=memo,
                        second=second)
         result = CHECKERS[cell.op](ctx)
@@ -381,19 +389,15 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
         oracle_err=result.oracle_err, message=message), problem)
 
 
-def _references(cell: Cell, oracle: Oracle, problem: Problem, point: int, seeded: int) -> tuple:
-    """The oracle's reference, the inputs, the probes and (second-order
-    cells) the second derivatives at one point. What the problem's own code
-    raises here (its generator, primal or closed form; the oracle's refusal
-    to certify aside) is ReferenceFailure: no outcome of the implementation,
-    which it was told as ("error: TypeError: ..." of a user's primal)."""
+@contextlib.contextmanager
+def _problems_own_code(cell: Cell, point: int, seeded: int):
+    """Around the oracle's references, the inputs and the probes of one
+    point: what the problem's own code raises there (its generator, primal
+    or closed form; the oracle's refusal to certify aside) is
+    ReferenceFailure, no outcome of the implementation, which it was told as
+    ("error: TypeError: ..." of a user's primal)."""
     try:
-        reference = oracle.reference(cell.problem, cell.size, cell.seed, seeded)
-        inputs = make_inputs(problem, cell.size, cell.seed, seeded)
-        probes = make_probes(problem, cell.size, inputs, reference.value.value.shape, cell.seed,
-                             seeded)
-        second = (oracle.second_order(cell.problem, cell.size, cell.seed, seeded)
-                  if cell.op in SECOND_ORDER_CHECKS else None)
+        yield
     except (HarnessFault, UncertifiedReference):
         raise
     except Exception as e:  # noqa: BLE001 - the problem's code, named as such
@@ -402,7 +406,6 @@ def _references(cell: Cell, oracle: Oracle, problem: Problem, point: int, seeded
             f"{_where(cell, point, seeded)}: the problem's own code raised "
             f"{described(e)}. This is a fault of the problem's declaration, not of "
             f"{cell.impl}: fix it, or leave the problem out with --problem") from e
-    return reference, inputs, probes, second
 
 
 def _where(cell: Cell, point: int, seeded: int) -> str:

@@ -54,6 +54,18 @@ def test_check_writes_one_record_per_cell(tmp_path, capsys):
     assert all(r["max_rel_err"] <= r["tol"] for r in records)
 
 
+def test_a_name_given_twice_runs_its_cells_once(tmp_path):
+    """--impl numpy,numpy ran every cell twice, two records of one key."""
+    assert main(["check", "--impl", "numpy,naive,numpy", "--problem", "matvec,matvec",
+                 "--op", "primal,primal", "--dtype", "float64", "--size", "8,8", "--points", "1",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["impl"] for r in records) == ["naive", "numpy"]
+    from adjointbench.suites.cells import plan_cells
+    assert plan_cells(["numpy", "numpy"], ["matvec"], ["primal"], sizes=[8, 8]) == \
+        plan_cells(["numpy"], ["matvec"], ["primal"], sizes=[8])
+
+
 def test_check_exits_1_on_mismatch(plugins_on_path, tmp_path, capsys):
     code = main(["check", "--impl", "wrong_rules:implementation", "--problem", "softmax",
                  "--op", "vjp", "--size", "4", "--out", str(tmp_path), "--quiet"])
