@@ -476,13 +476,16 @@ def _results_folder(path: str, option: str) -> Path:
 
 
 def cmd_compare(args) -> int:
-    from adjointbench.suites.comparison import compare_folders, to_markdown, to_text
+    from adjointbench.suites.comparison import NoRecords, compare_folders, to_markdown, to_text
 
     if not (args.threshold > 1 and args.threshold < float("inf")):
         raise UsageError(f"--threshold must be a finite factor above 1 (1.10 flags 10% "
                          f"slower), got {args.threshold}")
-    comparison = compare_folders(_results_folder(args.old, "OLD"),
-                                 _results_folder(args.new, "NEW"), args.threshold)
+    try:
+        comparison = compare_folders(_results_folder(args.old, "OLD"),
+                                     _results_folder(args.new, "NEW"), args.threshold)
+    except NoRecords as e:
+        raise UsageError(str(e)) from None
     if args.json:
         print(json.dumps(comparison.to_json(), indent=1))
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adjointbench.suites.comparison import Comparison, compare_folders
+from adjointbench.suites.comparison import Comparison, NoRecords, compare_folders
 from adjointbench.suites.environment import machine_was_loaded
 from adjointbench.suites.results import Record, ResultsFile, without_duplicates
 
@@ -150,5 +150,8 @@ def load(results: Path, benchmark_json: Path | None = None, asv_dir: Path | None
     if asv_dir is not None:
         loaded.asv = read_asv(asv_dir)
     if against is not None:
-        loaded.comparison = compare_folders(against, results)
+        try:
+            loaded.comparison = compare_folders(against, results)
+        except NoRecords as e:  # the report still shows what there is
+            loaded.warnings.append(f"no comparison with {str(against)!r}: {e}")
     return loaded

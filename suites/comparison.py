@@ -89,6 +89,10 @@ class Change:
     cores: tuple[float, float] | None = None  # an unsettled cell's cores, old and new (cores_apart)
 
 
+class NoRecords(ValueError):
+    """A results folder to compare holds no record."""
+
+
 @dataclass(frozen=True)
 class Comparison:
     old: str
@@ -103,6 +107,7 @@ class Comparison:
     busy: tuple[str | None, str | None] = (None, None)  # why each run's machine was busy, or None
     in_process: tuple[bool, bool] = (False, False)  # each run's rounds shared one process
     rounds: float = 1.0  # process_noise: the largest usual round spread of a kind of cell
+    damaged: tuple[int, int] = (0, 0)  # lines of each run's results.jsonl that are no record
 
     @property
     def regressions(self) -> list[Change]:
@@ -116,7 +121,7 @@ class Comparison:
                 "matched": self.matched, "machines": list(self.machines), "drift": self.drift,
                 "noise": self.noise, "noise_quicker": self.noise_quicker,
                 "busy": list(self.busy), "in_process": list(self.in_process),
-                "rounds": self.rounds,
+                "rounds": self.rounds, "damaged": list(self.damaged),
                 "summary": {k: self.count(k) for k in KINDS},
                 "changes": [asdict(c) for c in self.changes]}
 
@@ -127,11 +132,12 @@ def cell_label(r: Record) -> str:
     return f"{r.suite} {r.problem}/{r.impl}/{r.op}{method} n={r.size} {r.dtype}{device}"
 
 
-def _records(folder: Path, machine: str | None) -> dict[tuple, Record]:
-    """Each cell's record, naming its machine (its own, else the folder's)."""
-    records, _ = ResultsFile(folder).read()
+def _records(folder: Path, machine: str | None) -> tuple[dict[tuple, Record], int]:
+    """Each cell's record, naming its machine (its own, else the folder's),
+    and how many lines of the folder's results.jsonl are no record."""
+    records, damaged = ResultsFile(folder).read()
     return {record_key(r): replace(r, machine=r.machine or machine)
-            for r in without_duplicates(records)[0]}
+            for r in without_duplicates(records)[0]}, damaged
 
 
 def _where(old: Record | None, new: Record | None, several: bool) -> str:
@@ -415,7 +421,13 @@ def compare_folders(old: str | Path, new: str | Path,
     old, new = Path(old), Path(new)
     environments = (read_environment(old), read_environment(new))
     machines = tuple(_machine(e) for e in environments)
-    before, after = _records(old, machines[0]), _records(new, machines[1])
+    (before, damaged_old), (after, damaged_new) = _records(old, machines[0]), _records(
+        new, machines[1])
+    for side, records, damaged in (("OLD", before, damaged_old), ("NEW", after, damaged_new)):
+        if not records:
+            raise NoRecords(f"{side} {str(old if side == 'OLD' else new)!r} holds no records "
+                            f"({damaged} damaged line(s) in its results.jsonl): give the --out "
+                            "folder of a check, bench or run that finished a cell")
     pairs = [(before[k], after[k]) for k in before if k in after]
     drift = machine_drift(pairs)
     disturbed = disturbances(pairs)
@@ -441,7 +453,7 @@ def compare_folders(old: str | Path, new: str | Path,
     return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
                       machines, drift, noise, noise_quicker, busy,
                       tuple(e.get("isolated") is False for e in environments),  # --in-process
-                      max(floors, default=1.0))
+                      max(floors, default=1.0), (damaged_old, damaged_new))
 
 
 def _busy_runs(busy: tuple[str | None, str | None]) -> str | None:
@@ -511,6 +523,11 @@ def notes(comparison: Comparison) -> list[str]:
         if reason:
             found.append(f"the {side} run: {reason}; its time changes are listed as unsettled, "
                          "never as regressions")
+    for side, damaged in zip(("old", "new"), comparison.damaged):
+        if damaged:
+            found.append(f"the {side} run's results.jsonl has {damaged} damaged line(s) (cut "
+                         "short, or not a record), left out: their cells, if any, count as "
+                         f"{'vanished' if side == 'old' else 'new'}")
     for side, one_process in zip(("old", "new"), comparison.in_process):
         if one_process:
             found.append(f"the {side} run timed its rounds in one process (--in-process), so "
@@ -542,5 +559,5 @@ def to_markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ALPHA", "Change", "Comparison", "DEFAULT_THRESHOLD", "compare_folders",
+__all__ = ["ALPHA", "Change", "Comparison", "DEFAULT_THRESHOLD", "NoRecords", "compare_folders",
            "to_markdown", "to_text"]

@@ -313,6 +313,27 @@ def test_new_and_vanished_cells_and_bad_folders(tmp_path, capsys):
                  "--threshold", "0.9"]) == 2
 
 
+def test_damaged_lines_are_told_and_a_folder_of_no_record_is_refused(tmp_path, capsys):
+    """Damaged lines were dropped unsaid (their cells then read as new or
+    vanished), and a folder of none compared as an empty run (exit 0)."""
+    main([*CHECK, "--impl", "numpy", "--out", str(tmp_path / "old")])
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "results.jsonl").write_bytes((tmp_path / "old" / "results.jsonl").read_bytes()
+                                        + b'{"problem": "softm')
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "old"), str(new)]) == 0
+    assert ("note: the new run's results.jsonl has 1 damaged line(s) (cut short, or not a "
+            "record), left out") in capsys.readouterr().out
+    assert compare_folders(tmp_path / "old", new).damaged == (0, 1)
+    (new / "results.jsonl").write_text('{"garbage": 1}\n')
+    assert main(["compare", str(tmp_path / "old"), str(new)]) == 2
+    assert f"NEW {str(new)!r} holds no records (1 damaged line(s)" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path / "old"), "--against", str(new),
+                 "--out", str(tmp_path / "report")]) == 0  # the report, without the comparison
+    assert f"no comparison with {str(new)!r}: OLD" in capsys.readouterr().err
+
+
 def test_the_report_shows_a_comparison(plugins_on_path, tmp_path, monkeypatch):
     _run(CHECK, tmp_path / "old", monkeypatch)
     _run(CHECK, tmp_path / "new", monkeypatch, drift="wrong")
