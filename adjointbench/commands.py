@@ -493,10 +493,21 @@ def cmd_compare(args) -> int:
     return EXIT_FAILED if comparison.regressions else EXIT_OK
 
 
+def _as(first: str, second: str) -> str:
+    return f" (as {first!r})" if first != second else ""
+
+
 def cmd_merge(args) -> int:
     from adjointbench.suites.merge import merge_folders, write_merged
 
     folders = [_results_folder(d, "DIR") for d in args.dirs]
+    seen: dict[Path, int] = {}
+    for i, folder in enumerate(folders):
+        first = args.dirs[seen.setdefault(folder.resolve(), i)]
+        if seen[folder.resolve()] != i:
+            raise UsageError(f"DIR {args.dirs[i]!r} is given twice{_as(first, args.dirs[i])}: "
+                             "each of its cells would be a conflict with itself; name each "
+                             "folder once")
     out = Path(args.out)
     if out.resolve() in {f.resolve() for f in folders}:
         raise UsageError(f"OUT {args.out!r} is one of the folders to merge: choose a new folder")

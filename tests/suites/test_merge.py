@@ -55,3 +55,9 @@ def test_merge_refuses_to_overwrite_or_to_guess(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is one of the folders to merge" in err and "holds no results.jsonl" in err
     assert "already holds results.jsonl" in err
+    # one folder twice: every cell a conflict with itself, one stderr line each, exit 0
+    assert main(["merge", str(tmp_path / "twice"), str(tmp_path / "a"),
+                 str(tmp_path / "a") + "/"]) == 2
+    assert f"DIR '{tmp_path / 'a'}/' is given twice (as '{tmp_path / 'a'}')" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "twice").exists()
