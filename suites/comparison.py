@@ -52,7 +52,7 @@ Cells present on one side only are listed as new or vanished.
 from __future__ import annotations
 
 import math
-from dataclasses import replace, asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +108,7 @@ class Comparison:
     in_process: tuple[bool, bool] = (False, False)  # each run's rounds shared one process
     rounds: float = 1.0  # process_noise: the largest usual round spread of a kind of cell
     damaged: tuple[int, int] = (0, 0)  # lines of each run's results.jsonl that are no record
+    not_loaded: dict = field(default_factory=dict)  # the new run's left-out implementations
 
     @property
     def regressions(self) -> list[Change]:
@@ -122,6 +123,7 @@ class Comparison:
                 "noise": self.noise, "noise_quicker": self.noise_quicker,
                 "busy": list(self.busy), "in_process": list(self.in_process),
                 "rounds": self.rounds, "damaged": list(self.damaged),
+                "not_loaded": dict(self.not_loaded),
                 "summary": {k: self.count(k) for k in KINDS},
                 "changes": [asdict(c) for c in self.changes]}
 
@@ -446,14 +448,26 @@ def compare_folders(old: str | Path, new: str | Path,
     changes += [Change(cell_label(after[k]) + _where(None, after[k], several), "new",
                        "presence", new_outcome=after[k].outcome)
                 for k in after if k not in before]
-    changes += [Change(cell_label(before[k]) + _where(before[k], None, several), "vanished",
-                       "presence", old_outcome=before[k].outcome)
+    unloaded = environments[1].get("not_loaded") or {}
+    changes += [_vanished(before[k], _where(before[k], None, several), unloaded)
                 for k in before if k not in after]
     ordered = sorted((c for c in changes if c), key=lambda c: (KINDS.index(c.kind), c.cell))
     return Comparison(str(old), str(new), threshold, len(pairs), tuple(ordered),
                       machines, drift, noise, noise_quicker, busy,
                       tuple(e.get("isolated") is False for e in environments),  # --in-process
-                      max(floors, default=1.0), (damaged_old, damaged_new))
+                      max(floors, default=1.0), (damaged_old, damaged_new),
+                      {name: reason for name, reason in unloaded.items()
+                       if any(r.impl == name for r in before.values())})
+
+
+def _vanished(old: Record, where: str, unloaded: dict) -> Change:
+    """A cell of the old run only: a regression where its implementation
+    would not load in the new run and the cell had run (it vanished, told
+    as no failure, when a plug-in broke at import); else vanished."""
+    if old.impl in unloaded and old.outcome != "unsupported":
+        return Change(cell_label(old) + where, "regression", "outcome", old_outcome=old.outcome,
+                      new_outcome="not loaded")
+    return Change(cell_label(old) + where, "vanished", "presence", old_outcome=old.outcome)
 
 
 def _busy_runs(busy: tuple[str | None, str | None]) -> str | None:
@@ -523,6 +537,9 @@ def notes(comparison: Comparison) -> list[str]:
         if reason:
             found.append(f"the {side} run: {reason}; its time changes are listed as unsettled, "
                          "never as regressions")
+    for name, reason in comparison.not_loaded.items():
+        found.append(f"{name} did not load in the new run ({reason}): each of its cells that "
+                     "ran in the old one is a regression")
     for side, damaged in zip(("old", "new"), comparison.damaged):
         if damaged:
             found.append(f"the {side} run's results.jsonl has {damaged} damaged line(s) (cut "

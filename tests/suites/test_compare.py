@@ -313,6 +313,27 @@ def test_new_and_vanished_cells_and_bad_folders(tmp_path, capsys):
                  "--threshold", "0.9"]) == 2
 
 
+def test_the_cells_of_an_implementation_that_did_not_load_are_regressions(tmp_path, capsys):
+    """A plug-in broken at import is left out of the new run (environment.json's
+    not_loaded): its cells vanished, told as no failure (exit 0)."""
+    main([*CHECK, "--impl", "numpy,naive", "--out", str(tmp_path / "old")])
+    main([*CHECK, "--impl", "numpy", "--out", str(tmp_path / "new")])
+    assert compare_folders(tmp_path / "old", tmp_path / "new").regressions == []
+    environment = tmp_path / "new" / "environment.json"
+    recorded = json.loads(environment.read_text())
+    recorded["not_loaded"] = {"naive": "implementation 'naive' cannot be loaded: ImportError: x"}
+    environment.write_text(json.dumps(recorded))
+    comparison = compare_folders(tmp_path / "old", tmp_path / "new")
+    naive = [c for c in comparison.changes if "/naive/" in c.cell]
+    assert naive and all(c.kind == "regression" and describe_change(c) == "ok -> not loaded"
+                         for c in naive)
+    assert not [c for c in comparison.changes if "/numpy/" in c.cell]
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "old"), str(tmp_path / "new")]) == 1
+    assert ("note: naive did not load in the new run (implementation 'naive' cannot be "
+            "loaded: ImportError: x)") in capsys.readouterr().out
+
+
 def test_damaged_lines_are_told_and_a_folder_of_no_record_is_refused(tmp_path, capsys):
     """Damaged lines were dropped unsaid (their cells then read as new or
     vanished), and a folder of none compared as an empty run (exit 0)."""
