@@ -195,13 +195,19 @@ def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, l
     """The planned cells still to run, and the records of those already run
     (counted in the exit status). With ``retry``, cells recorded as timeout,
     crashed or error are run again: their records are removed first, in one
-    atomic rewrite. Damaged lines and duplicate records are dropped."""
+    atomic rewrite, as are those of cells checked at fewer input points than
+    they ask now. Damaged lines and duplicate records are dropped."""
     records, damaged = results.read()
     records, duplicates = without_duplicates(records)
+    fewer = _fewer_points(records, cells)
     retried = [r for r in records if retry and r.outcome in RETRIED]
-    records = [r for r in records if not (retry and r.outcome in RETRIED)]
-    if damaged or duplicates or retried:
+    records = [r for r in records
+               if not (retry and r.outcome in RETRIED) and id(r) not in fewer]
+    if damaged or duplicates or retried or fewer:
         results.rewrite(records)
+    if fewer:
+        print(f"{len(fewer)} cell(s) were checked at fewer input points than --points asks: "
+              "run again", file=sys.stderr)
     for count, what in ((damaged, "damaged line(s) (a truncated write)"),
                         (duplicates, "duplicate record(s) of the same cell")):
         if count:
@@ -214,6 +220,15 @@ def _unfinished(cells: list, results: ResultsFile, retry: bool) -> tuple[list, l
     print(f"resuming: {len(cells) - len(remaining)} of {len(cells)} cells already "
           f"finished{retry_note}", file=sys.stderr)
     return remaining, earlier
+
+
+def _fewer_points(records: list, cells: list) -> set[int]:
+    """The ids of the check records made at fewer input points than their
+    planned cells ask (--resume --points 3 after --points 1): not finished.
+    A record of no recorded count (an older version's) is taken as finished."""
+    asked = {record_key(c): c.points for c in cells if c.suite == "check"}
+    return {id(r) for r in records
+            if r.points is not None and r.points < asked.get(record_key(r), 0)}
 
 
 def _on_present_devices(cells: list, descriptions: dict) -> list:

@@ -96,6 +96,9 @@ class Record:
     # the host that ran the cell, where it is not the run's own (a Dask
     # worker's; merged folders: each folder's environment.json machine)
     machine: str | None = None
+    # check cells: the input points the cell was asked to check (--points),
+    # so that --resume with more runs it again rather than keep fewer
+    points: int | None = None
 
     def to_json(self) -> dict:
         # field by field, lists copied one level: ``asdict``'s deep copy took
@@ -115,7 +118,7 @@ class Record:
         """A record of ``cell`` (its key fields) with this outcome, no figures yet."""
         return cls(cell.problem, cell.impl, cell.op, cell.dtype, cell.device, cell.size,
                    cell.seed, outcome=outcome, message=message, method=cell.method,
-                   suite=cell.suite)
+                   suite=cell.suite, points=cell.points if cell.suite == "check" else None)
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":

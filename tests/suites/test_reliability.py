@@ -111,6 +111,22 @@ def test_resume_skips_finished_cells_and_drops_a_truncated_line(tmp_path):
     assert len({(r["problem"], r["op"], r["dtype"]) for r in records}) == len(lines)
 
 
+def test_resume_with_more_points_checks_the_cells_again(tmp_path, capsys):
+    """--resume --points 3 after --points 1 kept every 1-point verdict and
+    checked nothing ("checking 0 cells"); fewer points than before are enough."""
+    args = ["check", "--impl", "numpy", "--problem", "softmax", "--op", "jvp", "--dtype",
+            "float64", "--quick", "--in-process", "--quiet", "--out", str(tmp_path)]
+    assert main([*args, "--points", "1"]) == 0
+    assert main([*args, "--points", "3", "--resume"]) == 0
+    assert "2 cell(s) were checked at fewer input points than --points asks: run again" in \
+        capsys.readouterr().err
+    records, _ = ResultsFile(tmp_path).read()
+    assert len(records) == 2 and {r.points for r in records} == {3}
+    assert main([*args, "--points", "2", "--resume"]) == 0
+    assert "resuming: 2 of 2 cells already finished" in capsys.readouterr().err
+    assert ResultsFile(tmp_path).read()[0] == records
+
+
 def test_existing_results_are_never_overwritten(tmp_path):
     args = ["--impl", "numpy", "--problem", "scalar_add", "--out", str(tmp_path), "--quiet",
             "--in-process"]
