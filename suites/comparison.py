@@ -46,7 +46,9 @@ each matched pair:
   runs of the same code on this shared machine differ by 20 % in absolute
   time, which is why absolute times alone would not do.
 
-Cells present on one side only are listed as new or vanished.
+Cells present on one side only are listed as new or vanished, except those
+of an implementation the new run left out because it would not load
+(environment.json's ``not_loaded``): each that ran before is a regression.
 """
 
 from __future__ import annotations
@@ -134,10 +136,15 @@ def cell_label(r: Record) -> str:
     return f"{r.suite} {r.problem}/{r.impl}/{r.op}{method} n={r.size} {r.dtype}{device}"
 
 
-def _records(folder: Path, machine: str | None) -> tuple[dict[tuple, Record], int]:
+def _records(folder: Path, machine: str | None, side: str) -> tuple[dict[tuple, Record], int]:
     """Each cell's record, naming its machine (its own, else the folder's),
-    and how many lines of the folder's results.jsonl are no record."""
+    and how many lines of the folder's results.jsonl are no record; raises
+    NoRecords for a folder of none (``side``: OLD or NEW, for the message)."""
     records, damaged = ResultsFile(folder).read()
+    if not records:
+        raise NoRecords(f"{side} {str(folder)!r} holds no records ({damaged} damaged line(s) "
+                        "in its results.jsonl): give the --out folder of a check, bench or "
+                        "run that finished a cell")
     return {record_key(r): replace(r, machine=r.machine or machine)
             for r in without_duplicates(records)[0]}, damaged
 
@@ -423,13 +430,8 @@ def compare_folders(old: str | Path, new: str | Path,
     old, new = Path(old), Path(new)
     environments = (read_environment(old), read_environment(new))
     machines = tuple(_machine(e) for e in environments)
-    (before, damaged_old), (after, damaged_new) = _records(old, machines[0]), _records(
-        new, machines[1])
-    for side, records, damaged in (("OLD", before, damaged_old), ("NEW", after, damaged_new)):
-        if not records:
-            raise NoRecords(f"{side} {str(old if side == 'OLD' else new)!r} holds no records "
-                            f"({damaged} damaged line(s) in its results.jsonl): give the --out "
-                            "folder of a check, bench or run that finished a cell")
+    (before, damaged_old), (after, damaged_new) = (_records(old, machines[0], "OLD"),
+                                                   _records(new, machines[1], "NEW"))
     pairs = [(before[k], after[k]) for k in before if k in after]
     drift = machine_drift(pairs)
     disturbed = disturbances(pairs)
