@@ -44,8 +44,8 @@ class UsageError(Exception):
 
 
 def _name_list(text: str) -> list[str]:
-    """An argparse type: comma-separated names, at least one, each once."""
-    names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    """An argparse type: comma-separated names, at least one."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise argparse.ArgumentTypeError(f"{text!r} names nothing: give one or more names "
                                          "separated by commas, or leave the option out for all")

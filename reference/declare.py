@@ -162,29 +162,28 @@ def _evaluation_problems(p: Problem):
     evaluated here (sympy's cost); the oracle names its faults."""
     size = min(p.sizes)
     try:
-        raw = p.generate(size, np.random.default_rng(0))
-    except Exception as e:  # noqa: BLE001 - the declaration's own code, reported
-        yield f"generate({size}, rng) raised {described(e)}"
-        return
-    if not isinstance(raw, Mapping):
-        yield f"generate({size}, rng) returned a {type(raw).__name__}, not {{name: array}}"
-        return
-    missing = [n for n in p.inputs if n not in raw]
-    if missing:
-        yield (f"generate({size}, rng) gave no {', '.join(map(repr, missing))} (it gave "
-               f"{', '.join(map(repr, raw)) or 'nothing'}): give every input it names")
-        return
-    not_numbers = [n for n in p.inputs if np.asarray(raw[n]).dtype.kind not in "biuf"]
-    if not_numbers:
-        yield f"generate({size}, rng) gave {', '.join(map(repr, not_numbers))} not as numbers"
-        return
-    try:
         inputs = make_inputs(p, size)  # the seeded inputs of its first check, exactly
-    except Exception as e:  # noqa: BLE001 - shapes the harness cannot round or move
-        yield f"its inputs at size {size} cannot be made: {described(e)}"
+    except Exception as e:  # noqa: BLE001 - the declaration's own code, reported
+        yield _generate_problem(p, size, e)
         return
     yield from _value_problems(p.primal_float64, inputs, size, "primal", "an array of numbers")
     yield from _value_problems(p.condition, inputs, size, "condition", "a number")
+
+
+def _generate_problem(p: Problem, size: int, error: Exception) -> str:
+    """Why the inputs at ``size`` could not be made (``error``), found by
+    calling ``generate`` again, on its own."""
+    try:
+        raw = p.generate(size, np.random.default_rng(0))
+    except Exception as e:  # noqa: BLE001 - the declaration's own code, reported
+        return f"generate({size}, rng) raised {described(e)}"
+    if not isinstance(raw, Mapping):
+        return f"generate({size}, rng) returned a {type(raw).__name__}, not {{name: array}}"
+    missing = [n for n in p.inputs if n not in raw]
+    if missing:
+        return (f"generate({size}, rng) gave no {', '.join(map(repr, missing))} (it gave "
+                f"{', '.join(map(repr, raw)) or 'nothing'}): give every input it names")
+    return f"its inputs at size {size} cannot be made: {described(error)}"
 
 
 def _value_problems(f: Callable | None, inputs: dict, size: int, what: str, kind: str):
