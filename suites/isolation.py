@@ -329,8 +329,12 @@ class RemoteExecutor:
     this process between calls is not the implementation's.
     """
 
-    def __init__(self, worker: Worker, timeout_s: float):
+    def __init__(self, worker: Worker, timeout_s: float, unanswered: dict | None = None):
         self.worker, self.remaining_s = worker, timeout_s
+        # supports() questions that hung in an earlier worker of this
+        # implementation: what to tell instead of asking again
+        self.unanswered = {} if unanswered is None else unanswered
+        self.told_unanswered = False  # this cell's was one: its worker is sound
 
     def describe(self) -> dict:
         return self.worker.description
@@ -338,10 +342,23 @@ class RemoteExecutor:
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         """The worker's answer, asked once per question: the same question
         comes for every size and dtype of a sweep (12,000 cells asked
-        0.5 ms each, most of them unsupported)."""
+        0.5 ms each, most of them unsupported). One that got no answer
+        within the timeout is not asked again in this run (its worker was
+        replaced, and the new one forgot): each of its cells was a timeout
+        again after waiting the whole of it (300 s by default)."""
         question = (problem, op, method)
+        if question in self.unanswered:
+            self.told_unanswered = True
+            raise WorkerTimeout(self.unanswered[question])
         if question not in self.worker.supported:
-            self.worker.supported[question] = bool(self._call("supports", *question))
+            try:
+                self.worker.supported[question] = bool(self._call("supports", *question))
+            except WorkerTimeout:
+                self.unanswered[question] = (
+                    f"supports{question!r} gave no answer within the timeout when first asked "
+                    f"in this run (that cell's record says where it hung), so it is not asked "
+                    "again: answer supports() at once, without work")
+                raise
         return self.worker.supported[question]
 
     def _call(self, method: str, *args):
@@ -404,6 +421,7 @@ class IsolatedRunner:
         self._workers: dict[str, Worker] = {}
         self._load_errors: dict[str, Exception] = {}  # from start(), raised by worker()
         self._memos: dict[str, ExecutionMemo] = {}  # per worker: its checked results
+        self._unanswered: dict[str, dict] = {}  # per implementation (RemoteExecutor.supports)
 
     def _live(self, spec: str) -> bool:
         worker = self._workers.get(spec)
@@ -458,7 +476,8 @@ class IsolatedRunner:
 
     def executor(self, spec: str) -> RemoteExecutor:
         """``spec``'s worker as an executor, within one cell's timeout."""
-        return RemoteExecutor(self.worker(spec), self.timeout_s)
+        return RemoteExecutor(self.worker(spec), self.timeout_s,
+                              self._unanswered.setdefault(spec, {}))
 
     def run(self, cell, oracle=None) -> Record:
         """The cell's record, compared with ``oracle``'s references (default
@@ -466,8 +485,10 @@ class IsolatedRunner:
         from adjointbench.suites.runner import run_cell
         from adjointbench.suites.results import outcome_of
 
+        executor = None
         try:
-            record = run_cell(cell, oracle or self.oracle, executor=self.executor(cell.impl),
+            executor = self.executor(cell.impl)
+            record = run_cell(cell, oracle or self.oracle, executor=executor,
                               memo=self._memos.setdefault(cell.impl, ExecutionMemo()),
                               threads=self.threads)
         except HarnessFault:
@@ -475,7 +496,7 @@ class IsolatedRunner:
         except Exception as e:  # the implementation would not even load
             outcome, message = outcome_of(e)
             record = Record.for_cell(cell, outcome, message)
-        if record.outcome in REPLACE_AFTER:
+        if record.outcome in REPLACE_AFTER and not (executor and executor.told_unanswered):
             self._stop(cell.impl)  # a fresh worker for the next cell
         return record
 

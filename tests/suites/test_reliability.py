@@ -71,6 +71,33 @@ def test_a_message_cut_where_it_was_raised_is_not_cut_again():
     assert len(forged) < 2 * MESSAGE_LIMIT + 200 and "1,000,000 characters in all" in forged
 
 
+def test_a_supports_question_that_hung_is_not_asked_again(plugins_on_path, oracle, tmp_path):
+    """The same question comes for every size and dtype of a sweep, and each
+    time from a fresh worker (the one that hung was killed): asked again, it
+    cost every such cell the whole timeout. A new question is still asked,
+    and what the implementation does answer runs as before."""
+    spec = "undecided:implementation"
+    cells = [Cell(p, spec, op, size, dtype=dtype, points=1)
+             for p, sizes in (("matvec", (2, 8)), ("scalar_sin", (1,)))
+             for op in ("primal", "jvp") for size in sizes for dtype in ("float64", "float32")]
+    timeout_s = 2.0
+    with IsolatedRunner(timeout_s=timeout_s, cache_dir=oracle.cache_dir) as runner:
+        records = run_sweep(cells, oracle, ResultsFile(tmp_path), progress=False,
+                            runner=runner.run)
+    matvec = [r for r in records if r.problem == "matvec"]
+    assert {r.outcome for r in matvec} == {"timeout"}
+    first = {op: next(r for r in matvec if r.op == op) for op in ("primal", "jvp")}
+    for op, r in first.items():  # asked, waited for, with where it hung
+        assert r.seconds >= timeout_s and "it was in supports (undecided.py:" in r.message, r
+    again = [r for r in matvec if r not in first.values()]
+    assert len(again) == 6 and all(r.seconds < 1 for r in again), [r.seconds for r in again]
+    for r in again:
+        assert r.message.startswith(
+            f"supports('matvec', '{r.op}', None) gave no answer within the timeout when "
+            "first asked in this run"), r.message
+    assert [r.outcome for r in records if r.problem == "scalar_sin"] == ["ok"] * 4
+
+
 def test_a_wrong_value_keeps_the_worker_and_a_raise_replaces_it(plugins_on_path, oracle):
     """A mismatch (a torch defect the manifest declares, say) costs no
     restart; an exception may have left the framework half-changed."""
