@@ -43,11 +43,20 @@ def _as_array(actual, dtype: str) -> np.ndarray:
     return np.asarray(actual)
 
 
+def _in_native_order(array: np.ndarray) -> np.ndarray:
+    """``array`` in this machine's byte order: a big-endian float64 holds
+    every float64 value (a file or a device may store it so), and was called
+    a dtype mismatch ("has dtype >f8"). Its dtype is then judged as any
+    other: big-endian float32 in a float64 cell "has dtype float32"."""
+    native = array.dtype.newbyteorder("=")
+    return array.astype(native) if array.dtype != native else array
+
+
 def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
     if actual is None:
         raise WrongResult(f"{what} is None: the operation must return its result, not write "
                           "it somewhere and return nothing")
-    array = _as_array(actual, dtype)
+    array = _in_native_order(_as_array(actual, dtype))
     if array.shape != tuple(shape):
         raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}")
     if array.dtype != np.dtype(dtype):

@@ -419,3 +419,32 @@ class _PythonScalars(NumpyImplementation):
 python_scalars = _PythonScalars()
 # sin x in float64 whatever the cell's dtype: math.sin's Python float
 float64_math = _Variant("float64_math", _replace("scalar_sin", primal=lambda x: math.sin(x)))
+
+
+def _big_endian(result, dtype=None):
+    """Each array as big-endian bytes of its own dtype (or of ``dtype``)."""
+    if isinstance(result, (tuple, list)):
+        return type(result)(_big_endian(r, dtype) for r in result)
+    array = np.asarray(result)
+    return array.astype(np.dtype(dtype or array.dtype).newbyteorder(">"))
+
+
+class _BigEndian(NumpyImplementation):
+    """Right: numpy's results as big-endian arrays of the cell's dtype (a file
+    or a device that stores them so): every value exact. Must stay ok."""
+    name = "big_endian"
+    dtype = None
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        return Prepared(lambda: _big_endian(prepared.to_numpy(prepared.run()), self.dtype),
+                        wait=prepared.wait)
+
+
+class _BigEndianFloat32(_BigEndian):
+    """Wrong in a float64 cell: its results rounded to float32, big-endian."""
+    name = "big_endian_float32"
+    dtype = "float32"
+
+
+big_endian, big_endian_float32 = _BigEndian(), _BigEndianFloat32()

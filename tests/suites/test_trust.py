@@ -350,3 +350,18 @@ def test_references_a_worker_forges_in_the_oracle_cache_are_not_believed(
         assert "altered: the oracle cache entry" in capsys.readouterr().out
     assert main(["check", "--impl", "numpy", "--problem", "softmax", "--op", "primal", "--size",
                  "4", "--dtype", "float64", "--out", str(tmp_path / "numpy"), "--quiet"]) == 0
+
+
+def test_a_result_in_the_other_byte_order_is_judged_by_its_values(plugins_on_path, oracle):
+    """A big-endian float64 array holds every float64 value: it was called a
+    dtype mismatch ("has dtype >f8, expected float64"). Its precision is
+    still judged: big-endian float32 in a float64 cell is a mismatch."""
+    cells = plan_cells(["untrustworthy:big_endian"], ["softmax", "l2_loss"],
+                       ["primal", "jvp", "vjp", "jacfwd"], ["float64", "float32"], [4])
+    assert {run_cell(c, oracle).outcome for c in cells} == {"ok"}
+    with IsolatedRunner(timeout_s=60, oracle=oracle) as runner:  # through a worker too
+        assert {runner.run(c).outcome for c in cells[:4]} == {"ok"}
+    [rounded] = plan_cells(["untrustworthy:big_endian_float32"], ["softmax"], ["jvp"],
+                           ["float64"], [4])
+    record = run_cell(rounded, oracle)
+    assert record.outcome == "mismatch" and "has dtype float32, expected float64" in record.message
