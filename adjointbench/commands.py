@@ -287,9 +287,10 @@ def _run(args, impls: list[str], plan, suite: str) -> int:
             describe = lambda name: _load_here(name, threads)
             start, runner = (lambda names: None), None
         else:
+            unanswered: dict = {}  # supports() questions that hung, asked once a run
             isolated = [stack.enter_context(IsolatedRunner(
-                args.timeout, environment=thread_environment(threads), oracle=oracle))
-                for _ in range(1 if args.executor == "dask" else workers)]
+                args.timeout, environment=thread_environment(threads), oracle=oracle,
+                unanswered=unanswered)) for _ in range(1 if args.executor == "dask" else workers)]
             describe, runner = isolated[0].describe, [i.run for i in isolated]
             start = isolated[0].start  # every implementation loads at once
         descriptions, not_loaded = _describe_all(impls, describe, start, named=bool(args.impl))

@@ -408,7 +408,11 @@ class IsolatedRunner:
     implementation in its own worker, under a timeout per cell."""
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, cache_dir=None,
-                 environment: dict[str, str] | None = None, oracle=None):
+                 environment: dict[str, str] | None = None, oracle=None,
+                 unanswered: dict | None = None):
+        """``unanswered``: the supports() questions that hung, per
+        implementation (:meth:`RemoteExecutor.supports`), shared by the
+        runners of one run."""
         from adjointbench.reference import Oracle
 
         self.timeout_s = timeout_s
@@ -421,7 +425,7 @@ class IsolatedRunner:
         self._workers: dict[str, Worker] = {}
         self._load_errors: dict[str, Exception] = {}  # from start(), raised by worker()
         self._memos: dict[str, ExecutionMemo] = {}  # per worker: its checked results
-        self._unanswered: dict[str, dict] = {}  # per implementation (RemoteExecutor.supports)
+        self._unanswered: dict[str, dict] = {} if unanswered is None else unanswered
 
     def _live(self, spec: str) -> bool:
         worker = self._workers.get(spec)

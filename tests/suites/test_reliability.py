@@ -80,10 +80,15 @@ def test_a_supports_question_that_hung_is_not_asked_again(plugins_on_path, oracl
     cells = [Cell(p, spec, op, size, dtype=dtype, points=1)
              for p, sizes in (("matvec", (2, 8)), ("scalar_sin", (1,)))
              for op in ("primal", "jvp") for size in sizes for dtype in ("float64", "float32")]
-    timeout_s = 2.0
-    with IsolatedRunner(timeout_s=timeout_s, cache_dir=oracle.cache_dir) as runner:
+    timeout_s, unanswered = 2.0, {}
+    with IsolatedRunner(timeout_s=timeout_s, cache_dir=oracle.cache_dir,
+                        unanswered=unanswered) as runner:
         records = run_sweep(cells, oracle, ResultsFile(tmp_path), progress=False,
                             runner=runner.run)
+    with IsolatedRunner(timeout_s=timeout_s, cache_dir=oracle.cache_dir,
+                        unanswered=unanswered) as beside:  # another runner of the run
+        told = beside.run(cells[0])
+    assert told.outcome == "timeout" and told.seconds < 1 and "not asked again" in told.message
     matvec = [r for r in records if r.problem == "matvec"]
     assert {r.outcome for r in matvec} == {"timeout"}
     first = {op: next(r for r in matvec if r.op == op) for op in ("primal", "jvp")}
