@@ -10,6 +10,7 @@ process that compares never imports implementation code.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -23,6 +24,35 @@ from adjointbench.suites.timing import synchronised, time_operation, timing_fiel
 
 class ImplementationError(RuntimeError):
     """What an implementation raised in a worker, as ``Type: message``."""
+
+
+def numbers_in(value: Any) -> int:
+    """How many numbers ``value`` holds, unconverted: the product of the
+    shape of each leaf that has one (NumPy's arrays, a framework's), one for
+    any other leaf."""
+    from adjointbench.suites.purity import leaves_of
+
+    def count(leaf) -> int:
+        shape = getattr(leaf, "shape", None)
+        if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+            return math.prod(shape)
+        return 1
+    return sum(map(count, leaves_of(value)))
+
+
+def refuse_oversized(returned: Any, task: Task, most: int | None) -> None:
+    """Raise WrongResult (a ``mismatch``) if ``returned`` holds more than
+    ``most`` numbers: the wrong shape, told before it is converted, copied,
+    called again and sent. A result of 10^8 numbers for a cell of four ran
+    past a 20 s timeout in the worker's encoding, at 6.6 GB."""
+    if most is None:
+        return
+    count = numbers_in(returned)
+    if count > most:
+        from adjointbench.suites.compare import WrongResult
+        raise WrongResult(f"{task.op} returned {count:,} numbers, more than the {most:,} that "
+                          f"any operation of {task.problem} gives at these inputs: the wrong "
+                          "shape")
 
 
 class WorkerTimeout(RuntimeError):
@@ -91,15 +121,19 @@ class LocalExecutor:
     def supports(self, problem: str, op: str, method: str | None = None) -> bool:
         return supports(self.impl, problem, op, method)
 
-    def execute(self, task: Task) -> tuple[Any, Any, dict]:
+    def execute(self, task: Task, most: int | None = None) -> tuple[Any, Any, dict]:
         """Prepare, call twice; (first result, second result, the buffers
         after, with ``earlier_results``: (operation, then, now) for each
-        earlier execution's result that this one changed)."""
+        earlier execution's result that this one changed). A result of more
+        than ``most`` numbers is refused (:func:`refuse_oversized`)."""
         prepared = prepare(self.impl, task)
         returned = synchronised(prepared)()
+        refuse_oversized(returned, task, most)
         converted = prepared.to_numpy(returned)
         first = copy_arrays(converted)
-        again = prepared.to_numpy(synchronised(prepared)())
+        returned_again = synchronised(prepared)()
+        refuse_oversized(returned_again, task, most)
+        again = prepared.to_numpy(returned_again)
         second = copy_arrays(again)
         kept = _Returned.of(task.op, returned, prepared.to_numpy, first, converted)
         changed = self._changed_since_returned(kept.spans + allocation_spans(again))
