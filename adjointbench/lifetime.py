@@ -51,6 +51,7 @@ def become_subreaper() -> bool:
 
 
 _ADOPTING = False  # whether this process adopts its orphaned descendants (adopt_orphans)
+WORKERS: set[int] = set()  # this process's live workers, each in a session of its own
 
 
 def adopt_orphans() -> None:
@@ -66,12 +67,12 @@ def end_adopted(group: int) -> None:
     """End, and reap, this process's children that a worker (process group
     ``group``, ended) left behind and :func:`adopt_orphans` made its own:
     those still in the worker's group, and those in another session than
-    this process's (the harness starts no such process itself). Nothing
-    else is reaped: the workers' exit statuses are multiprocessing's."""
+    this process's (the harness starts none but its workers, WORKERS).
+    Nothing else is reaped: the workers' exit statuses are multiprocessing's."""
     if not _ADOPTING:
         return
     own = os.getsid(0)
-    for pid in children():
+    for pid in set(children()) - WORKERS:
         try:
             left = os.getpgid(pid) == group or os.getsid(pid) != own
         except OSError:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  described, exit_if_importing_parents_script)
-from adjointbench.lifetime import (become_subreaper, children, end_adopted, end_descendants,
-                                   end_tree, end_with_parent, stop_signal)
+from adjointbench.lifetime import (WORKERS, become_subreaper, children, end_adopted,
+                                   end_descendants, end_tree, end_with_parent, stop_signal)
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
                                            WorkerTimeout)
 from adjointbench.suites.memo import ExecutionMemo
@@ -94,10 +94,21 @@ def _die_with_parent(harness: int) -> None:
     become_subreaper()
 
 
+def _leave_the_terminal() -> None:
+    """A session of its own, and so a process group of its own (no Ctrl-C
+    of the user's reaches it) with no controlling terminal: /dev/tty does not
+    open here ("No such device or address"). In a process group alone, code
+    under test could still open the user's terminal and write escape
+    sequences and lines of its own among the harness's (clear the screen,
+    print "1 cells: 1 ok"), past the relay that escapes what it prints."""
+    os.setsid()
+
+
 def _read_no_terminal() -> None:
-    """Descriptor 0 from /dev/null: a worker has a process group of its own,
-    outside the terminal's foreground, and one that read the terminal there
-    would be stopped (SIGTTIN) until its timeout; it reads end of file."""
+    """Descriptor 0 from /dev/null: a worker's descriptor 0 may still be the
+    terminal it left (:func:`_leave_the_terminal`), and reads end of file
+    instead (in a process group outside the terminal's foreground, a read
+    stopped the worker, SIGTTIN, until its timeout)."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -126,12 +137,13 @@ def _answer(call):
 
 def _serve(connection, spec: str, harness: int, stacks: int | None = None,
            output: int | None = None) -> None:
-    """The worker: in its own process group, tied to the life of the
-    harness (the process ``harness``) and under the memory cap, its stacks
-    written to the file open as descriptor ``stacks`` when it crashes or is
-    asked (suites/stacks.py) and its output to the one open as ``output``
-    (suites/relay.py), load one implementation, then answer method calls."""
-    os.setpgrp()
+    """The worker: in a session of its own (:func:`_leave_the_terminal`),
+    tied to the life of the harness (the process ``harness``) and under the
+    memory cap, its stacks written to the file open as descriptor ``stacks``
+    when it crashes or is asked (suites/stacks.py) and its output to the one
+    open as ``output`` (suites/relay.py), load one implementation, then
+    answer method calls."""
+    _leave_the_terminal()
     _read_no_terminal()
     _die_with_parent(harness)
     _limit_memory(memory_limit_gb())
@@ -197,6 +209,7 @@ class Worker:
             child, spec, os.getpid(), self.stacks.descriptor, self.output.descriptor))
         with environment_with(environment):
             self.process.start()
+        WORKERS.add(self.process.pid)  # in a session of its own, and no stray (end_adopted)
         child.close()
         self.connection, self.spec = parent, spec
         self.supported: dict[tuple, bool] = {}  # its answers to supports(), asked once each
@@ -310,6 +323,7 @@ class Worker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.join()
+        WORKERS.discard(self.process.pid)
         end_adopted(self.process.pid)  # what it left, adopted when it died
         self.stacks.close()
         self.output.relay()

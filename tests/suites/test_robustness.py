@@ -342,7 +342,7 @@ def test_an_installed_implementation_that_will_not_load_is_left_out_and_told(tmp
     records, _ = ResultsFile(tmp_path / "out").read()
     ran = {r.impl for r in records}
     assert {"numpy", "naive"} <= ran and "broken" not in ran
-    assert all(r.outcome in ("ok", "unsupported") for r in records)
+    assert all(r.outcome in ("ok", "unsupported") for r in records), [(r.impl, r.outcome, r.message) for r in records if r.outcome not in ("ok", "unsupported")]
     environment = json.loads((tmp_path / "out" / "environment.json").read_text())
     assert "missing prepare" in environment["not_loaded"]["broken"]
     report = _cli("report", "--results", str(tmp_path / "out"), env=env, timeout=300)
@@ -737,3 +737,39 @@ def test_what_code_under_test_prints_is_relayed_attributed_and_never_on_stdout(t
     assert "\x1b" not in done.stderr
     assert "line 49 of a call" not in done.stderr  # each call's first 20 lines are shown
     assert any("its output went on" in line for line in said)
+
+
+@posix
+def test_code_under_test_cannot_reach_the_users_terminal(plugins_on_path, tmp_path):
+    """A worker is in a session of its own, with no controlling terminal:
+    /dev/tty does not open there. Before, code under test could write
+    escape sequences and lines of its own among the harness's on the
+    user's screen (clear it, and print a summary), past the relay that
+    escapes what it prints."""
+    import fcntl
+    import pty
+    import termios
+
+    from terminal import FORGED
+
+    main_fd, terminal_fd = pty.openpty()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "adjointbench", "check", "--impl", "terminal:implementation",
+         *NUMPY_CELL[2:], "--out", str(tmp_path / "r")],
+        env=_env(tmp_path), stdin=terminal_fd, stdout=terminal_fd, stderr=terminal_fd,
+        start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(terminal_fd)
+    seen = b""
+    while True:  # what the terminal shows, until the harness closes it
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: no process holds the terminal any more
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main_fd)
+    assert run.wait(60) == 1, seen
+    shown = seen.decode(errors="replace")
+    assert FORGED not in shown and "\x1b[2J" not in shown, shown
+    assert "error" in shown and "/dev/tty" in shown, shown
