@@ -19,6 +19,7 @@ from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  described, exit_if_importing_parents_script)
+from adjointbench.fence import fence_off
 from adjointbench.lifetime import (WORKERS, become_subreaper, children, end_adopted,
                                    end_descendants, end_tree, end_with_parent, stop_signal)
 from adjointbench.suites.executors import (ImplementationError, LocalExecutor, WorkerCrashed,
@@ -144,6 +145,7 @@ def _serve(connection, spec: str, harness: int, stacks: int | None = None,
     open as ``output`` (suites/relay.py), load one implementation, then
     answer method calls."""
     _leave_the_terminal()
+    fence_off(harness)  # it cannot signal the harness (adjointbench/fence.py)
     _read_no_terminal()
     _die_with_parent(harness)
     _limit_memory(memory_limit_gb())

@@ -773,3 +773,26 @@ def test_code_under_test_cannot_reach_the_users_terminal(plugins_on_path, tmp_pa
     shown = seen.decode(errors="replace")
     assert FORGED not in shown and "\x1b[2J" not in shown, shown
     assert "error" in shown and "/dev/tty" in shown, shown
+
+
+@posix
+@pytest.mark.parametrize("signum", ["SIGHUP", "SIGTERM", "SIGINT", "SIGUSR1"])
+def test_a_worker_cannot_signal_the_harness(tmp_path, signum):
+    """A plug-in that signals its worker's parent (by its id, its process
+    group, or every process at once) ended the sweep: SIGHUP and SIGUSR1 at
+    once and without a word, SIGTERM and SIGINT as an interrupt. Each signal
+    is refused (EPERM: adjointbench/fence.py), the cell is an error, and the
+    sweep goes on."""
+    from adjointbench.fence import SYSCALLS
+
+    if __import__("platform").machine() not in SYSCALLS:
+        pytest.skip("the seccomp filter is written for x86-64 and arm64 Linux")
+    done = _cli("check", "--impl", "signaller:implementation", "--problem",
+                "scalar_add,scalar_mul", "--op", "primal", "--dtype", "float64", "--points", "1",
+                "--quiet", "--out", str(tmp_path / "r"),
+                env=_env(tmp_path, ADJOINTBENCH_TEST_SIGNAL=signum), timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    records = {r.problem: r for r in ResultsFile(tmp_path / "r").read()[0]}
+    assert records["scalar_add"].outcome == "error"
+    assert records["scalar_add"].message.startswith("PermissionError: refused 3 of 3")
+    assert records["scalar_mul"].outcome == "ok"
