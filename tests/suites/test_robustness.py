@@ -787,6 +787,11 @@ def test_a_worker_cannot_signal_the_harness(tmp_path, signum):
 
     if __import__("platform").machine() not in SYSCALLS:
         pytest.skip("the seccomp filter is written for x86-64 and arm64 Linux")
+    trial = subprocess.run([sys.executable, "-c", "import os; from adjointbench.fence import "
+                            "fence_off; print(fence_off(os.getppid()))"],
+                           capture_output=True, text=True, timeout=60)
+    if trial.stdout.strip() != "True":
+        pytest.skip(f"this kernel or container allows no seccomp filter: {trial.stderr[-300:]}")
     done = _cli("check", "--impl", "signaller:implementation", "--problem",
                 "scalar_add,scalar_mul", "--op", "primal", "--dtype", "float64", "--points", "1",
                 "--quiet", "--out", str(tmp_path / "r"),
