@@ -8,11 +8,15 @@ the worker, inherited by every process it starts and never removed, under
 which the system calls that send a signal (``kill``, ``tgkill``,
 ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo``, ``pidfd_open``) fail with EPERM
 when they aim at the harness: its process id (its main thread's id), its
-process group (a negative id) or every process at once (-1); ``tkill``,
-which names a thread alone, always fails (glibc has not used it for a
-decade), and so does ``ptrace`` of the harness. Everything else, signals to
-the worker's own processes included, is allowed. A plug-in's signal to
-another process of the run (another implementation's worker) is not stopped.
+process group (a negative id) or every process at once (-1), and so do
+``ptrace`` and ``process_vm_readv``/``writev`` of the harness. ``tkill``,
+which names a thread alone (glibc has not used it for a decade),
+``pidfd_send_signal`` (whose pidfd may be an open ``/proc/<pid>``
+directory), ``pidfd_getfd`` and x86-64's x32 system calls always fail.
+Everything else, signals to the worker's own processes included, is
+allowed. Not stopped: a signal to another process of the run (another
+implementation's worker), and writes through ``/proc/<harness>/mem`` where
+the user may trace the harness (a path, which seccomp cannot see).
 """
 
 from __future__ import annotations
@@ -25,21 +29,27 @@ import struct
 
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
-# BPF: ld [k] (word, absolute), jeq #k, ret #k
-LD, JEQ, RET = 0x20, 0x15, 0x06
+# BPF: ld [k] (word, absolute), jeq #k, jge #k, ret #k
+LD, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06
 # seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8 i (their low 32 bits
 # first: the kernel reads an int argument, a pid, from those alone)
 NR, ARCH = 0, 4
 # per machine: the audit arch, then the system calls by the argument holding
 # the process or group aimed at
+# the process or group aimed at, and the calls refused whatever they aim at:
+# tkill, pidfd_send_signal (its pidfd may be an open /proc/<pid> directory)
+# and pidfd_getfd (a copy of another process's descriptor)
 SYSCALLS = {
     "x86_64": (0xC000003E, {"kill": (62, 0), "tgkill": (234, 0), "rt_sigqueueinfo": (129, 0),
                             "rt_tgsigqueueinfo": (297, 0), "pidfd_open": (434, 0),
-                            "ptrace": (101, 1)}, 200),
+                            "ptrace": (101, 1), "process_vm_readv": (310, 0),
+                            "process_vm_writev": (311, 0)}, (200, 424, 438)),
     "aarch64": (0xC00000B7, {"kill": (129, 0), "tgkill": (131, 0), "rt_sigqueueinfo": (138, 0),
                              "rt_tgsigqueueinfo": (240, 0), "pidfd_open": (434, 0),
-                             "ptrace": (117, 1)}, 130),
+                             "ptrace": (117, 1), "process_vm_readv": (270, 0),
+                             "process_vm_writev": (271, 0)}, (130, 424, 438)),
 }
+X32 = 0x40000000  # x86-64's x32 system calls share its arch: all refused
 
 
 def _instruction(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
@@ -48,13 +58,15 @@ def _instruction(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
 
 def _program(harness: int, group: int, machine: str) -> list[bytes]:
     """The filter: for each aiming system call, its argument against the
-    harness's id, its group's (negated) and -1; tkill refused outright."""
-    arch, aiming, tkill = SYSCALLS[machine]
+    harness's id, its group's (negated) and -1; the others refused outright."""
+    arch, aiming, refused = SYSCALLS[machine]
     deny = _instruction(RET, SECCOMP_RET_ERRNO | errno.EPERM)
     allow = _instruction(RET, SECCOMP_RET_ALLOW)
     targets = sorted({harness, -group, -1})
     program = [_instruction(LD, ARCH), _instruction(JEQ, arch, 1, 0), allow,
-               _instruction(LD, NR), _instruction(JEQ, tkill, 0, 1), deny]
+               _instruction(LD, NR), _instruction(JGE, X32, 0, 1), deny]
+    for number in refused:
+        program += [_instruction(JEQ, number, 0, 1), deny]
     for number, argument in aiming.values():
         # if nr == number: load the argument, deny if it aims at the harness, else allow
         checks = [_instruction(LD, 16 + 8 * argument)]

@@ -746,18 +746,20 @@ def test_code_under_test_cannot_reach_the_users_terminal(plugins_on_path, tmp_pa
     escape sequences and lines of its own among the harness's on the
     user's screen (clear it, and print a summary), past the relay that
     escapes what it prints."""
-    import fcntl
     import pty
-    import termios
 
     from terminal import FORGED
 
     main_fd, terminal_fd = pty.openpty()
-    run = subprocess.Popen(
-        [sys.executable, "-m", "adjointbench", "check", "--impl", "terminal:implementation",
-         *NUMPY_CELL[2:], "--out", str(tmp_path / "r")],
-        env=_env(tmp_path), stdin=terminal_fd, stdout=terminal_fd, stderr=terminal_fd,
-        start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    # the harness in a session whose controlling terminal is the pty (set by
+    # the harness's own process: a preexec_fn would fork this JAX-loaded one)
+    argv = ["-m", "adjointbench", "check", "--impl", "terminal:implementation",
+            *NUMPY_CELL[2:], "--out", str(tmp_path / "r")]
+    take_the_terminal = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+                         f"os.execv(sys.executable, [sys.executable, *{argv!r}])")
+    run = subprocess.Popen([sys.executable, "-c", take_the_terminal], env=_env(tmp_path),
+                           stdin=terminal_fd, stdout=terminal_fd, stderr=terminal_fd,
+                           start_new_session=True)
     os.close(terminal_fd)
     seen = b""
     while True:  # what the terminal shows, until the harness closes it
