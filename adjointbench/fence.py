@@ -34,11 +34,10 @@ LD, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06
 # seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8 i (their low 32 bits
 # first: the kernel reads an int argument, a pid, from those alone)
 NR, ARCH = 0, 4
-# per machine: the audit arch, then the system calls by the argument holding
-# the process or group aimed at
-# the process or group aimed at, and the calls refused whatever they aim at:
-# tkill, pidfd_send_signal (its pidfd may be an open /proc/<pid> directory)
-# and pidfd_getfd (a copy of another process's descriptor)
+# per machine: the audit arch; the system calls that aim at a process, each
+# with the argument that names it; and the calls refused whatever they aim
+# at: tkill, pidfd_send_signal (its pidfd may be an open /proc/<pid>
+# directory) and pidfd_getfd (a copy of another process's descriptor)
 SYSCALLS = {
     "x86_64": (0xC000003E, {"kill": (62, 0), "tgkill": (234, 0), "rt_sigqueueinfo": (129, 0),
                             "rt_tgsigqueueinfo": (297, 0), "pidfd_open": (434, 0),
