@@ -342,7 +342,9 @@ def test_an_installed_implementation_that_will_not_load_is_left_out_and_told(tmp
     records, _ = ResultsFile(tmp_path / "out").read()
     ran = {r.impl for r in records}
     assert {"numpy", "naive"} <= ran and "broken" not in ran
-    assert all(r.outcome in ("ok", "unsupported") for r in records), [(r.impl, r.outcome, r.message) for r in records if r.outcome not in ("ok", "unsupported")]
+    failed = [(r.impl, r.outcome, r.message) for r in records
+              if r.outcome not in ("ok", "unsupported")]
+    assert not failed, failed
     environment = json.loads((tmp_path / "out" / "environment.json").read_text())
     assert "missing prepare" in environment["not_loaded"]["broken"]
     report = _cli("report", "--results", str(tmp_path / "out"), env=env, timeout=300)
@@ -747,6 +749,7 @@ def test_code_under_test_cannot_reach_the_users_terminal(plugins_on_path, tmp_pa
     user's screen (clear it, and print a summary), past the relay that
     escapes what it prints."""
     import pty
+    import select
 
     from terminal import FORGED
 
@@ -761,8 +764,10 @@ def test_code_under_test_cannot_reach_the_users_terminal(plugins_on_path, tmp_pa
                            stdin=terminal_fd, stdout=terminal_fd, stderr=terminal_fd,
                            start_new_session=True)
     os.close(terminal_fd)
-    seen = b""
-    while True:  # what the terminal shows, until the harness closes it
+    seen, deadline = b"", time.monotonic() + 120
+    while time.monotonic() < deadline:  # what the terminal shows, until the harness closes it
+        if not select.select([main_fd], [], [], 1.0)[0]:
+            continue
         try:
             chunk = os.read(main_fd, 4096)
         except OSError:  # EIO: no process holds the terminal any more
