@@ -517,13 +517,13 @@ def cmd_merge(args) -> int:
     from adjointbench.suites.merge import merge_folders, write_merged
 
     folders = [_results_folder(d, "DIR") for d in args.dirs]
-    seen: dict[Path, int] = {}
-    for i, folder in enumerate(folders):
-        first = args.dirs[seen.setdefault(folder.resolve(), i)]
-        if seen[folder.resolve()] != i:
-            raise UsageError(f"DIR {args.dirs[i]!r} is given twice{_as(first, args.dirs[i])}: "
-                             "each of its cells would be a conflict with itself; name each "
-                             "folder once")
+    named: dict[Path, str] = {}  # each folder, as it was first given
+    for given, folder in zip(args.dirs, folders):
+        where = folder.resolve()
+        if where in named:
+            raise UsageError(f"DIR {given!r} is given twice{_as(named[where], given)}: each of "
+                             "its cells would be a conflict with itself; name each folder once")
+        named[where] = given
     out = Path(args.out)
     if out.resolve() in {f.resolve() for f in folders}:
         raise UsageError(f"OUT {args.out!r} is one of the folders to merge: choose a new folder")

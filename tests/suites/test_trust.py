@@ -370,8 +370,8 @@ def test_a_result_in_the_other_byte_order_is_judged_by_its_values(plugins_on_pat
 def test_a_result_far_too_large_is_refused_before_it_is_sent(plugins_on_path, oracle):
     """No operation of a problem gives more numbers than (inputs + outputs)^2:
     a result beyond that is the wrong shape, refused where it was returned,
-    before it is converted, copied, checked twice and sent (an 80 MB one
-    took seconds; 10^8 numbers ran past a 20 s timeout at 6.6 GB)."""
+    before it is converted, copied, checked twice and sent (10^8 numbers ran
+    past a 20 s timeout at 6.6 GB)."""
     cells = plan_cells(["untrustworthy:oversized"], ["softmax"], ["jvp", "linearity", "vjp"],
                        ["float64"], [4])
     with IsolatedRunner(timeout_s=60, oracle=oracle) as runner:
