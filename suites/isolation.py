@@ -10,9 +10,11 @@ and first transforms take ~3 s)."""
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import signal
+import struct
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,10 @@ ALIVE_CHECK_S = 0.2  # how often a worker that has not answered is seen to be al
 STOPPED_FOR_S = 1.0  # a worker stopped this long never answers (a debugger's stop is shorter)
 STOP_GRACE_S = 0.05  # a worker asked to stop is then killed: results live in the parent
 MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
+# multiprocessing's framing of a message (Connection.send_bytes): its size
+# in 4 bytes, or -1 and the size in 8 more
+SIZE, LONG_SIZE = struct.Struct("!i"), struct.Struct("!Q")
+READ_CHUNK = 1 << 20
 
 
 MEMORY_FRACTION = 0.5  # of physical memory, per worker, unless MEMORY_LIMIT_ENV says otherwise
@@ -46,19 +52,34 @@ MEMORY_FRACTION = 0.5  # of physical memory, per worker, unless MEMORY_LIMIT_ENV
 
 def memory_limit_gb() -> float | None:
     """The workers' address-space cap in GiB: ``$ADJOINTBENCH_MEMORY_LIMIT_GB``
-    (0 for none), else MEMORY_FRACTION of physical memory."""
+    (0 for none), else MEMORY_FRACTION of physical memory. A value that is
+    no number of GiB is a HarnessFault (exit 2), found before any worker
+    starts (:class:`Worker`); each worker, spawned, read it and died with
+    status 1, told as its implementation failing to load."""
     text = os.environ.get(MEMORY_LIMIT_ENV)
     if text is not None:
         try:
             limit = float(text)
         except ValueError:
-            raise ValueError(f"{MEMORY_LIMIT_ENV}={text!r} is not a number of GiB "
-                             "(0 for no cap)") from None
+            limit = math.nan
+        if not 0 <= limit < math.inf:
+            raise HarnessFault(f"{MEMORY_LIMIT_ENV}={text!r} is not a number of GiB: set it to "
+                               "the workers' memory cap in GiB, 0 for no cap, or unset it for "
+                               f"{MEMORY_FRACTION:.0%} of physical memory")
         return limit if limit > 0 else None
     try:
         return MEMORY_FRACTION * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     except (ValueError, OSError):
         return None
+
+
+def _most_message_bytes() -> int:
+    """The longest message a worker can send: ``dumps`` builds it whole, so
+    no more than its memory cap (else physical memory) holds."""
+    limit_gb = memory_limit_gb()
+    if limit_gb is None:
+        limit_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    return int(limit_gb * 2**30)
 
 
 def _limit_memory(limit_gb: float | None) -> None:
@@ -205,6 +226,7 @@ class Worker:
 
     def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
         exit_if_importing_parents_script()  # here, the parent's script is unguarded
+        self.most_message_bytes = _most_message_bytes()  # the memory cap's setting checked here
         parent, child = context.Pipe()
         self.stacks, self.output = StackFile(), OutputRelay(spec)
         self.process = context.Process(target=_serve, daemon=True, args=(
@@ -235,11 +257,7 @@ class Worker:
 
     def _answer(self, deadline: float, what: str):
         try:
-            if not self._answered_by(deadline):
-                raise WorkerTimeout(f"no answer within the timeout while {what}"
-                                    f"{_at(self.stacks.dump(self.process.pid))}; the worker "
-                                    "was killed. Raise --timeout if the cell is just slow.")
-            answer = loads(self.connection.recv_bytes())
+            answer = loads(self._message(deadline, what))
         except NotPlainData as e:  # the worker is not to be trusted again
             raise ImplementationError(f"{e}. The harness reads only plain data from a worker: "
                                       "return NumPy arrays (or convert in to_numpy)") from None
@@ -258,6 +276,49 @@ class Worker:
             raise {"unsupported": NotImplementedError,
                    "mismatch": _wrong_result()}.get(kind, ImplementationError)(message)
         return answer[1]
+
+    def _message(self, deadline: float, what: str) -> bytes:
+        """The worker's next message, read under ``deadline`` as it arrives.
+        Connection.recv_bytes waits for the whole message without a
+        timeout: a plug-in that wrote a size onto its worker's pipe to this
+        process and then stalled hung the sweep for good; a size of 2^44
+        was a MemoryError here."""
+        size, = SIZE.unpack(self._read(SIZE.size, deadline, what))
+        header = SIZE.size
+        if size == -1:
+            size, = LONG_SIZE.unpack(self._read(LONG_SIZE.size, deadline, what, header))
+            header += LONG_SIZE.size
+        most = self.most_message_bytes
+        if not 0 <= size <= most:
+            raise ImplementationError(
+                f"the worker announced a message of {size:,} bytes, more than the {most:,} "
+                "its memory cap lets it build: code under test wrote on the worker's pipe to "
+                "the harness. The worker was replaced; leave descriptors you did not open alone")
+        return self._read(size, deadline, what, header)
+
+    def _read(self, size: int, deadline: float, what: str, before: int = 0) -> bytes:
+        """``size`` bytes from the worker, the ``before`` bytes of their
+        message already read, or WorkerTimeout at ``deadline``."""
+        parts, got = [], 0
+        while got < size:
+            if not self._answered_by(deadline):
+                raise WorkerTimeout(self._silent(what, before + got, before + size))
+            chunk = os.read(self.connection.fileno(), min(size - got, READ_CHUNK))
+            if not chunk:
+                raise EOFError("the worker's pipe closed within a message")
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def _silent(self, what: str, got: int, size: int) -> str:
+        """Why no answer came: none at all, or a message that stopped after
+        ``got`` of its ``size`` bytes (its framing included)."""
+        stalled = "" if got == 0 else (
+            f" (it had sent {got:,} of the {size:,} bytes of a message, then nothing: code "
+            "under test wrote on the worker's pipe to the harness, or stopped it while it sent)")
+        return (f"no answer within the timeout while {what}{stalled}"
+                f"{_at(self.stacks.dump(self.process.pid))}; the worker was killed. Raise "
+                "--timeout if the cell is just slow.")
 
     def _answered_by(self, deadline: float) -> bool:
         """Whether the worker's answer is there by ``deadline``; meanwhile,

@@ -464,6 +464,36 @@ def test_a_timeout_record_carries_the_time_spent(tmp_path):
     assert record.outcome == "timeout" and record.seconds >= 2.0
 
 
+@posix
+@pytest.mark.parametrize("writer, outcome, told", [
+    ("stalls", "timeout", "it had sent 14 of the 1,004 bytes of a message, then nothing"),
+    ("announces_too_much", "error",
+     "the worker announced a message of 17,592,186,044,416 bytes, more than the")])
+def test_what_code_under_test_writes_on_its_workers_pipe_is_an_outcome(tmp_path, writer,
+                                                                         outcome, told):
+    """A message's size and then nothing hung the sweep for good (the
+    harness waited for the rest without a timeout); a size of 2^44 was a
+    MemoryError. Each is now its cell's outcome, and the sweep goes on."""
+    run = _cli("check", "--impl", f"pipe_writer:{writer}", "--problem", "matvec,scalar_add",
+               "--op", "jvp", "--dtype", "float64", "--timeout", "2", "--quiet",
+               "--out", str(tmp_path), env=_env(tmp_path), timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    records, _ = ResultsFile(tmp_path).read()
+    written = [r for r in records if r.problem == "matvec"]
+    assert len(written) == 3 and all(r.outcome == outcome and told in r.message
+                                     for r in written), [r.message for r in written]
+    assert [r.outcome for r in records if r.problem == "scalar_add"] == ["ok"]
+
+
+def test_a_memory_cap_that_is_no_number_exits_2_before_any_worker_starts(tmp_path):
+    for setting in ("abc", "-1", "inf", "nan"):
+        run = _cli("check", *NUMPY_CELL, "--out", str(tmp_path / setting),
+                   env=_env(tmp_path, ADJOINTBENCH_MEMORY_LIMIT_GB=setting))
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert (f"ADJOINTBENCH_MEMORY_LIMIT_GB={setting!r} is not a number of GiB: set it to "
+                "the workers' memory cap in GiB, 0 for no cap") in run.stderr, run.stderr
+
+
 def test_workers_have_a_memory_cap_by_default(monkeypatch):
     monkeypatch.delenv("ADJOINTBENCH_MEMORY_LIMIT_GB", raising=False)
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
