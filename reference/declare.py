@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from adjointbench.faults import described
-from adjointbench.reference.problem import Problem, make_inputs
+from adjointbench.reference.problem import FULL_MATRICES_MAX, Problem, make_inputs
 
 DTYPES = ("float64", "float32")
 NEIGHBOURHOOD = 0.2  # how far points 1, 2, ... of explicit inputs stray (relative)
@@ -75,7 +75,8 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
                     float64_primal: Callable | None = None, elementwise: bool = False,
                     dtypes: tuple[str, ...] = DTYPES, description: str = "",
                     family: str = "plug-in", condition: Callable[..., float] | None = None,
-                    varied: tuple[str, ...] | None = None) -> Problem:
+                    varied: tuple[str, ...] | None = None,
+                    max_full_jacobian: int | None = FULL_MATRICES_MAX) -> Problem:
     """A checked third-party problem (see the module docstring).
 
     ``inputs`` is either the input names (then ``generate`` and ``sizes`` are
@@ -84,7 +85,11 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
     up to exp(+-0.2), signs kept) unless ``domain`` spreads an input.
     ``varied`` names the inputs points 1, 2, ... move (default: every
     input); leave fixed data out of it (a time grid, indices, a mask).
-    ``differentiable`` defaults to every input. ``condition(**inputs)`` is a
+    ``differentiable`` defaults to every input. ``max_full_jacobian``: up to
+    this many differentiable entries at the smallest size the oracle builds
+    the full Jacobian and Hessian there (None: always); beyond, it checks
+    along directions only (each full column costs one derivative, the Hessian
+    one per pair of columns). ``condition(**inputs)`` is a
     condition estimate of the primal (default 1), which loosens tolerances.
 
     Raises :class:`DeclarationError` naming what is missing or wrong, found
@@ -115,7 +120,7 @@ def declare_problem(name: str, inputs: tuple[str, ...] | Mapping[str, Any], *,
         primal_float64=f64_primal, closed_form=closed_form, elementwise=elementwise,
         description=description, dtypes=tuple(dtypes), domain=dict(domain or {}),
         neighbourhood=NEIGHBOURHOOD if explicit else 0.0,
-        varied=tuple(varied) if varied is not None else None,
+        varied=tuple(varied) if varied is not None else None, max_full_jacobian=max_full_jacobian,
         **({"condition": condition} if condition is not None else {}))
     check_declaration(problem, f"problem {name!r}")
     _refuse(name, list(_evaluation_problems(problem)))

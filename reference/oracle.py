@@ -15,9 +15,11 @@ Three paths, one result type, in the order a problem's declaration allows:
   reaches, which is recorded with every result.
 
 Cost policy (DESIGN.md): at a problem's smallest size the oracle builds the
-full Jacobian column by column, so the VJP is the full gradient J^T w; at
-larger sizes it computes J u for the tangent and J v for a few projection
-directions, and the VJP is checked through <vjp(w), v> = <w, J v>.
+full Jacobian column by column, so the VJP is the full gradient J^T w (up to
+the problem's ``max_full_jacobian`` input entries: a declared problem's
+default is 64); at larger sizes it computes J u for the tangent and J v for
+a few projection directions, and the VJP is checked through <vjp(w), v> =
+<w, J v>, a Jacobian through J u and J v.
 
 A reference is certified only when its error estimate is at most
 ``CERTIFY_RTOL`` relative to its norm (``WEAKEST_REFERENCE`` for fd64);
@@ -792,7 +794,7 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
         probes = make_probes(problem, size, inputs, np.shape(value), seed, point)
         jvp = _derivative_estimate(path, probes.tangent)
         projected, jacobian, vjp = (), None, None
-        if _full(problem, size, inputs):
+        if builds_full_matrices(problem, size, inputs):
             jacobian, vjp = _full_jacobian(path, inputs, problem, probes.cotangent)
         else:
             projected = tuple(_derivative_estimate(path, v)
@@ -805,8 +807,10 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
         seconds=time.perf_counter() - start)
 
 
-def _full(problem: Problem, size: int, inputs: Arrays) -> bool:
-    """Whether the oracle builds the full Jacobian (see Problem.max_full_jacobian)."""
+def builds_full_matrices(problem: Problem, size: int, inputs: Arrays) -> bool:
+    """Whether the oracle builds the full Jacobian and Hessian (see
+    Problem.max_full_jacobian): a column, or a pair of columns, per input
+    entry; else the cells that need them are checked along directions."""
     entries = sum(np.size(inputs[n]) for n in problem.differentiable)
     limit = problem.max_full_jacobian
     return size == problem.smallest_size and (limit is None or entries <= limit)

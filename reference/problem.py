@@ -21,6 +21,13 @@ MATRIX_BENCH_SIZES = (8, 32, 128, 512, 1024)
 BATCH_BENCH_SIZES = (1, 4, 16, 64, 256, 1024)
 
 
+# Input entries up to which a declared problem's oracle builds full Jacobians
+# and Hessians at its smallest size: columns at 40 digits, pairs of columns for
+# the Hessian (a declaration whose smallest size had 200,000 entries took 9 GB
+# and more than 10 minutes before its first cell; 800 entries, 4.6 s)
+FULL_MATRICES_MAX = 64
+
+
 @dataclass(frozen=True)
 class Problem:
     """One catalogue entry.
@@ -78,9 +85,11 @@ class Problem:
             ``neighbourhood``); None moves every input. Sensitivity problems
             move theta alone: their other inputs are the worked example's
             fixed data (matrices, reference solutions, observation times).
-        max_full_jacobian: the oracle builds the full Jacobian at the smallest
-            size only when the differentiable inputs have at most this many
-            entries (None: always); above it VJPs are checked through projections.
+        max_full_jacobian: the oracle builds the full Jacobian and Hessian
+            at the smallest size only when the differentiable inputs have at
+            most this many entries (None: always; declared problems:
+            FULL_MATRICES_MAX); above it VJPs, Jacobians and Hessians are
+            checked along the tangent and the projections.
         second_order: whether the correctness sweep has second-order cells
             (hvp, hessian, symmetry) for the problem: False where the oracle's
             mixed differences of a high-precision integration would take minutes.

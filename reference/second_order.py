@@ -29,7 +29,8 @@ import numpy as np
 
 from adjointbench.reference import hp
 from adjointbench.reference.oracle import (DPS, ORACLE_VERSION, Estimate, WeakReference,
-                                           _basis, _estimate, difference_quotient, extrapolate,
+                                           _basis, _estimate, builds_full_matrices,
+                                           difference_quotient, extrapolate,
                                            high_precision_primal, kink_gap, reference_source)
 from adjointbench.reference.problem import Problem, make_inputs, make_probes
 
@@ -160,7 +161,8 @@ def compute_second_order(problem: Problem, size: int, seed: int = 0,
         path = _MixedDifferences(problem, inputs, probes.cotangent)
         projected = tuple(_scalar_estimate(*path.mixed(probes.tangent, v))
                           for v in probes.projections)
-        hessian = _full_hessian(path, inputs, problem) if size == problem.smallest_size else None
+        hessian = (_full_hessian(path, inputs, problem)
+                   if builds_full_matrices(problem, size, inputs) else None)
     return SecondOrder(problem.name, size, seed, point, "fd", projected, hessian,
                        time.perf_counter() - start)
 

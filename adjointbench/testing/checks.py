@@ -24,13 +24,12 @@ from adjointbench.reference.catalogue import temporarily
 from adjointbench.reference.declare import (NEIGHBOURHOOD, DeclarationError, declare_problem,
                                            fixed_inputs)
 from adjointbench.reference.oracle import describe_level
-from adjointbench.reference.problem import Problem, seeded_point
+from adjointbench.reference.problem import FULL_MATRICES_MAX, Problem, seeded_point
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.executors import LocalExecutor
 from adjointbench.suites.results import Record
 from adjointbench.suites.runner import check_point, unsupported_reason
 
-FULL_JACOBIAN_MAX = 64  # input entries up to which VJPs are compared entry by entry
 DTYPES = ("float64", "float32")
 _COUNTER = itertools.count()
 
@@ -144,7 +143,7 @@ def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
                                e.problems) from None
     if condition is not None:
         problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs))
-    return dataclasses.replace(problem, max_full_jacobian=FULL_JACOBIAN_MAX)
+    return problem
 
 
 def _declared(name: str, inputs: dict, reference: Any, float64_f: Callable,
@@ -186,7 +185,8 @@ def _at_your_inputs(declared: Problem, name: str, names: tuple[str, ...], inputs
     return dataclasses.replace(
         declared, name=name, family="testing", kind="primitive", generate=fixed_inputs(renamed),
         sizes=(sum(np.size(v) for v in renamed.values()),), differentiable=differentiable,
-        domain={}, neighbourhood=NEIGHBOURHOOD, dtypes=common["dtypes"], max_points=None)
+        domain={}, neighbourhood=NEIGHBOURHOOD, dtypes=common["dtypes"], max_points=None,
+        max_full_jacobian=FULL_MATRICES_MAX)
 
 
 def _array_or_number(x: Any) -> Any:
