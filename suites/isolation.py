@@ -9,6 +9,7 @@ and first transforms take ~3 s)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import multiprocessing as mp
@@ -16,7 +17,9 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
@@ -45,6 +48,8 @@ MEMORY_LIMIT_ENV = "ADJOINTBENCH_MEMORY_LIMIT_GB"
 # in 4 bytes, or -1 and the size in 8 more
 SIZE, LONG_SIZE = struct.Struct("!i"), struct.Struct("!Q")
 READ_CHUNK = 1 << 20
+# a request this short fits the pipe's buffer, empty between calls: it never waits
+UNBLOCKED_BYTES = 1 << 16
 
 
 MEMORY_FRACTION = 0.5  # of physical memory, per worker, unless MEMORY_LIMIT_ENV says otherwise
@@ -237,6 +242,7 @@ class Worker:
         child.close()
         self.connection, self.spec = parent, spec
         self.supported: dict[tuple, bool] = {}  # its answers to supports(), asked once each
+        self.unsent = False  # a request it never took is stuck in the pipe (_send)
         self._load_deadline = time.monotonic() + LOAD_TIMEOUT_S
         self.description: dict | None = None
         if wait:
@@ -366,18 +372,59 @@ class Worker:
 
     def call(self, deadline: float, method: str, *args):
         self.stacks.mark()
-        try:
-            self.connection.send((method, args))
-        except (BrokenPipeError, OSError):
-            raise WorkerCrashed(f"the worker running {self.spec} "
-                                f"{_death(self.process.exitcode)}") from None
+        self._send((method, args), deadline, f"running {method}")
         return self._receive(deadline, f"running {method}")
+
+    def _send(self, request, deadline: float, what: str) -> None:
+        """``request`` to the worker by ``deadline``. One larger than
+        UNBLOCKED_BYTES may fill the pipe and wait for the worker to read
+        it: it is sent by a thread while the worker is watched as for an
+        answer. A worker that no longer read (stopped by a signal between
+        calls) hung the sweep in the send for good."""
+        data = ForkingPickler.dumps(request)
+        if len(data) <= UNBLOCKED_BYTES:
+            return self._send_bytes(data)
+        sent = concurrent.futures.Future()
+        self.unsent = True  # until the thread has sent it all: stop() writes nothing behind it
+        threading.Thread(target=self._send_bytes, args=(data, sent), daemon=True).start()
+        stopped_since = None
+        while True:
+            try:
+                sent.result(min(max(deadline - time.monotonic(), 0.0), ALIVE_CHECK_S))
+            except concurrent.futures.TimeoutError:
+                pass
+            else:
+                self.unsent = False
+                return
+            if time.monotonic() >= deadline:
+                raise WorkerTimeout(f"the worker took no request within the timeout while "
+                                    f"{what}{_at(self.stacks.dump(self.process.pid))}; it was "
+                                    "killed. Raise --timeout if the cell is just slow.")
+            if not self.process.is_alive():
+                raise WorkerCrashed(f"the worker running {self.spec} "
+                                    f"{_death(self.process.exitcode)}")
+            stopped_since = self._stopped(stopped_since)
+
+    def _send_bytes(self, data, sent: concurrent.futures.Future | None = None) -> None:
+        """``data`` down the pipe; WorkerCrashed if the worker is gone. With
+        ``sent``, what happened is set on it instead (a sending thread)."""
+        try:
+            self.connection.send_bytes(data)
+        except (BrokenPipeError, OSError):
+            crashed = WorkerCrashed(f"the worker running {self.spec} "
+                                    f"{_death(self.process.exitcode)}")
+            if sent is None:
+                raise crashed from None
+            sent.set_exception(crashed)
+        else:
+            if sent is not None:
+                sent.set_result(None)
 
     def stop(self) -> None:
         """Stop the worker, and everything in its process group with it, and
         every process it started that is still its descendant, in whatever
         group or session (a hanging call's ``setsid`` child)."""
-        if self.process.is_alive():
+        if self.process.is_alive() and not self.unsent:
             with contextlib.suppress(BrokenPipeError, OSError):
                 self.connection.send(None)
             self.process.join(timeout=STOP_GRACE_S)  # it holds nothing worth a wait

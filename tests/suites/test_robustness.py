@@ -485,6 +485,20 @@ def test_what_code_under_test_writes_on_its_workers_pipe_is_an_outcome(tmp_path,
     assert [r.outcome for r in records if r.problem == "scalar_add"] == ["ok"]
 
 
+@posix
+def test_a_worker_that_stops_reading_is_a_crash_not_a_hung_send(tmp_path):
+    """A request larger than the pipe holds waits for the worker to read
+    it: one that stopped itself after answering hung the sweep in the send."""
+    run = _cli("check", "--impl", "stops_reading:implementation", "--problem",
+               "stops_reading:problem", "--op", "primal", "--dtype", "float64", "--timeout", "20",
+               "--quiet",
+               "--out", str(tmp_path), env=_env(tmp_path), timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    (record,), _ = ResultsFile(tmp_path).read()
+    assert record.outcome == "crashed" and record.seconds < 20, record
+    assert "was stopped by signal SIGSTOP" in record.message, record.message
+
+
 def test_a_memory_cap_that_is_no_number_exits_2_before_any_worker_starts(tmp_path):
     for setting in ("abc", "-1", "inf", "nan"):
         run = _cli("check", *NUMPY_CELL, "--out", str(tmp_path / setting),
