@@ -78,9 +78,8 @@ def memory_limit_gb() -> float | None:
         return None
 
 
-def _most_message_bytes() -> int:
-    """The longest message a worker can send: ``dumps`` builds it whole, so
-    no more than its memory cap (else physical memory) holds."""
+def worker_memory_bytes() -> int:
+    """The memory a worker may use: its cap, else the physical memory."""
     limit_gb = memory_limit_gb()
     if limit_gb is None:
         limit_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
@@ -231,7 +230,8 @@ class Worker:
 
     def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
         exit_if_importing_parents_script()  # here, the parent's script is unguarded
-        self.most_message_bytes = _most_message_bytes()  # the memory cap's setting checked here
+        # the longest message it can send (dumps builds it whole); the cap's setting checked here
+        self.most_message_bytes = worker_memory_bytes()
         parent, child = context.Pipe()
         self.stacks, self.output = StackFile(), OutputRelay(spec)
         self.process = context.Process(target=_serve, daemon=True, args=(

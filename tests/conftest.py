@@ -28,5 +28,5 @@ def plugins_on_path(monkeypatch):
     """Put tests/plugins, a folder outside the project's packages, on sys.path."""
     monkeypatch.syspath_prepend(str(PLUGINS))
     yield PLUGINS
-    for name in [m for m in sys.modules if m.startswith(("wrong_rules", "third_party", "broken", "batch_norm", "misbehaving", "untrustworthy", "lifecycle", "drifting", "slow_cells", "threaded", "waiting", "wide"))]:
+    for name in [m for m in sys.modules if m.startswith(("wrong_rules", "third_party", "broken", "batch_norm", "misbehaving", "untrustworthy", "lifecycle", "drifting", "slow_cells", "threaded", "waiting"))]:
         del sys.modules[name]

@@ -70,3 +70,22 @@ def test_a_declared_problem_wider_than_its_full_matrices_is_checked_along_direct
     assert {op for (impl, op), o in outcomes.items() if o == "mismatch"} == {
         "vjp", "jacrev", "transpose", "hvp", "hessian"}  # the ones that run its VJP or HVP
     assert any("jacrev Jacobian times v0" in r.message for r in records if r.op == "jacrev")
+
+
+def test_a_full_matrix_no_worker_can_build_is_unsupported_not_an_error(plugins_on_path, oracle,
+                                                                         monkeypatch):
+    """A right implementation asked for a 200,000 x 200,000 Jacobian ran out
+    of memory after 34 s, an ``error``; a matrix that does not fit a
+    worker's memory cap four times is not asked (here wide's 80 x 80 under a
+    cap of 100 kB)."""
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_LIMIT_GB", str(1e5 / 2**30))
+    records = run_sweep(plan_cells(["wide:implementation"], ["wide:problem"],
+                                   ["jvp", "jacfwd", "jacrev", "hessian"], ["float64"],
+                                   methods=["rule"]), oracle, progress=False)
+    outcomes = {r.op: r for r in records}
+    assert outcomes["jvp"].outcome == "ok"
+    for op, shape in (("jacfwd", "80 x 80"), ("jacrev", "80 x 80"), ("hessian", "80 x 80")):
+        assert outcomes[op].outcome == "unsupported", outcomes[op]
+        assert outcomes[op].message.startswith(
+            f"{op} of wide at size 80 is a {shape} matrix, 0.0 GiB in float64: more than a "
+            "worker can build in its 0.0 GiB (its memory cap, ADJOINTBENCH_MEMORY_LIMIT_GB)")
