@@ -22,6 +22,10 @@ from adjointbench.suites.stacks import WorkerFile
 RELAYED_LINES = 20  # a call's output beyond these is counted, not shown
 READ_BYTES = 64 * 1024  # of a call's output, the most read back to show
 LIVE_RELAY_S = 1.0  # while a call runs, how often what it printed is relayed
+# a call's output beyond this, of which nothing more is shown, is counted and
+# dropped while the call runs: a hang in a loop that prints wrote 330 MB a
+# second, and would have filled the disk before a 300 s timeout
+KEPT_BYTES = 1 << 24
 _SHOWN_CONTROLS = "\t"
 
 
@@ -66,13 +70,21 @@ class OutputRelay(WorkerFile):
         self._relayed = 0  # bytes of this call's output already relayed
         self._shown = 0  # lines of this call's output shown
         self._held_back = False  # a line of this call's output was not shown
+        self._dropped = 0  # bytes of this call's output dropped unread (KEPT_BYTES)
 
     def relay_so_far(self, stream=None) -> None:
         """While the worker runs a call: its complete lines printed since
         the last relay, each as ``[name] line`` on ``stream`` (this
         process's stderr). Only the harness reads the file meanwhile; the
-        worker's writes land at its end."""
+        worker's writes land at its end. Beyond KEPT_BYTES the file is
+        emptied, its size counted."""
         self._show(self._unrelayed(complete=True), stream)
+        size = self._size()
+        if size > KEPT_BYTES:  # its first READ_BYTES, all that is shown, are relayed by now
+            with contextlib.suppress(OSError, ValueError):
+                os.ftruncate(self._file.fileno(), 0)
+            self._dropped += size
+            self._relayed = READ_BYTES
 
     def relay(self, stream=None) -> None:
         """After an answer, a crash or a timeout (the worker writes no more
@@ -80,13 +92,13 @@ class OutputRelay(WorkerFile):
         not shown, and the file is emptied for the next call."""
         size = self._size()
         self._show(self._unrelayed(complete=False), stream)
-        if self._held_back or size > self._relayed:
-            self._write([f"[{self.name}] ... its output went on: {size} bytes in all, of "
-                         f"which the first {RELAYED_LINES} lines are shown\n"], stream)
+        if self._held_back or size > self._relayed or self._dropped:
+            self._write([f"[{self.name}] ... its output went on: {size + self._dropped} bytes "
+                         f"in all, of which the first {RELAYED_LINES} lines are shown\n"], stream)
         if size:
             with contextlib.suppress(OSError, ValueError):
                 os.ftruncate(self._file.fileno(), 0)
-        self._relayed, self._shown, self._held_back = 0, 0, False
+        self._relayed, self._shown, self._held_back, self._dropped = 0, 0, False, 0
 
     def _unrelayed(self, complete: bool) -> list[str]:
         """The lines written since the last relay, within the call's first

@@ -58,3 +58,27 @@ class SlowAfterSaying(Chatty):
 
 
 slow_implementation = SlowAfterSaying()
+
+
+class Flooding(NumpyImplementation):
+    """Writes $CHATTY_CHUNKS chunks of $CHATTY_CHUNK bytes on descriptor 1
+    in its first prepare, more than a second apart (a hang in a loop that
+    logs wrote 330 MB a second), and records in $CHATTY_SEEN the largest
+    size its output file reached meanwhile."""
+    name = "chatty_flooding"
+    written = False
+
+    def prepare(self, task):
+        if not Flooding.written:
+            Flooding.written, largest = True, 0
+            chunk = int(os.environ["CHATTY_CHUNK"])
+            for _ in range(int(os.environ["CHATTY_CHUNKS"])):
+                os.write(1, b"x" * (chunk - 1) + b"\n")
+                largest = max(largest, os.fstat(1).st_size)
+                time.sleep(1.5)
+            with open(os.environ["CHATTY_SEEN"], "w") as seen:
+                seen.write(str(largest))
+        return super().prepare(task)
+
+
+flooding = Flooding()

@@ -15,6 +15,7 @@ import pytest
 
 from adjointbench.cli import main
 from adjointbench.suites.isolation import memory_limit_gb
+from adjointbench.suites.relay import KEPT_BYTES
 from adjointbench.suites.results import Record, ResultsFile
 from adjointbench.suites.sweep import ProgressBar
 
@@ -783,6 +784,19 @@ def test_what_code_under_test_prints_is_relayed_attributed_and_never_on_stdout(t
     assert "\x1b" not in done.stderr
     assert "line 49 of a call" not in done.stderr  # each call's first 20 lines are shown
     assert any("its output went on" in line for line in said)
+
+
+def test_a_call_that_prints_without_end_does_not_fill_the_disk(tmp_path):
+    """Its output file is emptied while the call runs, beyond the relay's
+    KEPT_BYTES (nothing past the first lines is shown), its size counted."""
+    chunk, chunks, seen = KEPT_BYTES + 2**20, 4, tmp_path / "seen"  # a chunk every 1.5 s
+    done = _cli("check", "--impl", "chatty:flooding", *NUMPY_CELL[2:], "--out", str(tmp_path),
+                env=_env(tmp_path, CHATTY_SEEN=str(seen), CHATTY_CHUNK=str(chunk),
+                         CHATTY_CHUNKS=str(chunks)))
+    assert done.returncode == 0, done.stderr
+    assert int(seen.read_text()) <= 2 * chunk < chunks * chunk
+    assert (f"its output went on: {chunks * chunk} bytes in all, of which the first 20 lines "
+            "are shown") in done.stderr
 
 
 @posix
