@@ -3,6 +3,7 @@ answered and waits for the next request, and a declared problem whose
 requests (200,000 float64 inputs, 1.6 MB) are larger than the pipe holds:
 the harness's send of the next one cannot finish (tests/suites/test_robustness.py)."""
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -38,7 +39,9 @@ class StopsReading(NumpyImplementation):
     watching = False
 
     def prepare(self, task):
-        if not StopsReading.watching:
+        # only in a worker (a spawned process): loaded in-process, it would stop
+        # whatever process loaded it when that waits on a pipe
+        if not StopsReading.watching and multiprocessing.parent_process() is not None:
             StopsReading.watching = True
             threading.Thread(target=_stop_once_waiting, args=(threading.main_thread().ident,),
                              daemon=True).start()

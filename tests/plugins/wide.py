@@ -1,7 +1,7 @@
 """A declared problem whose smallest size has more input entries than the
 oracle builds full Jacobians and Hessians for, and numpy rules for it: right,
 and with the VJP's and the HVP's second term dropped
-(tests/suites/test_sensitivity.py).
+(tests/suites/test_catches_wrong_rules.py).
 
 y = x sum(sin x): J = s I + x cos(x)^T (s = sum sin x), dense."""
 
