@@ -21,6 +21,7 @@ import threading
 import time
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
+from typing import Callable
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  described, exit_if_importing_parents_script)
@@ -275,8 +276,7 @@ class Worker:
             if self.description is None and not stacks and _started_on_import(
                     self.process.exitcode):
                 raise ScriptStartsOnImport() from None
-            raise WorkerCrashed(f"the worker running {self.spec} "
-                                f"{_death(self.process.exitcode)}{_at(stacks)}") from None
+            raise self._crashed(_at(stacks)) from None
         if answer[0] == "raise":
             _, kind, message = answer
             raise {"unsupported": NotImplementedError,
@@ -326,8 +326,18 @@ class Worker:
                 f"{_at(self.stacks.dump(self.process.pid))}; the worker was killed. Raise "
                 "--timeout if the cell is just slow.")
 
+    def _crashed(self, where: str = "") -> WorkerCrashed:
+        """That the worker died, how, and ``where`` (from its stacks)."""
+        return WorkerCrashed(f"the worker running {self.spec} "
+                             f"{_death(self.process.exitcode)}{where}")
+
     def _answered_by(self, deadline: float) -> bool:
-        """Whether the worker's answer is there by ``deadline``; meanwhile,
+        """Whether the worker's answer is there by ``deadline`` (:meth:`_watched_until`)."""
+        return self._watched_until(self.connection.poll, deadline)
+
+    def _watched_until(self, ready: Callable[[float], bool], deadline: float) -> bool:
+        """Whether ``ready(seconds)`` (a wait of at most that long) holds by
+        ``deadline``, an answer there or a request taken; meanwhile,
         what it prints is relayed every LIVE_RELAY_S (a slow cell's
         progress, what a hanging one said before its timeout). A worker that
         dies without answering is seen within ALIVE_CHECK_S and raises
@@ -339,10 +349,10 @@ class Worker:
         stopped_since = None
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
-            if self.connection.poll(min(remaining, ALIVE_CHECK_S)):
+            if ready(min(remaining, ALIVE_CHECK_S)):
                 return True
             if not self.process.is_alive():
-                if self.connection.poll():  # it answered, then died
+                if ready(0.0):  # it answered (took the request), then died
                     return True
                 raise EOFError("the worker died without answering")
             stopped_since = self._stopped(stopped_since)
@@ -387,23 +397,17 @@ class Worker:
         sent = concurrent.futures.Future()
         self.unsent = True  # until the thread has sent it all: stop() writes nothing behind it
         threading.Thread(target=self._send_bytes, args=(data, sent), daemon=True).start()
-        stopped_since = None
-        while True:
-            try:
-                sent.result(min(max(deadline - time.monotonic(), 0.0), ALIVE_CHECK_S))
-            except concurrent.futures.TimeoutError:
-                pass
-            else:
-                self.unsent = False
-                return
-            if time.monotonic() >= deadline:
-                raise WorkerTimeout(f"the worker took no request within the timeout while "
-                                    f"{what}{_at(self.stacks.dump(self.process.pid))}; it was "
-                                    "killed. Raise --timeout if the cell is just slow.")
-            if not self.process.is_alive():
-                raise WorkerCrashed(f"the worker running {self.spec} "
-                                    f"{_death(self.process.exitcode)}")
-            stopped_since = self._stopped(stopped_since)
+        try:
+            taken = self._watched_until(
+                lambda seconds: bool(concurrent.futures.wait([sent], seconds).done), deadline)
+        except EOFError:  # it died
+            raise self._crashed() from None
+        if not taken:
+            raise WorkerTimeout(f"the worker took no request within the timeout while "
+                                f"{what}{_at(self.stacks.dump(self.process.pid))}; it was "
+                                "killed. Raise --timeout if the cell is just slow.")
+        sent.result()  # WorkerCrashed where the send failed
+        self.unsent = False
 
     def _send_bytes(self, data, sent: concurrent.futures.Future | None = None) -> None:
         """``data`` down the pipe; WorkerCrashed if the worker is gone. With
@@ -411,8 +415,7 @@ class Worker:
         try:
             self.connection.send_bytes(data)
         except (BrokenPipeError, OSError):
-            crashed = WorkerCrashed(f"the worker running {self.spec} "
-                                    f"{_death(self.process.exitcode)}")
+            crashed = self._crashed()
             if sent is None:
                 raise crashed from None
             sent.set_exception(crashed)

@@ -352,10 +352,10 @@ def _along_projections(ctx: _Context, hu: list[np.ndarray], what: str) -> Compar
 
 
 def _check_hessian(ctx: _Context) -> Comparison:
-    _refuse_beyond_memory(ctx, "hessian", _entries(ctx), _entries(ctx))
+    entries, names = _entries(ctx), ctx.problem.differentiable
+    _refuse_beyond_memory(ctx, "hessian", entries, entries)
     expected = ctx.second.hessian
     if expected is None:  # more input entries than the oracle builds a Hessian for
-        entries, names = _entries(ctx), ctx.problem.differentiable
         actual = validate(ctx.execute("hessian", cotangent=ctx.probes.cotangent),
                           (entries, entries), ctx.cell.dtype, "Hessian").astype(np.float64)
         hu = unflatten(actual @ flatten(ctx.probes.tangent, names), ctx.inputs, names)
