@@ -24,6 +24,7 @@ from adjointbench.reference import Problem, get_problem, make_inputs, make_probe
 from adjointbench.reference.problem import Probes
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import WrongResult, validate
+from adjointbench.suites.isolation import refuse_beyond_memory
 from adjointbench.suites.purity import check_reentrant, copy_arrays, leaves_of, same_arrays
 from adjointbench.suites.results import Record
 from adjointbench.suites.threads import blas_threads, confined_to, requested_threads
@@ -40,6 +41,7 @@ INCLUDES_FORWARD = ("vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessi
 # triangular solves, paired at 0.99 (quartiles 0.976-0.992), its l2_loss VJP
 # at n = 100 at 0.98. Only an upper quartile below this is cheaper than the forward.
 CHEAPER_THAN_FORWARD = 0.95
+FULL_MATRICES = ("jacfwd", "jacrev", "hessian")  # asked only where a worker can hold them
 SPREAD_WARNING = 0.25  # an IQR above this fraction of the median is flagged
 # On the CPU, to_numpy costs at most a copy of the result, which run() itself
 # had to write: one that takes this many times a timed call, and at least
@@ -144,6 +146,10 @@ def warm_pair(cell: Cell, impl: Implementation) -> tuple[WarmCall, WarmCall]:
     primal = _warm_primal(cell, impl, problem)
     if cell.op == "primal":
         return primal.warm, primal.warm
+    if cell.op in FULL_MATRICES:
+        (rows, columns), = expected_shapes(cell, problem, primal.inputs, primal.output_shape)
+        refuse_beyond_memory(f"{cell.op} of {cell.problem} at size {cell.size}", rows, columns,
+                             cell.dtype)
     task = _operation_task(cell, problem, primal)
     return primal.warm, warm_up(lambda: prepare(impl, task), cell.budget_s)
 

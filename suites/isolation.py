@@ -23,6 +23,8 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
                                  described, exit_if_importing_parents_script)
 from adjointbench.fence import fence_off
@@ -85,6 +87,25 @@ def worker_memory_bytes() -> int:
     if limit_gb is None:
         limit_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     return int(limit_gb * 2**30)
+
+
+# A full Jacobian or Hessian asked of a worker must fit this many times in
+# its memory: the result, its copies on the way, the implementation's work
+MATRIX_COPIES = 4
+
+
+def refuse_beyond_memory(what: str, rows: int, columns: int, dtype: str) -> None:
+    """NotImplementedError (``unsupported``) for a full matrix no worker can
+    build, checked and timed alike: a right implementation of a declared
+    problem of 200,000 entries was an ``error``, its worker out of memory
+    after 34 s, asked for 320 GB. ``what``: the matrix, as the message names it."""
+    need = rows * columns * np.dtype(dtype).itemsize
+    memory = worker_memory_bytes()
+    if need * MATRIX_COPIES > memory:
+        raise NotImplementedError(
+            f"{what} is a {rows:,} x {columns:,} matrix, {need / 2**30:,.1f} GiB in {dtype}: "
+            f"more than a worker can build in its {memory / 2**30:.1f} GiB (its memory cap, "
+            f"{MEMORY_LIMIT_ENV}); not asked")
 
 
 def _limit_memory(limit_gb: float | None) -> None:

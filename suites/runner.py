@@ -38,7 +38,7 @@ from adjointbench.suites.purity import (check_pure, check_reentrant, check_resul
                                         copy_arrays)
 from adjointbench.suites.bench import bench_record, call_warning
 from adjointbench.suites.executors import LocalExecutor
-from adjointbench.suites.isolation import MEMORY_LIMIT_ENV, worker_memory_bytes
+from adjointbench.suites.isolation import refuse_beyond_memory
 from adjointbench.suites.timing import TIMING_FIELDS, TIMING_KINDS
 from adjointbench.suites.tolerance import ILL_CONDITIONED, tolerance
 from adjointbench.suites.wire import measurements
@@ -212,22 +212,9 @@ def _check_gradient(ctx: _Context) -> Comparison:
     return _check_cotangents(ctx, gradient, w, f"{ctx.cell.method} gradient")
 
 
-# A full Jacobian or Hessian asked of a worker must fit this many times in
-# its memory: the result, its copies on the way, the implementation's work
-MATRIX_COPIES = 4
-
-
 def _refuse_beyond_memory(ctx: _Context, op: str, rows: int, columns: int) -> None:
-    """``unsupported`` for a full matrix no worker can build: a correct
-    implementation of a declared problem of 200,000 entries was an ``error``,
-    its worker out of memory after 34 s, asked for 320 GB."""
-    need = rows * columns * np.dtype(ctx.cell.dtype).itemsize
-    memory = worker_memory_bytes()
-    if need * MATRIX_COPIES > memory:
-        raise NotImplementedError(
-            f"{op} of {ctx.problem.name} at size {ctx.cell.size} is a {rows:,} x {columns:,} "
-            f"matrix, {need / 2**30:,.1f} GiB in {ctx.cell.dtype}: more than a worker can build "
-            f"in its {memory / 2**30:.1f} GiB (its memory cap, {MEMORY_LIMIT_ENV}); not asked")
+    refuse_beyond_memory(f"{op} of {ctx.problem.name} at size {ctx.cell.size}", rows, columns,
+                         ctx.cell.dtype)
 
 
 def _check_jacobian(op: str) -> Callable[[_Context], Comparison]:

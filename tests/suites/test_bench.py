@@ -380,3 +380,22 @@ def test_what_a_primal_writes_to_its_inputs_reaches_no_operation():
     for k in probes.tangent:
         np.testing.assert_array_equal(seen["jvp"][1][k], probes.tangent[k])
     np.testing.assert_array_equal(seen["vjp"][2], probes.cotangent)
+
+
+def test_a_full_matrix_no_worker_can_build_is_not_timed(plugins_on_path, monkeypatch):
+    """bench asked a right implementation for each full matrix at every
+    correctness size, a declared problem's 200,000 x 200,000 Jacobian too:
+    its worker ran out of memory, an ``error``. As in check, a matrix that
+    does not fit a worker's cap four times (here wide's 80 x 80 under 100 kB)
+    is ``unsupported``, and the operations that build none are timed."""
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_LIMIT_GB", str(1e5 / 2**30))
+    cells = plan_cells(["wide:implementation"], ["wide:problem"],
+                       ["jvp", "jacfwd", "jacrev", "hessian"], ["float64"], suite="bench",
+                       methods=["rule"], budget_s=0.01)
+    records = {r.op: r for r in map(run_cell, cells)}
+    assert records["jvp"].outcome == "ok" and records["jvp"].ratio_to_primal > 0
+    for op in ("jacfwd", "jacrev", "hessian"):
+        assert records[op].outcome == "unsupported", records[op]
+        assert records[op].message.startswith(
+            f"{op} of wide at size 80 is a 80 x 80 matrix, 0.0 GiB in float64: more than a "
+            "worker can build in its 0.0 GiB (its memory cap, ADJOINTBENCH_MEMORY_LIMIT_GB)")
