@@ -278,10 +278,18 @@ class Worker:
         return self.description
 
     def _receive(self, deadline: float, what: str):
+        """The answer, after relaying what the call printed, attributed. A
+        failed call's worker is stopped next, and may print on until then
+        (a hang in a loop that logs): its lines so far are shown, and
+        stop() relays the rest and the count, once; the output of a timeout
+        was told twice, 20 lines and a count each."""
         try:
-            return self._answer(deadline, what)
-        finally:  # what it printed, attributed to it, after the answer or its failure
-            self.output.relay()
+            answer = self._answer(deadline, what)
+        except BaseException:
+            self.output.relay_so_far()
+            raise
+        self.output.relay()
+        return answer
 
     def _answer(self, deadline: float, what: str):
         try:

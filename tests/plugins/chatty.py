@@ -3,6 +3,7 @@ import and on every call, through Python, through the descriptor and through
 a child process; among it a forged summary line, an escape sequence that
 would move a terminal's cursor, and more lines than anyone should see."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -82,3 +83,21 @@ class Flooding(NumpyImplementation):
 
 
 flooding = Flooding()
+
+
+class LogsWhileItHangs(NumpyImplementation):
+    """Hangs in its first prepare in a loop that logs a numbered line every
+    millisecond: it still prints after its timeout, until its worker is stopped."""
+    name = "chatty_logging"
+    hung = False
+
+    def prepare(self, task):
+        if not LogsWhileItHangs.hung:
+            LogsWhileItHangs.hung = True
+            for i in itertools.count():
+                print(f"chatty: logging line {i}", flush=True)
+                time.sleep(0.001)
+        return super().prepare(task)
+
+
+logging_hang = LogsWhileItHangs()

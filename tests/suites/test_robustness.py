@@ -4,6 +4,7 @@ arguments, each through the command line as a user meets it."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -797,6 +798,24 @@ def test_a_call_that_prints_without_end_does_not_fill_the_disk(tmp_path):
     assert int(seen.read_text()) <= 2 * chunk < chunks * chunk
     assert (f"its output went on: {chunks * chunk} bytes in all, of which the first 20 lines "
             "are shown") in done.stderr
+
+
+def test_a_call_that_logs_past_its_timeout_is_told_once(tmp_path):
+    """A hang in a loop that logs prints on between its timeout and its
+    worker's end: its first lines are shown and then one count of all it
+    wrote. Before, the lines it printed meanwhile were told as a second
+    call's: 20 more lines and a second, smaller count."""
+    done = _cli("check", "--impl", "chatty:logging_hang", *NUMPY_CELL[2:], "--timeout", "2",
+                "--out", str(tmp_path), env=_env(tmp_path))
+    assert done.returncode == 1, done.stderr
+    said = done.stderr.splitlines()
+    shown = [line for line in said if line.startswith("[chatty:logging_hang] chatty: logging line")]
+    assert shown == [f"[chatty:logging_hang] chatty: logging line {i}" for i in range(20)]
+    counts = [line for line in said if "its output went on" in line]
+    assert len(counts) == 1, counts
+    written = int(re.search(r"went on: (\d+) bytes", counts[0]).group(1))
+    assert written > sum(len(f"{line[len('[chatty:logging_hang] '):]}\n") for line in shown)
+    assert '"outcome": "timeout"' in (tmp_path / "results.jsonl").read_text()
 
 
 @posix
