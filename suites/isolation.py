@@ -356,9 +356,15 @@ class Worker:
                 "--timeout if the cell is just slow.")
 
     def _crashed(self, where: str = "") -> WorkerCrashed:
-        """That the worker died, how, and ``where`` (from its stacks)."""
-        return WorkerCrashed(f"the worker running {self.spec} "
-                             f"{_death(self.process.exitcode)}{where}")
+        """That the worker died, how, and ``where`` (from its stacks); one
+        that exited with a status, with its last line of output: "exited
+        with status 1" alone left the record without the reason a library
+        printed before it called exit(1)."""
+        code, said = self.process.exitcode, ""
+        if code is not None and code > 0:
+            last = self.output.last_line()
+            said = f" (its last line of output: {last})" if last else ""
+        return WorkerCrashed(f"the worker running {self.spec} {_death(code)}{said}{where}")
 
     def _answered_by(self, deadline: float) -> bool:
         """Whether the worker's answer is there by ``deadline`` (:meth:`_watched_until`)."""

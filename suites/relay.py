@@ -26,6 +26,7 @@ LIVE_RELAY_S = 1.0  # while a call runs, how often what it printed is relayed
 # dropped while the call runs: a hang in a loop that prints wrote 330 MB a
 # second, and would have filled the disk before a 300 s timeout
 KEPT_BYTES = 1 << 24
+LAST_LINE_CHARS = 200  # of a dead worker's last line of output, in its record
 _SHOWN_CONTROLS = "\t"
 
 
@@ -99,6 +100,21 @@ class OutputRelay(WorkerFile):
             with contextlib.suppress(OSError, ValueError):
                 os.ftruncate(self._file.fileno(), 0)
         self._relayed, self._shown, self._held_back, self._dropped = 0, 0, False, 0
+
+    def last_line(self, most: int = LAST_LINE_CHARS) -> str:
+        """The last line the call printed that holds more than blanks, escaped
+        and cut to ``most`` characters ('' if none): the reason a worker gives
+        as it exits (a library's "fatal: ..." before exit(1), a traceback's
+        last line), for the record that says it died."""
+        size = self._size()
+        try:
+            tail = self._read(max(size - READ_BYTES, 0), min(size, READ_BYTES))
+        except (OSError, ValueError):
+            return ""
+        lines = [line.strip() for line in tail.decode("utf-8", errors="replace").splitlines()]
+        said = next((line for line in reversed(lines) if line), "")
+        said = escaped(said)
+        return said if len(said) <= most else said[:most] + "..."
 
     def _unrelayed(self, complete: bool) -> list[str]:
         """The lines written since the last relay, within the call's first

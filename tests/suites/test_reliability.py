@@ -38,6 +38,10 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     assert "it was in string_at (ctypes/__init__.py:" in crashed["matmul"]
     assert "called from _segfault (misbehaving.py:" in crashed["matmul"]
     assert "; it was in _exit (misbehaving.py:" in crashed["softmax"]  # os._exit(3)
+    # the reason it printed before it exited, in its record (before, on the screen only)
+    assert crashed["softmax"].startswith("the worker running misbehaving:implementation exited "
+                                         "with status 3 (its last line of output: fatal: the "
+                                         "device was lost); it was in _exit")
     assert "; it was in _hang (misbehaving.py:" in records[list(EXPECTED).index("matvec")].message
     errors = {r.problem: r.message for r in records if r.outcome == "error"}
     assert "memory cap of 3.0 GiB" in errors["l2_loss"]
