@@ -76,17 +76,19 @@ def memory_limit_gb() -> float | None:
                                f"{MEMORY_FRACTION:.0%} of physical memory")
         return limit if limit > 0 else None
     try:
-        return MEMORY_FRACTION * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+        return MEMORY_FRACTION * _physical_memory_gb()
     except (ValueError, OSError):
         return None
+
+
+def _physical_memory_gb() -> float:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def worker_memory_bytes() -> int:
     """The memory a worker may use: its cap, else the physical memory."""
     limit_gb = memory_limit_gb()
-    if limit_gb is None:
-        limit_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    return int(limit_gb * 2**30)
+    return int((limit_gb if limit_gb is not None else _physical_memory_gb()) * 2**30)
 
 
 # A full Jacobian or Hessian asked of a worker must fit this many times in
@@ -351,9 +353,12 @@ class Worker:
         stalled = "" if got == 0 else (
             f" (it had sent {got:,} of the {size:,} bytes of a message, then nothing: code "
             "under test wrote on the worker's pipe to the harness, or stopped it while it sent)")
-        return (f"no answer within the timeout while {what}{stalled}"
-                f"{_at(self.stacks.dump(self.process.pid))}; the worker was killed. Raise "
-                "--timeout if the cell is just slow.")
+        return self._killed_at_timeout(f"no answer within the timeout while {what}{stalled}")
+
+    def _killed_at_timeout(self, why: str) -> str:
+        """``why`` a call timed out, where the worker was (its stacks) and the fix."""
+        return (f"{why}{_at(self.stacks.dump(self.process.pid))}; the worker was killed. "
+                "Raise --timeout if the cell is just slow.")
 
     def _crashed(self, where: str = "") -> WorkerCrashed:
         """That the worker died, how, and ``where`` (from its stacks); one
@@ -438,9 +443,8 @@ class Worker:
         except EOFError:  # it died
             raise self._crashed() from None
         if not taken:
-            raise WorkerTimeout(f"the worker took no request within the timeout while "
-                                f"{what}{_at(self.stacks.dump(self.process.pid))}; it was "
-                                "killed. Raise --timeout if the cell is just slow.")
+            raise WorkerTimeout(self._killed_at_timeout(
+                f"the worker took no request within the timeout while {what}"))
         sent.result()  # WorkerCrashed where the send failed
         self.unsent = False
 

@@ -112,8 +112,7 @@ class OutputRelay(WorkerFile):
         except (OSError, ValueError):
             return ""
         lines = [line.strip() for line in tail.decode("utf-8", errors="replace").splitlines()]
-        said = next((line for line in reversed(lines) if line), "")
-        said = escaped(said)
+        said = escaped(next((line for line in reversed(lines) if line), ""))
         return said if len(said) <= most else said[:most] + "..."
 
     def _unrelayed(self, complete: bool) -> list[str]:

@@ -219,11 +219,12 @@ def _refuse_beyond_memory(ctx: _Context, op: str, rows: int, columns: int) -> No
 
 def _check_jacobian(op: str) -> Callable[[_Context], Comparison]:
     def check(ctx: _Context) -> Comparison:
-        _refuse_beyond_memory(ctx, op, ctx.reference.value.value.size, _entries(ctx))
+        rows, columns = ctx.reference.value.value.size, _entries(ctx)
+        _refuse_beyond_memory(ctx, op, rows, columns)
+        actual = validate(ctx.execute(op), (rows, columns), ctx.cell.dtype, f"{op} Jacobian")
         expected = ctx.reference.jacobian
         if expected is None:
-            return _jacobian_along_directions(ctx, op)
-        actual = validate(ctx.execute(op), expected.value.shape, ctx.cell.dtype, f"{op} Jacobian")
+            return _jacobian_along_directions(ctx, op, actual)
         return ctx.against(actual, expected, f"{op} Jacobian")
     return check
 
@@ -233,13 +234,12 @@ def _entries(ctx: _Context) -> int:
     return sum(int(np.size(ctx.inputs[n])) for n in ctx.problem.differentiable)
 
 
-def _jacobian_along_directions(ctx: _Context, op: str) -> Comparison:
+def _jacobian_along_directions(ctx: _Context, op: str, jacobian: np.ndarray) -> Comparison:
     """A Jacobian where the oracle built none (more input entries than the
     problem's ``max_full_jacobian``): J u against the oracle's J u, and J v_k
     against its J v_k for each projection, as a JVP is checked."""
     names, value = ctx.problem.differentiable, ctx.reference.value.value
-    actual = validate(ctx.execute(op), (value.size, _entries(ctx)), ctx.cell.dtype,
-                      f"{op} Jacobian").astype(np.float64)
+    actual = jacobian.astype(np.float64)
     along = [("u", ctx.probes.tangent, ctx.reference.jvp)] + [
         (f"v{k}", v, jv) for k, (v, jv) in enumerate(zip(ctx.probes.projections,
                                                           ctx.reference.projected))]
@@ -341,14 +341,13 @@ def _along_projections(ctx: _Context, hu: list[np.ndarray], what: str) -> Compar
 def _check_hessian(ctx: _Context) -> Comparison:
     entries, names = _entries(ctx), ctx.problem.differentiable
     _refuse_beyond_memory(ctx, "hessian", entries, entries)
+    actual = validate(ctx.execute("hessian", cotangent=ctx.probes.cotangent),
+                      (entries, entries), ctx.cell.dtype, "Hessian")
     expected = ctx.second.hessian
     if expected is None:  # more input entries than the oracle builds a Hessian for
-        actual = validate(ctx.execute("hessian", cotangent=ctx.probes.cotangent),
-                          (entries, entries), ctx.cell.dtype, "Hessian").astype(np.float64)
-        hu = unflatten(actual @ flatten(ctx.probes.tangent, names), ctx.inputs, names)
+        hu = unflatten(actual.astype(np.float64) @ flatten(ctx.probes.tangent, names),
+                       ctx.inputs, names)
         return _along_projections(ctx, [hu[n] for n in names], "Hessian times u")
-    actual = validate(ctx.execute("hessian", cotangent=ctx.probes.cotangent),
-                      expected.value.shape, ctx.cell.dtype, "Hessian")
     return ctx.against(actual, expected, "Hessian")
 
 
