@@ -59,8 +59,8 @@ times, targets) arrive as its non-differentiable inputs: an implementation
 needs nothing from the catalogue beyond the Task.
 
 Results must have the task's dtype (a scalar may be a built-in Python
-number where that dtype holds it exactly, as a float32 result's ``.item()``
-does). Returning ``supports(...) == False``
+number, an array a list of them, where that dtype holds every value exactly,
+as a float32 result's ``.item()`` or ``.tolist()`` does). Returning ``supports(...) == False``
 makes a cell ``unsupported``, which is an outcome, not an error.
 """
 

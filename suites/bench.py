@@ -23,7 +23,7 @@ from adjointbench.impls.protocol import Implementation, Task, prepare, supports
 from adjointbench.reference import Problem, get_problem, make_inputs, make_probes
 from adjointbench.reference.problem import Probes
 from adjointbench.suites.cells import Cell
-from adjointbench.suites.compare import WrongResult, validate
+from adjointbench.suites.compare import cotangents_of, validate
 from adjointbench.suites.isolation import refuse_beyond_memory
 from adjointbench.suites.purity import check_reentrant, copy_arrays, leaves_of, same_arrays
 from adjointbench.suites.results import Record
@@ -64,6 +64,9 @@ def _operation_task(cell: Cell, problem: Problem, primal: "_Primal") -> Task:
                  **copy_arrays(extra.get(cell.op, {})))
 
 
+COTANGENT_OPS = ("vjp", "gradient", "hvp")  # one array per differentiable input
+
+
 def expected_shapes(cell: Cell, problem: Problem, inputs: dict,
                     output_shape: tuple) -> list[tuple]:
     """The shape of each array the cell's operation must return (the
@@ -71,7 +74,7 @@ def expected_shapes(cell: Cell, problem: Problem, inputs: dict,
     outputs, n = int(np.prod(output_shape)), sum(np.size(inputs[k]) for k in problem.differentiable)
     if cell.op in ("primal", "jvp"):
         return [tuple(output_shape)]
-    if cell.op in ("vjp", "gradient", "hvp"):
+    if cell.op in COTANGENT_OPS:
         return [np.shape(inputs[k]) for k in problem.differentiable]
     if cell.op == "hessian":
         return [(n, n)]
@@ -81,13 +84,14 @@ def expected_shapes(cell: Cell, problem: Problem, inputs: dict,
     return [(outputs, n)]
 
 
-def validate_result(result, shapes: list[tuple], dtype: str, op: str) -> None:
-    """A timed result must be what the operation returns: the right number of
-    arrays, shapes and dtype, all finite (else the timing measured something
-    else); raises WrongResult (a ``mismatch``)."""
-    parts = list(result) if isinstance(result, (tuple, list)) else [result]
-    if len(parts) != len(shapes):
-        raise WrongResult(f"{op} returned {len(parts)} arrays, expected {len(shapes)}")
+def validate_result(result, shapes: list[tuple], dtype: str, op: str,
+                    names: tuple[str, ...]) -> None:
+    """A timed result must be what the operation returns, as check judges it:
+    one array per differentiable input (``names``) for the operations that
+    return cotangents, else one array; the right shapes and dtype, all
+    finite (else the timing measured something else); raises WrongResult
+    (a ``mismatch``)."""
+    parts = cotangents_of(result, names, op) if op in COTANGENT_OPS else [result]
     for k, (part, shape) in enumerate(zip(parts, shapes)):
         validate(part, shape, dtype, f"{op} result {k}" if len(shapes) > 1 else f"{op} result")
 
@@ -390,8 +394,9 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
     primal, operation = warm_pair(cell, impl)
     result = copy_arrays(operation.prepared.to_numpy(operation.result))
     made = _PRIMALS[_primal_key(cell)]  # the inputs and output shape the primal was made on
-    shapes = expected_shapes(cell, get_problem(cell.problem), made.inputs, made.output_shape)
-    validate_result(result, shapes, cell.dtype, cell.op)
+    problem = get_problem(cell.problem)
+    shapes = expected_shapes(cell, problem, made.inputs, made.output_shape)
+    validate_result(result, shapes, cell.dtype, cell.op, problem.differentiable)
     if cell.op == "primal":  # beside the fixed reference call: the unit compare judges it in
         primal = warm_up(reference_workload, cell.budget_s)
     timed = replace(operation, call=KeepingLast(operation.call))

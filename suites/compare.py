@@ -8,7 +8,6 @@ sum of their magnitudes, for a product by the oracle's Jacobian |J| |u|
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,18 +28,22 @@ class WrongResult(ValueError):
 
 
 def _as_array(actual, dtype: str) -> np.ndarray:
-    """``actual`` as an array. A built-in Python number has no dtype of its
-    own: it takes the cell's when that holds its value exactly (a float32
-    result's ``.item()``, an exact ``0``); else NumPy's float64 or int64."""
-    if type(actual) in (int, float) and np.dtype(dtype).kind == "f":
-        try:
-            with np.errstate(over="ignore"):
-                typed = np.asarray(actual, dtype=dtype)
-        except OverflowError:  # an int beyond every float: an object array, below
-            return np.asarray(actual)
-        if float(typed) == actual or math.isnan(actual):
-            return typed
-    return np.asarray(actual)
+    """``actual`` as an array. A built-in Python number, or a list of them
+    (``.tolist()``'s), has no dtype of its own: it takes the cell's when that
+    holds every value exactly (a float32 result's ``.item()``, an exact
+    ``0``); else NumPy's float64 or int64."""
+    if np.dtype(dtype).kind != "f" or type(actual) not in (int, float, list):
+        return np.asarray(actual)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            typed = np.asarray(actual, dtype=dtype)
+    except (OverflowError, TypeError, ValueError):  # beyond every float, or not numbers
+        return np.asarray(actual)
+    untyped = np.asarray(actual)
+    if untyped.dtype.kind not in "fi":  # an int beyond int64: compared as a Python number
+        return typed if type(actual) is int and float(typed) == actual else untyped
+    held = (typed == untyped) | (np.isnan(typed) & np.isnan(untyped))
+    return typed if held.all() else untyped
 
 
 def _in_native_order(array: np.ndarray) -> np.ndarray:
@@ -52,6 +55,17 @@ def _in_native_order(array: np.ndarray) -> np.ndarray:
     return array.astype(native) if array.dtype != native else array
 
 
+def cotangents_of(result, names: tuple[str, ...], op: str) -> list:
+    """``result`` of an operation that returns one array per differentiable
+    input (vjp, gradient, hvp: impls/protocol.py), as the list of them:
+    a tuple (or list) of ``len(names)``, even for one input."""
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        raise WrongResult(f"{op} must return a tuple of {len(names)} cotangents "
+                          f"({', '.join(names)}), got {type(result).__name__}"
+                          + (f" of {len(result)}" if isinstance(result, (tuple, list)) else ""))
+    return list(result)
+
+
 def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
     if actual is None:
         raise WrongResult(f"{what} is None: the operation must return its result, not write "
@@ -61,7 +75,7 @@ def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
         raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}")
     if array.dtype != np.dtype(dtype):
         held = (f" (a Python {type(actual).__name__} that {dtype} cannot hold exactly: "
-                f"computed in another precision)" if type(actual) in (int, float) else "")
+                f"computed in another precision)" if type(actual) in (int, float, list) else "")
         raise WrongResult(f"{what} has dtype {array.dtype}, expected {dtype}{held}")
     bad = ~np.isfinite(array)
     if bad.any():

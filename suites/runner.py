@@ -31,7 +31,7 @@ from adjointbench.reference.oracle import (Estimate, ReferenceFailure, Uncertifi
                                            describe_level)
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
-                                         validate, worst_of)
+                                         cotangents_of, validate, worst_of)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import (check_pure, check_reentrant, check_results_kept,
@@ -103,11 +103,8 @@ class _Context:
     def cotangents(self, result, op: str) -> list[np.ndarray]:
         """``result`` checked as a tuple of one cotangent per differentiable input."""
         names = self.problem.differentiable
-        if not isinstance(result, (tuple, list)) or len(result) != len(names):
-            raise WrongResult(f"{op} must return a tuple of {len(names)} cotangents "
-                              f"({', '.join(names)}), got {type(result).__name__}")
         return [validate(r, np.shape(self.inputs[n]), self.cell.dtype, f"cotangent for input {n!r}")
-                for r, n in zip(result, names)]
+                for r, n in zip(cotangents_of(result, names, op), names)]
 
     def vjp(self, cotangent) -> list[np.ndarray]:
         return self.cotangents(self.execute("vjp", cotangent=cotangent), "vjp")

@@ -417,6 +417,42 @@ class _PythonScalars(NumpyImplementation):
 
 
 python_scalars = _PythonScalars()
+
+
+def _lists(result):
+    """Each array as ``.tolist()`` gives it: nested lists of Python numbers
+    (a 0-d array's a Python number)."""
+    if isinstance(result, tuple):
+        return tuple(_lists(r) for r in result)
+    return result.tolist() if isinstance(result, (np.ndarray, np.generic)) else result
+
+
+class _PythonLists(NumpyImplementation):
+    """Right: numpy's results as Python lists (a pure-Python rule's), their
+    float32 values exact in a float32 cell. Must stay ok."""
+    name = "python_lists"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        return Prepared(lambda: _lists(prepared.to_numpy(prepared.run())), wait=prepared.wait)
+
+
+python_lists = _PythonLists()
+
+
+class _BareCotangent(NumpyImplementation):
+    """Wrong by the protocol: a VJP of a one-input function handed back as its
+    bare cotangent, not a tuple of one (impls/protocol.py)."""
+    name = "bare_cotangent"
+
+    def prepare(self, task):
+        prepared = super().prepare(task)
+        if task.op != "vjp":
+            return prepared
+        return Prepared(lambda: prepared.run()[0], to_numpy=prepared.to_numpy, wait=prepared.wait)
+
+
+bare_cotangent = _BareCotangent()
 # sin x in float64 whatever the cell's dtype: math.sin's Python float
 float64_math = _Variant("float64_math", _replace("scalar_sin", primal=lambda x: math.sin(x)))
 

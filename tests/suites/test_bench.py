@@ -213,6 +213,22 @@ def test_a_non_finite_result_is_not_a_timing(plugins_on_path):
     assert record.outcome == "mismatch" and "not finite" in record.message
 
 
+def test_bench_judges_the_form_of_a_result_as_check_does(plugins_on_path, oracle):
+    """A list of Python numbers is an array (float32 where it holds float32
+    values); a cotangent not in its tuple is a mismatch, in bench and check."""
+    for impl, outcome in (("untrustworthy:python_lists", "ok"),
+                          ("untrustworthy:bare_cotangent", "mismatch")):
+        for dtype in ("float64", "float32"):
+            timed = run_cell(Cell("softmax", impl, "vjp", 100, dtype=dtype, suite="bench",
+                                  budget_s=0.01))
+            [checked] = plan_cells([impl], ["softmax"], ["vjp"], [dtype], [4])
+            for record in (timed, run_cell(checked, oracle)):
+                assert record.outcome == outcome, record
+                if outcome == "mismatch":
+                    assert "must return a tuple of 1 cotangents (x), got ndarray" in record.message
+            assert (timed.ratio_to_primal is not None) == (outcome == "ok")
+
+
 def test_per_sample_loop_is_the_vmap_baseline():
     vmap = run_cell(Cell("batched_sin", "jax", "batched_jacobian", 64, budget_s=0.02, suite="bench"))
     loop = run_cell(Cell("batched_sin", "jax_loop", "batched_jacobian", 64, budget_s=0.02,

@@ -166,16 +166,20 @@ def test_results_in_one_allocation_overlap_and_results_in_two_do_not():
     assert not overlapping(allocation_spans(storage.numpy()), allocation_spans(other))
 
 
-def test_scalars_returned_as_python_numbers_are_judged_by_the_precision_they_hold(
+def test_results_returned_as_python_numbers_are_judged_by_the_precision_they_hold(
         plugins_on_path, oracle):
-    """A built-in float has no dtype: a float32 result's ``.item()`` is a
-    float32 result (the same outcomes as numpy's, both dtypes), while
-    math.sin's float64 in a float32 cell is not."""
-    problems, ops = ["scalar_sin", "scalar_mul", "l2_loss"], ["primal", "jvp", "vjp", "hvp"]
+    """A built-in float, or a list of them, has no dtype: a float32 result's
+    ``.item()`` or ``.tolist()`` is a float32 result (the same outcomes as
+    numpy's, both dtypes), while math.sin's float64 in a float32 cell is
+    not, nor a list of float64 values."""
+    problems = ["scalar_sin", "scalar_mul", "l2_loss", "softmax", "matvec"]
+    ops = ["primal", "jvp", "vjp", "hvp", "jacrev"]
+    impls = ("numpy", "untrustworthy:python_scalars", "untrustworthy:python_lists")
     outcomes = {impl: {(c.problem, c.op, c.size, c.dtype): run_cell(c, oracle).outcome
                        for c in plan_cells([impl], problems, ops, ["float64", "float32"])}
-                for impl in ("numpy", "untrustworthy:python_scalars")}
+                for impl in impls}
     assert outcomes["untrustworthy:python_scalars"] == outcomes["numpy"]
+    assert outcomes["untrustworthy:python_lists"] == outcomes["numpy"]
     assert "ok" in outcomes["numpy"].values()
     [float32] = plan_cells(["untrustworthy:python_scalars"], ["l2_loss"], ["jvp"], ["float32"],
                            [64])
@@ -187,6 +191,9 @@ def test_scalars_returned_as_python_numbers_are_judged_by_the_precision_they_hol
         assert record.outcome == outcome, record
     assert "a Python float that float32 cannot hold exactly" in record.message
     from adjointbench.suites.compare import WrongResult, validate
+    with pytest.raises(WrongResult, match="a Python list that float32 cannot hold exactly"):
+        validate([0.5, 0.1], (2,), "float32", "jvp output")
+    assert validate([[0.5, 2.0]], (1, 2), "float32", "jvp output").dtype == np.float32
     with pytest.raises(WrongResult, match="has dtype object"):  # beyond every float
         validate(10**400, (), "float64", "primal output")
 
