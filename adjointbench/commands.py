@@ -8,6 +8,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -62,6 +63,23 @@ def _size_list(text: str) -> list[int]:
     if any(n < 1 for n in sizes):
         raise argparse.ArgumentTypeError(f"sizes must be at least 1, got {text!r}")
     return sizes
+
+
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+_ADDRESS = re.compile(r"(?:(?P<scheme>[A-Za-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)"
+                      r":(?P<port>\d{1,5})/?")
+
+
+def _scheduler_address(text: str) -> str:
+    """An argparse type: a Dask scheduler's address, [SCHEME://]HOST:PORT
+    (SCHEME one of Dask's network protocols, tcp if left out)."""
+    match = _ADDRESS.fullmatch(text.strip())
+    if (not match or (match["scheme"] or "tcp").lower() not in DASK_SCHEMES
+            or not 0 < int(match["port"]) < 65536):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a scheduler address: give tcp://HOST:PORT as `dask scheduler` "
+            f"prints it (such as tcp://10.0.0.5:8786; other protocols: {', '.join(DASK_SCHEMES)})")
+    return text.strip()
 
 
 def _number_in(low: float, high: float, kind=float, what: str = "a number"):
@@ -643,7 +661,7 @@ def _workers_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="where cells run: here (local, default) or as tasks of a Dask "
                         "cluster (dask; needs the [dask] extra; README: Running on a cluster)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=_scheduler_address,
                         help="with --executor dask: the running cluster's scheduler "
                         "(default: a local cluster of --workers processes)")
 

@@ -72,6 +72,11 @@ def dask_client(address: str | None, workers: int):
             raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({e}); start "
                                   "one with `dask scheduler` and workers with `dask worker "
                                   f"{address}`, or drop --scheduler for a local cluster") from None
+        except Exception as e:  # noqa: BLE001 - what answered is not a scheduler we can use
+            raise ConnectionError(
+                f"cannot use {address} as a Dask scheduler ({type(e).__name__}: {e}): give "
+                "the address `dask scheduler` prints (its port, 8786 by default, not the "
+                "dashboard's), with Dask's TLS settings configured for a tls:// one") from None
         with client:
             try:
                 client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)

@@ -163,6 +163,36 @@ def test_dask_needs_its_extra(monkeypatch, tmp_path, capsys):
     assert "adjointbench[dask]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("address", ["notaurl", "tcp://127.0.0.1", "http://127.0.0.1:8786",
+                                     "tcp://127.0.0.1:70000", "tcp://127.0.0.1:8786/status"])
+def test_a_malformed_scheduler_address_is_bad_input(address, tmp_path, capsys):
+    assert main([*CHECK, "--executor", "dask", "--scheduler", address,
+                 "--out", str(tmp_path)]) == 2
+    assert "is not a scheduler address: give tcp://HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_server_that_is_not_a_scheduler_is_bad_input(tmp_path, capsys, monkeypatch):
+    """A web page at the address (the dashboard's port, a proxy) made Dask
+    read its bytes as a frame length: a MemoryError's traceback, exit 1."""
+    import socket
+    import threading
+
+    from adjointbench.suites import distributed
+
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 3)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def answer_with_a_page():
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = server.accept()
+                    connection.sendall(b"HTTP/1.1 200 OK\r\n\r\n<html>dashboard</html>" * 4)
+        threading.Thread(target=answer_with_a_page, daemon=True).start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        assert main([*CHECK, "--executor", "dask", "--scheduler", address,
+                     "--out", str(tmp_path)]) == 2
+    assert f"cannot use {address} as a Dask scheduler" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--scheduler", "tcp://127.0.0.1:9"], "add --executor dask"),
     (["--executor", "dask", "--in-process"], "drop one of them"),
