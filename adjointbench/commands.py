@@ -487,6 +487,8 @@ def cmd_report(args) -> int:
     for option, path in (("--benchmark-json", args.benchmark_json), ("--asv", args.asv)):
         if path and not Path(path).exists():
             raise UsageError(f"{option} {path!r} does not exist")
+    if not (args.benchmark_json or args.asv):  # else a report of those results alone
+        _results_folder(args.results, "--results")
     from adjointbench.reports.load import load
     from adjointbench.reports.render import render
 

@@ -248,6 +248,9 @@ def test_pytest_benchmark_and_asv_results_are_included(results, tmp_path):
 def test_report_of_a_missing_folder_exits_2(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path)]) == 2  # a folder, but not of results
+    assert "holds no results.jsonl; give the --out folder" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
 
 
 # --- in a real browser ---
