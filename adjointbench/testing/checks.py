@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import itertools
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -123,18 +124,18 @@ def _label(f: Callable) -> str:
     return name
 
 
-def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
-             differentiable: tuple[str, ...], dtype: str, reference: Any,
-             float64_f: Callable, condition: Any = None) -> Problem:
-    """Your function as a problem: explicit inputs, the reference asked for,
-    and your condition estimate (see :func:`_condition`) where you give one."""
+def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Callable,
+             condition: Any = None) -> Problem:
+    """Your function as a problem: your floating-point arguments its explicit
+    inputs, the reference asked for (given your constants too), and your
+    condition estimate (see :func:`_condition`) where you give one."""
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
     name = f"{identifier}_{next(_COUNTER)}"
-    inputs = dict(zip(names, arrays))
-    common = dict(differentiable=differentiable, dtypes=(dtype,), family="testing",
-                  description=f"check of {_label(f)}")
+    common = dict(differentiable=arguments.differentiable, dtypes=(arguments.dtype,),
+                  family="testing", description=f"check of {_label(f)}")
     try:
-        problem = _declared(name, inputs, reference, float64_f, names, common)
+        problem = _declared(name, arguments, _with_constants(reference, arguments), float64_f,
+                            common)
     except DeclarationError as e:
         if not e.problems:
             raise
@@ -142,31 +143,49 @@ def _problem(f: Callable, names: tuple[str, ...], arrays: list[np.ndarray],
                                f"reference fails there: {'; '.join(e.problems)}",
                                e.problems) from None
     if condition is not None:
-        problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs))
+        problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs,
+                                                                    arguments))
     return problem
 
 
-def _declared(name: str, inputs: dict, reference: Any, float64_f: Callable,
-              names: tuple[str, ...], common: dict) -> Problem:
+def _with_constants(reference: Any, arguments: _Arguments) -> Any:
+    """A ClosedForm or HighPrecision reference, written with every argument,
+    as a function of the inputs alone."""
+    if not arguments.constants:
+        return reference
+    if isinstance(reference, ClosedForm):
+        return dataclasses.replace(reference,
+                                   expression=arguments.over_inputs(reference.expression))
+    if isinstance(reference, HighPrecision):
+        primal = reference.primal
+        return HighPrecision(lambda xp, *values: primal(xp, *arguments.full(values)))
+    return reference
+
+
+def _declared(name: str, arguments: _Arguments, reference: Any, float64_f: Callable,
+              common: dict) -> Problem:
+    inputs = arguments.arrays
     if isinstance(reference, ClosedForm):
         return declare_problem(name, inputs, closed_form=reference.expression,
                                elementwise=reference.elementwise, **common)
     if isinstance(reference, HighPrecision):
         return declare_problem(name, inputs, primal=reference.primal, **common)
     if isinstance(reference, Problem):
-        return _at_your_inputs(reference, name, names, inputs, common)
+        return _at_your_inputs(reference, name, arguments.inputs, inputs, common)
     if reference is None:
         return declare_problem(name, inputs, float64_primal=float64_f, **common)
     raise TypeError(f"reference must be ClosedForm(...), HighPrecision(...), a declared "
                     f"problem or None, got {type(reference).__name__}")
 
 
-def _condition(condition: Any, names: tuple[str, ...]) -> Callable[..., float]:
-    """``condition``, a number or ``condition(*args) -> float`` (float64
-    arrays, at each input point), as a problem's ``condition(**inputs)``."""
+def _condition(condition: Any, names: tuple[str, ...],
+               arguments: _Arguments) -> Callable[..., float]:
+    """``condition``, a number or ``condition(*args) -> float`` (your
+    arguments, the floating-point ones as float64 arrays at each input point),
+    as a problem's ``condition(**inputs)``."""
     if callable(condition):
-        return lambda **inputs: float(condition(*(np.asarray(inputs[n], dtype=np.float64)
-                                                  for n in names)))
+        return lambda **inputs: float(condition(*arguments.full(
+            [np.asarray(inputs[n], dtype=np.float64) for n in names])))
     value = float(condition)
     if not value >= 1.0:
         raise ValueError(f"condition must be at least 1 (it multiplies the rounding "
@@ -190,10 +209,10 @@ def _at_your_inputs(declared: Problem, name: str, names: tuple[str, ...], inputs
 
 
 def _array_or_number(x: Any) -> Any:
-    """``x`` as a NumPy array; a built-in Python number as it is: it has no
-    dtype, and the check gives it the cell's where that holds it exactly
-    (a float32 result's ``.item()``)."""
-    return x if type(x) in (int, float) else np.asarray(x)
+    """``x`` as a NumPy array; a built-in Python number, or a list, as it is:
+    it has no dtype, and the check gives it the cell's where that holds
+    every value exactly (a float32 result's ``.item()`` or ``.tolist()``)."""
+    return x if type(x) in (int, float, list) else np.asarray(x)
 
 
 class _UnderTest:
@@ -221,7 +240,7 @@ class _UnderTest:
 
 
 def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
-         label: str) -> CheckResult:
+         label: str, constants: dict[str, Any]) -> CheckResult:
     from adjointbench.reference.cache import Oracle
 
     if points < 1:
@@ -243,11 +262,11 @@ def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
                         for point in range(points)]
     result = CheckResult(label, tuple(records))
     if not result.ok:
-        raise AssertionError(_failure_message(result, problem))
+        raise AssertionError(_failure_message(result, problem, constants))
     return result
 
 
-def _failure_message(result: CheckResult, problem: Problem) -> str:
+def _failure_message(result: CheckResult, problem: Problem, constants: dict[str, Any]) -> str:
     from adjointbench.reference.problem import make_inputs
 
     lines = [f"{result.function}: {len(result.failures)} of {len(result.records)} checks "
@@ -263,6 +282,9 @@ def _failure_message(result: CheckResult, problem: Problem) -> str:
         if sum(np.size(v) for v in inputs.values()) <= 8:
             values = ", ".join(f"{k}={np.array2string(v, precision=6)}" for k, v in inputs.items())
             lines.append(f"    inputs at that point: {values}")
+    if constants:
+        held = ", ".join(f"{k}={reprlib.repr(v)}" for k, v in constants.items())
+        lines.append(f"  held fixed at every point (not floating-point): {held}")
     more = sum(n - 1 for n in shown.values())
     lines += [f"  ({more} more at other input points)"] if more else []
     return "\n".join(lines + _rounding_hint(result.failures))
@@ -286,17 +308,94 @@ def _rounding_hint(failures: Sequence[Record]) -> list[str]:
             "which multiplies the tolerance; a wrong rule is wrong by far more."]
 
 
-def _prepare_arguments(f: Callable, args: tuple, argnums) -> tuple:
+@dataclass(frozen=True)
+class _Arguments:
+    """Your arguments: the floating-point ones become the problem's inputs;
+    the others (a Python int or bool, an integer array, a string: a power,
+    an axis, a mode) are constants, handed to every call as you gave them,
+    never differentiated nor moved between input points."""
+
+    names: tuple[str, ...]  # every argument's, in order
+    arrays: dict[str, np.ndarray]  # the floating-point ones: the problem's inputs
+    constants: dict[str, Any]
+    differentiable: tuple[str, ...]
+    dtype: str
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.arrays)
+
+    def full(self, values: Sequence[Any]) -> tuple:
+        """Every argument, ``values`` in the floating-point ones' places."""
+        given = dict(zip(self.arrays, values))
+        return tuple(given[n] if n in given else _fresh(self.constants[n]) for n in self.names)
+
+    def over_inputs(self, f: Callable, *leading: Any) -> Callable:
+        """``f(*leading, *every argument)`` as a function of the inputs alone."""
+        if not self.constants:
+            return f
+        return lambda *values: f(*leading, *self.full(values))
+
+
+def _fresh(constant: Any) -> Any:
+    """A copy of an array constant (a call may write to it), else the constant."""
+    return constant.copy() if isinstance(constant, np.ndarray) else constant
+
+
+def _floating(x: Any) -> np.ndarray | None:
+    """``x`` as a floating-point array, or None for a constant."""
+    if x is None or isinstance(x, (bool, int, str, bytes, np.integer, np.bool_)):
+        return None
+    try:
+        array = np.asarray(_to_numpy(x))
+    except Exception:  # noqa: BLE001 - not an array at all: a constant
+        return None
+    if array.dtype.kind == "c":
+        raise TypeError(f"a complex argument ({array.dtype}): the checks take real float32 "
+                        "or float64 arguments; split it into its real and imaginary parts")
+    return array if array.dtype.kind == "f" else None
+
+
+def _prepare_arguments(f: Callable, args: tuple, argnums) -> _Arguments:
     if not args:
         raise TypeError("give the arguments to check f at: check_rules(f, x, ...)")
-    arrays = [np.array(_to_numpy(a), dtype=float) if isinstance(a, (int, float))
-              else np.array(_to_numpy(a)) for a in args]
-    dtype = _dtype(arrays)
-    names = _names(f, len(arrays))
-    argnums = range(len(arrays)) if argnums is None else (
-        (argnums,) if isinstance(argnums, int) else tuple(argnums))
-    differentiable = tuple(names[i] for i in argnums)
-    return names, arrays, differentiable, dtype
+    names = _names(f, len(args))
+    arrays = {n: _floating(a) for n, a in zip(names, args)}
+    chosen = _chosen(argnums, len(args))
+    floating = [a for a in arrays.values() if a is not None]
+    real = floating[0].dtype if floating else np.dtype(np.float64)
+    for i in chosen or ():  # a number you ask to differentiate in is a real number
+        if arrays[names[i]] is None:
+            arrays[names[i]] = _as_real(args[i], names[i], real)
+    constants = {n: a for n, a, array in zip(names, args, arrays.values()) if array is None}
+    arrays = {n: array for n, array in arrays.items() if array is not None}
+    if not arrays:
+        raise TypeError(f"no floating-point argument to differentiate in (held fixed: "
+                        f"{', '.join(names)}): give the arguments as float32 or float64 arrays, or "
+                        "numbers (2.0, not 2), or name them in argnums")
+    differentiable = tuple(arrays) if chosen is None else tuple(names[i] for i in chosen)
+    return _Arguments(names, arrays, constants, differentiable, _dtype(list(arrays.values())))
+
+
+def _chosen(argnums, count: int) -> tuple[int, ...] | None:
+    """``argnums`` as a tuple of argument positions (None: not given)."""
+    if argnums is None:
+        return None
+    chosen = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    wrong = [i for i in chosen if not isinstance(i, int) or not -count <= i < count]
+    if wrong or not chosen:
+        raise ValueError(f"argnums={argnums!r}: give positions of the {count} argument(s) "
+                         f"to differentiate in, from 0 to {count - 1}")
+    return tuple(i % count for i in chosen)
+
+
+def _as_real(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """An integer argument named in ``argnums``, as a real one of ``dtype``."""
+    try:
+        return np.asarray(_to_numpy(x), dtype=dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"argument {name!r} ({type(x).__name__}) is not a number: it cannot "
+                        "be differentiated in; leave it out of argnums") from None
 
 
 def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable | None = None,
@@ -306,7 +405,9 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
 
     ``f(*args) -> y``; ``jvp(args, tangents) -> dy`` and ``vjp(args, w) ->
     tuple of cotangents``, with one tangent and one cotangent per
-    differentiable argument (every argument, or those in ``argnums``).
+    differentiable argument (every floating-point argument, or those in
+    ``argnums``). Other arguments (an int, an integer array, a string) are
+    held fixed: passed as given, in ``args`` too, never differentiated in.
     Checks the primal (against a reference other than ``f`` itself), each
     rule given, the transpose identity when both are, and linearity of the
     JVP, at ``points`` input points; see the module docstring.
@@ -323,25 +424,29 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     if jvp is None and vjp is None:
         raise TypeError("give the rules to check: jvp=(args, tangents) -> dy and/or "
                         "vjp=(args, w) -> tuple of cotangents")
-    names, arrays, differentiable, dtype = _prepare_arguments(f, args, argnums)
+    arguments = _prepare_arguments(f, args, argnums)
+    differentiable = arguments.differentiable
 
-    def arguments(task):
-        return tuple(np.asarray(task.inputs[n], dtype=task.dtype) for n in names)
+    def arguments_at(task):
+        return arguments.full([np.asarray(task.inputs[n], dtype=task.dtype)
+                               for n in arguments.inputs])
 
     def along(task, field):
         return tuple(np.asarray(getattr(task, field)[n], dtype=task.dtype) for n in differentiable)
 
-    operations = {"primal": lambda task: (lambda a=arguments(task): f(*a))}
+    operations = {"primal": lambda task: (lambda a=arguments_at(task): f(*a))}
     if jvp is not None:
         operations["jvp"] = lambda task: (
-            lambda a=arguments(task), t=along(task, "tangent"): jvp(a, t))
+            lambda a=arguments_at(task), t=along(task, "tangent"): jvp(a, t))
     if vjp is not None:
         operations["vjp"] = lambda task: (
-            lambda a=arguments(task), w=np.asarray(task.cotangent, dtype=task.dtype): vjp(a, w))
-    float64_f = lambda *a: f(*(np.asarray(x, dtype=np.float64) for x in a))  # noqa: E731
-    problem = _problem(f, names, arrays, differentiable, dtype, reference, float64_f, condition)
+            lambda a=arguments_at(task), w=np.asarray(task.cotangent, dtype=task.dtype): vjp(a, w))
+    float64_f = lambda *values: f(*arguments.full(  # noqa: E731
+        [np.asarray(v, dtype=np.float64) for v in values]))
+    problem = _problem(f, arguments, reference, float64_f, condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
-                                                        reference), points, _label(f))
+                                                        reference), points, _label(f),
+                arguments.constants)
 
 
 def _ops(jvp: bool, vjp: bool, reference: Any) -> list[str]:
@@ -376,13 +481,15 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
 
     chosen = _backend(backend)
     fw = chosen.ops
-    names, arrays, differentiable, dtype = _prepare_arguments(f, args, argnums)
-    _check_precision(chosen.framework, dtype)
-    operations = _framework_operations(f, fw, chosen.mode, names, differentiable)
-    problem = _problem(f, names, arrays, differentiable, dtype, reference,
-                       _float64_twin(f, fw, chosen.framework), condition)
+    arguments = _prepare_arguments(f, args, argnums)
+    _check_precision(chosen.framework, arguments.dtype)
+    of_inputs = arguments.over_inputs(f)
+    operations = _framework_operations(of_inputs, fw, chosen.mode, arguments.inputs,
+                                       arguments.differentiable)
+    problem = _problem(f, arguments, reference, _float64_twin(of_inputs, fw, chosen.framework),
+                       condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
-                points, _label(f))
+                points, _label(f), arguments.constants)
 
 
 def _check_precision(framework: str, dtype: str) -> None:

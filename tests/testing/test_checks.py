@@ -149,6 +149,40 @@ def test_several_arguments_and_argnums():
         check_rules(f, a, b, vjp=vjp, argnums=1)
 
 
+def test_arguments_that_are_not_floating_point_are_held_fixed():
+    """An int power, a shift, a mode string, an index array: handed to every
+    call as given, never differentiated nor moved between points (before, an
+    int was made a float and differentiated in, so a right rule failed)."""
+    power = lambda x, k: x ** k  # noqa: E731
+    jvp = lambda args, t: args[1] * args[0] ** (args[1] - 1) * t[0]  # noqa: E731
+    vjp = lambda args, w: (args[1] * args[0] ** (args[1] - 1) * w,)  # noqa: E731
+    x = np.array([0.5, 2.0])
+    for reference in (None, HighPrecision(lambda xp, x, k: x ** k)):
+        assert check_rules(power, x, 3, jvp=jvp, vjp=vjp, reference=reference).ok
+    with pytest.raises(AssertionError, match=r"(?s)jvp at input point 0: mismatch.*"
+                       r"held fixed at every point \(not floating-point\): k=3"):
+        check_rules(power, x, 3, jvp=lambda args, t: 3.001 * args[0] ** 2 * t[0])
+    seen = []
+
+    def gather(x, index, mode):
+        seen.append((type(index[0]), mode))
+        return x[index] ** 2 if mode == "square" else x[index]
+
+    assert check_rules(gather, X, np.array([4, 0]), "square",
+                       jvp=lambda a, t: 2 * a[0][a[1]] * t[0][a[1]],
+                       vjp=lambda a, w: (np.bincount(a[1], 2 * a[0][a[1]] * w, len(X)),)).ok
+    assert set(seen) == {(np.int64, "square")}
+    in_k_too = check_rules(power, x, 3, argnums=(0, 1),  # an int you name is a real number
+                           vjp=lambda a, w: (a[1] * a[0] ** (a[1] - 1) * w,
+                                             np.sum(a[0] ** a[1] * np.log(a[0]) * w)))
+    assert in_k_too.ok
+    with pytest.raises(TypeError, match=r"no floating-point argument .* \(2.0, not 2\)"):
+        check_rules(lambda x: x ** 2, 2, jvp=lambda a, t: 2 * a[0] * t[0])
+    torch = pytest.importorskip("torch")
+    shifted = lambda x, s: torch.roll(x, s) * x  # noqa: E731
+    assert check_function(shifted, "torch-reverse", torch.tensor(X), 1).ok
+
+
 def test_float32_is_judged_at_float32_accuracy():
     x32 = X.astype(np.float32)
     result = check_rules(softplus, x32, jvp=softplus_jvp, vjp=softplus_vjp)
