@@ -15,6 +15,7 @@ import inspect
 import itertools
 import re
 import reprlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -27,7 +28,9 @@ from adjointbench.reference.declare import (NEIGHBOURHOOD, DeclarationError, dec
 from adjointbench.reference.oracle import describe_level
 from adjointbench.reference.problem import FULL_MATRICES_MAX, Problem, seeded_point
 from adjointbench.suites.cells import Cell
+from adjointbench.suites.compare import WrongResult
 from adjointbench.suites.executors import LocalExecutor
+from adjointbench.suites.purity import check_pure, copy_arrays
 from adjointbench.suites.results import Record
 from adjointbench.suites.runner import check_point, unsupported_reason
 
@@ -129,6 +132,7 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
     """Your function as a problem: your floating-point arguments its explicit
     inputs, the reference asked for (given your constants too), and your
     condition estimate (see :func:`_condition`) where you give one."""
+    _check_leaves_its_arguments(float64_f, arguments, _label(f))
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
     name = f"{identifier}_{next(_COUNTER)}"
     common = dict(differentiable=arguments.differentiable, dtypes=(arguments.dtype,),
@@ -146,6 +150,25 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
         problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs,
                                                                     arguments))
     return problem
+
+
+def _check_leaves_its_arguments(float64_f: Callable, arguments: _Arguments, label: str) -> None:
+    """Raise AssertionError if ``f`` (here its float64 evaluation, which the
+    default reference differences) writes to an argument: the checks, and
+    its callers, reuse what they hand it. One call, on copies; a call that
+    raises is left to the declaration, which names it."""
+    given = {n: np.array(a, dtype=np.float64) for n, a in arguments.arrays.items()}
+    pristine = copy_arrays(given)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # as the declaration's own evaluation
+            float64_f(*given.values())
+    except Exception:  # noqa: BLE001 - told by the declaration (_problem)
+        return
+    try:
+        check_pure(label, "a call", {"inputs": given}, {"inputs": pristine})
+    except WrongResult as e:
+        raise AssertionError(f"{label}: {e}") from None
 
 
 def _with_constants(reference: Any, arguments: _Arguments) -> Any:
@@ -373,8 +396,21 @@ def _prepare_arguments(f: Callable, args: tuple, argnums) -> _Arguments:
         raise TypeError(f"no floating-point argument to differentiate in (held fixed: "
                         f"{', '.join(names)}): give the arguments as float32 or float64 arrays, or "
                         "numbers (2.0, not 2), or name them in argnums")
+    for name, array in arrays.items():
+        _check_usable(name, array)
     differentiable = tuple(arrays) if chosen is None else tuple(names[i] for i in chosen)
     return _Arguments(names, arrays, constants, differentiable, _dtype(list(arrays.values())))
+
+
+def _check_usable(name: str, array: np.ndarray) -> None:
+    """Raise ValueError where ``array`` cannot be checked at: empty, or not finite."""
+    if not array.size:
+        raise ValueError(f"argument {name!r} is empty: give at least one number to check at")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"argument {name!r} holds {array[index]} at index {index}: the checks "
+                         "need finite arguments (derivatives are taken at them and near them)")
 
 
 def _chosen(argnums, count: int) -> tuple[int, ...] | None:

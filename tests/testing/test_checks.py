@@ -266,6 +266,32 @@ def test_bad_calls_name_the_fix():
         check_rules(softplus, np.arange(3), jvp=softplus_jvp)
     with pytest.raises(ValueError, match="points must be at least 1"):
         check_rules(softplus, X, jvp=softplus_jvp, points=0)
+    with pytest.raises(ValueError, match="argument 'x' is empty"):
+        check_rules(softplus, np.array([]), jvp=softplus_jvp)
+    with pytest.raises(ValueError, match=r"argument 'x' holds nan at index \(1,\): the checks "
+                       "need finite arguments"):
+        check_rules(softplus, np.array([0.5, np.nan]), jvp=softplus_jvp)
+    with pytest.raises(ValueError, match="argnums=5: give positions of the 1 argument"):
+        check_rules(softplus, X, jvp=softplus_jvp, argnums=5)
+
+
+def test_a_function_that_writes_to_its_argument_is_caught():
+    """With the default reference nothing called f in the cell (its primal is
+    checked only against an independent reference): an f that doubles its
+    argument in place passed with a right rule."""
+    def doubling(x):
+        x *= 2
+        return x
+
+    with pytest.raises(AssertionError, match="doubling mutated its input 'x' in place"):
+        check_rules(doubling, X, jvp=lambda a, t: 2 * t[0])
+    torch = pytest.importorskip("torch")
+
+    def sine_of_doubled(x):
+        return torch.sin(x.mul_(2))
+
+    with pytest.raises(AssertionError, match="sine_of_doubled mutated its input 'x' in place"):
+        check_function(sine_of_doubled, "torch-reverse", torch.tensor(X))
 
 
 def test_a_function_that_raises_at_its_arguments_is_named_not_its_rules():
