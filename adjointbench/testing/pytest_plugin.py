@@ -15,8 +15,13 @@ failures (xfail); unsupported cells, and ill-conditioned ones not listed (no
 verdict either way), are skipped with the reason; any other difference from
 the list, a new failure or a listed failure that now passes, fails the test,
 as in ``adjointbench check``. ``--adjointbench-sweep full`` runs every size and
-both dtypes instead of the quick sweep (two smallest sizes, float64). Cells
-run in the pytest process; the oracle's references are cached in
+both dtypes instead of the quick sweep (two smallest sizes, float64). As in
+``adjointbench check``, the implementation runs in a worker process of its
+own, under ``--adjointbench-timeout`` seconds per cell (default 300): a
+crash or a hang fails its test as ``crashed`` or ``timeout`` and the run
+goes on, and nothing the implementation does reaches the verdicts, which
+are made in the pytest process (``--adjointbench-in-process`` runs it
+there instead, for a debugger). The oracle's references are cached in
 ``$ADJOINTBENCH_CACHE_DIR`` (default ``.oracle-cache``).
 """
 
@@ -34,6 +39,11 @@ def pytest_addoption(parser) -> None:
                     "(module:object or an entry-point name), one test per cell")
     group.addoption("--adjointbench-sweep", default=None, choices=SWEEPS,
                     help="quick (default: two smallest sizes, float64) or full")
+    group.addoption("--adjointbench-timeout", default=None, type=float, metavar="SECONDS",
+                    help="seconds per cell before its worker is killed (default 300)")
+    group.addoption("--adjointbench-in-process", action="store_true",
+                    help="run the implementation in the pytest process (for a debugger): "
+                    "a crash or a hang then stops the run")
     parser.addini("adjointbench_impl", "implementation whose correctness sweep to add")
     parser.addini("adjointbench_sweep", "quick or full", default="quick")
 
@@ -65,7 +75,9 @@ class CellItem(pytest.Item):
         from adjointbench.suites.expected import expected_outcome, surprises
         from adjointbench.suites.runner import run_cell
 
-        record = run_cell(self.cell, _oracle(self.config))
+        runner = _runner(self.config)
+        record = (runner.run(self.cell) if runner is not None
+                  else run_cell(self.cell, _oracle(self.config)))
         for _, expected in surprises([record], {record.impl: self.manifest}):
             if record.outcome == "ok":
                 pytest.fail(f"{self.name} now passes, but the implementation's expected_outcomes "
@@ -90,6 +102,24 @@ def _oracle(config):
     return config._adjointbench_oracle
 
 
+def _runner(config):
+    """The session's IsolatedRunner (None with --adjointbench-in-process)."""
+    from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner
+
+    if config.getoption("--adjointbench-in-process"):
+        return None
+    if not hasattr(config, "_adjointbench_runner"):
+        timeout = config.getoption("--adjointbench-timeout") or DEFAULT_TIMEOUT_S
+        config._adjointbench_runner = IsolatedRunner(timeout_s=timeout, oracle=_oracle(config))
+    return config._adjointbench_runner
+
+
+def pytest_unconfigure(config) -> None:
+    runner = getattr(config, "_adjointbench_runner", None)
+    if runner is not None:
+        runner.close()  # its workers end with the session
+
+
 class SweepCollector(pytest.Collector):
     """The sweep's cells for one implementation."""
 
@@ -103,8 +133,9 @@ class SweepCollector(pytest.Collector):
         from adjointbench.suites.executors import LocalExecutor
         from adjointbench.suites.expected import load_manifest
 
-        impl = load_implementation(self.spec)
-        executor = LocalExecutor(impl)
+        runner = _runner(self.config)
+        executor = (runner.executor(self.spec) if runner is not None
+                    else LocalExecutor(load_implementation(self.spec)))
         description = executor.describe()
         manifest = load_manifest(self.spec, description["expected_outcomes"])
         for cell in plan_cells([self.spec], quick=self.sweep == "quick"):
@@ -119,6 +150,10 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     spec = _option(config, "impl")
     if not spec:
         return
+    timeout = config.getoption("--adjointbench-timeout")
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise pytest.UsageError(f"--adjointbench-timeout must be a number of seconds above 0, "
+                                f"got {timeout}")
     sweep = _option(config, "sweep") or "quick"
     if sweep not in SWEEPS:
         raise pytest.UsageError(f"adjointbench_sweep must be one of {', '.join(SWEEPS)}, "

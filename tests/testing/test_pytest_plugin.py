@@ -90,3 +90,30 @@ def test_an_implementation_that_does_not_load_is_a_usage_error(tmp_path, spec):
     done = _pytest(tmp_path, "--adjointbench-impl", spec)
     assert done.returncode == 4  # pytest's usage error
     assert f"--adjointbench-impl {spec!r}" in done.stderr
+
+
+def test_a_crash_or_a_hang_fails_its_test_and_the_run_goes_on(tmp_path):
+    """Cells run in the implementation's own worker, as in `adjointbench
+    check`: a segfault killed the whole pytest session, a hang stopped it."""
+    done = _pytest(tmp_path, "--adjointbench-impl", "misbehaving:implementation",
+                   "--adjointbench-timeout", "3", "-k", "matmul or matvec or softmax or own")
+    assert done.returncode == 1, done.stdout + done.stderr
+    for cell, outcome in (("matmul", "crashed"), ("matvec", "timeout"), ("softmax", "crashed")):
+        assert f"{cell}-primal-n" in done.stdout and f"{outcome} (expected ok)" in done.stdout
+    assert "6 failed, 1 passed" in done.stdout  # two sizes each; the user's own test ran too
+
+
+def test_code_under_test_cannot_approve_its_own_cells(tmp_path):
+    """A result that patches the comparisons when converted: converted in its
+    worker, it reaches no verdict; in the pytest process (as before, or with
+    --adjointbench-in-process) its wrong primal passed."""
+    selected = ["--adjointbench-impl", "untrustworthy:smuggler", "-k", "scalar_sin-primal"]
+    isolated = _pytest(tmp_path, *selected)
+    assert isolated.returncode == 1 and "mismatch (expected ok)" in isolated.stdout
+    in_process = _pytest(tmp_path, *selected, "--adjointbench-in-process")
+    assert in_process.returncode == 0, in_process.stdout  # the debugging mode trusts the code
+
+
+def test_a_bad_timeout_is_a_usage_error(tmp_path):
+    done = _pytest(tmp_path, "--adjointbench-impl", "numpy", "--adjointbench-timeout", "0")
+    assert done.returncode == 4 and "--adjointbench-timeout must be" in done.stderr
