@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from adjointbench.suites.results import Record, ResultsFile
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -80,6 +82,8 @@ def test_user_modules_named_like_the_layout_do_not_shadow_it(tmp_path):
     listed = _run([sys.executable, "-m", "adjointbench", "list"], tmp_path)
     assert listed.returncode == 0 and "softmax" in listed.stdout, listed.stderr
     (tmp_path / "results").mkdir()
+    ResultsFile(tmp_path / "results").append(
+        Record("matmul", "numpy", "vjp", "float64", "cpu", 8, 0, "ok", max_rel_err=1e-16))
     report = _run([sys.executable, "-m", "adjointbench", "report", "--results", "results"],
                   tmp_path)
     assert report.returncode == 0, report.stderr

@@ -353,11 +353,11 @@ class _Arguments:
         given = dict(zip(self.arrays, values))
         return tuple(given[n] if n in given else _fresh(self.constants[n]) for n in self.names)
 
-    def over_inputs(self, f: Callable, *leading: Any) -> Callable:
-        """``f(*leading, *every argument)`` as a function of the inputs alone."""
+    def over_inputs(self, f: Callable) -> Callable:
+        """``f(*every argument)`` as a function of the inputs alone."""
         if not self.constants:
             return f
-        return lambda *values: f(*leading, *self.full(values))
+        return lambda *values: f(*self.full(values))
 
 
 def _fresh(constant: Any) -> Any:
@@ -366,11 +366,11 @@ def _fresh(constant: Any) -> Any:
 
 
 def _floating(x: Any) -> np.ndarray | None:
-    """``x`` as a floating-point array, or None for a constant."""
+    """``x`` as a floating-point array (a copy), or None for a constant."""
     if x is None or isinstance(x, (bool, int, str, bytes, np.integer, np.bool_)):
         return None
     try:
-        array = np.asarray(_to_numpy(x))
+        array = np.array(_to_numpy(x))
     except Exception:  # noqa: BLE001 - not an array at all: a constant
         return None
     if array.dtype.kind == "c":
@@ -428,7 +428,7 @@ def _chosen(argnums, count: int) -> tuple[int, ...] | None:
 def _as_real(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
     """An integer argument named in ``argnums``, as a real one of ``dtype``."""
     try:
-        return np.asarray(_to_numpy(x), dtype=dtype)
+        return np.array(_to_numpy(x), dtype=dtype)
     except (TypeError, ValueError):
         raise TypeError(f"argument {name!r} ({type(x).__name__}) is not a number: it cannot "
                         "be differentiated in; leave it out of argnums") from None
