@@ -519,13 +519,25 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     fw = chosen.ops
     arguments = _prepare_arguments(f, args, argnums)
     _check_precision(chosen.framework, arguments.dtype)
-    of_inputs = arguments.over_inputs(f)
+    of_inputs = _one_output(arguments.over_inputs(f), fw)
     operations = _framework_operations(of_inputs, fw, chosen.mode, arguments.inputs,
                                        arguments.differentiable)
     problem = _problem(f, arguments, reference, _float64_twin(of_inputs, fw, chosen.framework),
                        condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
                 points, _label(f), arguments.constants)
+
+
+def _one_output(f: Callable, fw) -> Callable:
+    """``f`` with a tuple (or list) of outputs joined into one vector, their
+    entries in turn: the products of a function with several outputs are
+    then those of that vector (its cotangent one vector too)."""
+    def joined(*args):
+        y = f(*args)
+        if isinstance(y, (tuple, list)):
+            return fw.xp.concat([part.reshape(-1) for part in y])
+        return y
+    return joined
 
 
 def _check_precision(framework: str, dtype: str) -> None:

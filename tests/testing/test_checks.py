@@ -340,6 +340,38 @@ def test_check_function_through_jax_custom_vjp():
         check_function(make(1.0), "jax-reverse", X)
 
 
+def test_a_function_with_several_outputs_is_checked_through_them_all():
+    """A tuple of outputs (a layer's value and its state) is one vector of
+    their entries: an AttributeError of the reference ('tuple' object has no
+    attribute 'detach') in torch, a pytree mismatch in JAX, before."""
+    torch = pytest.importorskip("torch")
+
+    def make(sign):
+        class SinCos(torch.autograd.Function):
+            @staticmethod
+            def forward(x):
+                return torch.sin(x), torch.cos(x).sum()
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, g_sin, g_sum):
+                (x,) = ctx.saved_tensors
+                return g_sin * torch.cos(x) - sign * g_sum * torch.sin(x)
+        return SinCos.apply
+
+    x = torch.tensor(X)
+    assert check_function(make(1.0), "torch-reverse", x).ok
+    with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
+        check_function(make(-1.0), "torch-reverse", x)
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    both = lambda x: (jnp.sin(x), jnp.cos(x)[:2])  # noqa: E731
+    assert check_function(both, "jax-forward", jnp.asarray(X, dtype=jnp.float32)).ok
+
+
 def test_check_function_through_a_torch_function():
     torch = pytest.importorskip("torch")
 
