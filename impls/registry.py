@@ -93,8 +93,10 @@ def _import_object(spec: str):
 def validate(obj, origin: str) -> Implementation:
     """Check ``obj`` against the protocol; name everything that is missing."""
     missing = [m for m in ("devices", "supports", "prepare") if not callable(getattr(obj, m, None))]
-    if not isinstance(getattr(obj, "name", None), str):
-        missing.insert(0, "name (a str attribute)")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name.strip():
+        missing.insert(0, "name (a str attribute)" if name is None else
+                       f"name (a non-empty str attribute; it is {name!r})")
     if missing:
         raise ProtocolError(f"{origin} does not satisfy the implementation protocol: missing "
                             f"{', '.join(missing)}. See impls/protocol.py.")

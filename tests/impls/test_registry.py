@@ -132,6 +132,14 @@ def test_missing_methods_are_named(plugins_on_path):
         load_implementation("broken:NoPrepare")
     with pytest.raises(ProtocolError, match=r"name \(a str attribute\), devices, supports, prepare"):
         load_implementation("broken:nameless")
+    from adjointbench.impls.registry import validate
+    from third_party import implementation
+
+    for name in (42, ""):
+        numbered = type("Numbered", (type(implementation),), {"name": name})()
+        with pytest.raises(ProtocolError, match=rf"name \(a non-empty str attribute; it is "
+                           rf"{name!r}\)"):
+            validate(numbered, "a plug-in")
 
 
 def test_missing_attribute_is_explained(plugins_on_path):
