@@ -53,7 +53,19 @@ _MP_UNARY = {
     "tan": mpmath.tan, "tanh": mpmath.tanh,
 }
 
-class _MPNamespace(SimpleNamespace):
+class _Namespace(SimpleNamespace):
+    """A namespace that names what it offers when asked for what it lacks."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"xp has no {name!r}: a primal written against adjointbench.reference.namespace "
+            f"may use {', '.join(NAMES)} (and + - * / ** @, indexing, Python loops); write "
+            f"{name} from these, or declare the problem with float64_primal= instead")
+
+
+class _MPNamespace(_Namespace):
     """pi and e at the working precision when they are read."""
 
     pi = property(lambda self: +mpmath.pi)
@@ -74,7 +86,7 @@ def _erf(x):
     return erf(x)
 
 
-F64 = SimpleNamespace(
+F64 = _Namespace(
     abs=np.abs, cos=np.cos, cosh=np.cosh, erf=_erf, exp=np.exp, expm1=np.expm1,
     log=np.log, log1p=np.log1p, sign=np.sign, sin=np.sin, sinh=np.sinh, sqrt=np.sqrt,
     tan=np.tan, tanh=np.tanh, maximum=np.maximum, minimum=np.minimum, where=np.where,
