@@ -171,8 +171,20 @@ def _evaluation_problems(p: Problem):
     except Exception as e:  # noqa: BLE001 - the declaration's own code, reported
         yield _generate_problem(p, size, e)
         return
+    if not _same_inputs(inputs, make_inputs(p, size)):
+        yield (f"generate({size}, rng) gave other inputs when called again with the same "
+               "seed: draw every random number from the rng it is given (np.random's own "
+               "functions, or a generator made inside it, give each call other inputs, so "
+               "the reference and each implementation would be handed different ones)")
+        return
     yield from _value_problems(p.primal_float64, inputs, size, "primal", "an array of numbers")
     yield from _value_problems(p.condition, inputs, size, "condition", "a number")
+
+
+def _same_inputs(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        np.shape(a[n]) == np.shape(b[n]) and np.array_equal(a[n], b[n], equal_nan=True)
+        for n in a)
 
 
 def _generate_problem(p: Problem, size: int, error: Exception) -> str:

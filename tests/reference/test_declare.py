@@ -50,6 +50,10 @@ _EXP = dict(primal=lambda xp, x: xp.exp(x))
      r"generate\(4, rng\) gave no 'x' \(it gave 'y'\)"),
     (dict(inputs=("x",), generate=lambda size, rng: [np.ones(size)], sizes=(4,), **_EXP),
      r"generate\(4, rng\) returned a list"),
+    (dict(inputs=("x",), generate=lambda size, rng: {"x": np.random.uniform(0.1, 1, size)},
+          sizes=(4,), **_EXP),
+     r"generate\(4, rng\) gave other inputs when called again with the same seed: draw every "
+     "random number from the rng it is given"),
     (dict(inputs=("x",), generate=_vector, sizes=(4, 16), primal=lambda xp, x, y: x),
      "its primal raised TypeError: .* missing 1 required positional argument: 'y' at its "
      "seeded inputs of size 4"),
