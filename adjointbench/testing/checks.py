@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import inspect
 import itertools
+import math
 import re
 import reprlib
 import warnings
@@ -402,6 +403,49 @@ def _prepare_arguments(f: Callable, args: tuple, argnums) -> _Arguments:
     return _Arguments(names, arrays, constants, differentiable, _dtype(list(arrays.values())))
 
 
+@dataclass(frozen=True)
+class _Outputs:
+    """The shapes of a tuple (or list) of outputs, which the checks see as
+    one vector of their entries in turn: a JVP's tuple is joined the same
+    way, and a VJP is handed its cotangent as a tuple of parts shaped like
+    the outputs. ``shapes`` None: one output, passed as it is."""
+
+    shapes: tuple[tuple[int, ...], ...] | None = None
+
+    @classmethod
+    def of(cls, float64_f: Callable, arguments: _Arguments) -> "_Outputs":
+        """The outputs of ``f`` at your arguments (one call, on copies; a call
+        that raises is left to the declaration, which names it)."""
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                y = float64_f(*(np.array(a, dtype=np.float64) for a in arguments.arrays.values()))
+        except Exception:  # noqa: BLE001 - told by the declaration (_problem)
+            return cls()
+        if not isinstance(y, (tuple, list)):
+            return cls()
+        return cls(tuple(np.shape(part) for part in y))
+
+    def join(self, y: Any) -> Any:
+        if self.shapes is None or not isinstance(y, (tuple, list)):
+            return y
+        return np.concatenate([np.ravel(np.asarray(part)) for part in y])
+
+    def split(self, w: np.ndarray) -> Any:
+        if self.shapes is None:
+            return w
+        ends = np.cumsum([math.prod(shape) for shape in self.shapes])
+        return tuple(part.reshape(shape) for part, shape in
+                     zip(np.split(w, ends[:-1]), self.shapes))
+
+    def joining(self, reference: Any) -> Any:
+        """A HighPrecision reference that gives the outputs as a tuple, joined."""
+        if self.shapes is None or not isinstance(reference, HighPrecision):
+            return reference
+        primal = reference.primal
+        return HighPrecision(lambda xp, *inputs: self.join(primal(xp, *inputs)))
+
+
 def _check_usable(name: str, array: np.ndarray) -> None:
     """Raise ValueError where ``array`` cannot be checked at: empty, or not finite."""
     if not array.size:
@@ -462,6 +506,9 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
                         "vjp=(args, w) -> tuple of cotangents")
     arguments = _prepare_arguments(f, args, argnums)
     differentiable = arguments.differentiable
+    float64_f = lambda *values: f(*arguments.full(  # noqa: E731
+        [np.asarray(v, dtype=np.float64) for v in values]))
+    outputs = _Outputs.of(float64_f, arguments)
 
     def arguments_at(task):
         return arguments.full([np.asarray(task.inputs[n], dtype=task.dtype)
@@ -470,16 +517,16 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     def along(task, field):
         return tuple(np.asarray(getattr(task, field)[n], dtype=task.dtype) for n in differentiable)
 
-    operations = {"primal": lambda task: (lambda a=arguments_at(task): f(*a))}
+    operations = {"primal": lambda task: (lambda a=arguments_at(task): outputs.join(f(*a)))}
     if jvp is not None:
         operations["jvp"] = lambda task: (
-            lambda a=arguments_at(task), t=along(task, "tangent"): jvp(a, t))
+            lambda a=arguments_at(task), t=along(task, "tangent"): outputs.join(jvp(a, t)))
     if vjp is not None:
         operations["vjp"] = lambda task: (
-            lambda a=arguments_at(task), w=np.asarray(task.cotangent, dtype=task.dtype): vjp(a, w))
-    float64_f = lambda *values: f(*arguments.full(  # noqa: E731
-        [np.asarray(v, dtype=np.float64) for v in values]))
-    problem = _problem(f, arguments, reference, float64_f, condition)
+            lambda a=arguments_at(task), w=np.asarray(task.cotangent, dtype=task.dtype):
+            vjp(a, outputs.split(w)))
+    problem = _problem(f, arguments, outputs.joining(reference),
+                       lambda *values: outputs.join(float64_f(*values)), condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
                                                         reference), points, _label(f),
                 arguments.constants)

@@ -340,6 +340,23 @@ def test_check_function_through_jax_custom_vjp():
         check_function(make(1.0), "jax-reverse", X)
 
 
+def test_rules_of_a_function_with_outputs_of_several_shapes_are_checked():
+    """(sin x, sum cos x): a tuple of tangents from the JVP, a tuple of
+    cotangents handed to the VJP. Its reference failed before (an
+    inhomogeneous array)."""
+    f = lambda x: (np.sin(x), np.sum(np.cos(x)))  # noqa: E731
+    jvp = lambda a, t: (np.cos(a[0]) * t[0], -np.sum(np.sin(a[0]) * t[0]))  # noqa: E731
+
+    def vjp(sign):
+        return lambda a, w: (np.cos(a[0]) * w[0] - sign * np.sin(a[0]) * w[1],)
+
+    reference = HighPrecision(lambda xp, x: (xp.sin(x), xp.sum(xp.cos(x))))
+    for given in (None, reference):
+        assert check_rules(f, X, jvp=jvp, vjp=vjp(1.0), reference=given).ok
+    with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
+        check_rules(f, X, jvp=jvp, vjp=vjp(-1.0))
+
+
 def test_a_function_with_several_outputs_is_checked_through_them_all():
     """A tuple of outputs (a layer's value and its state) is one vector of
     their entries: an AttributeError of the reference ('tuple' object has no
