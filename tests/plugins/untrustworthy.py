@@ -406,17 +406,15 @@ def _items(result):
         else result
 
 
-class _PythonScalars(NumpyImplementation):
-    """Right: numpy's results, each scalar handed back as a Python number
-    (its float32 value exactly, in a float32 cell). Must stay ok."""
-    name = "python_scalars"
+class _Converted(NumpyImplementation):
+    """numpy's results, each handed back through ``convert``."""
+
+    def __init__(self, name, convert):
+        self.name, self.convert = name, convert
 
     def prepare(self, task):
-        prepared = super().prepare(task)
-        return Prepared(lambda: _items(prepared.to_numpy(prepared.run())), wait=prepared.wait)
-
-
-python_scalars = _PythonScalars()
+        prepared, convert = super().prepare(task), self.convert
+        return Prepared(lambda: convert(prepared.to_numpy(prepared.run())), wait=prepared.wait)
 
 
 def _lists(result):
@@ -427,17 +425,11 @@ def _lists(result):
     return result.tolist() if isinstance(result, (np.ndarray, np.generic)) else result
 
 
-class _PythonLists(NumpyImplementation):
-    """Right: numpy's results as Python lists (a pure-Python rule's), their
-    float32 values exact in a float32 cell. Must stay ok."""
-    name = "python_lists"
-
-    def prepare(self, task):
-        prepared = super().prepare(task)
-        return Prepared(lambda: _lists(prepared.to_numpy(prepared.run())), wait=prepared.wait)
-
-
-python_lists = _PythonLists()
+# Right: each scalar handed back as a Python number (its float32 value
+# exactly, in a float32 cell); each array as Python lists (a pure-Python
+# rule's). Both must stay ok.
+python_scalars = _Converted("python_scalars", _items)
+python_lists = _Converted("python_lists", _lists)
 
 
 class _BareCotangent(NumpyImplementation):
