@@ -31,7 +31,7 @@ from adjointbench.reference.problem import FULL_MATRICES_MAX, Problem, seeded_po
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import WrongResult
 from adjointbench.suites.executors import LocalExecutor
-from adjointbench.suites.purity import check_pure, copy_arrays
+from adjointbench.suites.purity import check_pure, check_reentrant, copy_arrays
 from adjointbench.suites.results import Record
 from adjointbench.suites.runner import check_point, unsupported_reason
 
@@ -133,7 +133,7 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
     """Your function as a problem: your floating-point arguments its explicit
     inputs, the reference asked for (given your constants too), and your
     condition estimate (see :func:`_condition`) where you give one."""
-    _check_leaves_its_arguments(float64_f, arguments, _label(f))
+    _check_pure_and_reentrant(float64_f, arguments, _label(f))
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
     name = f"{identifier}_{next(_COUNTER)}"
     common = dict(differentiable=arguments.differentiable, dtypes=(arguments.dtype,),
@@ -153,23 +153,34 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
     return problem
 
 
-def _check_leaves_its_arguments(float64_f: Callable, arguments: _Arguments, label: str) -> None:
+def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label: str) -> None:
     """Raise AssertionError if ``f`` (here its float64 evaluation, which the
-    default reference differences) writes to an argument: the checks, and
-    its callers, reuse what they hand it. One call, on copies; a call that
-    raises is left to the declaration, which names it."""
-    given = {n: np.array(a, dtype=np.float64) for n, a in arguments.arrays.items()}
-    pristine = copy_arrays(given)
+    default reference differences) writes to an argument, or gives another
+    value when called again: the checks, its reference and its callers rely
+    on a function of its arguments alone. Two calls, each on copies; a call
+    that raises is left to the declaration, which names it."""
+    values = []
+    for _ in range(2):
+        given = {n: np.array(a, dtype=np.float64) for n, a in arguments.arrays.items()}
+        pristine = copy_arrays(given)
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # as the declaration's own evaluation
+                values.append(float64_f(*given.values()))
+        except Exception:  # noqa: BLE001 - told by the declaration (_problem)
+            return
+        try:
+            check_pure(label, "a call", {"inputs": given}, {"inputs": pristine})
+        except WrongResult as e:
+            raise AssertionError(f"{label}: {e}") from None
+    size = sum(a.size for a in arguments.arrays.values())
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")  # as the declaration's own evaluation
-            float64_f(*given.values())
-    except Exception:  # noqa: BLE001 - told by the declaration (_problem)
-        return
-    try:
-        check_pure(label, "a call", {"inputs": given}, {"inputs": pristine})
+        check_reentrant(Cell(label, label, "primal", size), label, *values)
     except WrongResult as e:
-        raise AssertionError(f"{label}: {e}") from None
+        raise AssertionError(f"{label}: {e} (no state kept between calls, no randomness)") \
+            from None
+    except (TypeError, ValueError):  # values that are not arrays of numbers: the declaration's
+        return
 
 
 def _with_constants(reference: Any, arguments: _Arguments) -> Any:

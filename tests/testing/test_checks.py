@@ -275,16 +275,26 @@ def test_bad_calls_name_the_fix():
         check_rules(softplus, X, jvp=softplus_jvp, argnums=5)
 
 
-def test_a_function_that_writes_to_its_argument_is_caught():
+def test_a_function_that_writes_to_its_argument_or_keeps_state_is_caught():
     """With the default reference nothing called f in the cell (its primal is
     checked only against an independent reference): an f that doubles its
-    argument in place passed with a right rule."""
+    argument in place passed with a right rule; one that counts its calls
+    made the reference's differences noise, told as a kink."""
     def doubling(x):
         x *= 2
         return x
 
     with pytest.raises(AssertionError, match="doubling mutated its input 'x' in place"):
         check_rules(doubling, X, jvp=lambda a, t: 2 * t[0])
+    calls = []
+
+    def counting(x):
+        calls.append(1)
+        return np.sin(x) + 1e-9 * len(calls)
+
+    with pytest.raises(AssertionError, match="counting is not reentrant: its second call "
+                       "differs from the first by 1e-09"):
+        check_rules(counting, X, jvp=lambda a, t: np.cos(a[0]) * t[0])
     torch = pytest.importorskip("torch")
 
     def sine_of_doubled(x):
