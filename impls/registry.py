@@ -9,7 +9,7 @@ import re
 from importlib.metadata import PackageNotFoundError, entry_points, version
 
 from adjointbench.impls.protocol import Implementation
-from adjointbench.names import UnknownNameError, closest
+from adjointbench.names import UnknownNameError, closest, file_path_hint
 
 ENTRY_POINT_GROUP = "adjointbench.impls"
 
@@ -79,7 +79,12 @@ def known_names() -> list[str]:
 
 def _import_object(spec: str):
     module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if not (file_path_hint(module_name) and module_name.startswith(e.name or "")):
+            raise  # a module the plug-in imports is missing: its own message
+        raise ModuleNotFoundError(f"{e};{file_path_hint(module_name)}", name=e.name) from None
     try:
         obj = module
         for part in attribute.split("."):

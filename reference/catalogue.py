@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 
 from adjointbench import reference
 from adjointbench.faults import described
-from adjointbench.names import UnknownNameError, closest  # noqa: F401 (re-exported)
+from adjointbench.names import UnknownNameError, closest, file_path_hint  # noqa: F401 (re-exported)
 from adjointbench.reference.declare import DeclarationError, check_declaration
 from adjointbench.reference.problem import Problem
 
@@ -60,8 +60,9 @@ def _import_object(spec: str):
     try:
         obj = importlib.import_module(module_name)
     except ImportError as e:
-        raise DeclarationError(f"problem {spec!r}: cannot import module {module_name!r} ({e}). "
-                               "Install its package or put it on PYTHONPATH.") from None
+        raise DeclarationError(f"problem {spec!r}: cannot import module {module_name!r} ({e})."
+                               + (file_path_hint(module_name) or " Install its package or put "
+                                  "it on PYTHONPATH.")) from None
     for part in attribute.split("."):
         if not hasattr(obj, part):
             raise DeclarationError(f"problem {spec!r}: module {module_name!r} has no attribute "

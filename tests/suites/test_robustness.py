@@ -562,6 +562,10 @@ def test_a_results_path_that_is_not_a_file_is_refused(tmp_path):
     (["--problem", ""], "--problem: '' names nothing"),
     (["--op", ""], "--op: '' names nothing"),
     (["--impl", "nosuchmod:obj"], "No module named 'nosuchmod'"),
+    (["--impl", "plugins/mine.py:obj"], "'plugins/mine.py' is a file path, not a module: put "
+     "its folder on PYTHONPATH and give the module's name"),
+    (["--problem", "plugins/mine.py:problem"], "'plugins/mine.py' is a file path, not a "
+     "module"),
     (["--device", "cuda", "--impl", "numpy"], "no implementation has the device"),
 ])
 def test_bad_arguments_exit_2_with_the_valid_range(args, hint, capsys):
