@@ -151,7 +151,8 @@ def compute_second_order(problem: Problem, size: int, seed: int = 0,
     """The second-order reference of ``problem`` at ``size``, ``seed``, ``point``."""
     if reference_source(problem) == "fd64":
         raise WeakReference(f"{problem.name} has neither a closed form nor a high-precision "
-                            "primal: the oracle has no second derivatives to certify")
+                            "primal: the oracle has no second derivatives to certify (declare "
+                            "it with closed_form= or primal=)")
     start = time.perf_counter()
     inputs = make_inputs(problem, size, seed, point)
     with mpmath.workdps(DPS):

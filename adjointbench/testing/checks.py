@@ -267,8 +267,8 @@ class _UnderTest:
 
     def prepare(self, task: Task) -> Prepared:
         convert = self._to_numpy
-        if task.op == "vjp":
-            return Prepared(self.operations["vjp"](task),
+        if task.op in ("vjp", "hvp"):  # a tuple of arrays, one per differentiable input
+            return Prepared(self.operations[task.op](task),
                             lambda r: tuple(convert(c) for c in r)
                             if isinstance(r, (tuple, list)) else r)
         return Prepared(self.operations[task.op](task), convert)
@@ -490,12 +490,14 @@ def _as_real(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
 
 
 def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable | None = None,
-                reference: Any = None, points: int = 3, argnums=None,
-                condition: Any = None) -> CheckResult:
+                hvp: Callable | None = None, reference: Any = None, points: int = 3,
+                argnums=None, condition: Any = None) -> CheckResult:
     """Check hand-written rules of ``f`` on NumPy arrays.
 
-    ``f(*args) -> y``; ``jvp(args, tangents) -> dy`` and ``vjp(args, w) ->
-    tuple of cotangents``, with one tangent and one cotangent per
+    ``f(*args) -> y``; ``jvp(args, tangents) -> dy``, ``vjp(args, w) ->
+    tuple of cotangents`` and ``hvp(args, tangents, w) -> tuple``, the
+    Hessian of <w, f> along the tangents (the second-order check, with
+    the symmetry <u, H v> = <v, H u>), with one tangent and one cotangent per
     differentiable argument (every floating-point argument, or those in
     ``argnums``). Other arguments (an int, an integer array, a string) are
     held fixed: passed as given, in ``args`` too, never differentiated in.
@@ -512,9 +514,14 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     >>> r.ok
     True
     """
-    if jvp is None and vjp is None:
-        raise TypeError("give the rules to check: jvp=(args, tangents) -> dy and/or "
-                        "vjp=(args, w) -> tuple of cotangents")
+    if jvp is None and vjp is None and hvp is None:
+        raise TypeError("give the rules to check: jvp=(args, tangents) -> dy, "
+                        "vjp=(args, w) -> tuple of cotangents and/or "
+                        "hvp=(args, tangents, w) -> tuple")
+    if hvp is not None and reference is None:
+        raise ValueError("hvp= needs a reference the oracle can differentiate twice: "
+                         "reference=HighPrecision(lambda xp, x: ...) or ClosedForm(...) (float64 "
+                         "differences of f cannot certify second derivatives)")
     arguments = _prepare_arguments(f, args, argnums)
     differentiable = arguments.differentiable
     float64_f = lambda *values: f(*arguments.full(  # noqa: E731
@@ -536,18 +543,22 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
         operations["vjp"] = lambda task: (
             lambda a=arguments_at(task), w=np.asarray(task.cotangent, dtype=task.dtype):
             vjp(a, outputs.split(w)))
+    if hvp is not None:
+        operations["hvp"] = lambda task: (
+            lambda a=arguments_at(task), t=along(task, "tangent"),
+            w=np.asarray(task.cotangent, dtype=task.dtype): hvp(a, t, outputs.split(w)))
     problem = _problem(f, arguments, outputs.joining(reference),
                        lambda *values: outputs.join(float64_f(*values)), condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
-                                                        reference), points, _label(f),
-                arguments.constants)
+                                                        reference, hvp is not None),
+                points, _label(f), arguments.constants)
 
 
-def _ops(jvp: bool, vjp: bool, reference: Any) -> list[str]:
+def _ops(jvp: bool, vjp: bool, reference: Any, hvp: bool = False) -> list[str]:
     """The checks: the primal only against an independent reference."""
     ops = [] if reference is None else ["primal"]
     ops += (["jvp", "linearity"] if jvp else []) + (["vjp"] if vjp else [])
-    return ops + (["transpose"] if jvp and vjp else [])
+    return ops + (["transpose"] if jvp and vjp else []) + (["hvp", "symmetry"] if hvp else [])
 
 
 def check_function(f: Callable, backend: str, *args, reference: Any = None, points: int = 3,

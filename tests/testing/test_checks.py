@@ -183,6 +183,30 @@ def test_arguments_that_are_not_floating_point_are_held_fixed():
     assert check_function(shifted, "torch-reverse", torch.tensor(X), 1).ok
 
 
+def test_a_hessian_vector_product_rule_is_checked_against_a_high_precision_reference():
+    """hvp(args, tangents, w): the Hessian of <w, f> along the tangents, one
+    array per differentiable input; with symmetry <u, H v> = <v, H u>."""
+    reference = HighPrecision(lambda xp, x, y: x * xp.sin(y))
+    f = lambda x, y: x * np.sin(y)  # noqa: E731
+
+    def hvp(scale):
+        def rule(args, u, w):
+            (x, y), (ux, uy) = args, u
+            return (w * np.cos(y) * uy,
+                    scale * w * np.cos(y) * ux - w * x * np.sin(y) * uy)
+        return rule
+
+    a, b = np.array([1.0, -2.0, 0.5]), np.array([0.3, 1.1, -0.7])
+    result = check_rules(f, a, b, hvp=hvp(1.0), reference=reference)
+    assert result.ok and {r.op for r in result.records} == {"primal", "hvp", "symmetry"}
+    with pytest.raises(AssertionError, match="(?s)hvp at input point 0: mismatch.*"
+                       "symmetry at input point 0: mismatch"):
+        check_rules(f, a, b, hvp=hvp(1.001), reference=reference)
+    with pytest.raises(ValueError, match="hvp= needs a reference the oracle can differentiate "
+                       "twice"):
+        check_rules(f, a, b, hvp=hvp(1.0))
+
+
 def test_float32_is_judged_at_float32_accuracy():
     x32 = X.astype(np.float32)
     result = check_rules(softplus, x32, jvp=softplus_jvp, vjp=softplus_vjp)
