@@ -104,8 +104,26 @@ class Task:
     method: str | None = None
 
 
-def _identity(result: Any) -> Any:
-    return result
+def as_numpy(result: Any) -> Any:
+    """The default ``to_numpy``: each array in ``result`` (nested tuples, lists
+    and dicts) as a NumPy array of its own values, a torch tensor detached
+    and brought to the CPU first, a JAX array through ``np.asarray``; Python
+    numbers (they have no dtype) and None as they are. Left as it was, a
+    tensor the implementation wrote into again at a later call went
+    unseen: the harness's copy of the first result was that tensor."""
+    if type(result) in _READY:
+        return result
+    if isinstance(result, (tuple, list)):
+        return type(result)(as_numpy(part) for part in result)
+    if isinstance(result, dict):
+        return {key: as_numpy(part) for key, part in result.items()}
+    if callable(getattr(result, "detach", None)) and callable(getattr(result, "cpu", None)):
+        result = result.detach().cpu()  # a torch tensor, maybe requiring grad, maybe on a GPU
+    try:
+        array = np.asarray(result)
+    except Exception:  # noqa: BLE001 - not an array: validate names what it is
+        return result
+    return array if array.dtype.kind in "biufc" else result
 
 
 _READY = frozenset({np.ndarray, np.float64, np.float32, float, int, type(None)})  # computed
@@ -172,7 +190,7 @@ class Prepared:
     """A ready-to-time operation: ``run()`` only computes."""
 
     run: Callable[[], Any]
-    to_numpy: Callable[[Any], Any] = field(default=_identity)
+    to_numpy: Callable[[Any], Any] = field(default=as_numpy)
     wait: Callable[[Any], None] = field(default=wait_for_arrays)
 
 

@@ -132,6 +132,21 @@ def test_right_values_in_one_reused_buffer_are_caught_at_the_second_point(plugin
     assert {r.outcome for r in staged.values()} == {"ok"}, staged
 
 
+def test_torch_tensors_without_a_to_numpy_are_judged_as_arrays(plugins_on_path, oracle):
+    """A plug-in may hand back tensors and leave to_numpy out: the default
+    converts them. One tensor written again at every call was then unseen
+    (the harness's copy of the first result was the tensor itself: 30
+    cells ok), and tensors requiring grad were an error (numpy() refused)."""
+    pytest.importorskip("torch")
+    static = _outcomes("static_tensor", "softmax", ["jvp", "linearity"], oracle)
+    for record in static.values():
+        assert record.outcome == "mismatch", record
+        assert "changed a result it had already returned" in record.message, record
+    grad = _outcomes("tensors_requiring_grad", "softmax", ["primal", "jvp", "vjp", "transpose"],
+                     oracle)
+    assert {r.outcome for r in grad.values()} == {"ok"}, grad
+
+
 def test_right_values_in_a_pool_of_reused_buffers_are_caught_when_the_pool_wraps(
         plugins_on_path, oracle):
     """Each call writes into the next of a pool of arrays handed out in turn,
