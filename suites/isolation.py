@@ -252,7 +252,8 @@ def _started_on_import(exitcode: int | None) -> bool:
 class Worker:
     """One worker process serving one implementation."""
 
-    def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True):
+    def __init__(self, context, spec: str, environment: dict[str, str], wait: bool = True,
+                 load_timeout_s: float = LOAD_TIMEOUT_S):
         exit_if_importing_parents_script()  # here, the parent's script is unguarded
         # the longest message it can send (dumps builds it whole); the cap's setting checked here
         self.most_message_bytes = worker_memory_bytes()
@@ -267,7 +268,8 @@ class Worker:
         self.connection, self.spec = parent, spec
         self.supported: dict[tuple, bool] = {}  # its answers to supports(), asked once each
         self.unsent = False  # a request it never took is stuck in the pipe (_send)
-        self._load_deadline = time.monotonic() + LOAD_TIMEOUT_S
+        self.load_timeout_s = load_timeout_s
+        self._load_deadline = time.monotonic() + load_timeout_s
         self.description: dict | None = None
         if wait:
             self.loaded()
@@ -353,12 +355,17 @@ class Worker:
         stalled = "" if got == 0 else (
             f" (it had sent {got:,} of the {size:,} bytes of a message, then nothing: code "
             "under test wrote on the worker's pipe to the harness, or stopped it while it sent)")
-        return self._killed_at_timeout(f"no answer within the timeout while {what}{stalled}")
+        return self._killed_at_timeout(f"no answer within {self._limit(what)} while "
+                                       f"{what}{stalled}", what)
 
-    def _killed_at_timeout(self, why: str) -> str:
+    def _limit(self, what: str) -> str:
+        return f"{self.load_timeout_s:g} s" if what == "loading" else "the timeout"
+
+    def _killed_at_timeout(self, why: str, what: str = "") -> str:
         """``why`` a call timed out, where the worker was (its stacks) and the fix."""
-        return (f"{why}{_at(self.stacks.dump(self.process.pid))}; the worker was killed. "
-                "Raise --timeout if the cell is just slow.")
+        fix = (f"Raise --timeout above {self.load_timeout_s:g} s if loading it is just slow"
+               if what == "loading" else "Raise --timeout if the cell is just slow")
+        return f"{why}{_at(self.stacks.dump(self.process.pid))}; the worker was killed. {fix}."
 
     def _crashed(self, where: str = "") -> WorkerCrashed:
         """That the worker died, how, and ``where`` (from its stacks); one
@@ -444,7 +451,7 @@ class Worker:
             raise self._crashed() from None
         if not taken:
             raise WorkerTimeout(self._killed_at_timeout(
-                f"the worker took no request within the timeout while {what}"))
+                f"the worker took no request within {self._limit(what)} while {what}", what))
         sent.result()  # WorkerCrashed where the send failed
         self.unsent = False
 
@@ -582,6 +589,8 @@ class IsolatedRunner:
         from adjointbench.reference import Oracle
 
         self.timeout_s = timeout_s
+        # importing a framework is not a cell's time: at least LOAD_TIMEOUT_S
+        self.load_timeout_s = max(LOAD_TIMEOUT_S, timeout_s)
         self.oracle = oracle or Oracle(cache_dir)
         # for the workers (thread counts, compilation cache), set at their start
         self.environment = {**compilation_cache_environment(self.oracle.cache_dir),
@@ -603,7 +612,8 @@ class IsolatedRunner:
             raise self._load_errors.pop(spec)
         if not self._live(spec):
             self._memos.pop(spec, None)  # results are reused within one worker's life
-            self._workers[spec] = Worker(self._context, spec, self.environment)
+            self._workers[spec] = Worker(self._context, spec, self.environment,
+                                         load_timeout_s=self.load_timeout_s)
         return self._workers[spec]
 
     def start(self, specs) -> None:
@@ -614,7 +624,8 @@ class IsolatedRunner:
         try:
             for spec in dict.fromkeys(specs):
                 if not self._live(spec):
-                    starting.append(Worker(self._context, spec, self.environment, wait=False))
+                    starting.append(Worker(self._context, spec, self.environment, wait=False,
+                                           load_timeout_s=self.load_timeout_s))
             while starting:
                 self._adopt(starting[0])
                 starting.pop(0)

@@ -42,3 +42,26 @@ class DevicesAsAString(PreparesABareFunction):
 
 
 devices_as_a_string = DevicesAsAString()
+
+
+class SlowToLoad:
+    """devices() answers after SLOW_TO_LOAD_S seconds (a plug-in that waits on
+    a device or a licence while it loads); forever where that is None."""
+
+    name = "slow_to_load"
+
+    def devices(self):
+        import os
+        import time
+
+        delay = os.environ.get("SLOW_TO_LOAD_S")
+        time.sleep(float(delay) if delay else 3600)
+        return ("cpu",)
+
+    def supports(self, problem, op, method=None):
+        return problem == "scalar_add" and op == "primal"
+
+    def prepare(self, task):
+        from adjointbench.impls.protocol import Prepared
+
+        return Prepared(lambda: task.inputs["x"] + task.inputs["y"])

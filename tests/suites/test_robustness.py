@@ -549,6 +549,25 @@ def test_a_results_path_that_is_not_a_file_is_refused(tmp_path):
     assert done.returncode == 2 and "not a regular file" in done.stderr
 
 
+def test_a_plug_in_that_hangs_while_loading_is_stopped_after_the_load_timeout(
+        plugins_on_path, tmp_path, capsys, monkeypatch):
+    """Loading has its own limit, at least --timeout: a hang there was told as
+    "no answer within the timeout ... Raise --timeout if the cell is just
+    slow", though --timeout did not bound it; a slow load under a larger
+    --timeout loads."""
+    from adjointbench.suites import isolation
+
+    monkeypatch.setattr(isolation, "LOAD_TIMEOUT_S", 2.0)
+    cell = ["check", "--impl", "broken:SlowToLoad", "--problem", "scalar_add", "--quick",
+            "--quiet"]
+    assert main([*cell, "--timeout", "1", "--out", str(tmp_path / "hangs")]) == 2
+    said = capsys.readouterr().err
+    assert "no answer within 2 s while loading; it was in devices" in said, said
+    assert "Raise --timeout above 2 s if loading it is just slow" in said
+    monkeypatch.setenv("SLOW_TO_LOAD_S", "3")
+    assert main([*cell, "--timeout", "6", "--out", str(tmp_path / "slow")]) == 0
+
+
 @pytest.mark.parametrize("args, hint", [
     (["--timeout", "0"], "--timeout: 0 is out of range"),
     (["--timeout", "-5"], "--timeout: -5 is out of range"),
