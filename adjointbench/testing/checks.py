@@ -438,9 +438,7 @@ class _Outputs:
         return cls(tuple(np.shape(part) for part in y))
 
     def join(self, y: Any) -> Any:
-        if self.shapes is None or not isinstance(y, (tuple, list)):
-            return y
-        return np.concatenate([np.ravel(np.asarray(part)) for part in y])
+        return y if self.shapes is None else _joined(y)
 
     def split(self, w: np.ndarray) -> Any:
         if self.shapes is None:
@@ -449,12 +447,22 @@ class _Outputs:
         return tuple(part.reshape(shape) for part, shape in
                      zip(np.split(w, ends[:-1]), self.shapes))
 
-    def joining(self, reference: Any) -> Any:
-        """A HighPrecision reference that gives the outputs as a tuple, joined."""
-        if self.shapes is None or not isinstance(reference, HighPrecision):
-            return reference
-        primal = reference.primal
-        return HighPrecision(lambda xp, *inputs: self.join(primal(xp, *inputs)))
+
+def _joined(y: Any) -> Any:
+    """A tuple (or list) of outputs as one vector of their entries in turn
+    (NumPy's, or the namespace's object arrays); one output as it is."""
+    if not isinstance(y, (tuple, list)):
+        return y
+    return np.concatenate([np.ravel(np.asarray(part)) for part in y])
+
+
+def _joining(reference: Any) -> Any:
+    """A HighPrecision reference whose primal gives a tuple of outputs, as
+    one that gives them joined (:func:`_joined`), as the function's are."""
+    if not isinstance(reference, HighPrecision):
+        return reference
+    primal = reference.primal
+    return HighPrecision(lambda xp, *inputs: _joined(primal(xp, *inputs)))
 
 
 def _check_usable(name: str, array: np.ndarray) -> None:
@@ -547,7 +555,7 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
         operations["hvp"] = lambda task: (
             lambda a=arguments_at(task), t=along(task, "tangent"),
             w=np.asarray(task.cotangent, dtype=task.dtype): hvp(a, t, outputs.split(w)))
-    problem = _problem(f, arguments, outputs.joining(reference),
+    problem = _problem(f, arguments, _joining(reference),
                        lambda *values: outputs.join(float64_f(*values)), condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
                                                         reference, hvp is not None),
@@ -591,8 +599,8 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     of_inputs = _one_output(arguments.over_inputs(f), fw)
     operations = _framework_operations(of_inputs, fw, chosen.mode, arguments.inputs,
                                        arguments.differentiable)
-    problem = _problem(f, arguments, reference, _float64_twin(of_inputs, fw, chosen.framework),
-                       condition)
+    problem = _problem(f, arguments, _joining(reference),
+                       _float64_twin(of_inputs, fw, chosen.framework), condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
                 points, _label(f), arguments.constants)
 

@@ -415,6 +415,8 @@ def test_a_function_with_several_outputs_is_checked_through_them_all():
 
     x = torch.tensor(X)
     assert check_function(make(1.0), "torch-reverse", x).ok
+    reference = HighPrecision(lambda xp, x: (xp.sin(x), xp.sum(xp.cos(x))))  # a tuple too
+    assert check_function(make(1.0), "torch-reverse", x, reference=reference).ok
     with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
         check_function(make(-1.0), "torch-reverse", x)
     jax = pytest.importorskip("jax")
