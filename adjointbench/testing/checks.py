@@ -133,7 +133,6 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
     """Your function as a problem: your floating-point arguments its explicit
     inputs, the reference asked for (given your constants too), and your
     condition estimate (see :func:`_condition`) where you give one."""
-    _check_pure_and_reentrant(float64_f, arguments, _label(f))
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
     name = f"{identifier}_{next(_COUNTER)}"
     common = dict(differentiable=arguments.differentiable, dtypes=(arguments.dtype,),
@@ -153,12 +152,13 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
     return problem
 
 
-def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label: str) -> None:
-    """Raise AssertionError if ``f`` (here its float64 evaluation, which the
-    default reference differences) writes to an argument, or gives another
-    value when called again: the checks, its reference and its callers rely
-    on a function of its arguments alone. Two calls, each on copies; a call
-    that raises is left to the declaration, which names it."""
+def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label: str) -> Any:
+    """``f``'s value at your arguments (here its float64 evaluation, which the
+    default reference differences); AssertionError if it writes to an
+    argument, or gives another value when called again: the checks, its
+    reference and its callers rely on a function of its arguments alone.
+    Two calls, each on copies; None where a call raises, which the
+    declaration (:func:`_problem`) then names."""
     values = []
     for _ in range(2):
         given = {n: np.array(a, dtype=np.float64) for n, a in arguments.arrays.items()}
@@ -168,7 +168,7 @@ def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label:
                 warnings.simplefilter("ignore")  # as the declaration's own evaluation
                 values.append(float64_f(*given.values()))
         except Exception:  # noqa: BLE001 - told by the declaration (_problem)
-            return
+            return None
         try:
             check_pure(label, "a call", {"inputs": given}, {"inputs": pristine})
         except WrongResult as e:
@@ -180,7 +180,8 @@ def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label:
         raise AssertionError(f"{label}: {e} (no state kept between calls, no randomness)") \
             from None
     except (TypeError, ValueError):  # values that are not arrays of numbers: the declaration's
-        return
+        pass
+    return values[0]
 
 
 def _with_constants(reference: Any, arguments: _Arguments) -> Any:
@@ -424,18 +425,11 @@ class _Outputs:
     shapes: tuple[tuple[int, ...], ...] | None = None
 
     @classmethod
-    def of(cls, float64_f: Callable, arguments: _Arguments) -> "_Outputs":
-        """The outputs of ``f`` at your arguments (one call, on copies; a call
-        that raises is left to the declaration, which names it)."""
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                y = float64_f(*(np.array(a, dtype=np.float64) for a in arguments.arrays.values()))
-        except Exception:  # noqa: BLE001 - told by the declaration (_problem)
+    def of(cls, value: Any) -> "_Outputs":
+        """The outputs of ``value``, ``f``'s at your arguments."""
+        if not isinstance(value, (tuple, list)):
             return cls()
-        if not isinstance(y, (tuple, list)):
-            return cls()
-        return cls(tuple(np.shape(part) for part in y))
+        return cls(tuple(np.shape(part) for part in value))
 
     def join(self, y: Any) -> Any:
         return y if self.shapes is None else _joined(y)
@@ -534,7 +528,7 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     differentiable = arguments.differentiable
     float64_f = lambda *values: f(*arguments.full(  # noqa: E731
         [np.asarray(v, dtype=np.float64) for v in values]))
-    outputs = _Outputs.of(float64_f, arguments)
+    outputs = _Outputs.of(_check_pure_and_reentrant(float64_f, arguments, _label(f)))
 
     def arguments_at(task):
         return arguments.full([np.asarray(task.inputs[n], dtype=task.dtype)
@@ -599,8 +593,9 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     of_inputs = _one_output(arguments.over_inputs(f), fw)
     operations = _framework_operations(of_inputs, fw, chosen.mode, arguments.inputs,
                                        arguments.differentiable)
-    problem = _problem(f, arguments, _joining(reference),
-                       _float64_twin(of_inputs, fw, chosen.framework), condition)
+    float64_f = _float64_twin(of_inputs, fw, chosen.framework)
+    _check_pure_and_reentrant(float64_f, arguments, _label(f))
+    problem = _problem(f, arguments, _joining(reference), float64_f, condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
                 points, _label(f), arguments.constants)
 
