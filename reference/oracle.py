@@ -79,6 +79,13 @@ class WeakReference(UncertifiedReference):
     """A float64-extrapolated reference too inaccurate to judge a cell."""
 
 
+class LowPrecisionPrimal(ReferenceFailure):
+    """A high-precision primal that computes in float64 somewhere (float(),
+    math.sin, .astype(float)): its value does not move when its inputs move
+    by far less than a float64 rounding, so its one-sided differences vanish
+    and every derivative would be told as a kink."""
+
+
 class NotDifferentiable(WeakReference):
     """The primal has a kink at the input point along the direction taken:
     its one-sided derivatives differ, and no rule's value there can be judged
@@ -266,7 +273,7 @@ class _Exact:
             self._primal = _by_name(f, problem, ())
             self._value = at_more_digits(lambda: self._primal(**self._args))
             self._slope = at_more_digits(lambda: df(self._args[x]))
-            self._one_sided = _OneSided(self._primal, self._args)
+            self._one_sided = _OneSided(self._primal, self._args, problem.name)
             return
         symbols = _symbols(problem, inputs)
         output = np.array(problem.closed_form(*(symbols[n] for n in problem.inputs)),
@@ -281,7 +288,7 @@ class _Exact:
         self._primal = _by_name(f, problem, shape)
         self._value = at_more_digits(lambda: self._primal(**self._args))
         self._jacobian = at_more_digits(lambda: _mp_array(df(*values), jacobian.shape))
-        self._one_sided = _OneSided(self._primal, self._args)
+        self._one_sided = _OneSided(self._primal, self._args, problem.name)
 
     def value(self):
         """The closed form's value, and how far it moved with twice the digits."""
@@ -343,7 +350,7 @@ class _FiniteDifferences:
         self.problem = problem
         self._primal_mp = high_precision_primal(problem, inputs)
         self._args = {k: hp.to_mp(v) for k, v in inputs.items()}
-        self._one_sided = _OneSided(self._primal_mp, self._args)
+        self._one_sided = _OneSided(self._primal_mp, self._args, problem.name)
 
     def _primal(self, args):
         return np.asarray(self._primal_mp(**args), dtype=object)
@@ -397,8 +404,8 @@ class _OneSided:
     the primal's domain; where both do, the central steps could not succeed
     either."""
 
-    def __init__(self, primal, args: dict):
-        self._primal, self._args, self._at_x = primal, args, None
+    def __init__(self, primal, args: dict, name: str):
+        self._primal, self._args, self._at_x, self._name = primal, args, None, name
 
     def _quotient(self, unit: dict, h):
         moved = {k: self._args[k] + h * unit[k] if k in unit else self._args[k]
@@ -410,7 +417,26 @@ class _OneSided:
         with mpmath.workdps(2 * mpmath.mp.dps):
             if self._at_x is None:
                 self._at_x = np.asarray(self._primal(**self._args), dtype=object)
-            return kink_gap(lambda h: self._quotient(unit, h), central, step)
+            gap = kink_gap(lambda h: self._quotient(unit, h), central, step)
+            if gap > 1e-3 * CERTIFY_RTOL * hp.max_abs(central) and self._unmoved(unit, step):
+                raise LowPrecisionPrimal(
+                    f"the high-precision primal of {self._name} does not move when its "
+                    f"inputs move by {float(step):.0e} either way (every entry of its value "
+                    f"stays the same), though its derivative there is {float(hp.max_abs(central)):.2g}"
+                    " along that direction: it computes in float64 somewhere (float(), "
+                    "math.sin, numpy's functions on plain floats, .astype(float)), and "
+                    "every derivative would be told as a kink. Write it with the functions "
+                    "of the xp namespace it is given, on the values it is given.")
+            return gap
+
+    def _unmoved(self, unit: dict, step) -> bool:
+        """Whether the primal's value is the same at x, x + step u and
+        x - step u: no function that is continuous there with a derivative
+        that is not 0 can be, at 1e-20; one that rounds to float64 is."""
+        try:
+            return all(hp.max_abs(self._quotient(unit, side * step)) == 0 for side in (1, -1))
+        except (TypeError, ValueError, ZeroDivisionError):  # a side leaves the domain
+            return False
 
 
 def kink_gap(one_sided, central, step):

@@ -450,8 +450,24 @@ def _problems_own_code(cell: Cell, point: int, seeded: int):
         raise ReferenceFailure(
             f"the reference of problem {cell.problem!r} cannot be computed at size {cell.size}"
             f"{_where(cell, point, seeded)}: the problem's own code raised "
-            f"{described(e)}. This is a fault of the problem's declaration, not of "
-            f"{cell.impl}: fix it, or leave the problem out with --problem") from e
+            f"{described(e)}{_on_mpmath_numbers(e)}. This is a fault of the problem's "
+            f"declaration, not of {cell.impl}: fix it{_or_leave_out(cell)}") from e
+
+
+def _or_leave_out(cell: Cell) -> str:
+    """The other way out, in a sweep (not for check_rules' own reference)."""
+    checking_yours = get_problem(cell.problem).family == "testing"
+    return "" if checking_yours else ", or leave the problem out with --problem"
+
+
+def _on_mpmath_numbers(error: Exception) -> str:
+    """The fix, where a high-precision primal handed mpmath's numbers to a
+    float64 function (``np.sin(x)``: "... of type mpf which has no callable
+    sin method")."""
+    if "mpf" not in str(error):
+        return ""
+    return (" (its high-precision primal is given arrays of mpmath numbers: compute with the "
+            "xp namespace it is given, xp.sin(x), not np.sin(x) or math.sin)")
 
 
 def _where(cell: Cell, point: int, seeded: int) -> str:

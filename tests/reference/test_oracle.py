@@ -2,6 +2,7 @@
 against the exact one, certification, and the cache."""
 
 import json
+import math
 
 import mpmath
 import numpy as np
@@ -14,7 +15,7 @@ from adjointbench.reference import cache as oracle_cache
 from adjointbench.reference import oracle as oracle_module
 from adjointbench.reference.catalogue import origin
 from adjointbench.reference.declare import declare_problem
-from adjointbench.reference.oracle import NotDifferentiable
+from adjointbench.reference.oracle import LowPrecisionPrimal, NotDifferentiable
 
 # The built-in catalogue: plug-in problems (the example package's) test themselves
 BUILT_IN = [p for p in problems(None) if origin(p.name) == "built-in"]
@@ -104,6 +105,41 @@ def test_a_kink_at_the_point_leaves_the_value_and_no_derivative_certified(source
         problem, {"x": np.array([-1.0, 0.0, 0.5])}, {"x": np.array([1.0, 0.0, 1.0])})
     assert np.allclose(along_others.certified("jvp"), [0.0, 0.0, 1.0], rtol=0, atol=1e-10)
     assert along_others.kink == 0 or along_others.relative_kink <= 1e-3 * CERTIFY_RTOL
+
+
+FLOAT64_INSIDE = {  # the same tanh, computed in float64 somewhere on the way
+    "astype": lambda xp, x: xp.tanh(x.astype(float)),
+    "float()": lambda xp, x: xp.stack([xp.tanh(float(v)) for v in x]),
+    "math": lambda xp, x: xp.stack([math.tanh(v) for v in x]) * 2 - x + x,
+}
+
+
+@pytest.mark.parametrize("leak", FLOAT64_INSIDE)
+def test_a_high_precision_primal_that_computes_in_float64_is_named(leak):
+    """Its value does not move at 1e-20, so every one-sided difference is 0
+    and each derivative was told as a kink, "not differentiable at this input
+    point", of a smooth tanh. The declaration's fault is named instead."""
+    problem = declare_problem(f"leaky_{leak}".replace("()", ""),
+                              inputs={"x": np.array([-0.7, 0.2, 1.3])},
+                              primal=FLOAT64_INSIDE[leak])
+    with pytest.raises(LowPrecisionPrimal, match=r"does not move when its inputs move by 1e-20 "
+                       r"either way .* computes in float64 somewhere"):
+        compute_reference(problem, 3)
+
+
+def test_the_same_primal_in_high_precision_is_certified_and_a_real_kink_still_a_kink():
+    """The check of a float64 primal asks only where a kink is found, and a
+    kink moves on one side at least (max(x, 0) at 0 along +-u)."""
+    problem = declare_problem("tanh_in_xp", inputs={"x": np.array([-0.7, 0.2, 1.3])},
+                              primal=lambda xp, x: xp.tanh(x))
+    reference = compute_reference(problem, 3)
+    x = make_inputs(problem, 3)["x"]  # point 0: float32-exact
+    np.testing.assert_allclose(reference.jacobian.certified("jacobian"),
+                               np.diag(1 - np.tanh(x) ** 2), rtol=1e-14, atol=0)
+    for relu in (lambda xp, x: xp.maximum(x, 0), lambda xp, x: xp.maximum(-x, 0)):
+        kinked = declare_problem(f"relu_{id(relu)}", inputs={"x": np.array([0.0])}, primal=relu)
+        with pytest.raises(NotDifferentiable):
+            compute_reference(kinked, 1).jvp.certified("jvp")
 
 
 def test_linear_solve_reference_solves_the_system(oracle):

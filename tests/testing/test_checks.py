@@ -1,5 +1,6 @@
 """adjointbench.testing: check_rules and check_function on the user's own functions."""
 
+import math
 import subprocess
 import sys
 import warnings
@@ -7,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from adjointbench.reference.oracle import ReferenceFailure
 from adjointbench.testing import ClosedForm, HighPrecision, check_function, check_rules
 
 X = np.linspace(-1.5, 2.0, 6)
@@ -281,6 +283,24 @@ def test_away_from_its_kink_a_piecewise_function_is_judged(reference):
     with pytest.raises(AssertionError, match="jvp at input point 0: mismatch"):
         check_rules(lambda x: np.maximum(x, 0), x, jvp=lambda a, t: (a[0] >= 0.5) * t[0],
                     reference=reference, points=1)
+
+
+def test_a_high_precision_reference_written_with_float64_functions_is_named():
+    """np.sin on mpmath's numbers raises inside the oracle, and math.sin
+    rounds them to float64 (which was told as a kink of a smooth sin at every
+    point): each names the fix, xp's functions, and no --problem (there is
+    no sweep to leave it out of)."""
+    x = np.linspace(0.1, 1.0, 5)
+    rules = dict(jvp=lambda a, t: np.cos(a[0]) * t[0], vjp=lambda a, w: (np.cos(a[0]) * w,))
+    with pytest.raises(ReferenceFailure) as caught:
+        check_rules(np.sin, x, reference=HighPrecision(lambda xp, x: np.sin(x)), **rules)
+    assert "xp.sin(x), not np.sin(x)" in str(caught.value)
+    assert "not of your function: fix it" in str(caught.value)
+    assert "--problem" not in str(caught.value)
+    with pytest.raises(ReferenceFailure, match="computes in float64 somewhere"):
+        check_rules(np.sin, x, reference=HighPrecision(
+            lambda xp, x: xp.stack([math.sin(v) for v in x])), **rules)
+    assert check_rules(np.sin, x, reference=HighPrecision(lambda xp, x: xp.sin(x)), **rules).ok
 
 
 def test_bad_calls_name_the_fix():
