@@ -18,7 +18,7 @@ import re
 import reprlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -417,37 +417,79 @@ def _prepare_arguments(f: Callable, args: tuple, argnums) -> _Arguments:
 
 @dataclass(frozen=True)
 class _Outputs:
-    """The shapes of a tuple (or list) of outputs, which the checks see as
-    one vector of their entries in turn: a JVP's tuple is joined the same
-    way, and a VJP is handed its cotangent as a tuple of parts shaped like
-    the outputs. ``shapes`` None: one output, passed as it is."""
+    """The outputs of a function that gives several (a tuple, list or dict
+    of arrays, nested as you like), which the checks see as one vector of
+    their entries in turn (:func:`_leaves`): a JVP's are joined the same
+    way, and a VJP is handed its cotangent shaped like the outputs.
+    ``skeleton`` None: one output, passed as it is."""
 
-    shapes: tuple[tuple[int, ...], ...] | None = None
+    skeleton: Any = None  # f's value, each array replaced by None
+    shapes: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def of(cls, value: Any) -> "_Outputs":
         """The outputs of ``value``, ``f``'s at your arguments."""
-        if not isinstance(value, (tuple, list)):
+        if not _several(value):
             return cls()
-        return cls(tuple(np.shape(part) for part in value))
+        return cls(_skeleton(value), tuple(np.shape(leaf) for leaf in _leaves(value)))
 
     def join(self, y: Any) -> Any:
-        return y if self.shapes is None else _joined(y)
+        return y if self.skeleton is None else _joined(y)
 
     def split(self, w: np.ndarray) -> Any:
-        if self.shapes is None:
+        if self.skeleton is None:
             return w
         ends = np.cumsum([math.prod(shape) for shape in self.shapes])
-        return tuple(part.reshape(shape) for part, shape in
-                     zip(np.split(w, ends[:-1]), self.shapes))
+        parts = (part.reshape(shape) for part, shape in zip(np.split(w, ends[:-1]), self.shapes))
+        return _rebuilt(self.skeleton, parts)
+
+
+def _several(y: Any) -> bool:
+    return isinstance(y, (tuple, list, dict))
+
+
+def _keys(tree: dict) -> list:
+    """A dict's keys in the order its outputs are joined: sorted, as JAX
+    flattens a dict (so a JVP may give its keys in any order), or as given
+    where they do not sort."""
+    try:
+        return sorted(tree)
+    except TypeError:
+        return list(tree)
+
+
+def _leaves(y: Any) -> list:
+    """The arrays of a tree of outputs, in the order they are joined."""
+    if isinstance(y, dict):
+        return [leaf for key in _keys(y) for leaf in _leaves(y[key])]
+    if isinstance(y, (tuple, list)):
+        return [leaf for part in y for leaf in _leaves(part)]
+    return [y]
+
+
+def _skeleton(y: Any) -> Any:
+    if isinstance(y, dict):
+        return {key: _skeleton(y[key]) for key in _keys(y)}
+    if isinstance(y, (tuple, list)):  # a named tuple's cotangent as a plain tuple
+        return (list if isinstance(y, list) else tuple)(_skeleton(part) for part in y)
+    return None
+
+
+def _rebuilt(skeleton: Any, parts: Iterator) -> Any:
+    """``skeleton`` with its arrays taken from ``parts`` in turn."""
+    if isinstance(skeleton, dict):
+        return {key: _rebuilt(sub, parts) for key, sub in skeleton.items()}
+    if isinstance(skeleton, (tuple, list)):
+        return type(skeleton)(_rebuilt(sub, parts) for sub in skeleton)
+    return next(parts)
 
 
 def _joined(y: Any) -> Any:
-    """A tuple (or list) of outputs as one vector of their entries in turn
-    (NumPy's, or the namespace's object arrays); one output as it is."""
-    if not isinstance(y, (tuple, list)):
+    """Several outputs (:func:`_several`) as one vector of their entries in
+    turn (NumPy's, or the namespace's object arrays); one output as it is."""
+    if not _several(y):
         return y
-    return np.concatenate([np.ravel(np.asarray(part)) for part in y])
+    return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in _leaves(y)])
 
 
 def _joining(reference: Any) -> Any:
@@ -601,14 +643,12 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
 
 
 def _one_output(f: Callable, fw) -> Callable:
-    """``f`` with a tuple (or list) of outputs joined into one vector, their
-    entries in turn: the products of a function with several outputs are
+    """``f`` with several outputs (a tuple, list or dict) joined into one
+    vector, their entries in turn (:func:`_leaves`): the products of a function with several outputs are
     then those of that vector (its cotangent one vector too)."""
     def joined(*args):
         y = f(*args)
-        if isinstance(y, (tuple, list)):
-            return fw.xp.concat([part.reshape(-1) for part in y])
-        return y
+        return fw.xp.concat([leaf.reshape(-1) for leaf in _leaves(y)]) if _several(y) else y
     return joined
 
 

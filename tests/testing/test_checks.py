@@ -411,6 +411,37 @@ def test_rules_of_a_function_with_outputs_of_several_shapes_are_checked():
         check_rules(f, X, jvp=jvp, vjp=vjp(-1.0))
 
 
+def test_outputs_in_a_dict_are_checked_through_every_entry():
+    """{"s": sin x, "c": (sum cos x, x^2)}: the JVP's dict may list its keys
+    in any order, the VJP is handed a dict of cotangents shaped like the
+    outputs; a rule that drops one output's cotangent is caught. A dict was
+    refused before ("its primal gave array({'s': ...}), not an array of
+    numbers"), in check_function too."""
+    f = lambda x: {"s": np.sin(x), "c": (np.sum(np.cos(x)), x ** 2)}  # noqa: E731
+    jvp = lambda a, t: {"c": (-np.sum(np.sin(a[0]) * t[0]), 2 * a[0] * t[0]),  # noqa: E731
+                        "s": np.cos(a[0]) * t[0]}
+
+    def vjp(weight):
+        return lambda a, w: (np.cos(a[0]) * w["s"] - weight * np.sin(a[0]) * w["c"][0]
+                             + 2 * a[0] * w["c"][1],)
+
+    reference = HighPrecision(lambda xp, x: {"c": (xp.sum(xp.cos(x)), x * x), "s": xp.sin(x)})
+    for given in (None, reference):
+        assert check_rules(f, X, jvp=jvp, vjp=vjp(1.0), reference=given).ok
+    with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
+        check_rules(f, X, jvp=jvp, vjp=vjp(0.0))
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    layer = lambda x: {"value": jnp.tanh(x), "state": {"mean": jnp.mean(x)}}  # noqa: E731
+    assert check_function(layer, "jax-reverse", jnp.asarray(X, dtype=jnp.float32)).ok
+    torch = pytest.importorskip("torch")
+    twisted = lambda x: {"value": torch.tanh(x), "state": [torch.mean(x.detach()) + x[0]]}
+    with pytest.raises(AssertionError, match="mismatch"):  # not what it computes: detach drops
+        check_function(twisted, "torch-reverse", torch.tensor(X),  # the mean's derivative
+                       reference=HighPrecision(lambda xp, x: {
+                           "value": xp.tanh(x), "state": [xp.sum(x) / x.size + x[0]]}))
+
+
 def test_a_function_with_several_outputs_is_checked_through_them_all():
     """A tuple of outputs (a layer's value and its state) is one vector of
     their entries: an AttributeError of the reference ('tuple' object has no
