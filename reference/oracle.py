@@ -426,7 +426,8 @@ class _OneSided:
                     " along that direction: it computes in float64 somewhere (float(), "
                     "math.sin, numpy's functions on plain floats, .astype(float)), and "
                     "every derivative would be told as a kink. Write it with the functions "
-                    "of the xp namespace it is given, on the values it is given.")
+                    "of the xp namespace it is given, on the values it is given (a fault of "
+                    "the problem's declaration, not of any implementation).")
             return gap
 
     def _unmoved(self, unit: dict, step) -> bool:

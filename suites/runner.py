@@ -450,7 +450,7 @@ def _problems_own_code(cell: Cell, point: int, seeded: int):
         raise ReferenceFailure(
             f"the reference of problem {cell.problem!r} cannot be computed at size {cell.size}"
             f"{_where(cell, point, seeded)}: the problem's own code raised "
-            f"{described(e)}{_on_mpmath_numbers(e)}. This is a fault of the problem's "
+            f"{described(e)}{_on_exact_numbers(e)}. This is a fault of the problem's "
             f"declaration, not of {cell.impl}: fix it{_or_leave_out(cell)}") from e
 
 
@@ -460,14 +460,22 @@ def _or_leave_out(cell: Cell) -> str:
     return "" if checking_yours else ", or leave the problem out with --problem"
 
 
-def _on_mpmath_numbers(error: Exception) -> str:
-    """The fix, where a high-precision primal handed mpmath's numbers to a
-    float64 function (``np.sin(x)``: "... of type mpf which has no callable
-    sin method")."""
-    if "mpf" not in str(error):
-        return ""
-    return (" (its high-precision primal is given arrays of mpmath numbers: compute with the "
-            "xp namespace it is given, xp.sin(x), not np.sin(x) or math.sin)")
+# What a reference's own code meets that float64 functions cannot take, and the fix
+_FLOAT64_FUNCTIONS_ON = (
+    (("of type mpf",), "its high-precision primal is given arrays of mpmath numbers: "
+     "compute with the xp namespace it is given, xp.sin(x), not np.sin(x) or math.sin"),
+    (("of type Symbol", "Cannot convert expression to float"), "its closed form is given "
+     "sympy symbols: write it with sympy's functions, sympy.sin(t), not np.sin(t) or math.sin"),
+)
+
+
+def _on_exact_numbers(error: Exception) -> str:
+    """The fix, where a problem's reference handed mpmath's numbers or
+    sympy's symbols to a float64 function (``np.sin(x)``: "... of type mpf
+    which has no callable sin method")."""
+    said = str(error)
+    return next((f" ({fix})" for signs, fix in _FLOAT64_FUNCTIONS_ON
+                 if any(sign in said for sign in signs)), "")
 
 
 def _where(cell: Cell, point: int, seeded: int) -> str:

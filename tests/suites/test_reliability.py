@@ -268,6 +268,18 @@ def test_a_problem_whose_reference_fails_stops_the_run_blaming_no_implementation
     assert kept and all(r["size"] == 4 and r["outcome"] == "ok" for r in kept)
 
 
+def test_a_problem_whose_high_precision_primal_computes_in_float64_stops_the_run(
+        plugins_on_path, tmp_path, capsys):
+    """Its every derivative was told as a kink ("not differentiable at this
+    input point"), each cell unsupported, of a smooth exp."""
+    assert main(["check", "--problem", "failing_problem:rounded", "--op", "jvp",
+                 "--impl", "failing_problem:implementation", "--dtype", "float64", "--quiet",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the high-precision primal of exp_in_float64 does not move" in err
+    assert "computes in float64 somewhere" in err and "not of any implementation" in err
+
+
 def test_a_failed_bench_cell_is_not_called_expected(plugins_on_path, tmp_path, capsys):
     """Expected outcomes are of check cells: a bench cell that fails is a
     failure (exit 1), and its line said "(expected)"."""

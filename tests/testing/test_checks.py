@@ -301,6 +301,8 @@ def test_a_high_precision_reference_written_with_float64_functions_is_named():
         check_rules(np.sin, x, reference=HighPrecision(
             lambda xp, x: xp.stack([math.sin(v) for v in x])), **rules)
     assert check_rules(np.sin, x, reference=HighPrecision(lambda xp, x: xp.sin(x)), **rules).ok
+    with pytest.raises(ReferenceFailure, match=r"sympy.sin\(t\), not np.sin\(t\)"):
+        check_rules(np.sin, x, reference=ClosedForm(np.sin, elementwise=True), **rules)
 
 
 def test_bad_calls_name_the_fix():
