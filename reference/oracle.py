@@ -419,15 +419,7 @@ class _OneSided:
                 self._at_x = np.asarray(self._primal(**self._args), dtype=object)
             gap = kink_gap(lambda h: self._quotient(unit, h), central, step)
             if gap > 1e-3 * CERTIFY_RTOL * hp.max_abs(central) and self._unmoved(unit, step):
-                raise LowPrecisionPrimal(
-                    f"the high-precision primal of {self._name} does not move when its "
-                    f"inputs move by {float(step):.0e} either way (every entry of its value "
-                    f"stays the same), though its derivative there is {float(hp.max_abs(central)):.2g}"
-                    " along that direction: it computes in float64 somewhere (float(), "
-                    "math.sin, numpy's functions on plain floats, .astype(float)), and "
-                    "every derivative would be told as a kink. Write it with the functions "
-                    "of the xp namespace it is given, on the values it is given (a fault of "
-                    "the problem's declaration, not of any implementation).")
+                raise LowPrecisionPrimal(_computes_in_float64(self._name, step, central))
             return gap
 
     def _unmoved(self, unit: dict, step) -> bool:
@@ -438,6 +430,16 @@ class _OneSided:
             return all(hp.max_abs(self._quotient(unit, side * step)) == 0 for side in (1, -1))
         except (TypeError, ValueError, ZeroDivisionError):  # a side leaves the domain
             return False
+
+
+def _computes_in_float64(name: str, step, central) -> str:
+    return (f"the high-precision primal of {name} does not move when its inputs move by "
+            f"{float(step):.0e} either way (every entry of its value stays the same), though "
+            f"its derivative there is {float(hp.max_abs(central)):.2g} along that direction: "
+            "it computes in float64 somewhere (float(), math.sin, numpy's functions on plain "
+            "floats, .astype(float)), and every derivative would be told as a kink. Write it "
+            "with the functions of the xp namespace it is given, on the values it is given (a "
+            "fault of the problem's declaration, not of any implementation).")
 
 
 def kink_gap(one_sided, central, step):

@@ -644,8 +644,9 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
 
 def _one_output(f: Callable, fw) -> Callable:
     """``f`` with several outputs (a tuple, list or dict) joined into one
-    vector, their entries in turn (:func:`_leaves`): the products of a function with several outputs are
-    then those of that vector (its cotangent one vector too)."""
+    vector, their entries in turn (:func:`_leaves`): the products of a
+    function with several outputs are then those of that vector (its
+    cotangent one vector too)."""
     def joined(*args):
         y = f(*args)
         return fw.xp.concat([leaf.reshape(-1) for leaf in _leaves(y)]) if _several(y) else y
