@@ -305,6 +305,39 @@ def test_a_high_precision_reference_written_with_float64_functions_is_named():
         check_rules(np.sin, x, reference=ClosedForm(np.sin, elementwise=True), **rules)
 
 
+def test_forward_mode_through_a_reverse_only_rule_names_the_backend_that_checks_it():
+    """jax.custom_vjp and a torch.autograd.Function without jvp: forward mode
+    cannot go through them (the frameworks' own errors), and the message
+    says to check them in reverse mode, where they pass."""
+    jax = pytest.importorskip("jax")
+    torch = pytest.importorskip("torch")
+
+    @jax.custom_vjp
+    def sin(x):
+        return jax.numpy.sin(x)
+    sin.defvjp(lambda x: (jax.numpy.sin(x), x), lambda x, g: (jax.numpy.cos(x) * g,))
+
+    class Sin(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return torch.sin(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return torch.cos(x) * g
+
+    x = np.linspace(0.1, 1.0, 4).astype(np.float32)
+    for f, framework in ((sin, "jax"), (Sin.apply, "torch")):
+        with pytest.raises(AssertionError, match="check it with 'jax-reverse' or 'torch-reverse'"):
+            check_function(f, f"{framework}-forward", x)
+        assert check_function(f, f"{framework}-reverse", x).ok
+
+
 def test_bad_calls_name_the_fix():
     with pytest.raises(TypeError, match="give the rules to check"):
         check_rules(softplus, X)
