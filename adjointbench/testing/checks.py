@@ -323,23 +323,29 @@ def _failure_message(result: CheckResult, problem: Problem, constants: dict[str,
         lines.append(f"  held fixed at every point (not floating-point): {held}")
     more = sum(n - 1 for n in shown.values())
     lines += [f"  ({more} more at other input points)"] if more else []
-    return "\n".join(lines + _rounding_hint(result.failures) + _mode_hint(result.failures))
+    return "\n".join(lines + _rounding_hint(result.failures) + _framework_hints(result.failures))
 
 
-# What JAX and torch say when forward mode meets a rule written for reverse mode only
-_REVERSE_ONLY = ("forward-mode autodiff (jvp) to a custom_vjp function",
-                 "must implement the jvp function for custom autograd.Function")
+# What JAX and torch say where a function cannot be differentiated as written, and the fix
+_FRAMEWORK_HINTS = (
+    (("forward-mode autodiff (jvp) to a custom_vjp function",
+      "must implement the jvp function for custom autograd.Function"),
+     "Your function has a reverse-mode rule only, which forward mode cannot go through: "
+     "check it with 'jax-reverse' or 'torch-reverse' (its JVP is then the transposed VJP), "
+     "or write a forward rule (jax.custom_jvp, which JAX transposes for reverse mode; a jvp "
+     "staticmethod beside torch's backward)."),
+    (("Cannot access data pointer of Tensor that doesn't have storage",),
+     "Your function takes its tensor out of torch (.numpy(), np.asarray, .tolist()), where "
+     "torch.func cannot follow it: compute with torch's own functions, or give the NumPy "
+     "part a torch.autograd.Function with its rules."),
+)
 
 
-def _mode_hint(failures: Sequence[Record]) -> list[str]:
-    """Where forward mode met a reverse-only rule (a jax.custom_vjp, a
-    torch.autograd.Function without jvp), the backend that checks it."""
-    if not any(sign in (r.message or "") for r in failures for sign in _REVERSE_ONLY):
-        return []
-    return ["  Your function has a reverse-mode rule only, which forward mode cannot go "
-            "through: check it with 'jax-reverse' or 'torch-reverse' (its JVP is then the "
-            "transposed VJP), or write a forward rule (jax.custom_jvp, which JAX transposes "
-            "for reverse mode; a jvp staticmethod beside torch's backward)."]
+def _framework_hints(failures: Sequence[Record]) -> list[str]:
+    """The fix, where JAX or torch could not differentiate the function as
+    written (_FRAMEWORK_HINTS), once each."""
+    said = " ".join(r.message or "" for r in failures)
+    return [f"  {hint}" for signs, hint in _FRAMEWORK_HINTS if any(s in said for s in signs)]
 
 
 NEAR_ROUNDING = 1e3  # errors within this many tolerances get the hint below

@@ -338,6 +338,16 @@ def test_forward_mode_through_a_reverse_only_rule_names_the_backend_that_checks_
         assert check_function(f, f"{framework}-reverse", x).ok
 
 
+def test_a_torch_function_that_leaves_torch_names_the_fix():
+    """np.sin(x.detach().numpy()) inside: torch.func's own error ("Cannot
+    access data pointer of Tensor that doesn't have storage") says nothing
+    of the cause; the message names it."""
+    torch = pytest.importorskip("torch")
+    through_numpy = lambda x: torch.as_tensor(np.sin(x.detach().numpy()))  # noqa: E731
+    with pytest.raises(AssertionError, match=r"takes its tensor out of torch \(.numpy\(\)"):
+        check_function(through_numpy, "torch-reverse", torch.tensor(X))
+
+
 def test_bad_calls_name_the_fix():
     with pytest.raises(TypeError, match="give the rules to check"):
         check_rules(softplus, X)
