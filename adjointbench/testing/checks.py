@@ -144,12 +144,24 @@ def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Call
         if not e.problems:
             raise
         raise DeclarationError(f"{_label(f)} cannot be checked at these arguments, its "
-                               f"reference fails there: {'; '.join(e.problems)}",
-                               e.problems) from None
+                               f"reference fails there: {'; '.join(e.problems)}"
+                               f"{_in_float64_hint(reference, arguments)}", e.problems) from None
     if condition is not None:
         problem = dataclasses.replace(problem, condition=_condition(condition, problem.inputs,
                                                                     arguments))
     return problem
+
+
+def _in_float64_hint(reference: Any, arguments: _Arguments) -> str:
+    """Why the default reference can fail where your call does not: it runs
+    your function on float64 copies of float32 arguments."""
+    if reference is not None or arguments.dtype != "float32":
+        return ""
+    return (". The default reference runs your function in float64 (your float32 arguments "
+            "as float64): one that holds float32 tensors of its own (a closure's weights) "
+            "cannot run so. Pass them as arguments (argnums= naming those to differentiate "
+            "in), hold them in a torch.nn.Module (whose weights the reference takes in "
+            "float64), or give reference=HighPrecision(...)")
 
 
 def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label: str) -> Any:
@@ -657,7 +669,8 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     of_inputs = _one_output(arguments.over_inputs(f), fw)
     operations = _framework_operations(of_inputs, fw, chosen.mode, arguments.inputs,
                                        arguments.differentiable)
-    float64_f = _float64_twin(of_inputs, fw, chosen.framework)
+    float64_f = _float64_twin(_one_output(arguments.over_inputs(
+        _with_float64_state(f, chosen.framework)), fw), fw, chosen.framework)
     _check_pure_and_reentrant(float64_f, arguments, _label(f))
     problem = _problem(f, arguments, _joining(reference), float64_f, condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
@@ -682,6 +695,22 @@ def _check_precision(framework: str, dtype: str) -> None:
             raise ValueError("float64 arguments, but JAX's float64 mode is off, so JAX would "
                              "compute in float32: enable it at start-up "
                              "(jax.config.update('jax_enable_x64', True)) or pass float32 arrays")
+
+
+def _with_float64_state(f: Callable, framework: str) -> Callable:
+    """A torch.nn.Module as a function of its arguments with float64 copies
+    of its floating parameters and buffers, for the float64 evaluation of the
+    default reference (float32 weights against float64 arguments is an error
+    in torch; JAX promotes them); anything else as it is."""
+    if framework != "torch":
+        return f
+    import torch
+
+    if not isinstance(f, torch.nn.Module):
+        return f
+    state = {name: value.detach().to(torch.float64) if value.is_floating_point() else value
+             for name, value in itertools.chain(f.named_parameters(), f.named_buffers())}
+    return lambda *args: torch.func.functional_call(f, state, args)
 
 
 def _float64_twin(f: Callable, fw, framework: str) -> Callable:

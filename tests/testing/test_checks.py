@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from adjointbench.reference.declare import DeclarationError
 from adjointbench.reference.oracle import ReferenceFailure
 from adjointbench.testing import ClosedForm, HighPrecision, check_function, check_rules
 
@@ -346,6 +347,52 @@ def test_a_torch_function_that_leaves_torch_names_the_fix():
     through_numpy = lambda x: torch.as_tensor(np.sin(x.detach().numpy()))  # noqa: E731
     with pytest.raises(AssertionError, match=r"takes its tensor out of torch \(.numpy\(\)"):
         check_function(through_numpy, "torch-reverse", torch.tensor(X))
+
+
+def test_a_float32_torch_module_is_checked_and_a_float32_closure_names_the_fix():
+    """The default reference evaluates f in float64: a float32 nn.Module's
+    weights against float64 arguments were a torch error ("mat1 and mat2
+    must have the same dtype"), so no float32 module could be checked
+    without a reference. Its weights are now taken in float64 there; a
+    closure holding float32 weights says what to do."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x = torch.randn(3)
+    assert check_function(layer, "torch-reverse", x).ok
+    assert layer[0].weight.dtype == torch.float32  # the module itself untouched
+    wrong = layer[0].weight.detach().clone()
+    with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
+        check_function(_with_wrong_backward(torch, layer), "torch-reverse", x)
+    with pytest.raises(DeclarationError, match="Pass them as arguments"):
+        check_function(lambda v: torch.tanh(wrong @ v), "torch-reverse", x)
+    weights_as_argument = lambda v, w: torch.tanh(w @ v)  # noqa: E731
+    assert check_function(weights_as_argument, "torch-reverse", x, wrong, argnums=0).ok
+
+
+def _with_wrong_backward(torch, module):
+    """``module`` whose VJP is 1.001 times the true one."""
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(y):
+            return y.clone()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, g):
+            return 1.001 * g
+
+    class Wrong(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, v):
+            return Scaled.apply(self.inner(v))
+    return Wrong()
 
 
 def test_bad_calls_name_the_fix():
