@@ -494,6 +494,12 @@ def _wrong_result():
     return WrongResult
 
 
+# After this many supports() questions hung, an implementation is asked no new
+# one: each costs a cell the whole timeout, and a supports() that hangs on every
+# question would take a sweep's few hundred questions times 300 s.
+HUNG_QUESTIONS = 3
+
+
 class RemoteExecutor:
     """A worker's executor, within one cell's time budget (see LocalExecutor).
 
@@ -523,6 +529,13 @@ class RemoteExecutor:
         if question in self.unanswered:
             self.told_unanswered = True
             raise WorkerTimeout(self.unanswered[question])
+        if len(self.unanswered) >= HUNG_QUESTIONS and question not in self.worker.supported:
+            self.told_unanswered = True
+            raise WorkerTimeout(
+                f"supports() gave no answer within the timeout to {len(self.unanswered)} "
+                f"questions in this run ({', '.join(map(repr, list(self.unanswered)[:3]))}; "
+                "their cells' records say where it hung), so no new question is asked: "
+                "answer supports() at once, without work")
         if question not in self.worker.supported:
             try:
                 self.worker.supported[question] = bool(self._call("supports", *question))

@@ -18,3 +18,14 @@ class Undecided(NumpyImplementation):
 
 
 implementation = Undecided()
+
+
+class Stuck(NumpyImplementation):
+    """A supports() that never answers at all."""
+    name = "stuck"
+
+    def supports(self, problem, op, method=None):
+        time.sleep(3600)
+
+
+stuck = Stuck()

@@ -107,6 +107,27 @@ def test_a_supports_question_that_hung_is_not_asked_again(plugins_on_path, oracl
     assert [r.outcome for r in records if r.problem == "scalar_sin"] == ["ok"] * 4
 
 
+def test_a_supports_that_never_answers_costs_a_few_timeouts_not_one_per_question(
+        plugins_on_path, oracle, tmp_path):
+    """Each new question waited the whole timeout: a sweep's few hundred
+    questions, 300 s each. After HUNG_QUESTIONS, no new one is asked."""
+    from adjointbench.suites.isolation import HUNG_QUESTIONS
+
+    cells = [Cell(p, "undecided:stuck", op, size, points=1)
+             for p, size in (("matvec", 2), ("scalar_sin", 1), ("softmax", 4), ("matmul", 2))
+             for op in ("primal", "jvp", "vjp")]
+    timeout_s = 1.5
+    with IsolatedRunner(timeout_s=timeout_s, cache_dir=oracle.cache_dir) as runner:
+        records = run_sweep(cells, oracle, ResultsFile(tmp_path), progress=False,
+                            runner=runner.run)
+    assert {r.outcome for r in records} == {"timeout"}
+    waited = [r for r in records if r.seconds >= timeout_s]
+    assert len(waited) == HUNG_QUESTIONS and all(
+        "it was in supports (undecided.py:" in r.message for r in waited)
+    told = [r for r in records if r not in waited]
+    assert all(r.seconds < 1 and "so no new question is asked" in r.message for r in told)
+
+
 def test_a_wrong_value_keeps_the_worker_and_a_raise_replaces_it(plugins_on_path, oracle):
     """A mismatch (a torch defect the manifest declares, say) costs no
     restart; an exception may have left the framework half-changed."""
