@@ -25,7 +25,7 @@ from adjointbench.reference.catalogue import origin
 from adjointbench.suites.cells import ALL_OPS, DEFAULT_BENCH_OPS, DEFAULT_POINTS, plan_cells
 from adjointbench.suites.environment import cpu_mark, finish_environment, write_environment
 from adjointbench.suites.expected import ManifestError, load_manifest, surprises
-from adjointbench.suites.executors import LocalExecutor
+from adjointbench.suites.executors import LocalExecutor, stops_told_as_errors
 from adjointbench.suites.isolation import DEFAULT_TIMEOUT_S, IsolatedRunner, use_compilation_cache
 from adjointbench import faults
 from adjointbench.faults import HarnessFault
@@ -185,7 +185,8 @@ def _describe_all(names: list[str], describe, start=lambda names: None,
     descriptions, not_loaded = {}, {}
     for name in names:
         try:
-            descriptions[name] = describe(name)
+            with stops_told_as_errors():  # a plug-in loaded here (--in-process)
+                descriptions[name] = describe(name)
             load_manifest(name, descriptions[name]["expected_outcomes"])  # before any cell runs
         except HarnessFault:
             raise
@@ -787,10 +788,14 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"adjointbench: warning: {message}\n"
 
 
+def _terminate(signum, frame):
+    raise faults.Terminated(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line  # one readable line, no source excerpt
     # SIGTERM unwinds like Ctrl-C: the workers are stopped, the records kept
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, _terminate)
     with faults.interrupts_never_swallowed():
         return _dispatch(argv)
 

@@ -18,6 +18,18 @@ class FolderInUse(HarnessFault):
     """Another adjointbench run holds the results folder's lock."""
 
 
+class Terminated(SystemExit):
+    """SIGTERM, unwinding the harness as Ctrl-C does (exit status 128 + 15):
+    the harness's own SystemExit, never the code under test's."""
+
+
+def stop_request(error: BaseException) -> str:
+    """What a SystemExit, KeyboardInterrupt or GeneratorExit that the code
+    under test raised is told as: its failure, not a stop of the harness."""
+    return (f"{described(error)} raised by the implementation, a BaseException that asks a "
+            "program to stop; raise an Exception to report a failure")
+
+
 # --- what the code under test's exceptions say ---
 
 MESSAGE_LIMIT = 2000  # characters of an exception's message kept in a record

@@ -10,12 +10,14 @@ process that compares never imports implementation code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any, Callable
 
+from adjointbench.faults import Terminated, stop_request
 from adjointbench.impls.protocol import Implementation, Task, devices, prepare, supports
 from adjointbench.suites.purity import (allocation_spans, arrays_in, copy_arrays, envelope,
                                           overlapping, same_arrays)
@@ -24,6 +26,22 @@ from adjointbench.suites.timing import synchronised, time_operation, timing_fiel
 
 class ImplementationError(RuntimeError):
     """What an implementation raised in a worker, as ``Type: message``."""
+
+
+@contextlib.contextmanager
+def stops_told_as_errors():
+    """Around code under test run in this process (--in-process): a
+    SystemExit or GeneratorExit it raises is its failure, an
+    ImplementationError, as in a worker; before, ``sys.exit(0)`` in a rule
+    ended the sweep with exit status 0 and no word. SIGTERM's Terminated and
+    Ctrl-C (which cannot be told from a rule's KeyboardInterrupt here) stop
+    the run."""
+    try:
+        yield
+    except Terminated:
+        raise
+    except (SystemExit, GeneratorExit) as e:
+        raise ImplementationError(stop_request(e)) from None
 
 
 def numbers_in(value: Any) -> int:

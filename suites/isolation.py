@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from adjointbench.faults import (STARTED_ON_IMPORT_STATUS, HarnessFault, ScriptStartsOnImport,
-                                 described, exit_if_importing_parents_script)
+                                 exit_if_importing_parents_script, stop_request)
 from adjointbench.fence import fence_off
 from adjointbench.lifetime import (WORKERS, become_subreaper, children, end_adopted,
                                    end_descendants, end_tree, end_with_parent, stop_signal)
@@ -180,9 +180,7 @@ def _answer(call):
     except (SystemExit, KeyboardInterrupt, GeneratorExit) as e:
         # raised by the code under test (a worker has a process group of its
         # own: no Ctrl-C of the user's reaches it); the worker is replaced after
-        return plain(("raise", "error", f"{described(e)} raised by the implementation, "
-                      "a BaseException that asks a program to stop; raise an Exception "
-                      "to report a failure"))
+        return plain(("raise", "error", stop_request(e)))
 
 
 def _serve(connection, spec: str, harness: int, stacks: int | None = None,

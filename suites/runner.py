@@ -37,7 +37,7 @@ from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import (check_pure, check_reentrant, check_results_kept,
                                         copy_arrays)
 from adjointbench.suites.bench import bench_record, call_warning
-from adjointbench.suites.executors import LocalExecutor
+from adjointbench.suites.executors import LocalExecutor, stops_told_as_errors
 from adjointbench.suites.isolation import refuse_beyond_memory
 from adjointbench.suites.timing import TIMING_FIELDS, TIMING_KINDS
 from adjointbench.suites.tolerance import ILL_CONDITIONED, tolerance
@@ -541,14 +541,15 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
     start = time.perf_counter()
     record = Record.for_cell(cell, "error")
     try:
-        executor = executor or LocalExecutor(impl or load_implementation(cell.impl))
-        reason = unsupported_reason(cell, executor)
-        if reason:
-            record = replace(record, outcome="unsupported", message=reason)
-        elif cell.suite == "bench":
-            record = bench_record(cell, executor.bench(cell), threads)
-        else:
-            record = _check(cell, oracle or Oracle(), executor, record, memo, threads)
+        with stops_told_as_errors():  # the implementation may run in this process
+            executor = executor or LocalExecutor(impl or load_implementation(cell.impl))
+            reason = unsupported_reason(cell, executor)
+            if reason:
+                record = replace(record, outcome="unsupported", message=reason)
+            elif cell.suite == "bench":
+                record = bench_record(cell, executor.bench(cell), threads)
+            else:
+                record = _check(cell, oracle or Oracle(), executor, record, memo, threads)
     except HarnessFault:
         raise
     except Exception as e:  # the implementation's failure is an outcome

@@ -107,6 +107,25 @@ def test_a_supports_question_that_hung_is_not_asked_again(plugins_on_path, oracl
     assert [r.outcome for r in records if r.problem == "scalar_sin"] == ["ok"] * 4
 
 
+def test_a_sys_exit_of_code_under_test_in_this_process_is_its_failure(plugins_on_path, tmp_path,
+                                                                      capsys):
+    """--in-process: sys.exit(0) in a rule ended the sweep with exit status 0
+    and no word, as did one at the plug-in's import; each is now what it is
+    in a worker, an error of the implementation (and a load failure, exit 2)."""
+    args = ["--op", "primal", "--dtype", "float64", "--quiet", "--in-process"]
+    assert main(["check", "--impl", "misbehaving:implementation", "--problem",
+                 "broadcast_tanh,scalar_add", *args, "--out", str(tmp_path / "rule")]) == 1
+    records = {r.problem: r for r in ResultsFile(tmp_path / "rule").read()[0]}
+    assert records["broadcast_tanh"].outcome == "error"
+    assert records["broadcast_tanh"].message.startswith(
+        "SystemExit: 0 raised by the implementation, a BaseException that asks a program")
+    assert records["scalar_add"].outcome == "error"  # its own failure: the sweep went on
+    assert main(["check", "--impl", "stops_loading:implementation", "--problem", "scalar_add",
+                 *args, "--out", str(tmp_path / "load")]) == 2
+    assert ("implementation 'stops_loading:implementation' cannot be loaded: SystemExit: 0 "
+            "raised by the implementation") in capsys.readouterr().err
+
+
 def test_a_supports_that_never_answers_costs_a_few_timeouts_not_one_per_question(
         plugins_on_path, oracle, tmp_path):
     """Each new question waited the whole timeout: a sweep's few hundred
