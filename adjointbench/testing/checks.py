@@ -199,7 +199,7 @@ def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label:
 def _with_constants(reference: Any, arguments: _Arguments) -> Any:
     """A ClosedForm or HighPrecision reference, written with every argument,
     as a function of the inputs alone."""
-    if not arguments.constants:
+    if arguments.plain:
         return reference
     if isinstance(reference, ClosedForm):
         return dataclasses.replace(reference,
@@ -383,28 +383,144 @@ class _Arguments:
     """Your arguments: the floating-point ones become the problem's inputs;
     the others (a Python int or bool, an integer array, a string: a power,
     an axis, a mode) are constants, handed to every call as you gave them,
-    never differentiated nor moved between input points."""
+    never differentiated nor moved between input points. An argument that
+    holds several arrays (a dict of parameters, a tuple of weights, nested
+    as you like) gives one input per floating-point array in it, named by
+    where it sits (``params['w']``), and is handed to every call in its
+    own structure."""
 
     names: tuple[str, ...]  # every argument's, in order
-    arrays: dict[str, np.ndarray]  # the floating-point ones: the problem's inputs
+    arrays: dict[str, np.ndarray]  # the floating-point ones (or their arrays): the inputs
     constants: dict[str, Any]
-    differentiable: tuple[str, ...]
+    differentiable: tuple[str, ...]  # of the inputs
     dtype: str
+    trees: dict[str, Any] = dataclasses.field(default_factory=dict)  # argument -> skeleton
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return tuple(self.arrays)
 
+    @property
+    def differentiable_arguments(self) -> tuple[str, ...]:
+        """The arguments whose arrays are differentiated in, in order."""
+        return tuple(n for n in self.names if any(leaf in self.differentiable
+                                                  for leaf in self._inputs_of(n)))
+
+    def _inputs_of(self, name: str) -> list[str]:
+        return _leaf_names(self.trees[name]) if name in self.trees else [name]
+
     def full(self, values: Sequence[Any]) -> tuple:
         """Every argument, ``values`` in the floating-point ones' places."""
         given = dict(zip(self.arrays, values))
-        return tuple(given[n] if n in given else _fresh(self.constants[n]) for n in self.names)
+        return tuple(self.argument(n, given) for n in self.names)
+
+    def argument(self, name: str, given: dict, constants: bool = True) -> Any:
+        """Argument ``name`` with the arrays ``given`` (by input name) in it;
+        its constants as you gave them (None with ``constants=False``: in a
+        tangent or a cotangent)."""
+        if name in self.trees:
+            return _filled(self.trees[name], given, constants)
+        if name in given:
+            return given[name]
+        return _fresh(self.constants[name]) if constants else None
+
+    def flat(self, per_argument: Any) -> Any:
+        """Cotangents given per differentiable argument (a tree for one that
+        holds several arrays) as one per input; anything else as it is (the
+        checks say what is wrong with it)."""
+        wanted = self.differentiable_arguments
+        if not self.trees or not isinstance(per_argument, (tuple, list)) \
+                or len(per_argument) != len(wanted):
+            return per_argument
+        return tuple(leaf for name, part in zip(wanted, per_argument)
+                     for leaf in (_picked(self.trees[name], part, name)
+                                  if name in self.trees else [part]))
+
+    @property
+    def plain(self) -> bool:
+        """Every argument a floating-point array: f takes the inputs as they are."""
+        return not self.constants and not self.trees
 
     def over_inputs(self, f: Callable) -> Callable:
         """``f(*every argument)`` as a function of the inputs alone."""
-        if not self.constants:
+        if self.plain:
             return f
         return lambda *values: f(*self.full(values))
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """Where an input sits in an argument that holds several arrays."""
+
+    name: str
+
+
+def _holds_arrays(x: Any) -> bool:
+    """A dict, or a list or tuple holding arrays or containers (a list of
+    plain numbers is one array)."""
+    if isinstance(x, dict):
+        return True
+    return isinstance(x, (list, tuple)) and any(
+        isinstance(v, (dict, list, tuple)) or getattr(v, "ndim", 0) > 0 for v in x)
+
+
+def _same_kind(like: Any, parts: list) -> Any:
+    """``parts`` as a container of ``like``'s type (a named tuple's too)."""
+    return type(like)(*parts) if hasattr(like, "_fields") else type(like)(parts)
+
+
+def _split(name: str, value: Any, inputs: dict) -> Any:
+    """``value``'s skeleton: each floating-point array in it a _Leaf, put in
+    ``inputs`` under the name of where it sits; constants as they are."""
+    if isinstance(value, dict):
+        return {k: _split(f"{name}[{k!r}]", v, inputs) for k, v in value.items()}
+    if _holds_arrays(value):
+        return _same_kind(value, [_split(f"{name}[{i}]", v, inputs) for i, v in enumerate(value)])
+    array = _floating(value)
+    if array is None:
+        return value
+    inputs[name] = array
+    return _Leaf(name)
+
+
+def _filled(skeleton: Any, given: dict, constants: bool) -> Any:
+    if isinstance(skeleton, _Leaf):
+        return given.get(skeleton.name)
+    if isinstance(skeleton, dict):
+        return {k: _filled(v, given, constants) for k, v in skeleton.items()}
+    if isinstance(skeleton, (list, tuple)) and _holds_leaves(skeleton):
+        return _same_kind(skeleton, [_filled(v, given, constants) for v in skeleton])
+    return _fresh(skeleton) if constants else None
+
+
+def _holds_leaves(skeleton: Any) -> bool:
+    return bool(_leaf_names(skeleton))
+
+
+def _leaf_names(skeleton: Any) -> list[str]:
+    if isinstance(skeleton, _Leaf):
+        return [skeleton.name]
+    parts = skeleton.values() if isinstance(skeleton, dict) else (
+        skeleton if isinstance(skeleton, (list, tuple)) else ())
+    return [name for part in parts for name in _leaf_names(part)]
+
+
+def _picked(skeleton: Any, tree: Any, where: str) -> list:
+    """The arrays of ``tree`` (a cotangent in an argument's structure) at
+    the places of the skeleton's inputs, in order."""
+    if isinstance(skeleton, _Leaf):
+        return [tree]
+    keys = skeleton.keys() if isinstance(skeleton, dict) else range(len(skeleton)) \
+        if isinstance(skeleton, (list, tuple)) and _holds_leaves(skeleton) else ()
+    picked = []
+    for key in keys:
+        try:
+            part = tree[key]
+        except (KeyError, IndexError, TypeError):
+            raise TypeError(f"the cotangent for {where} has no [{key!r}]: give it in the "
+                            f"structure of the argument") from None
+        picked += _picked(skeleton[key], part, f"{where}[{key!r}]")
+    return picked
 
 
 def _fresh(constant: Any) -> Any:
@@ -430,14 +546,19 @@ def _prepare_arguments(f: Callable, args: tuple, argnums) -> _Arguments:
     if not args:
         raise TypeError("give the arguments to check f at: check_rules(f, x, ...)")
     names = _names(f, len(args))
-    arrays = {n: _floating(a) for n, a in zip(names, args)}
+    arrays, trees = {}, {}
+    for name, value in zip(names, args):
+        if _holds_arrays(value):
+            trees[name] = _split(name, value, arrays)
+        else:
+            arrays[name] = _floating(value)
     chosen = _chosen(argnums, len(args))
     floating = [a for a in arrays.values() if a is not None]
     real = floating[0].dtype if floating else np.dtype(np.float64)
     for i in chosen or ():  # a number you ask to differentiate in is a real number
-        if arrays[names[i]] is None:
+        if names[i] not in trees and arrays[names[i]] is None:
             arrays[names[i]] = _as_real(args[i], names[i], real)
-    constants = {n: a for n, a, array in zip(names, args, arrays.values()) if array is None}
+    constants = {n: a for n, a in zip(names, args) if n not in trees and arrays[n] is None}
     arrays = {n: array for n, array in arrays.items() if array is not None}
     if not arrays:
         raise TypeError(f"no floating-point argument to differentiate in (held fixed: "
@@ -445,8 +566,11 @@ def _prepare_arguments(f: Callable, args: tuple, argnums) -> _Arguments:
                         "numbers (2.0, not 2), or name them in argnums")
     for name, array in arrays.items():
         _check_usable(name, array)
-    differentiable = tuple(arrays) if chosen is None else tuple(names[i] for i in chosen)
-    return _Arguments(names, arrays, constants, differentiable, _dtype(list(arrays.values())))
+    differentiable = tuple(arrays) if chosen is None else tuple(
+        leaf for i in chosen for leaf in (_leaf_names(trees[names[i]]) if names[i] in trees
+                                          else [names[i]]))
+    return _Arguments(names, arrays, constants, differentiable, _dtype(list(arrays.values())),
+                      trees)
 
 
 @dataclass(frozen=True)
@@ -610,8 +734,10 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
         return arguments.full([np.asarray(task.inputs[n], dtype=task.dtype)
                                for n in arguments.inputs])
 
-    def along(task, field):
-        return tuple(np.asarray(getattr(task, field)[n], dtype=task.dtype) for n in differentiable)
+    def along(task, field):  # per differentiable argument, in its structure
+        given = {n: np.asarray(getattr(task, field)[n], dtype=task.dtype) for n in differentiable}
+        return tuple(arguments.argument(n, given, constants=False)
+                     for n in arguments.differentiable_arguments)
 
     operations = {"primal": lambda task: (lambda a=arguments_at(task): outputs.join(f(*a)))}
     if jvp is not None:
@@ -620,11 +746,12 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     if vjp is not None:
         operations["vjp"] = lambda task: (
             lambda a=arguments_at(task), w=np.asarray(task.cotangent, dtype=task.dtype):
-            vjp(a, outputs.split(w)))
+            arguments.flat(vjp(a, outputs.split(w))))
     if hvp is not None:
         operations["hvp"] = lambda task: (
             lambda a=arguments_at(task), t=along(task, "tangent"),
-            w=np.asarray(task.cotangent, dtype=task.dtype): hvp(a, t, outputs.split(w)))
+            w=np.asarray(task.cotangent, dtype=task.dtype):
+            arguments.flat(hvp(a, t, outputs.split(w))))
     problem = _problem(f, arguments, _joining(reference),
                        lambda *values: outputs.join(float64_f(*values)), condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,

@@ -395,6 +395,62 @@ def _with_wrong_backward(torch, module):
     return Wrong()
 
 
+PARAMS = {"w": np.array([[0.3, -1.2, 0.5], [0.8, 0.1, -0.4]]), "b": np.array([0.2, -0.7])}
+XS = np.array([0.6, -0.3, 1.1])
+
+
+def _dense_rules(scale_b: float):
+    """tanh(p['w'] x + p['b']) with its rules, p a dict; the VJP's cotangent
+    for p['b'] scaled by ``scale_b``."""
+    f = lambda p, x: np.tanh(p["w"] @ x + p["b"])  # noqa: E731
+
+    def jvp(a, t):
+        (p, x), (tp, tx) = a, t
+        return (1 - f(p, x) ** 2) * (tp["w"] @ x + p["w"] @ tx + tp["b"])
+
+    def vjp(a, w):
+        p, x = a
+        d = w * (1 - f(p, x) ** 2)
+        return {"w": np.outer(d, x), "b": scale_b * d}, p["w"].T @ d
+    return f, jvp, vjp
+
+
+def test_parameters_in_a_dict_or_a_tuple_are_differentiated_in_not_held_fixed():
+    """A dict (or tuple) of parameter arrays was held fixed as a constant:
+    "12 of 12 checks ok" of a custom_vjp whose parameter gradient was wrong,
+    never looked at. Each array in it is now an input, named by where it
+    sits; rules get tangents and give cotangents in the argument's
+    structure."""
+    f, jvp, vjp = _dense_rules(1.0)
+    reference = HighPrecision(lambda xp, p, x: xp.tanh(p["w"] @ x + p["b"]))
+    assert check_rules(f, PARAMS, XS, jvp=jvp, vjp=vjp, reference=reference).ok
+    with pytest.raises(AssertionError, match=r"vjp cotangent for input \"p\['b'\]\""):
+        check_rules(f, PARAMS, XS, jvp=jvp, vjp=_dense_rules(1.001)[2])
+    with pytest.raises(AssertionError, match=r"the cotangent for p has no \['b'\]"):
+        check_rules(f, PARAMS, XS, vjp=lambda a, w: ({"w": vjp(a, w)[0]["w"]}, vjp(a, w)[1]))
+    only_p = check_rules(f, PARAMS, XS, vjp=lambda a, w: (vjp(a, w)[0],), argnums=0)
+    assert {r.op for r in only_p.records} == {"vjp"}
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    def layer(scale_b):
+        @jax.custom_vjp
+        def dense(p, x):
+            return jnp.tanh(p[0] @ x + p[1])
+
+        def backward(saved, g):
+            p, x = saved
+            d = g * (1 - dense(p, x) ** 2)
+            return (jnp.outer(d, x), scale_b * d), p[0].T @ d
+        dense.defvjp(lambda p, x: (dense(p, x), (p, x)), backward)
+        return dense
+
+    weights = tuple(np.asarray(PARAMS[k], np.float32) for k in ("w", "b"))
+    assert check_function(layer(1.0), "jax-reverse", weights, XS.astype(np.float32)).ok
+    with pytest.raises(AssertionError, match=r"vjp cotangent for input 'p\[1\]'"):
+        check_function(layer(1.001), "jax-reverse", weights, XS.astype(np.float32))
+
+
 def test_bad_calls_name_the_fix():
     with pytest.raises(TypeError, match="give the rules to check"):
         check_rules(softplus, X)
