@@ -63,6 +63,8 @@ class CheckResult:
 
     function: str
     records: tuple[Record, ...]
+    differentiated: tuple[str, ...] = ()  # the inputs the checks differentiate in
+    held_fixed: tuple[str, ...] = ()  # the arguments and inputs they do not
 
     @property
     def ok(self) -> bool:
@@ -90,6 +92,9 @@ class CheckResult:
             level = ("" if r.oracle_err is None or r.level is None
                      else f"  ({describe_level(r.level, r.oracle_err)})")
             lines.append(f"  {r.op:<10} point {r.point}  {r.outcome:<12} {error}{level}")
+        lines += [f"  differentiated in: {', '.join(self.differentiated)}"] * bool(
+            self.differentiated)
+        lines += [f"  held fixed: {', '.join(self.held_fixed)}"] * bool(self.held_fixed)
         return "\n".join(lines)
 
 
@@ -288,7 +293,7 @@ class _UnderTest:
 
 
 def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
-         label: str, constants: dict[str, Any]) -> CheckResult:
+         label: str, arguments: "_Arguments") -> CheckResult:
     from adjointbench.reference.cache import Oracle
 
     if points < 1:
@@ -308,9 +313,11 @@ def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
                 continue
             records += [check_point(cell, oracle, executor, blank, point)
                         for point in range(points)]
-    result = CheckResult(label, tuple(records))
+    held = [n for n in arguments.inputs if n not in arguments.differentiable]
+    result = CheckResult(label, tuple(records), arguments.differentiable,
+                         (*arguments.constants, *held))
     if not result.ok:
-        raise AssertionError(_failure_message(result, problem, constants))
+        raise AssertionError(_failure_message(result, problem, arguments.constants))
     return result
 
 
@@ -756,7 +763,7 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
                        lambda *values: outputs.join(float64_f(*values)), condition)
     return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
                                                         reference, hvp is not None),
-                points, _label(f), arguments.constants)
+                points, _label(f), arguments)
 
 
 def _ops(jvp: bool, vjp: bool, reference: Any, hvp: bool = False) -> list[str]:
@@ -801,7 +808,7 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     _check_pure_and_reentrant(float64_f, arguments, _label(f))
     problem = _problem(f, arguments, _joining(reference), float64_f, condition)
     return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
-                points, _label(f), arguments.constants)
+                points, _label(f), arguments)
 
 
 def _one_output(f: Callable, fw) -> Callable:

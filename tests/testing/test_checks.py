@@ -430,6 +430,8 @@ def test_parameters_in_a_dict_or_a_tuple_are_differentiated_in_not_held_fixed():
         check_rules(f, PARAMS, XS, vjp=lambda a, w: ({"w": vjp(a, w)[0]["w"]}, vjp(a, w)[1]))
     only_p = check_rules(f, PARAMS, XS, vjp=lambda a, w: (vjp(a, w)[0],), argnums=0)
     assert {r.op for r in only_p.records} == {"vjp"}
+    assert only_p.differentiated == ("p['w']", "p['b']") and only_p.held_fixed == ("x",)
+    assert "  differentiated in: p['w'], p['b']\n  held fixed: x" in str(only_p)
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
 
