@@ -628,6 +628,11 @@ def _summarise(records: list, results: ResultsFile | None, descriptions: dict) -
             print(f"  {r.outcome:<9} {_cell_name(r)}{tag}: {r.message}")
     if results:
         print(f"results: {results.path}")
+    if records and counts["unsupported"] == len(records):
+        print("adjointbench: warning: nothing was checked or timed: every cell is unsupported "
+              f"({records[0].message}{', ...' if len(records) > 1 else ''}); name the "
+              "implementations that offer these problems with --impl (adjointbench list "
+              "shows every installed one)", file=sys.stderr)
     with_manifest = sorted({r.impl for r in records if id(r) in found
                             and manifests.get(r.impl) is not None})
     if with_manifest:

@@ -54,6 +54,17 @@ def test_check_writes_one_record_per_cell(tmp_path, capsys):
     assert all(r["max_rel_err"] <= r["tol"] for r in records)
 
 
+def test_a_sweep_where_nothing_is_supported_says_so(plugins_on_path, tmp_path, capsys):
+    """A plug-in's problem with a built-in that does not know it: every cell
+    unsupported, "84 cells: 84 unsupported" and exit 0 was all it said."""
+    assert main(["check", "--problem", "failing_problem:problem", "--impl", "numpy",
+                 "--size", "4", "--dtype", "float64", "--op", "jvp,vjp", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert ("nothing was checked or timed: every cell is unsupported (numpy does not support "
+            "jvp of fails_above_4, ...); name the implementations") in err
+
+
 def test_a_name_given_twice_runs_its_cells_once(tmp_path):
     """--impl numpy,numpy ran every cell twice, two records of one key."""
     assert main(["check", "--impl", "numpy,naive,numpy", "--problem", "matvec,matvec",
