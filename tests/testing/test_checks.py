@@ -318,22 +318,9 @@ def test_forward_mode_through_a_reverse_only_rule_names_the_backend_that_checks_
         return jax.numpy.sin(x)
     sin.defvjp(lambda x: (jax.numpy.sin(x), x), lambda x, g: (jax.numpy.cos(x) * g,))
 
-    class Sin(torch.autograd.Function):
-        @staticmethod
-        def forward(x):
-            return torch.sin(x)
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return torch.cos(x) * g
-
     x = np.linspace(0.1, 1.0, 4).astype(np.float32)
-    for f, framework in ((sin, "jax"), (Sin.apply, "torch")):
+    torch_sin = _reverse_only(torch, "Sin", torch.sin, torch.cos)
+    for f, framework in ((sin, "jax"), (torch_sin.apply, "torch")):
         with pytest.raises(AssertionError, match="check it with 'jax-reverse' or 'torch-reverse'"):
             check_function(f, f"{framework}-forward", x)
         assert check_function(f, f"{framework}-reverse", x).ok
@@ -626,29 +613,25 @@ def test_a_function_with_several_outputs_is_checked_through_them_all():
     assert check_function(both, "jax-forward", jnp.asarray(X, dtype=jnp.float32)).ok
 
 
+def _reverse_only(torch, name: str, forward, derivative):
+    """A torch.autograd.Function ``name`` of an elementwise ``forward``, with
+    a backward (``derivative`` times g) and no jvp."""
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return derivative(x) * g
+
+    return type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(lambda x: forward(x)),
+        "setup_context": staticmethod(lambda ctx, inputs, output:
+                                      ctx.save_for_backward(inputs[0])),
+        "backward": staticmethod(backward)})
+
+
 def test_check_function_through_a_torch_function():
     torch = pytest.importorskip("torch")
 
-    class Cube(torch.autograd.Function):
-        @staticmethod
-        def forward(x):
-            return x ** 3
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(inputs[0])
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 3 * x ** 2 * g
-
-    class Wrong(Cube):
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return 3 * x * g
-
+    Cube = _reverse_only(torch, "Cube", lambda x: x ** 3, lambda x: 3 * x ** 2)
+    Wrong = _reverse_only(torch, "Wrong", lambda x: x ** 3, lambda x: 3 * x)
     x = torch.as_tensor(X)
     result = check_function(Cube.apply, "torch-reverse", x,
                             reference=HighPrecision(lambda xp, x: x * x * x))
