@@ -418,7 +418,7 @@ class _OneSided:
             if self._at_x is None:
                 self._at_x = np.asarray(self._primal(**self._args), dtype=object)
             gap = kink_gap(lambda h: self._quotient(unit, h), central, step)
-            if gap > 1e-3 * CERTIFY_RTOL * hp.max_abs(central) and self._unmoved(unit, step):
+            if gap > negligible_gap(central) and self._unmoved(unit, step):
                 raise LowPrecisionPrimal(_computes_in_float64(self._name, step, central))
             return gap
 
@@ -442,6 +442,12 @@ def _computes_in_float64(name: str, step, central) -> str:
             "fault of the problem's declaration, not of any implementation).")
 
 
+def negligible_gap(central):
+    """A kink gap this small beside ``central`` is nothing: 1e-3 of what a
+    reference is certified to."""
+    return 1e-3 * CERTIFY_RTOL * hp.max_abs(central)
+
+
 def kink_gap(one_sided, central, step):
     """The kink a one-sided difference quotient shows against the central
     estimate (see _OneSided): ``one_sided(h)`` from the right for h > 0, from
@@ -449,7 +455,7 @@ def kink_gap(one_sided, central, step):
     within 1e-3 of what a reference is certified to is returned as it is; a
     larger one only if it is the same at a step ONE_SIDED_RATIO times larger
     (else 0: rounding or truncation, the central estimate's own business)."""
-    negligible = 1e-3 * CERTIFY_RTOL * hp.max_abs(central)
+    negligible = negligible_gap(central)
     for side in (1, -1):
         try:
             near = hp.max_abs(one_sided(side * step) - central)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from adjointbench.impls.protocol import Prepared, Task
+from adjointbench.impls.protocol import Prepared, Task, as_numpy
 from adjointbench.reference.catalogue import temporarily
 from adjointbench.reference.declare import (NEIGHBOURHOOD, DeclarationError, declare_problem,
                                            fixed_inputs)
@@ -96,12 +96,6 @@ class CheckResult:
             self.differentiated)
         lines += [f"  held fixed: {', '.join(self.held_fixed)}"] * bool(self.held_fixed)
         return "\n".join(lines)
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor, maybe requiring grad
-        x = x.detach().cpu()
-    return np.asarray(x)
 
 
 def _dtype(arrays: Sequence[np.ndarray]) -> str:
@@ -462,6 +456,14 @@ class _Leaf:
     name: str
 
 
+@dataclass(frozen=True)
+class _Constant:
+    """A value in an argument that holds several arrays that is not one of
+    them (an int, a string, an axis tuple): handed over as it is."""
+
+    value: Any
+
+
 def _holds_arrays(x: Any) -> bool:
     """A dict, or a list or tuple holding arrays or containers (a list of
     plain numbers is one array)."""
@@ -485,7 +487,7 @@ def _split(name: str, value: Any, inputs: dict) -> Any:
         return _same_kind(value, [_split(f"{name}[{i}]", v, inputs) for i, v in enumerate(value)])
     array = _floating(value)
     if array is None:
-        return value
+        return _Constant(value)
     inputs[name] = array
     return _Leaf(name)
 
@@ -493,22 +495,18 @@ def _split(name: str, value: Any, inputs: dict) -> Any:
 def _filled(skeleton: Any, given: dict, constants: bool) -> Any:
     if isinstance(skeleton, _Leaf):
         return given.get(skeleton.name)
+    if isinstance(skeleton, _Constant):
+        return _fresh(skeleton.value) if constants else None
     if isinstance(skeleton, dict):
         return {k: _filled(v, given, constants) for k, v in skeleton.items()}
-    if isinstance(skeleton, (list, tuple)) and _holds_leaves(skeleton):
-        return _same_kind(skeleton, [_filled(v, given, constants) for v in skeleton])
-    return _fresh(skeleton) if constants else None
-
-
-def _holds_leaves(skeleton: Any) -> bool:
-    return bool(_leaf_names(skeleton))
+    return _same_kind(skeleton, [_filled(v, given, constants) for v in skeleton])
 
 
 def _leaf_names(skeleton: Any) -> list[str]:
     if isinstance(skeleton, _Leaf):
         return [skeleton.name]
-    parts = skeleton.values() if isinstance(skeleton, dict) else (
-        skeleton if isinstance(skeleton, (list, tuple)) else ())
+    parts = () if isinstance(skeleton, _Constant) else (
+        skeleton.values() if isinstance(skeleton, dict) else skeleton)
     return [name for part in parts for name in _leaf_names(part)]
 
 
@@ -517,8 +515,8 @@ def _picked(skeleton: Any, tree: Any, where: str) -> list:
     the places of the skeleton's inputs, in order."""
     if isinstance(skeleton, _Leaf):
         return [tree]
-    keys = skeleton.keys() if isinstance(skeleton, dict) else range(len(skeleton)) \
-        if isinstance(skeleton, (list, tuple)) and _holds_leaves(skeleton) else ()
+    keys = () if isinstance(skeleton, _Constant) else (
+        skeleton.keys() if isinstance(skeleton, dict) else range(len(skeleton)))
     picked = []
     for key in keys:
         try:
@@ -540,7 +538,7 @@ def _floating(x: Any) -> np.ndarray | None:
     if x is None or isinstance(x, (bool, int, str, bytes, np.integer, np.bool_)):
         return None
     try:
-        array = np.array(_to_numpy(x))
+        array = np.array(as_numpy(x))
     except Exception:  # noqa: BLE001 - not an array at all: a constant
         return None
     if array.dtype.kind == "c":
@@ -692,7 +690,7 @@ def _chosen(argnums, count: int) -> tuple[int, ...] | None:
 def _as_real(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
     """An integer argument named in ``argnums``, as a real one of ``dtype``."""
     try:
-        return np.array(_to_numpy(x), dtype=dtype)
+        return np.array(as_numpy(x), dtype=dtype)
     except (TypeError, ValueError):
         raise TypeError(f"argument {name!r} ({type(x).__name__}) is not a number: it cannot "
                         "be differentiated in; leave it out of argnums") from None

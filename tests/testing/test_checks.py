@@ -348,13 +348,13 @@ def test_a_float32_torch_module_is_checked_and_a_float32_closure_names_the_fix()
     x = torch.randn(3)
     assert check_function(layer, "torch-reverse", x).ok
     assert layer[0].weight.dtype == torch.float32  # the module itself untouched
-    wrong = layer[0].weight.detach().clone()
+    weights = layer[0].weight.detach().clone()  # float32
     with pytest.raises(AssertionError, match="vjp at input point 0: mismatch"):
         check_function(_with_wrong_backward(torch, layer), "torch-reverse", x)
     with pytest.raises(DeclarationError, match="Pass them as arguments"):
-        check_function(lambda v: torch.tanh(wrong @ v), "torch-reverse", x)
+        check_function(lambda v: torch.tanh(weights @ v), "torch-reverse", x)
     weights_as_argument = lambda v, w: torch.tanh(w @ v)  # noqa: E731
-    assert check_function(weights_as_argument, "torch-reverse", x, wrong, argnums=0).ok
+    assert check_function(weights_as_argument, "torch-reverse", x, weights, argnums=0).ok
 
 
 def _with_wrong_backward(torch, module):
