@@ -39,7 +39,7 @@ from adjointbench.faults import HarnessFault
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "8"  # 8: one-sided derivatives checked (kinks)
+ORACLE_VERSION = "9"  # 8: one-sided derivatives checked (kinks); 9: jumps at the point
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
@@ -133,7 +133,9 @@ class Estimate:
                 f"the {what} has no reference here: the primal is not differentiable at "
                 f"this input point along the direction taken (a one-sided difference is "
                 f"{self.relative_kink:.1e} relative away from the central one: a kink such "
-                "as abs or max at 0, or for a second derivative a kink of the gradient, "
+                "as abs or max at 0; a value at the point unlike the values around it, from "
+                "a branch taken only there (where(x == 0, ...)) or a sign convention of a QR "
+                "or eigen decomposition; or for a second derivative a kink of the gradient, "
                 "relu(x)^2 at 0). A rule's value there is a convention the oracle cannot "
                 "judge: choose input points away from kinks (a domain that excludes them).")
         if self.method == "fd64":
@@ -400,9 +402,15 @@ class _OneSided:
     whatever h. So a gap that is not negligible is taken again at a step
     ONE_SIDED_RATIO times larger, and is a kink only where it stays the same
     (a gap of rounding or truncation moves with h, and is the central
-    estimate's business). The left side is taken where a right step leaves
-    the primal's domain; where both do, the central steps could not succeed
-    either."""
+    estimate's business). Where it grows as 1/h instead (ONE_SIDED_RATIO
+    times at the smaller step), f(x + h u) - f(x) does not tend to 0: the
+    value at x is not the limit of the values around it (a branch taken only
+    at the point, such as where(x == 0, ...), or a sign convention of a QR
+    or eigen decomposition there). The central difference never looks at
+    f(x) and converges all the same, to the derivative of the values around
+    x, which no rule at x need return: that is told as a kink too. The left
+    side is taken where a right step leaves the primal's domain; where both
+    do, the central steps could not succeed either."""
 
     def __init__(self, primal, args: dict, name: str):
         self._primal, self._args, self._at_x, self._name = primal, args, None, name
@@ -448,13 +456,16 @@ def negligible_gap(central):
     return 1e-3 * CERTIFY_RTOL * hp.max_abs(central)
 
 
-def kink_gap(one_sided, central, step):
+def kink_gap(one_sided, central, step, order: int = 1):
     """The kink a one-sided difference quotient shows against the central
     estimate (see _OneSided): ``one_sided(h)`` from the right for h > 0, from
     the left for h < 0 (where the right leaves the primal's domain). A gap
     within 1e-3 of what a reference is certified to is returned as it is; a
-    larger one only if it is the same at a step ONE_SIDED_RATIO times larger
-    (else 0: rounding or truncation, the central estimate's own business)."""
+    larger one only if it is the same at a step ONE_SIDED_RATIO times larger,
+    or ONE_SIDED_RATIO ** ``order`` times smaller there (a quotient over
+    h ** order of a difference that does not vanish: the value at x is not
+    the limit around it); else 0 (rounding or truncation, the central
+    estimate's own business)."""
     negligible = negligible_gap(central)
     for side in (1, -1):
         try:
@@ -464,9 +475,15 @@ def kink_gap(one_sided, central, step):
             far = hp.max_abs(one_sided(side * step * ONE_SIDED_RATIO) - central)
         except (TypeError, ValueError, ZeroDivisionError):  # left the domain
             continue
-        constant = near <= KINK_CONSTANCY * far and far <= KINK_CONSTANCY * near
-        return min(near, far) if constant else mpmath.mpf(0)
+        if _within_factor(near, far, KINK_CONSTANCY):
+            return min(near, far)
+        jumps = _within_factor(near, ONE_SIDED_RATIO**order * far, KINK_CONSTANCY)
+        return far if jumps else mpmath.mpf(0)
     return mpmath.mpf(0)
+
+
+def _within_factor(a, b, factor) -> bool:
+    return a <= factor * b and b <= factor * a
 
 
 def _with_kink(one_sided: _OneSided, direction: Arrays, value, error):
@@ -635,6 +652,10 @@ F64_LEVELS = 20
 F64_ORDERS = 6  # Richardson columns: h^2 ... h^12 cancelled
 F64_SAFETY = 10.0
 F64_FIRST_STEPS = (0.1, 0.1 / 3**0.5)  # down to 2e-7 in F64_LEVELS halvings
+# f(x) unlike the values around it (see _Kinks): the steps' offsets from it
+# stay within this fraction of each other over this many rows, and above this
+# many times their rounding (a continuous f's shrink 4 times a row)
+JUMP_ROWS, JUMP_AGREEMENT, JUMP_FLOOR = 3, 0.1, 1e6
 
 
 class _Float64Differences:
@@ -690,7 +711,7 @@ class _Float64Differences:
                 changes.append(np.abs(difference - previous[0]))
             converging = len(changes) >= 2 and bool(np.all(
                 (changes[-1] <= 0.5 * changes[-2]) | (changes[-1] <= 4 * rounding)))
-            kinks.add(even, 2 * rounding, converging)
+            kinks.add(even, 2 * rounding, converging, h / 2**k)
             for j in range(1, min(k, F64_ORDERS) + 1):
                 row.append(row[j - 1] + (row[j - 1] - previous[j - 1]) / (4**j - 1))
                 # neighbours in the tableau disagree by about the error; an
@@ -737,12 +758,17 @@ class _Kinks:
     extrapolates e to h = 0, entry by entry, with the error its neighbours
     show; ``gap()`` is the largest limit that stands out of that error
     (F64_SAFETY times it), else 0. As for the derivative, only rows where
-    the central differences converge count."""
+    the central differences converge count. Where instead h e(h) =
+    (f(x + h u) + f(x - h u)) / 2 - f(x) stays the same over the last rows
+    (JUMP_ROWS of them, within JUMP_AGREEMENT, well above rounding), f(x) is
+    not the limit of the values around it (see _OneSided): a jump, told as
+    a kink of h e(h) / h at the smallest step."""
 
     def __init__(self):
-        self.previous, self.best, self.best_error = [], None, np.inf
+        self.previous, self.best, self.best_error, self.offsets = [], None, np.inf, []
 
-    def add(self, even: np.ndarray, rounding: float, converging: bool) -> None:
+    def add(self, even: np.ndarray, rounding: float, converging: bool, h: float) -> None:
+        self.offsets.append((even * h, rounding * h, h))
         row = [even]
         for j in range(1, min(len(self.previous), F64_ORDERS) + 1):
             row.append(row[j - 1] + (row[j - 1] - self.previous[j - 1]) / (2**(2 * j - 1) - 1))
@@ -757,7 +783,17 @@ class _Kinks:
         if self.best is None or not np.all(np.isfinite(self.best)):
             return 0.0
         standing = np.abs(self.best)[np.abs(self.best) > F64_SAFETY * self.best_error]
-        return float(np.max(standing, initial=0.0))
+        return max(float(np.max(standing, initial=0.0)), self._jump())
+
+    def _jump(self) -> float:
+        last = self.offsets[-JUMP_ROWS:]
+        if len(last) < JUMP_ROWS:
+            return 0.0
+        offset, rounding, h = last[-1]
+        size = float(np.max(np.abs(offset), initial=0.0))
+        steady = all(np.max(np.abs(other - offset)) <= JUMP_AGREEMENT * size
+                     for other, _, _ in last[:-1])
+        return size / h if steady and size > JUMP_FLOOR * rounding else 0.0
 
 
 def reference_source(problem: Problem) -> str:

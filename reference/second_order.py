@@ -139,7 +139,7 @@ class _MixedDifferences:
                 return lambda h: (self._phi(a, b, h, sign * h) - self._phi(a, b, h, 0)
                                   - self._phi(a, b, 0, sign * h) + self._at_x) / (sign * h * h)
 
-            return max(kink_gap(quadrant(1), central, step), kink_gap(quadrant(-1), central, step))
+            return max(kink_gap(quadrant(sign), central, step, order=2) for sign in (1, -1))
 
 
 def _scalar_estimate(value, error, kink) -> Estimate:

@@ -107,6 +107,34 @@ def test_a_kink_at_the_point_leaves_the_value_and_no_derivative_certified(source
     assert along_others.kink == 0 or along_others.relative_kink <= 1e-3 * CERTIFY_RTOL
 
 
+JUMPED_AT_THE_POINT = {  # x, but 1 + 2x at 0 itself: a value unlike those around it
+    "closed_form": dict(closed_form=lambda t: sympy.Piecewise((1 + 2 * t, sympy.Eq(t, 0)),
+                                                              (t, True)), elementwise=True),
+    "primal": dict(primal=lambda xp, x: xp.where(x == 0, 1 + 2 * x, x)),
+    "float64_primal": dict(float64_primal=lambda x: np.where(x == 0, 1 + 2 * x, x)),
+}
+
+
+@pytest.mark.parametrize("source", JUMPED_AT_THE_POINT)
+def test_a_value_unlike_those_around_it_leaves_no_derivative_certified(source):
+    """The central difference never looks at f(x): it converged to the slope
+    around the point (1), and a rule for the branch taken at the point (2,
+    as JAX differentiates jnp.where, or a QR's sign convention at a
+    degenerate matrix) was a mismatch. The one-sided differences grow as 1/h
+    there: no derivative is certified, and the reason is named."""
+    problem = declare_problem(f"jump_{source}", inputs={"x": np.array([-1.0, 0.0, 0.5])},
+                              **JUMPED_AT_THE_POINT[source])
+    reference = compute_reference(problem, 3)
+    assert np.array_equal(reference.value.certified("primal"), [-1.0, 1.0, 0.5])
+    for estimate in (reference.jvp, reference.jacobian, *reference.vjp.values()):
+        with pytest.raises(NotDifferentiable, match="a value at the point unlike the values "
+                           "around it"):
+            estimate.certified("jvp")
+    along_others = oracle_module.directional_derivative(
+        problem, {"x": np.array([-1.0, 0.0, 0.5])}, {"x": np.array([1.0, 0.0, 1.0])})
+    assert np.allclose(along_others.certified("jvp"), [1.0, 0.0, 1.0], rtol=0, atol=1e-10)
+
+
 FLOAT64_INSIDE = {  # the same tanh, computed in float64 somewhere on the way
     "astype": lambda xp, x: xp.tanh(x.astype(float)),
     "float()": lambda xp, x: xp.stack([xp.tanh(float(v)) for v in x]),

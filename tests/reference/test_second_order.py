@@ -133,6 +133,18 @@ def test_a_kink_of_the_gradient_at_the_point_leaves_no_second_derivative_certifi
             estimate.certified("second derivative")
 
 
+def test_a_value_unlike_those_around_it_leaves_no_second_derivative_certified():
+    """x^2 / 2, but 1 + x^2 at 0 itself: the central mixed differences never
+    look at f(x) and give the Hessian around it, 1; the quadrants' quotients
+    grow as 1/h^2 there (ONE_SIDED_RATIO^2 from one step to the other)."""
+    problem = declare_problem("jump_squared", inputs={"x": np.array([-1.0, 0.0, 0.5])},
+                              primal=lambda xp, x: xp.where(x == 0, 1 + x**2, x**2 / 2))
+    second = compute_second_order(problem, 3)
+    for estimate in (second.hessian, *second.projected):
+        with pytest.raises(NotDifferentiable, match="a value at the point unlike"):
+            estimate.certified("second derivative")
+
+
 def test_away_from_the_kink_the_hessian_of_relu_squared_is_certified_and_right():
     x = np.array([-1.0, 0.25, 0.5])
     problem = declare_problem("relu2_away", inputs={"x": x},

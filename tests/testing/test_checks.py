@@ -286,6 +286,35 @@ def test_away_from_its_kink_a_piecewise_function_is_judged(reference):
                     reference=reference, points=1)
 
 
+JUMP_REFERENCES = [None, HighPrecision(lambda xp, x: xp.where(x == 0, 1 + 2 * x, x)),
+                   ClosedForm(lambda t: __import__("sympy").Piecewise(
+                       (1 + 2 * t, __import__("sympy").Eq(t, 0)), (t, True)), elementwise=True)]
+
+
+@pytest.mark.parametrize("reference", JUMP_REFERENCES, ids=["fd64", "fd", "exact"])
+@pytest.mark.parametrize("slope_at_0", [1.0, 2.0])  # the slope around 0, the branch's at 0
+def test_a_value_unlike_those_around_it_is_not_judged_whichever_branch(reference, slope_at_0):
+    """f(x) = x, but 1 + 2x at x == 0 (a branch taken only at the point, as a
+    QR's sign convention at a degenerate matrix): the central differences
+    give the slope around 0 and passed the rule of that branch, while the
+    rule of the branch taken there (2, as JAX differentiates it) was a
+    mismatch. Neither can be judged: both fail as unsupported, naming why."""
+    def slope(x):
+        return np.where(x == 0, slope_at_0, 1.0)
+
+    with pytest.raises(AssertionError) as caught:
+        check_rules(lambda x: np.where(x == 0, 1 + 2 * x, x), np.array([-1.0, 0.0, 0.5]),
+                    jvp=lambda a, t: slope(a[0]) * t[0], vjp=lambda a, w: (slope(a[0]) * w,),
+                    reference=reference, points=1)
+    message = str(caught.value)
+    assert "jvp at input point 0: unsupported" in message
+    assert "a value at the point unlike the values around it" in message
+    assert "mismatch" not in message
+    x = np.array([-1.0, 0.25, 0.5])  # away from it, the same rules are judged
+    assert check_rules(lambda x: np.where(x == 0, 1 + 2 * x, x), x, reference=reference,
+                       jvp=lambda a, t: slope(a[0]) * t[0], points=1).ok
+
+
 def test_a_high_precision_reference_written_with_float64_functions_is_named():
     """np.sin on mpmath's numbers raises inside the oracle, and math.sin
     rounds them to float64 (which was told as a kink of a smooth sin at every
