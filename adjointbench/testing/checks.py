@@ -16,6 +16,7 @@ import itertools
 import math
 import re
 import reprlib
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -36,7 +37,8 @@ from adjointbench.suites.results import Record
 from adjointbench.suites.runner import check_point, unsupported_reason
 
 DTYPES = ("float64", "float32")
-_COUNTER = itertools.count()
+_TAKEN: set[str] = set()  # the names of the checks running now (threads)
+_TAKING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -127,13 +129,30 @@ def _label(f: Callable) -> str:
     return name
 
 
-def _problem(f: Callable, arguments: _Arguments, reference: Any, float64_f: Callable,
-             condition: Any = None) -> Problem:
-    """Your function as a problem: your floating-point arguments its explicit
-    inputs, the reference asked for (given your constants too), and your
-    condition estimate (see :func:`_condition`) where you give one."""
+@contextlib.contextmanager
+def _name_of(f: Callable) -> Iterator[str]:
+    """The name your function's problem is registered under while it is
+    checked: the same in every run (input points 1, 2, ..., and each point's
+    tangents and cotangents, are drawn from it; a counter in it moved them
+    with the number of checks run before in the process, so a check could
+    pass alone and fail in a test suite),
+    numbered up only while another thread checks a function of that name."""
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
-    name = f"{identifier}_{next(_COUNTER)}"
+    with _TAKING:
+        name = next(n for k in itertools.count() if (n := f"{identifier}_{k}") not in _TAKEN)
+        _TAKEN.add(name)
+    try:
+        yield name
+    finally:
+        with _TAKING:
+            _TAKEN.discard(name)
+
+
+def _problem(name: str, f: Callable, arguments: _Arguments, reference: Any,
+             float64_f: Callable, condition: Any = None) -> Problem:
+    """Your function as the problem ``name``: your floating-point arguments
+    its explicit inputs, the reference asked for (given your constants too),
+    and your condition estimate (see :func:`_condition`) where you give one."""
     common = dict(differentiable=arguments.differentiable, dtypes=(arguments.dtype,),
                   family="testing", description=f"check of {_label(f)}")
     try:
@@ -757,11 +776,12 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
             lambda a=arguments_at(task), t=along(task, "tangent"),
             w=np.asarray(task.cotangent, dtype=task.dtype):
             arguments.flat(hvp(a, t, outputs.split(w))))
-    problem = _problem(f, arguments, _joining(reference),
-                       lambda *values: outputs.join(float64_f(*values)), condition)
-    return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
-                                                        reference, hvp is not None),
-                points, _label(f), arguments)
+    with _name_of(f) as name:
+        problem = _problem(name, f, arguments, _joining(reference),
+                           lambda *values: outputs.join(float64_f(*values)), condition)
+        return _run(problem, _UnderTest(operations), _ops(jvp is not None, vjp is not None,
+                                                            reference, hvp is not None),
+                    points, _label(f), arguments)
 
 
 def _ops(jvp: bool, vjp: bool, reference: Any, hvp: bool = False) -> list[str]:
@@ -804,9 +824,10 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     float64_f = _float64_twin(_one_output(arguments.over_inputs(
         _with_float64_state(f, chosen.framework)), fw), fw, chosen.framework)
     _check_pure_and_reentrant(float64_f, arguments, _label(f))
-    problem = _problem(f, arguments, _joining(reference), float64_f, condition)
-    return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
-                points, _label(f), arguments)
+    with _name_of(f) as name:
+        problem = _problem(name, f, arguments, _joining(reference), float64_f, condition)
+        return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
+                    points, _label(f), arguments)
 
 
 def _one_output(f: Callable, fw) -> Callable:

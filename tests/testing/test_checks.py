@@ -720,3 +720,20 @@ def test_a_wrong_rule_fails_whatever_condition_and_gets_no_rounding_hint():
 def test_a_condition_below_one_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         check_rules(np.sin, X, jvp=lambda a, t: np.cos(a[0]) * t[0], condition=0.5)
+
+
+def test_a_check_visits_the_same_input_points_whatever_ran_before_it():
+    """Points 1, 2, ... and each point's probes are drawn from the name the
+    check registers your function under, which held a counter of the checks
+    run before in the process: a check passed alone and failed in a test suite (this file's
+    saturated-softmax test did, once tests were added before it)."""
+    rules = dict(jvp=lambda a, t: np.cos(a[0]) * t[0], vjp=lambda a, w: (np.cos(a[0]) * w,))
+
+    def errors():
+        result = check_rules(np.sin, X, **rules)
+        return [(r.problem, r.op, r.point, r.max_rel_err) for r in result.records]
+
+    first = errors()
+    check_rules(np.cos, X, jvp=lambda a, t: -np.sin(a[0]) * t[0])
+    assert errors() == first
+    assert len({error for *_, error in first}) > 1  # the points differ from each other
