@@ -366,6 +366,11 @@ _FRAMEWORK_HINTS = (
      "check it with 'jax-reverse' or 'torch-reverse' (its JVP is then the transposed VJP), "
      "or write a forward rule (jax.custom_jvp, which JAX transposes for reverse mode; a jvp "
      "staticmethod beside torch's backward)."),
+    (("TracerArrayConversionError", "ConcretizationTypeError", "TracerBoolConversionError",
+      "TracerIntegerConversionError"),
+     "Your function takes a traced JAX array out of JAX (np.sin, np.asarray, float(), or a "
+     "Python if on an array's value), where JAX cannot follow it: compute with jax.numpy "
+     "(jnp.where for a branch), or give the NumPy part a jax.custom_vjp with its rules."),
     (("Cannot access data pointer of Tensor that doesn't have storage",),
      "Your function takes its tensor out of torch (.numpy(), np.asarray, .tolist()), where "
      "torch.func cannot follow it: compute with torch's own functions, or give the NumPy "
@@ -837,8 +842,22 @@ def _one_output(f: Callable, fw) -> Callable:
     cotangent one vector too)."""
     def joined(*args):
         y = f(*args)
+        _refuse_numbers(y, fw)
         return fw.xp.concat([leaf.reshape(-1) for leaf in _leaves(y)]) if _several(y) else y
     return joined
+
+
+def _refuse_numbers(y: Any, fw) -> None:
+    """A torch function's output that is a Python number (``.item()``,
+    ``float()``) has left torch, and no derivative follows it (JAX's
+    tracing stops such a function itself, see _FRAMEWORK_HINTS)."""
+    numbers = [leaf for leaf in _leaves(y) if isinstance(leaf, (int, float, np.number))]
+    if fw.name == "torch" and numbers:
+        raise TypeError(
+            f"the function returned a Python {type(numbers[0]).__name__} "
+            f"({reprlib.repr(numbers[0])}) where torch needs a tensor: .item(), float() or "
+            ".tolist() take the value out of torch, where no derivative can follow it; "
+            "return the tensor (a 0-d tensor for one number)")
 
 
 def _check_precision(framework: str, dtype: str) -> None:

@@ -365,6 +365,28 @@ def test_a_torch_function_that_leaves_torch_names_the_fix():
         check_function(through_numpy, "torch-reverse", torch.tensor(X))
 
 
+def test_a_torch_function_that_returns_a_number_names_the_fix():
+    """.item() inside: the default reference's float64 evaluation failed on
+    "'float' object has no attribute 'detach'", which names neither cause
+    nor fix."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(DeclarationError, match=r"returned a Python float .* \.item\(\), "
+                       r"float\(\) or \.tolist\(\) take the value out of torch"):
+        check_function(lambda x: torch.sin(x).sum().item(), "torch-reverse", torch.tensor(X))
+
+
+@pytest.mark.parametrize("leaves", ["np.sin", "float()"])
+def test_a_jax_function_that_leaves_jax_names_the_fix(leaves):
+    """np.sin on a tracer, or float() of one: JAX's own errors
+    (TracerArrayConversionError, ConcretizationTypeError) say what failed,
+    not that the function must stay in jax.numpy."""
+    jnp = pytest.importorskip("jax.numpy")
+    f = {"np.sin": lambda x: np.sin(x), "float()": lambda x: jnp.sin(x) * float(x[0])}[leaves]
+    with pytest.raises(AssertionError, match=r"takes a traced JAX array out of JAX .* compute "
+                       r"with jax.numpy"):
+        check_function(f, "jax-reverse", np.asarray(X, np.float32))
+
+
 def test_a_float32_torch_module_is_checked_and_a_float32_closure_names_the_fix():
     """The default reference evaluates f in float64: a float32 nn.Module's
     weights against float64 arguments were a torch error ("mat1 and mat2
