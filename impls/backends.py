@@ -176,7 +176,7 @@ def hessian_vector_product(f: Callable, backend: str, x: Any, v: Any) -> Any:
     ops, nesting = _second_order_backend(backend)
     x, v = ops.asarray(x), ops.asarray(v)
     _require_scalar(f(x), backend)
-    _refuse_lost_rules(ops, nesting, f, x, backend)
+    _refuse_lost_rules(ops, nesting, f, (x,), backend)
     try:
         return ops.hvp(f, (x,), ops.asarray(1.0, dtype=x.dtype), (v,), nesting)[0]
     except Exception as e:  # noqa: BLE001 - the framework's refusal, named
@@ -207,14 +207,14 @@ class NestingError(TypeError):
     """This nesting of AD modes cannot differentiate this function."""
 
 
-def _refuse_lost_rules(ops, nesting: str, f: Callable, x: Any, backend: str) -> None:
+def _refuse_lost_rules(ops, nesting: str, f: Callable, primals: tuple, backend: str) -> None:
     """NestingError where the framework would differentiate one of f's rules
     (its own or a custom one) wrong under this nesting without saying so:
     torch's forward-over-forward through a torch.autograd.Function gives zeros."""
-    lost = ops.rules_lost_by(nesting, f, (x,))
+    lost = ops.rules_lost_by(nesting, f, primals)
     if lost:
         right = [b for b in SECOND_ORDER_BACKENDS if b.startswith(f"{ops.name}-")
-                 and not ops.rules_lost_by(_second_order_backend(b)[1], f, (x,))]
+                 and not ops.rules_lost_by(_second_order_backend(b)[1], f, primals)]
         raise NestingError(f"{backend} cannot differentiate this f: it calls "
                            f"{', '.join(lost)}, which this {ops.name} differentiates wrong "
                            f"under {nesting.replace('_', '-')}, without an error. "

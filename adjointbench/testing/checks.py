@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from adjointbench.impls.protocol import Prepared, Task, as_numpy
+from adjointbench.names import UnknownNameError, closest
 from adjointbench.reference.catalogue import temporarily
 from adjointbench.reference.declare import (NEIGHBOURHOOD, DeclarationError, declare_problem,
                                            fixed_inputs)
@@ -813,26 +814,60 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     ``jax.enable_x64``, which changes no global setting). ``condition``: as
     in :func:`check_rules`.
 
+    Second order: a nesting of modes, such as ``"jax-forward-over-reverse"``
+    or ``"torch-reverse-over-reverse"`` (every name the helper API's
+    ``hessian_vector_product`` takes), checks the Hessian of <w, f> along
+    the tangents against the oracle's, and its symmetry <u, H v> = <v, H u>,
+    as ``check_rules``' ``hvp=`` does; it needs a ``HighPrecision`` or
+    ``ClosedForm`` reference (float64 differences cannot certify second
+    derivatives). A nesting the framework would carry through ``f`` wrong
+    without an error raises ``NestingError``, naming the nestings that work.
+
     >>> import jax.numpy as jnp
     >>> check_function(jnp.tanh, "jax-reverse", jnp.array([0.5, -1.0])).ok
     True
     """
-    from adjointbench.impls.backends import _backend
-
-    chosen = _backend(backend)
-    fw = chosen.ops
+    framework, fw, mode, nesting = _framework_backend(backend)
+    if nesting and reference is None:
+        raise ValueError(f"{backend} checks second derivatives, which need a reference the "
+                         "oracle can differentiate twice: reference=HighPrecision(lambda xp, x: "
+                         "...) or ClosedForm(...) (float64 differences of f cannot certify them)")
     arguments = _prepare_arguments(f, args, argnums)
-    _check_precision(chosen.framework, arguments.dtype)
+    _check_precision(framework, arguments.dtype)
     of_inputs = _one_output(arguments.over_inputs(f), fw)
-    operations = _framework_operations(of_inputs, fw, chosen.mode, arguments.inputs,
-                                       arguments.differentiable)
+    if nesting:
+        from adjointbench.impls.backends import _refuse_lost_rules
+
+        _refuse_lost_rules(fw, nesting, *_bound(of_inputs, fw, arguments.arrays, arguments.dtype,
+                                                arguments.inputs, arguments.differentiable)[1:],
+                           backend)
+    operations = _framework_operations(of_inputs, fw, mode, arguments.inputs,
+                                       arguments.differentiable, nesting)
     float64_f = _float64_twin(_one_output(arguments.over_inputs(
-        _with_float64_state(f, chosen.framework)), fw), fw, chosen.framework)
+        _with_float64_state(f, framework)), fw), fw, framework)
     _check_pure_and_reentrant(float64_f, arguments, _label(f))
+    checks = _ops(False, False, reference, hvp=True) if nesting else _ops(True, True, reference)
     with _name_of(f) as name:
         problem = _problem(name, f, arguments, _joining(reference), float64_f, condition)
-        return _run(problem, _UnderTest(operations, fw.to_numpy), _ops(True, True, reference),
-                    points, _label(f), arguments)
+        return _run(problem, _UnderTest(operations, fw.to_numpy), checks, points, _label(f),
+                    arguments)
+
+
+def _framework_backend(backend: str) -> tuple[str, Any, str | None, str | None]:
+    """(framework, its adapter, mode, nesting) of a helper-API backend name:
+    first order (``jax-reverse``: a mode, no nesting) or second
+    (``jax-forward-over-reverse``: a nesting, no mode)."""
+    from adjointbench.impls.backends import (BACKENDS, SECOND_ORDER_BACKENDS, _backend,
+                                             _second_order_backend)
+
+    if backend in SECOND_ORDER_BACKENDS:
+        fw, nesting = _second_order_backend(backend)
+        return backend.split("-")[0], fw, None, nesting
+    if backend not in BACKENDS:
+        raise UnknownNameError(f"unknown backend {backend!r}."
+                               f"{closest(backend, BACKENDS + SECOND_ORDER_BACKENDS)}")
+    chosen = _backend(backend)
+    return chosen.framework, chosen.ops, chosen.mode, None
 
 
 def _one_output(f: Callable, fw) -> Callable:
@@ -903,16 +938,24 @@ def _float64_twin(f: Callable, fw, framework: str) -> Callable:
     return lambda *arrays: fw.to_numpy(f(*(fw.put(a, "float64", "cpu") for a in arrays)))
 
 
-def _framework_operations(f: Callable, fw, mode: str, names: tuple[str, ...],
-                          differentiable: tuple[str, ...]) -> dict:
+def _bound(f: Callable, fw, inputs: dict, dtype: str, names: tuple[str, ...],
+           differentiable: tuple[str, ...]) -> tuple[dict, Callable, tuple]:
+    """``inputs`` as the framework's arrays, ``f`` as a function of the
+    differentiable ones alone (the others bound), and their values."""
+    xs = {n: fw.put(inputs[n], dtype, "cpu") for n in names}
+    g = lambda *d: f(*(d[differentiable.index(n)] if n in differentiable else xs[n]  # noqa: E731
+                       for n in names))
+    return xs, g, tuple(xs[n] for n in differentiable)
+
+
+def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, ...],
+                          differentiable: tuple[str, ...], nesting: str | None = None) -> dict:
     """primal, jvp and vjp of f through the framework, in its ``mode``; the
     other product by transposing (a JVP is linear in its tangent, so its VJP
-    is the transposed product, and the other way round)."""
+    is the transposed product, and the other way round). With a ``nesting``
+    (second order), primal and hvp."""
     def bound(task):
-        xs = {n: fw.put(task.inputs[n], task.dtype, "cpu") for n in names}
-        g = lambda *d: f(*(d[differentiable.index(n)] if n in differentiable else xs[n]  # noqa: E731
-                           for n in names))
-        return xs, g, tuple(xs[n] for n in differentiable)
+        return _bound(f, fw, task.inputs, task.dtype, names, differentiable)
 
     def directions(task, field):
         return tuple(fw.put(getattr(task, field)[n], task.dtype, "cpu") for n in differentiable)
@@ -942,4 +985,11 @@ def _framework_operations(f: Callable, fw, mode: str, names: tuple[str, ...],
         w = fw.put(task.cotangent, task.dtype, "cpu")
         return lambda: vjp(g, d, w)
 
+    def hvp_op(task):
+        xs, g, d = bound(task)
+        t, w = directions(task, "tangent"), fw.put(task.cotangent, task.dtype, "cpu")
+        return lambda: fw.hvp(g, d, w, t, nesting)
+
+    if nesting:
+        return {"primal": primal_op, "hvp": hvp_op}
     return {"primal": primal_op, "jvp": jvp_op, "vjp": vjp_op}

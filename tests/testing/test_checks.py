@@ -1,5 +1,6 @@
 """adjointbench.testing: check_rules and check_function on the user's own functions."""
 
+import contextlib
 import math
 import subprocess
 import sys
@@ -689,6 +690,63 @@ def test_check_function_through_a_torch_function():
     assert result.ok and result.function == "Cube.apply"
     with pytest.raises(AssertionError, match="(?s)Wrong.apply: .*vjp at input point 0: mismatch"):
         check_function(Wrong.apply, "torch-reverse", x)
+
+
+def test_check_function_checks_second_derivatives_through_each_nesting():
+    """A second-order backend checks the Hessian of <w, f> the framework
+    computes through your rule: a jax.custom_jvp whose tangent rule holds its
+    primal fixed (stop_gradient) and a torch backward that detaches its saved
+    input both pass every first-order check, and fail here."""
+    jax = pytest.importorskip("jax")
+    torch = pytest.importorskip("torch")
+    from adjointbench.impls.backends import NestingError
+    from adjointbench.names import UnknownNameError
+
+    cube_reference = HighPrecision(lambda xp, x: x * x * x)
+    x32 = np.asarray(X, np.float32)
+
+    def custom_cube(hold):
+        cube = jax.custom_jvp(lambda x: x ** 3)
+        cube.defjvp(lambda p, t: (cube(p[0]), 3 * hold(p[0]) ** 2 * t[0]))
+        return cube
+
+    right, held = custom_cube(lambda x: x), custom_cube(jax.lax.stop_gradient)
+    for nesting in ("forward-over-reverse", "reverse-over-forward", "reverse-over-reverse",
+                    "forward-over-forward"):
+        assert check_function(right, f"jax-{nesting}", x32, reference=cube_reference).ok
+    assert check_function(held, "jax-forward", x32, reference=cube_reference).ok
+    with pytest.raises(AssertionError, match="hvp at input point 0: mismatch"):
+        check_function(held, "jax-forward-over-reverse", x32, reference=cube_reference)
+
+    Cube = _reverse_only(torch, "Cube", lambda x: x ** 3, lambda x: 3 * x ** 2)
+    Detached = _reverse_only(torch, "Detached", lambda x: x ** 3, lambda x: 3 * x.detach() ** 2)
+    x = torch.as_tensor(X)
+    assert check_function(Cube.apply, "torch-reverse-over-reverse", x,
+                          reference=cube_reference).ok
+    assert check_function(Detached.apply, "torch-reverse", x, reference=cube_reference).ok
+    with pytest.raises(AssertionError, match="hvp at input point 0: mismatch"):
+        check_function(Detached.apply, "torch-reverse-over-reverse", x, reference=cube_reference)
+
+    with pytest.raises(ValueError, match=r"second derivatives.*reference=HighPrecision"):
+        check_function(right, "jax-forward-over-reverse", x32)
+    with pytest.raises(UnknownNameError, match="jax-forward-over-reverse"):
+        check_function(right, "jax-fwd-over-rev", x32, reference=cube_reference)
+    from adjointbench.impls.torch import _loses_function_jvps  # this torch's defect, or none
+    with (pytest.raises(NestingError, match="torch-reverse-over-reverse")
+          if _loses_function_jvps() else contextlib.nullcontext()):
+        check_function(_with_jvp(torch, Cube), "torch-forward-over-forward", x,
+                       reference=cube_reference)
+
+
+def _with_jvp(torch, function):
+    """``function.apply`` with a jvp staticmethod too (3 x^2 t, for Cube)."""
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.x = inputs[0]
+
+    return type(f"{function.__name__}WithJvp", (function,), {
+        "setup_context": staticmethod(setup_context),
+        "jvp": staticmethod(lambda ctx, t: 3 * ctx.x ** 2 * t)}).apply
 
 
 def _softmax(x):
