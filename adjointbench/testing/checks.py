@@ -362,11 +362,14 @@ def _failure_message(result: CheckResult, problem: Problem, constants: dict[str,
 # What JAX and torch say where a function cannot be differentiated as written, and the fix
 _FRAMEWORK_HINTS = (
     (("forward-mode autodiff (jvp) to a custom_vjp function",
-      "must implement the jvp function for custom autograd.Function"),
+      "must implement the jvp function for custom autograd.Function",
+      "Differentiation rule for 'custom_lin' not implemented"),
      "Your function has a reverse-mode rule only, which forward mode cannot go through: "
-     "check it with 'jax-reverse' or 'torch-reverse' (its JVP is then the transposed VJP), "
-     "or write a forward rule (jax.custom_jvp, which JAX transposes for reverse mode; a jvp "
-     "staticmethod beside torch's backward)."),
+     "check it with 'jax-reverse' or 'torch-reverse' (its JVP is then the transposed VJP; "
+     "for second order, a nesting whose inner mode is reverse, such as "
+     "'jax-forward-over-reverse' or 'torch-reverse-over-reverse'), or write a forward rule "
+     "(jax.custom_jvp, which JAX transposes for reverse mode; a jvp staticmethod beside "
+     "torch's backward)."),
     (("TracerArrayConversionError", "ConcretizationTypeError", "TracerBoolConversionError",
       "TracerIntegerConversionError"),
      "Your function takes a traced JAX array out of JAX (np.sin, np.asarray, float(), or a "

@@ -350,10 +350,16 @@ def test_forward_mode_through_a_reverse_only_rule_names_the_backend_that_checks_
 
     x = np.linspace(0.1, 1.0, 4).astype(np.float32)
     torch_sin = _reverse_only(torch, "Sin", torch.sin, torch.cos)
+    sin_reference = HighPrecision(lambda xp, x: xp.sin(x))
     for f, framework in ((sin, "jax"), (torch_sin.apply, "torch")):
         with pytest.raises(AssertionError, match="check it with 'jax-reverse' or 'torch-reverse'"):
             check_function(f, f"{framework}-forward", x)
         assert check_function(f, f"{framework}-reverse", x).ok
+        # second order: forward inside ("Differentiation rule for 'custom_lin' not implemented")
+        with pytest.raises(AssertionError, match="a nesting whose inner mode is reverse"):
+            check_function(f, f"{framework}-reverse-over-forward", x, reference=sin_reference)
+        assert check_function(f, f"{framework}-reverse-over-reverse", x,
+                              reference=sin_reference).ok
 
 
 def test_a_torch_function_that_leaves_torch_names_the_fix():
