@@ -327,9 +327,8 @@ def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
                 continue
             records += [check_point(cell, oracle, executor, blank, point)
                         for point in range(points)]
-    held = [n for n in arguments.inputs if n not in arguments.differentiable]
     result = CheckResult(label, tuple(records), arguments.differentiable,
-                         (*arguments.constants, *held))
+                         arguments.held_fixed)
     if not result.ok:
         raise AssertionError(_failure_message(result, problem, arguments.constants))
     return result
@@ -466,6 +465,15 @@ class _Arguments:
                                   if name in self.trees else [part]))
 
     @property
+    def held_fixed(self) -> tuple[str, ...]:
+        """The arguments, inputs and constants inside arguments that are not
+        differentiated in, by name (``p['n']`` for one in a dict)."""
+        held = [n for n in self.inputs if n not in self.differentiable]
+        inside = [name for skeleton in self.trees.values()
+                  for name in _leaf_names(skeleton, _Constant)]
+        return (*self.constants, *held, *inside)
+
+    @property
     def plain(self) -> bool:
         """Every argument a floating-point array: f takes the inputs as they are."""
         return not self.constants and not self.trees
@@ -490,6 +498,7 @@ class _Constant:
     them (an int, a string, an axis tuple): handed over as it is."""
 
     value: Any
+    name: str  # where it sits, as a _Leaf's name
 
 
 def _holds_arrays(x: Any) -> bool:
@@ -515,7 +524,7 @@ def _split(name: str, value: Any, inputs: dict) -> Any:
         return _same_kind(value, [_split(f"{name}[{i}]", v, inputs) for i, v in enumerate(value)])
     array = _floating(value)
     if array is None:
-        return _Constant(value)
+        return _Constant(value, name)
     inputs[name] = array
     return _Leaf(name)
 
@@ -530,23 +539,28 @@ def _filled(skeleton: Any, given: dict, constants: bool) -> Any:
     return _same_kind(skeleton, [_filled(v, given, constants) for v in skeleton])
 
 
-def _leaf_names(skeleton: Any) -> list[str]:
-    if isinstance(skeleton, _Leaf):
-        return [skeleton.name]
-    parts = () if isinstance(skeleton, _Constant) else (
-        skeleton.values() if isinstance(skeleton, dict) else skeleton)
-    return [name for part in parts for name in _leaf_names(part)]
+def _leaf_names(skeleton: Any, kind: type = _Leaf) -> list[str]:
+    """The names of the skeleton's inputs (or, with ``kind=_Constant``, of
+    its constants), in order."""
+    if isinstance(skeleton, (_Leaf, _Constant)):
+        return [skeleton.name] if isinstance(skeleton, kind) else []
+    parts = skeleton.values() if isinstance(skeleton, dict) else skeleton
+    return [name for part in parts for name in _leaf_names(part, kind)]
 
 
 def _picked(skeleton: Any, tree: Any, where: str) -> list:
     """The arrays of ``tree`` (a cotangent in an argument's structure) at
-    the places of the skeleton's inputs, in order."""
+    the places of the skeleton's inputs, in order (none is asked where the
+    argument holds a constant: before, a dict's string entry made every
+    cotangent "have no ['act']")."""
     if isinstance(skeleton, _Leaf):
         return [tree]
     keys = () if isinstance(skeleton, _Constant) else (
         skeleton.keys() if isinstance(skeleton, dict) else range(len(skeleton)))
     picked = []
     for key in keys:
+        if not _leaf_names(skeleton[key]):  # a constant: no cotangent there to give
+            continue
         try:
             part = tree[key]
         except (KeyError, IndexError, TypeError):

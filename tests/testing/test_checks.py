@@ -477,6 +477,10 @@ def test_parameters_in_a_dict_or_a_tuple_are_differentiated_in_not_held_fixed():
     assert {r.op for r in only_p.records} == {"vjp"}
     assert only_p.differentiated == ("p['w']", "p['b']") and only_p.held_fixed == ("x",)
     assert "  differentiated in: p['w'], p['b']\n  held fixed: x" in str(only_p)
+    # a constant inside the dict (an activation's name) is listed as held fixed too
+    named = check_rules(lambda p, x: f(p, x), {**PARAMS, "act": "tanh"}, XS,
+                        vjp=lambda a, w: (vjp(a, w)[0],), argnums=0)
+    assert named.held_fixed == ("x", "p['act']")
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
 
