@@ -5,6 +5,8 @@
     check_rules(f, x, jvp=my_jvp, vjp=my_vjp)        # hand-written rules, NumPy
     check_function(softplus, "jax-reverse", x)      # a jax.custom_vjp function
     check_function(TriSolve.apply, "torch-reverse", a, b, c, d)
+    check_function(f, "jax-forward-over-reverse", x,  # second derivatives
+                   reference=HighPrecision(lambda xp, x: ...))
 
 Both compare against a reference at several input points (the arguments
 given, then ``points - 1`` points near them: each entry scaled by up to

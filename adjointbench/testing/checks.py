@@ -3,8 +3,9 @@
 Your function becomes a problem with explicit inputs (your arguments) and a
 reference source, registered for the duration of the check; your rules
 become an implementation that runs in this process. The cells (primal, jvp,
-vjp, transpose, linearity) then run through the same runner, oracle,
-tolerances and purity checks as the catalogue's sweep.
+vjp, transpose, linearity; hvp and symmetry for second order) then run
+through the same runner, oracle, tolerances and purity checks as the
+catalogue's sweep.
 """
 
 from __future__ import annotations
