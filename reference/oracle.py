@@ -146,6 +146,14 @@ class Estimate:
                     "at 0): float64 differences cannot certify a relative level for 0. Pass a "
                     "high-precision reference (reference=HighPrecision(...) or "
                     "ClosedForm(...)), which can, or choose points off it.")
+            if self.error == np.inf:
+                raise WeakReference(
+                    f"the {what}'s reference is too weak to judge it: float64 differences of "
+                    "the primal do not converge at this input point (a feature nearer than "
+                    "their smallest step: a kink or singularity close by, the edge of its "
+                    "domain, as 0 for sqrt or log, or an infinite slope). Choose input points "
+                    "away from it (your arguments, or a declared problem's domain=), or give "
+                    "a closed form or a high-precision primal (reference=...).")
             if not self.relative_error <= WEAKEST_REFERENCE:
                 raise WeakReference(
                     f"the {what}'s reference is too weak to judge it: "
@@ -854,7 +862,9 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
     """
     start = time.perf_counter()
     inputs = make_inputs(problem, size, seed, point)
-    with mpmath.workdps(DPS):
+    # a reference that is not finite is the oracle's verdict to give (an
+    # estimate with an infinite error), not NumPy's warning to the user
+    with mpmath.workdps(DPS), np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         path = _path(problem, inputs, method)
         try:
             value, value_err = path.value()

@@ -27,6 +27,10 @@ class WrongResult(ValueError):
     """A result of the wrong shape or dtype, or with NaN or Inf in it."""
 
 
+class NotFinite(WrongResult):
+    """A result with NaN or Inf in it."""
+
+
 def _as_array(actual, dtype: str) -> np.ndarray:
     """``actual`` as an array. A built-in Python number, or a list of them
     (``.tolist()``'s), has no dtype of its own: it takes the cell's when that
@@ -80,7 +84,7 @@ def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise WrongResult(f"{what} is not finite: {array[index]} at index {index}")
+        raise NotFinite(f"{what} is not finite: {array[index]} at index {index}")
     return array
 
 

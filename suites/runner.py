@@ -30,8 +30,9 @@ from adjointbench.reference.problem import flatten, seeded_point, unflatten
 from adjointbench.reference.oracle import (Estimate, ReferenceFailure, UncertifiedReference,
                                            describe_level)
 from adjointbench.suites.cells import Cell
-from adjointbench.suites.compare import (Comparison, WrongResult, compare, compare_inner_products,
-                                         cotangents_of, validate, worst_of)
+from adjointbench.suites.compare import (Comparison, NotFinite, WrongResult, compare,
+                                         compare_inner_products, cotangents_of, validate,
+                                         worst_of)
 from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import (check_pure, check_reentrant, check_results_kept,
@@ -419,7 +420,7 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
     except HarnessFault:
         raise  # the harness's own fault stops the run; it is no implementation's outcome
     except Exception as e:  # the implementation's failure is an outcome
-        outcome, message = outcome_of(e)
+        outcome, message = outcome_of(_judged(e, ctx))
         where = _where(cell, point, seeded)
         return _ill_conditioned(replace(
             record, **(ctx.fields if ctx else {}), outcome=outcome,
@@ -433,6 +434,21 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
         record, **ctx.fields, outcome="ok" if result.ok else "mismatch",
         max_abs_err=result.max_abs_err, max_rel_err=result.max_rel_err, tol=result.tol,
         oracle_err=result.oracle_err, message=message), problem)
+
+
+def _judged(error: Exception, ctx: "_Context | None") -> Exception:
+    """A result that is not finite where the oracle cannot certify the
+    derivative either (sqrt's infinite slope at 0, a kink, a step out of the
+    domain) is no verdict, as the reference's refusal says; it was a
+    ``mismatch`` of a rule that gave the infinite slope there. Anything else
+    as it is."""
+    if not isinstance(error, NotFinite) or ctx is None:
+        return error
+    try:
+        ctx.reference.jvp.certified("derivative")
+    except UncertifiedReference as refusal:
+        return type(refusal)(f"{error}, where {refusal}")
+    return error
 
 
 @contextlib.contextmanager

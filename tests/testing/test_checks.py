@@ -287,6 +287,32 @@ def test_away_from_its_kink_a_piecewise_function_is_judged(reference):
                     reference=reference, points=1)
 
 
+def test_an_infinite_slope_at_an_input_point_is_no_verdict_and_the_oracle_keeps_quiet():
+    """sqrt at 0: the right rule's slope is inf there, and float64 differences
+    do not converge (a step leaves the domain). That was a "mismatch: jvp
+    output is not finite" of the right rule, under RuntimeWarnings of the
+    oracle's own arithmetic. Now no verdict, saying why; a rule that gives
+    NaN where the derivative is certified is still a mismatch."""
+    def slope(x):
+        return 0.5 / np.sqrt(x) + 1
+
+    rules = dict(jvp=lambda a, t: slope(a[0]) * t[0], vjp=lambda a, w: (slope(a[0]) * w,))
+    f = lambda x: np.sqrt(x) + x  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught, np.errstate(divide="ignore"):
+        warnings.simplefilter("always")
+        with pytest.raises(AssertionError) as failure:
+            check_rules(f, np.array([0.0, 0.5, 1.0]), points=1, **rules)
+    message = str(failure.value)
+    assert "jvp at input point 0: unsupported: jvp output is not finite" in message
+    assert "float64 differences of the primal do not converge at this input point" in message
+    assert "mismatch" not in message
+    assert [str(w.message) for w in caught if w.filename != __file__] == []
+    with pytest.raises(AssertionError, match="jvp at input point 0: mismatch: jvp output is "
+                       "not finite: nan"):
+        check_rules(f, np.array([0.25, 0.5, 1.0]), points=1,
+                    jvp=lambda a, t: slope(a[0]) * t[0] * np.nan)
+
+
 JUMP_REFERENCES = [None, HighPrecision(lambda xp, x: xp.where(x == 0, 1 + 2 * x, x)),
                    ClosedForm(lambda t: __import__("sympy").Piecewise(
                        (1 + 2 * t, __import__("sympy").Eq(t, 0)), (t, True)), elementwise=True)]
