@@ -216,6 +216,27 @@ def _check_pure_and_reentrant(float64_f: Callable, arguments: _Arguments, label:
     return values[0]
 
 
+def _refuse_rounded_outputs(value: Any, reference: Any, label: str) -> None:
+    """TypeError where ``f``'s float64 evaluation ``value`` is not float64:
+    integers (a piecewise-constant f, nothing to differentiate) or, where
+    ``f`` is its own reference, a lower precision (it computes in float32
+    somewhere, and float64 differences of it cannot converge). Both were
+    told as a reference "too weak to judge" at a feature near the point."""
+    if value is None:  # f raised: the declaration names it
+        return
+    dtypes = sorted({np.asarray(leaf).dtype for leaf in _leaves(value)}, key=str)
+    if dtypes and all(d.kind in "biu" for d in dtypes):
+        raise TypeError(f"{label} returns {', '.join(map(str, dtypes))} values: it is piecewise "
+                        "constant, with no derivative to check; return floating-point values")
+    rounded = [d for d in dtypes if d.kind == "f" and d.itemsize < 8]
+    if rounded and reference is None:
+        raise TypeError(
+            f"{label} returns {rounded[0]} at float64 arguments: it computes in a lower "
+            "precision somewhere (.astype(np.float32), a float32 array it holds), so float64 "
+            "differences of it, the default reference, cannot converge. Compute in the "
+            "arguments' dtype, or give reference=HighPrecision(...) or ClosedForm(...)")
+
+
 def _with_constants(reference: Any, arguments: _Arguments) -> Any:
     """A ClosedForm or HighPrecision reference, written with every argument,
     as a function of the inputs alone."""
@@ -776,7 +797,9 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     differentiable = arguments.differentiable
     float64_f = lambda *values: f(*arguments.full(  # noqa: E731
         [np.asarray(v, dtype=np.float64) for v in values]))
-    outputs = _Outputs.of(_check_pure_and_reentrant(float64_f, arguments, _label(f)))
+    value = _check_pure_and_reentrant(float64_f, arguments, _label(f))
+    _refuse_rounded_outputs(value, reference, _label(f))
+    outputs = _Outputs.of(value)
 
     def arguments_at(task):
         return arguments.full([np.asarray(task.inputs[n], dtype=task.dtype)
@@ -863,7 +886,8 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
                                        arguments.differentiable, nesting)
     float64_f = _float64_twin(_one_output(arguments.over_inputs(
         _with_float64_state(f, framework)), fw), fw, framework)
-    _check_pure_and_reentrant(float64_f, arguments, _label(f))
+    _refuse_rounded_outputs(_check_pure_and_reentrant(float64_f, arguments, _label(f)),
+                            reference, _label(f))
     checks = _ops(False, False, reference, hvp=True) if nesting else _ops(True, True, reference)
     with _name_of(f) as name:
         problem = _problem(name, f, arguments, _joining(reference), float64_f, condition)

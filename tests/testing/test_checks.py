@@ -313,6 +313,24 @@ def test_an_infinite_slope_at_an_input_point_is_no_verdict_and_the_oracle_keeps_
                     jvp=lambda a, t: slope(a[0]) * t[0] * np.nan)
 
 
+def test_a_function_that_rounds_its_value_names_why_no_reference_can_judge_it():
+    """Integer values (a piecewise-constant f) and float32 values at float64
+    arguments (a cast inside f) both made float64 differences fail to
+    converge, told as a reference "too weak to judge" at a feature near the
+    point; the message now names the cause. Given a reference, the float32
+    value is the primal's mismatch to tell."""
+    x = np.linspace(0.1, 1.0, 5)
+    with pytest.raises(TypeError, match="returns int64 values: it is piecewise constant"):
+        check_rules(lambda x: np.floor(3 * x).astype(int), x, jvp=lambda a, t: 0 * t[0])
+    rounded = lambda x: np.sin(x.astype(np.float32))  # noqa: E731
+    rules = dict(jvp=lambda a, t: np.cos(a[0]) * t[0])
+    with pytest.raises(TypeError, match=r"returns float32 at float64 arguments: it computes in "
+                       r"a lower precision somewhere \(.astype\(np.float32\)"):
+        check_rules(rounded, x, **rules)
+    with pytest.raises(AssertionError, match="primal at input point 0: mismatch: .*dtype float32"):
+        check_rules(rounded, x, reference=HighPrecision(lambda xp, x: xp.sin(x)), **rules)
+
+
 JUMP_REFERENCES = [None, HighPrecision(lambda xp, x: xp.where(x == 0, 1 + 2 * x, x)),
                    ClosedForm(lambda t: __import__("sympy").Piecewise(
                        (1 + 2 * t, __import__("sympy").Eq(t, 0)), (t, True)), elementwise=True)]
