@@ -524,12 +524,18 @@ class _Constant:
 
 
 def _holds_arrays(x: Any) -> bool:
-    """A dict, or a list or tuple holding arrays or containers (a list of
-    plain numbers is one array)."""
+    """A dict, or a list or tuple holding arrays (0-d ones too: a tuple of
+    scalar parameters, as a jax.custom_vjp's cotangent has it) or containers;
+    a list of plain numbers (Python's, or NumPy's scalars) is one array."""
     if isinstance(x, dict):
         return True
     return isinstance(x, (list, tuple)) and any(
-        isinstance(v, (dict, list, tuple)) or getattr(v, "ndim", 0) > 0 for v in x)
+        isinstance(v, (dict, list, tuple)) or _is_array(v) for v in x)
+
+
+def _is_array(v: Any) -> bool:
+    """An array object (NumPy's, JAX's, a torch tensor), of any shape."""
+    return hasattr(v, "ndim") and hasattr(v, "shape") and not isinstance(v, np.generic)
 
 
 def _same_kind(like: Any, parts: list) -> Any:

@@ -406,6 +406,38 @@ def test_forward_mode_through_a_reverse_only_rule_names_the_backend_that_checks_
                               reference=sin_reference).ok
 
 
+def test_a_tuple_of_scalar_parameters_is_a_structure_not_one_array():
+    """(scale, shift) as 0-d arrays was taken as one array of two numbers, so
+    a jax.custom_vjp, whose cotangent must be a tuple like its argument,
+    failed every check ("Custom VJP bwd rule must produce an output with the
+    same container"); a list of plain numbers stays one array."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    def layer(shift_scale):
+        @jax.custom_vjp
+        def affine(p, x):
+            return p[0] * jnp.tanh(x) + p[1]
+
+        def backward(saved, g):
+            p, x = saved
+            return ((jnp.sum(g * jnp.tanh(x)), shift_scale * jnp.sum(g)),
+                    p[0] * (1 - jnp.tanh(x) ** 2) * g)
+        affine.defvjp(lambda p, x: (affine(p, x), (p, x)), backward)
+        return affine
+
+    x = np.linspace(-1, 1, 4).astype(np.float32)
+    p = (jnp.array(0.5, jnp.float32), jnp.array(2.0, jnp.float32))
+    result = check_function(layer(1.0), "jax-reverse", p, x)
+    assert result.ok and result.differentiated == ("p[0]", "p[1]", "x")
+    with pytest.raises(AssertionError, match=r"vjp cotangent for input 'p\[1\]'"):
+        check_function(layer(1.01), "jax-reverse", p, x)
+    numbers = check_rules(lambda p, x: p[0] * np.tanh(x) + p[1], [0.5, 2.0], x.astype(float),
+                          jvp=lambda a, t: t[0][0] * np.tanh(a[1]) + t[0][1]
+                          + a[0][0] * (1 - np.tanh(a[1]) ** 2) * t[1])
+    assert numbers.differentiated == ("p", "x")
+
+
 def test_a_torch_function_that_leaves_torch_names_the_fix():
     """np.sin(x.detach().numpy()) inside: torch.func's own error ("Cannot
     access data pointer of Tensor that doesn't have storage") says nothing
