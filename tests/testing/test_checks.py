@@ -470,6 +470,18 @@ def test_a_jax_function_that_leaves_jax_names_the_fix(leaves):
         check_function(f, "jax-reverse", np.asarray(X, np.float32))
 
 
+def test_a_torch_modules_weight_gradients_are_checked_through_functional_call():
+    """The README's recipe: the weights as a dict argument, each an input."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh())
+    x = torch.randn(3)
+    result = check_function(lambda p, x: torch.func.functional_call(module, p, (x,)),
+                            "torch-reverse", dict(module.named_parameters()), x)
+    assert result.ok
+    assert result.differentiated == ("p['0.weight']", "p['0.bias']", "x")
+
+
 def test_a_float32_torch_module_is_checked_and_a_float32_closure_names_the_fix():
     """The default reference evaluates f in float64: a float32 nn.Module's
     weights against float64 arguments were a torch error ("mat1 and mat2
