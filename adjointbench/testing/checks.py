@@ -692,20 +692,25 @@ def _keys(tree: dict) -> list:
 
 
 def _leaves(y: Any) -> list:
-    """The arrays of a tree of outputs, in the order they are joined."""
+    """The arrays of a tree of outputs, in the order they are joined (None,
+    an output with nothing in it, as JAX flattens it, gives none)."""
     if isinstance(y, dict):
         return [leaf for key in _keys(y) for leaf in _leaves(y[key])]
     if isinstance(y, (tuple, list)):
         return [leaf for part in y for leaf in _leaves(part)]
-    return [y]
+    return [] if y is None else [y]
+
+
+_NOTHING = "no output"  # where a tree of outputs holds None
 
 
 def _skeleton(y: Any) -> Any:
+    """``y``'s structure: None where it has an array, _NOTHING for None."""
     if isinstance(y, dict):
         return {key: _skeleton(y[key]) for key in _keys(y)}
     if isinstance(y, (tuple, list)):  # a named tuple's cotangent as a plain tuple
         return (list if isinstance(y, list) else tuple)(_skeleton(part) for part in y)
-    return None
+    return _NOTHING if y is None else None
 
 
 def _rebuilt(skeleton: Any, parts: Iterator) -> Any:
@@ -714,7 +719,7 @@ def _rebuilt(skeleton: Any, parts: Iterator) -> Any:
         return {key: _rebuilt(sub, parts) for key, sub in skeleton.items()}
     if isinstance(skeleton, (tuple, list)):
         return type(skeleton)(_rebuilt(sub, parts) for sub in skeleton)
-    return next(parts)
+    return None if skeleton is _NOTHING else next(parts)
 
 
 def _joined(y: Any) -> Any:

@@ -698,6 +698,25 @@ def test_rules_of_a_function_with_outputs_of_several_shapes_are_checked():
         check_rules(f, X, jvp=jvp, vjp=vjp(-1.0))
 
 
+def test_an_output_that_is_none_holds_nothing_to_check():
+    """(y, None), an auxiliary output left empty, as JAX flattens it: f was
+    refused ("'NoneType' object has no attribute 'reshape'"). The VJP is
+    handed None there."""
+    x = np.linspace(-1, 1, 5)
+    handed = []
+
+    def vjp(a, w):
+        handed.append(w)
+        return (np.cos(a[0]) * w[0],)
+
+    assert check_rules(lambda x: (np.sin(x), None), x, vjp=vjp,
+                       jvp=lambda a, t: (np.cos(a[0]) * t[0], None)).ok
+    assert handed[0][1] is None
+    jnp = pytest.importorskip("jax.numpy")
+    assert check_function(lambda x: {"y": jnp.tanh(x), "aux": None}, "jax-reverse",
+                          x.astype(np.float32)).ok
+
+
 def test_outputs_in_a_dict_are_checked_through_every_entry():
     """{"s": sin x, "c": (sum cos x, x^2)}: the JVP's dict may list its keys
     in any order, the VJP is handed a dict of cotangents shaped like the
