@@ -155,6 +155,16 @@ def test_a_high_precision_primal_that_computes_in_float64_is_named(leak):
         compute_reference(problem, 3)
 
 
+def test_a_derivative_that_vanishes_is_not_taken_for_a_float64_primal():
+    """softmax along ones is constant: its 40-digit central difference is
+    noise (3.5e-40) and the primal rightly does not move at 1e-20, which was
+    told as LowPrecisionPrimal (a property test drew such a tangent)."""
+    problem = get_problem("softmax")
+    estimate = oracle_module.directional_derivative(problem, {"x": np.array([0.0, 1.0])},
+                                                    {"x": np.ones(2)})
+    assert np.all(estimate.certified("jvp") == 0)
+
+
 def test_the_same_primal_in_high_precision_is_certified_and_a_real_kink_still_a_kink():
     """The check of a float64 primal asks only where a kink is found, and a
     kink moves on one side at least (max(x, 0) at 0 along +-u)."""
