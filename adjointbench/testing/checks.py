@@ -137,8 +137,8 @@ def _name_of(f: Callable) -> Iterator[str]:
     checked: the same in every run (input points 1, 2, ..., and each point's
     tangents and cotangents, are drawn from it; a counter in it moved them
     with the number of checks run before in the process, so a check could
-    pass alone and fail in a test suite),
-    numbered up only while another thread checks a function of that name."""
+    pass alone and fail in a test suite), numbered up only while another
+    thread checks a function of that name."""
     identifier = re.sub(r"\W", "_", _label(f)).strip("_") or "function"
     with _TAKING:
         name = next(n for k in itertools.count() if (n := f"{identifier}_{k}") not in _TAKEN)
