@@ -114,21 +114,29 @@ class _Context:
         return tolerance(self.cell.dtype, self.reference.condition, self.cell.size,
                          self.problem.accuracy_floor, oracle_error, self.cell.method)
 
-    def against(self, actual, estimate, what: str, terms: np.ndarray | None = None
-                ) -> Comparison:
+    def against(self, actual, estimate, what: str, terms: np.ndarray | None = None,
+                part_of: Estimate | None = None) -> Comparison:
         """``actual`` against the oracle's ``estimate``, relative to its
         largest entry, or with ``terms`` (the magnitudes summed into each
         entry: |J| |u| for J u, see :func:`magnitudes`) relative to the
         largest of them: a right result's rounding is that of its terms, and
-        where they cancel the sum is smaller than its rounding allows."""
-        expected = estimate.certified(what)
+        where they cancel the sum is smaller than its rounding allows; the
+        oracle's absolute error is allowed on top. ``part_of``: the vector
+        ``estimate`` is a slice of (one input's share of J^T w or H u),
+        certified as a whole: a share that is 0 to within the whole's error
+        (b's share of the Hessian of sin(a x) + b: 40-digit noise) has no
+        relative level of its own, and was ``ill_conditioned``."""
+        certified = part_of or estimate
+        certified.certified(what)
+        expected = estimate.value
         if self.problem.record_values:
             self.fields.update(value=np.asarray(actual).tolist(), reference=expected.tolist())
         scale = np.abs(expected) if terms is None else np.maximum(terms, np.abs(expected))
+        scale = np.maximum(scale, estimate.error)  # never below what the oracle can tell
         largest = float(np.max(scale, initial=0.0))
         oracle_error = estimate.error / largest if largest > 0 else estimate.relative_error
         return compare(actual, expected, self.tol(oracle_error), what, self.reference.condition,
-                       scale=scale, oracle_err=estimate.relative_error)
+                       scale=scale, oracle_err=certified.relative_error)
 
 
 def _check_primal(ctx: _Context) -> Comparison:
@@ -176,12 +184,15 @@ def _per_input(ctx: _Context, actual: list, full: np.ndarray, terms: np.ndarray,
     """Each differentiable input's array of ``actual`` against its slice of
     the oracle's ``full`` vector (error ``error``), relative to its slice of
     ``terms``."""
-    start, parts = 0, []
+    start, parts, whole = 0, [], Estimate(full, error, method)
     for a, n in zip(actual, ctx.problem.differentiable):
         stop = start + a.size
-        expected = Estimate(full[start:stop].reshape(a.shape), error, method)
+        share = full[start:stop].reshape(a.shape)
+        if np.max(np.abs(share), initial=0.0) <= error:  # 0 to within what the oracle tells
+            share = np.zeros_like(share)
+        expected = Estimate(share, error, method)
         parts.append(ctx.against(a, expected, f"{what} for input {n!r}",
-                                 terms[start:stop].reshape(a.shape)))
+                                 terms[start:stop].reshape(a.shape), part_of=whole))
         start = stop
     return worst_of(parts)
 

@@ -809,6 +809,24 @@ def test_check_function_through_a_torch_function():
         check_function(Wrong.apply, "torch-reverse", x)
 
 
+def test_an_inputs_share_of_a_second_derivative_that_is_zero_is_judged():
+    """sin(a) + b: b's share of H u is 0, which the 40-digit oracle gives as
+    noise (1e-40) under the whole Hessian's error, and its own relative error
+    was 5e22: every hvp check was ill_conditioned. It is certified with the
+    whole now; a rule whose share is not 0 is caught."""
+    a, b = np.array([0.5, -0.3]), np.array([0.2, 0.1])
+    reference = HighPrecision(lambda xp, a, b: xp.sin(a) + b)
+
+    def hvp(share_of_b):
+        return lambda args, t, w: (-np.sin(args[0]) * t[0] * w,
+                                   share_of_b * np.sin(args[0]) * t[0] * w)
+
+    assert check_rules(lambda a, b: np.sin(a) + b, a, b, hvp=hvp(0.0), reference=reference).ok
+    with pytest.raises(AssertionError, match="hvp at input point 0: mismatch: hvp \\(H u\\) for "
+                       "input 'b'.* want 0;"):
+        check_rules(lambda a, b: np.sin(a) + b, a, b, hvp=hvp(1e-9), reference=reference)
+
+
 def test_check_function_checks_second_derivatives_through_each_nesting():
     """A second-order backend checks the Hessian of <w, f> the framework
     computes through your rule: a jax.custom_jvp whose tangent rule holds its
