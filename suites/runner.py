@@ -27,8 +27,8 @@ from adjointbench.impls.registry import load_implementation
 from adjointbench.reference import (Oracle, Problem, Reference, get_problem,
                                     make_inputs, make_probes)
 from adjointbench.reference.problem import flatten, seeded_point, unflatten
-from adjointbench.reference.oracle import (Estimate, ReferenceFailure, UncertifiedReference,
-                                           describe_level)
+from adjointbench.reference.oracle import (Estimate, NotDifferentiable, ReferenceFailure,
+                                           UncertifiedReference, describe_level)
 from adjointbench.suites.cells import Cell
 from adjointbench.suites.compare import (Comparison, NotFinite, WrongResult, compare,
                                          compare_inner_products, cotangents_of, validate,
@@ -448,17 +448,22 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
 
 
 def _judged(error: Exception, ctx: "_Context | None") -> Exception:
-    """A result that is not finite where the oracle cannot certify the
-    derivative either (sqrt's infinite slope at 0, a kink, a step out of the
-    domain) is no verdict, as the reference's refusal says; it was a
-    ``mismatch`` of a rule that gave the infinite slope there. Anything else
-    as it is."""
+    """A result that is not finite where the oracle cannot bound the
+    derivative either (sqrt's infinite slope at 0, a step out of the domain:
+    an infinite error; a kink or a jump: no derivative) is no verdict, as the
+    reference's refusal says; it was a ``mismatch`` of a rule that gave the
+    infinite slope there. Where the oracle bounds a finite derivative, even
+    too loosely to certify it, inf or NaN is wrong: a ``mismatch``."""
     if not isinstance(error, NotFinite) or ctx is None:
         return error
+    derivative = ctx.reference.jvp
     try:
-        ctx.reference.jvp.certified("derivative")
-    except UncertifiedReference as refusal:
+        derivative.certified("derivative")
+    except NotDifferentiable as refusal:
         return type(refusal)(f"{error}, where {refusal}")
+    except UncertifiedReference as refusal:
+        if derivative.error == np.inf:
+            return type(refusal)(f"{error}, where {refusal}")
     return error
 
 
