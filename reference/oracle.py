@@ -86,6 +86,12 @@ class LowPrecisionPrimal(ReferenceFailure):
     and every derivative would be told as a kink."""
 
 
+class NotFiniteThere(WeakReference):
+    """The primal is not finite at the input point (outside its domain: a
+    zero entry of a user's arguments moved below 0 for sqrt or log): there
+    is nothing to judge there (the cell is ``unsupported``)."""
+
+
 class NotDifferentiable(WeakReference):
     """The primal has a kink at the input point along the direction taken:
     its one-sided derivatives differ, and no rule's value there can be judged
@@ -875,6 +881,7 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
             raise UncertifiedReference(
                 f"the oracle cannot evaluate {problem.name} at size {size} in high precision "
                 f"({type(e).__name__}: {e}), so it cannot certify a reference there") from e
+        _refuse_not_finite(problem, value, point)
         probes = make_probes(problem, size, inputs, np.shape(value), seed, point)
         jvp = _derivative_estimate(path, probes.tangent)
         projected, jacobian, vjp = (), None, None
@@ -889,6 +896,25 @@ def compute_reference(problem: Problem, size: int, seed: int = 0,
         value=_estimate(value, value_err, path.method),
         jvp=jvp, projected=projected, jacobian=jacobian, vjp=vjp,
         seconds=time.perf_counter() - start)
+
+
+def _refuse_not_finite(problem: Problem, value: np.ndarray, point: int) -> None:
+    """NotFiniteThere where the primal's value at the input point is not
+    finite: every derivative there came out NaN, and a rule's NaN was
+    judged against it (a mismatch). A complex value (a 40-digit primal
+    outside its domain) is left to the differences, which say so."""
+    try:
+        value = hp.to_float(np.asarray(value, dtype=object))
+    except TypeError:
+        return
+    bad = ~np.isfinite(value)
+    if bad.any():
+        raise NotFiniteThere(
+            f"{problem.name} is not finite at input point {point} ({value[bad][0]} at entry "
+            f"{tuple(int(i) for i in np.argwhere(bad)[0])}): the point lies outside its "
+            "domain (points 1, 2, ... move a user's arguments, a zero entry to either sign), "
+            "and there is nothing to judge there. Keep the points inside it: arguments away "
+            "from its edge, or a declared problem's domain=.")
 
 
 def builds_full_matrices(problem: Problem, size: int, inputs: Arrays) -> bool:

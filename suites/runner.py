@@ -450,7 +450,7 @@ def check_point(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Rec
 def _judged(error: Exception, ctx: "_Context | None") -> Exception:
     """A result that is not finite where the oracle cannot bound the
     derivative either (sqrt's infinite slope at 0, a step out of the domain:
-    an infinite error; a kink or a jump: no derivative) is no verdict, as the
+    no finite error; a kink or a jump: no derivative) is no verdict, as the
     reference's refusal says; it was a ``mismatch`` of a rule that gave the
     infinite slope there. Where the oracle bounds a finite derivative, even
     too loosely to certify it, inf or NaN is wrong: a ``mismatch``."""
@@ -462,7 +462,7 @@ def _judged(error: Exception, ctx: "_Context | None") -> Exception:
     except NotDifferentiable as refusal:
         return type(refusal)(f"{error}, where {refusal}")
     except UncertifiedReference as refusal:
-        if derivative.error == np.inf:
+        if not np.isfinite(derivative.error):
             return type(refusal)(f"{error}, where {refusal}")
     return error
 
