@@ -39,7 +39,8 @@ from adjointbench.faults import HarnessFault
 from adjointbench.reference import hp
 from adjointbench.reference.problem import Arrays, Problem, make_inputs, make_probes
 
-ORACLE_VERSION = "9"  # 8: one-sided derivatives checked (kinks); 9: jumps at the point
+ORACLE_VERSION = "10"  # 8: one-sided derivatives checked (kinks); 9: jumps at the point;
+# 10: none where the primal is not finite
 DPS = 40
 CERTIFY_RTOL = 1e-13
 FD_LEVELS = 12
