@@ -16,7 +16,7 @@ no argument, tangent or cotangent was written to (purity). They return a
 :class:`CheckResult` with the error of every check, and raise
 ``AssertionError`` with the harness's message (operation, input point,
 worst element, error, tolerance, condition, reference level) when a check
-fails or cannot be judged.
+fails or cannot be judged; its ``.result`` is the :class:`CheckResult`.
 
 The reference (``reference=``), strongest first:
 

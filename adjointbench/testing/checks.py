@@ -352,7 +352,9 @@ def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
     result = CheckResult(label, tuple(records), arguments.differentiable,
                          arguments.held_fixed)
     if not result.ok:
-        raise AssertionError(_failure_message(result, problem, arguments.constants))
+        failure = AssertionError(_failure_message(result, problem, arguments.constants))
+        failure.result = result  # every check's record, beyond the few the message shows
+        raise failure
     return result
 
 
