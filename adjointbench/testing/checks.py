@@ -941,8 +941,10 @@ def _refuse_numbers(y: Any, fw) -> None:
     """A torch function's output that is a Python number (``.item()``,
     ``float()``) has left torch, and no derivative follows it (JAX's
     tracing stops such a function itself, see _FRAMEWORK_HINTS)."""
+    if fw.name != "torch":
+        return
     numbers = [leaf for leaf in _leaves(y) if isinstance(leaf, (int, float, np.number))]
-    if fw.name == "torch" and numbers:
+    if numbers:
         raise TypeError(
             f"the function returned a Python {type(numbers[0]).__name__} "
             f"({reprlib.repr(numbers[0])}) where torch needs a tensor: .item(), float() or "
