@@ -297,6 +297,16 @@ class Oracle:
                 except Exception:  # noqa: BLE001 - a broken pool: computed when asked for
                     return
 
+    def holds(self, kind: str, problem: str, size: int, seed: int = 0, point: int = 0) -> bool:
+        """Whether the reference is at hand without computing it: this Oracle
+        has it, or the cache holds an entry it vouches for (``kind``:
+        ``first`` or ``second``)."""
+        known = self._known.get((kind, problem, size, seed, point))
+        if known is not None and known.done() and known.exception() is None:
+            return True
+        path = self.path(problem, size, seed, point, kind)
+        return self.use_cache and path.exists() and self._vouches(path)
+
     def reference(self, problem: str, size: int, seed: int = 0, point: int = 0) -> Reference:
         """Values and first derivatives (reference/oracle.py)."""
         return self._get("first", problem, size, seed, point)

@@ -342,7 +342,9 @@ def _correctness(report: Report, frame: pd.DataFrame) -> None:
 def _timings(report: Report, frame: pd.DataFrame) -> None:
     timed = tables.timing_table(frame) if not frame.empty else pd.DataFrame()
     caption = ("Every timed cell: its rule's check verdict (the worst over sizes and input "
-               "points; a failed rule's time is no figure to compare), median time per call "
+               "points; a failed rule's time is no figure to compare), the relative error of "
+               "what its timed calls returned where it was judged against the oracle (at "
+               "checked sizes; blank elsewhere), median time per call "
                "and its IQR, cost over the primal with its quartiles, compile (first-call) "
                "time, rounds, threads and the cores its timed calls kept busy (more than "
                "its threads: not comparable), the fewer of the operation's and its primal's "

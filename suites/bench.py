@@ -6,9 +6,11 @@ samples alternating on the same inputs (suites/timing.py's
 :func:`sample_paired`), so that ``ratio_to_primal`` (the median of the paired
 ratios, with its quartiles) compares like with like at the same moment. The
 primal is prepared once per worker for all operations of the same inputs. Its record
-(``suite == "bench"``) carries the timing fields of :mod:`suites.results`;
-correctness is the check suite's business, but a result that is not finite
-makes the cell a ``mismatch`` rather than a number.
+(``suite == "bench"``) carries the timing fields of :mod:`suites.results`.
+A timed result of the wrong form, not finite or not reentrant makes the cell
+a ``mismatch`` rather than a number; at the sizes the problem is checked at,
+the harness also judges the last timed call's result against the oracle
+(:func:`judged_at`, suites/runner.py's ``judge_timed_result``).
 """
 
 from __future__ import annotations
@@ -55,13 +57,28 @@ def _task(cell: Cell, problem: Problem, op: str, inputs: dict, **kw) -> Task:
                 method=cell.method, **kw)
 
 
+def operation_probes(op: str, probes: Probes) -> dict:
+    """The probes an operation's task carries (impls/protocol.py's Task)."""
+    return {"jvp": {"tangent": probes.tangent}, "vjp": {"cotangent": probes.cotangent},
+            "hvp": {"tangent": probes.tangent, "cotangent": probes.cotangent},
+            "hessian": {"cotangent": probes.cotangent}}.get(op, {})
+
+
 def _operation_task(cell: Cell, problem: Problem, primal: "_Primal") -> Task:
-    probes = primal.probes(problem, cell)
-    extra = {"jvp": {"tangent": probes.tangent}, "vjp": {"cotangent": probes.cotangent},
-             "hvp": {"tangent": probes.tangent, "cotangent": probes.cotangent},
-             "hessian": {"cotangent": probes.cotangent}}
-    return _task(cell, problem, cell.op, copy_arrays(primal.inputs),
-                 **copy_arrays(extra.get(cell.op, {})))
+    probes = operation_probes(cell.op, primal.probes(problem, cell))
+    return _task(cell, problem, cell.op, copy_arrays(primal.inputs), **copy_arrays(probes))
+
+
+# Operations whose timed result the harness judges against the oracle, where
+# the cell's size is one the problem is checked at (its inputs and probes are
+# then those of the check's input point 0, whose reference the oracle holds):
+# each is checked with one call of the task the bench timed (suites/runner.py).
+JUDGED_OPS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian")
+
+
+def judged_at(cell: Cell) -> bool:
+    """Whether the bench cell's timed result is judged against the oracle."""
+    return cell.op in JUDGED_OPS and cell.size in get_problem(cell.problem).sizes
 
 
 COTANGENT_OPS = ("vjp", "gradient", "hvp")  # one array per differentiable input
@@ -388,8 +405,10 @@ def timed_on_run_cpus(cell: Cell):
     return confined_to(requested_threads(os.environ) if cell.device == "cpu" else None)
 
 
-def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
-    """The timing fields of one bench cell, run in this process."""
+def time_cell(cell: Cell, impl: Implementation, record: Record) -> tuple[Record, object]:
+    """The timing fields of one bench cell, run in this process, and what its
+    last timed call returned where the harness judges it (:func:`judged_at`),
+    else None."""
     record = replace(record, threads=blas_threads())
     primal, operation = warm_pair(cell, impl)
     result = copy_arrays(operation.prepared.to_numpy(operation.result))
@@ -413,7 +432,7 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> Record:
         paired, cell.op, operation.compile_s, operation.number, early,
         to_numpy_s if on_cpu else None, kept=kept_results(cell, made.warm, operation)))
     check_reentrant(cell, cell.op, result, last)
-    return record
+    return record, copy_arrays(last) if judged_at(cell) else None
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies

@@ -129,6 +129,11 @@ class GivenReferences:
             raise answer
         return answer
 
+    def holds(self, kind, problem, size, seed=0, point=0) -> bool:
+        """Whether this reference was sent (bench cells are sent none)."""
+        answer = self._given[kind].get(point)
+        return answer is not None and not isinstance(answer, BaseException)
+
     def reference(self, problem, size, seed=0, point=0):
         return self._get("first", problem, size, seed, point)
 

@@ -193,8 +193,11 @@ class LocalExecutor:
         return timing_fields(timing), timing.result, timing.last_result, _buffers(task)
 
     def bench(self, cell) -> dict:
-        """A bench cell's record fields, timed here."""
+        """A bench cell's record fields, timed here, and (``result``) what its
+        last timed call returned, for the harness to judge (suites/bench.py's
+        time_cell)."""
         from adjointbench.suites.bench import time_cell
         from adjointbench.suites.results import Record
 
-        return asdict(time_cell(cell, self.impl, Record.for_cell(cell, "error")))
+        record, result = time_cell(cell, self.impl, Record.for_cell(cell, "error"))
+        return {**asdict(record), "result": result}

@@ -37,7 +37,7 @@ from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import (check_pure, check_reentrant, check_results_kept,
                                         copy_arrays)
-from adjointbench.suites.bench import bench_record, call_warning
+from adjointbench.suites.bench import bench_record, call_warning, judged_at
 from adjointbench.suites.executors import LocalExecutor, stops_told_as_errors
 from adjointbench.suites.isolation import refuse_beyond_memory
 from adjointbench.suites.timing import TIMING_FIELDS, TIMING_KINDS
@@ -560,6 +560,66 @@ def _timing_of(cell: Cell, result: Record, threads: int | None = None) -> dict:
     return timing
 
 
+class NotReplayed(HarnessFault):
+    """A check of a bench cell's timed result asked for another call than the
+    one the bench timed: no verdict (raised past check_point, caught by
+    :func:`judge_timed_result`)."""
+
+
+class _Replay:
+    """The implementation's side of the check of a bench cell's timed result:
+    the task the bench timed, answered with what its last timed call
+    returned. That result crossed from the worker as plain data, and is
+    judged here, beside the oracle, where no code under test runs."""
+
+    def __init__(self, op: str, result):
+        self.op, self.result, self.asked = op, result, False
+
+    def supports(self, problem: str, op: str, method: str | None = None) -> bool:
+        return op == self.op  # no other call to check with (batched_jacobian's JVP)
+
+    def execute(self, task: Task, most_numbers: int | None = None):
+        if task.op != self.op or self.asked:
+            raise NotReplayed(f"the check of a timed {self.op} asked for another {task.op}")
+        self.asked = True
+        given = {k: getattr(task, k) for k in ("inputs", "tangent", "cotangent")}
+        return self.result, self.result, given
+
+
+JUDGED_FIELDS = ("max_abs_err", "max_rel_err", "tol", "oracle_err", "condition", "level")
+
+
+def judge_timed_result(cell: Cell, record: Record, result, oracle: Oracle) -> Record:
+    """A bench cell's record, with its timed result judged against the oracle
+    as the check judges input point 0, whose inputs and probes the bench
+    timed (:func:`suites.bench.judged_at`; at the problem's checked sizes,
+    with a reference the oracle holds already: a bench computes none). A
+    wrong result makes the cell a ``mismatch``, whose figures timed wrong
+    work; a right one adds its error to the record. Where the oracle gives
+    no verdict (a kink, an ill-conditioned point) the record is as timed."""
+    if record.outcome != "ok" or not judged_at(cell):
+        return record
+    kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
+    if not all(oracle.holds(kind, cell.problem, cell.size, cell.seed) for kind in kinds):
+        return record
+    if result is None:
+        return replace(record, outcome="error", message=(
+            "the bench worker handed back no result of the timed calls to judge: code under "
+            "test changed the harness in its worker"))
+    check = replace(cell, suite="check", points=1)
+    try:
+        judged = check_point(check, oracle, _Replay(cell.op, result), record, 0)
+    except NotReplayed:
+        return record
+    if judged.outcome == "ok":
+        return replace(record, **{k: getattr(judged, k) for k in JUDGED_FIELDS})
+    if judged.outcome != "mismatch":
+        return record
+    return replace(record, outcome="mismatch", message=(
+        f"the timed calls returned a wrong result (their figures timed other work): "
+        f"{judged.message}"))
+
+
 def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | None = None,
              executor: LocalExecutor | None = None, memo: ExecutionMemo | None = None,
              threads: int | None = None) -> Record:
@@ -579,7 +639,9 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
             if reason:
                 record = replace(record, outcome="unsupported", message=reason)
             elif cell.suite == "bench":
-                record = bench_record(cell, executor.bench(cell), threads)
+                measured = executor.bench(cell)
+                record = judge_timed_result(cell, bench_record(cell, measured, threads),
+                                            measured.get("result"), oracle or Oracle())
             else:
                 record = _check(cell, oracle or Oracle(), executor, record, memo, threads)
     except HarnessFault:

@@ -4,6 +4,7 @@ the right verdict (tests/suites/test_trust.py)."""
 
 import math
 import os
+import sys
 
 import numpy as np
 import scipy.linalg
@@ -531,3 +532,29 @@ class _Oversized(NumpyImplementation):
 
 
 oversized = _Oversized()
+
+
+def _timed_by_the_bench() -> bool:
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "time_cell":  # suites/bench.py's
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _WrongWhenTimed(NumpyImplementation):
+    """Right wherever it is checked; timed by the bench (told by the
+    harness's frame on its stack) its VJP skips the work and returns zeros,
+    reentrant and finite: a figure of work it never did."""
+
+    name = "wrong_when_timed"
+
+    def prepare(self, task):
+        if task.op != "vjp" or not _timed_by_the_bench():
+            return super().prepare(task)
+        shapes = [np.shape(task.inputs[n]) for n in task.differentiable]
+        return Prepared(run=lambda: tuple(np.zeros(s) for s in shapes))
+
+
+wrong_when_timed = _WrongWhenTimed()

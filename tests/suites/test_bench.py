@@ -415,3 +415,22 @@ def test_a_full_matrix_no_worker_can_build_is_not_timed(plugins_on_path, monkeyp
         assert records[op].message.startswith(
             f"{op} of wide at size 80 is a 80 x 80 matrix, 0.0 GiB in float64: more than a "
             "worker can build in its 0.0 GiB (its memory cap, ADJOINTBENCH_MEMORY_LIMIT_GB)")
+
+
+def test_a_bench_after_a_check_judges_its_timed_results_and_says_how_many(tmp_path, capsys):
+    args = ["--impl", "numpy", "--problem", "matvec", "--op", "primal,vjp", "--quiet",
+            "--out", str(tmp_path)]
+    assert main(["check", *args, "--size", "8"]) == 0  # its references, in the oracle's cache
+    capsys.readouterr()
+    assert main(["bench", *args, "--size", "8,128", "--budget", "0.01", "--rounds", "1",
+                 "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "timed results judged against the oracle: 2 of 4 ok cells (the others at sizes" in out
+    records, _ = ResultsFile(tmp_path).read()
+    judged = {r.size: r.max_rel_err for r in records if r.suite == "bench" and r.op == "vjp"}
+    assert judged[128] is None and 0 <= judged[8] < 1e-14  # numpy's VJP of A x at n = 8
+    from adjointbench.reports.load import load
+    from adjointbench.reports.tables import timing_table
+
+    table = timing_table(load(tmp_path).results)
+    assert table.loc[(table["op"] == "vjp") & (table["size"] == 8), "max_rel_err"].item() == judged[8]

@@ -359,9 +359,10 @@ def test_a_torch_first_loaded_within_a_runs_threads_starts_afresh_after_it(outsi
 
 
 class Workload:
-    """An implementation whose operations cost a known multiple of the primal:
-    ``vjp`` repeats the primal's work three times, ``jvp`` once, and
-    ``jacrev`` skips it (a result computed in prepare, the bug to flag)."""
+    """An implementation of scalar_sin (sin x) whose operations cost a known
+    multiple of the primal: ``vjp`` repeats the primal's work three times,
+    ``jvp`` once, and ``jacrev`` skips it (a result computed in prepare, the
+    bug to flag). Its results are right: the bench judges them."""
 
     name = "workload"
     COST = {"primal": 1, "vjp": 3, "jvp": 1}
@@ -373,17 +374,20 @@ class Workload:
         return op in ("primal", "vjp", "jvp", "jacrev")
 
     def prepare(self, task):
-        x = np.linspace(0.0, 1.0, 20_000)
-        work = lambda: float(np.sum(np.sin(x) ** 2))
+        grid = np.linspace(0.0, 1.0, 20_000)
+        work = lambda: float(np.sum(np.sin(grid) ** 2))
+        x = task.inputs["x"]
         if task.op == "jacrev":
-            cached = np.ones((1, 1))
+            cached = np.cos(x).reshape(1, 1)
             return Prepared(run=lambda: cached)
         repeats = self.COST[task.op]
-        shape = {"primal": (), "jvp": (), "vjp": None}[task.op]
+        value = {"primal": lambda: np.sin(x), "jvp": lambda: np.cos(x) * task.tangent["x"],
+                 "vjp": lambda: (np.cos(x) * task.cotangent,)}[task.op]
 
         def run():
-            value = sum(work() for _ in range(repeats))
-            return np.full(shape, value) if shape is not None else (np.array(value),)
+            for _ in range(repeats):
+                work()
+            return value()
         return Prepared(run=run)
 
 

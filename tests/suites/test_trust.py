@@ -405,3 +405,27 @@ def test_a_result_far_too_large_is_refused_before_it_is_sent(plugins_on_path, or
                 "jvp returned 10,000,000 numbers, more than the 1,088 that any operation of "
                 "softmax gives at these inputs"), r.message
         assert vjp.outcome == "ok"
+
+
+def test_a_bench_cell_whose_timed_calls_return_a_wrong_result_is_a_mismatch(plugins_on_path,
+                                                                            oracle):
+    """Right in every check, wrong (and fast) only when the bench times it:
+    at a size the problem is checked at, the timed calls' result is judged
+    against the oracle in the harness, as input point 0 of the check, whose
+    inputs and probes the bench times; a right one's error is recorded."""
+    oracle.reference("matvec", 8)  # at hand: a bench computes no reference
+    [check] = plan_cells(["untrustworthy:wrong_when_timed"], ["matvec"], ["vjp"], ["float64"],
+                         sizes=[8])
+    assert run_cell(check, oracle).outcome == "ok"
+    for impl, outcome in (("untrustworthy:wrong_when_timed", "mismatch"), ("numpy", "ok")):
+        cell = Cell("matvec", impl, "vjp", 8, budget_s=0.01, suite="bench")
+        record = run_cell(cell, oracle)
+        assert record.outcome == outcome, record
+        if outcome == "mismatch":
+            assert "the timed calls returned a wrong result" in record.message
+            assert "vjp cotangent: <J^T w, v0>" in record.message and "got 0," in record.message
+        else:
+            assert 0 <= record.max_rel_err <= record.tol < 1e-10 and record.time_median_s > 0
+    beyond = Cell("matvec", "untrustworthy:wrong_when_timed", "vjp", 128, budget_s=0.01,
+                  suite="bench")  # no reference at a size only timed: not judged
+    assert run_cell(beyond, oracle).max_rel_err is None
