@@ -391,7 +391,7 @@ def _dask_cells(args, stack, workers: int, isolated, descriptions: dict):
     except (distributed.MissingExtra, ConnectionError) as e:
         raise UsageError(str(e)) from None
     cells = distributed.DaskCells(client, args.timeout, thread_environment(args.threads),
-                                  distributed.declined_by(isolated))
+                                  distributed.declined_by(isolated), isolated.oracle)
     for name, devices in distributed.gpu_worker_devices(client, list(descriptions),
                                                         cells).items():
         descriptions[name]["devices"] = tuple(dict.fromkeys(

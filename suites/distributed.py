@@ -321,9 +321,10 @@ class DaskCells:
     """
 
     def __init__(self, client, timeout_s: float, environment: dict,
-                 declined: Callable[[Cell], str | None]):
+                 declined: Callable[[Cell], str | None], oracle=None):
         self.client, self.timeout_s, self.environment = client, timeout_s, environment
         self.declined = declined
+        self.oracle = oracle  # this machine's: what bench cells are judged against
         self.sweep = uuid.uuid4().hex[:8]  # task keys of this sweep, apart from any other
         # each task's key is new, a bench round's too: a key the scheduler still
         # held from an earlier round would hand back that round's records
@@ -334,11 +335,29 @@ class DaskCells:
         return self.client.submit(compute_reference, kind, cell.problem, cell.size, cell.seed,
                                   point, key=key, pure=False)
 
+    def _held_references(self, cell: Cell) -> tuple[dict, dict]:
+        """A bench cell's references at input point 0, where this machine's
+        oracle holds them already (a bench computes none): its timed result is
+        judged against them on the Dask worker, as in a local run
+        (suites/runner.py's judge_timed_result)."""
+        from adjointbench.suites.bench import judged_at
+        from adjointbench.suites.runner import SECOND_ORDER_CHECKS
+
+        kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
+        if self.oracle is None or not judged_at(cell) or not all(
+                self.oracle.holds(kind, cell.problem, cell.size, cell.seed) for kind in kinds):
+            return {}, {}
+        first = {0: self.oracle.reference(cell.problem, cell.size, cell.seed)}
+        return first, ({0: self.oracle.second_order(cell.problem, cell.size, cell.seed)}
+                       if "second" in kinds else {})
+
     def _references_of(self, cell: Cell, references: dict) -> tuple[dict, dict]:
         """The reference tasks a cell needs, by input point: first and second
-        order (bench cells need none)."""
+        order (a bench cell's, those this machine holds: :meth:`_held_references`)."""
         from adjointbench.suites.runner import SECOND_ORDER_CHECKS, seeded_points
 
+        if cell.suite == "bench":
+            return self._held_references(cell)
         first, second = {}, {}
         if cell.suite == "check":
             kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)

@@ -144,12 +144,22 @@ def test_gpu_cells_go_only_to_gpu_workers(cluster, plugins_on_path, tmp_path):
 
 
 def test_bench_cells_never_time_side_by_side(cluster, plugins_on_path, tmp_path):
+    """... and their timed results are judged, where this machine's oracle
+    holds the reference (of the quick bench's sizes, smallest and largest,
+    matvec's 8 is a checked size; 1024 and softmax's are not), as in a local run."""
+    from adjointbench.reference import Oracle
+
     address, _, calls = cluster
+    Oracle().reference("matvec", 8)
     assert main(["bench", "--impl", "overlap:implementation", "--problem", "softmax,matvec",
                  "--op", "primal,vjp", "--quick", "--budget", "0.02", "--quiet",
                  "--executor", "dask", "--scheduler", address, "--out", str(tmp_path / "out")]) == 0
     records = _records(tmp_path / "out").values()
     assert all(r.outcome == "ok" and r.ratio_to_primal for r in records)
+    judged = {(r.problem, r.size, r.op): r.max_rel_err for r in records
+              if r.max_rel_err is not None}
+    assert set(judged) == {("matvec", 8, "primal"), ("matvec", 8, "vjp")}
+    assert max(judged.values()) < 1e-14
     timed = sorted((*map(float, line.split()[1:]), log.stem)  # (start, end, process)
                    for log in calls.glob("*.txt") for line in log.read_text().splitlines())
     assert len({process for *_, process in timed}) >= 2  # both workers timed cells
