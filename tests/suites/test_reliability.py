@@ -334,6 +334,22 @@ def test_a_failed_bench_cell_is_not_called_expected(plugins_on_path, tmp_path, c
     assert "(expected)" in line
 
 
+def test_a_bench_cell_timing_a_listed_wrong_rule_is_an_expected_mismatch(oracle, tmp_path,
+                                                                          capsys):
+    """torch's manifest lists its forward-over-forward HVP of linear_solve as a
+    mismatch (torch.linalg.solve's JVP is not differentiable in A): timed at a
+    checked size, its result is judged wrong too, and that is no surprise."""
+    pytest.importorskip("torch")
+    oracle.reference("linear_solve", 8)
+    oracle.second_order("linear_solve", 8)  # at hand: the bench computes none
+    assert main(["bench", "--impl", "torch", "--problem", "linear_solve", "--op", "hvp",
+                 "--method", "forward_over_forward", "--size", "8", "--budget", "0.01",
+                 "--rounds", "1", "--quiet", "--out", str(tmp_path)]) == 0
+    line, = [x for x in capsys.readouterr().out.splitlines() if "linear_solve-n8" in x]
+    assert line.startswith("  mismatch") and "(expected)" in line
+    assert "the timed calls returned a wrong result" in line
+
+
 @pytest.mark.parametrize("rules", [[{"problem": "matmul", "outcome": "broken"}], [7],
                                    [{"outcome": "error", "point": 2}], [{1: "x", "outcome": "ok"}]])
 def test_bad_manifest_rules_are_named(rules):
