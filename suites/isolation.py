@@ -164,6 +164,16 @@ def _read_no_terminal() -> None:
     os.close(null)
 
 
+# What a framework's allocator says when the worker's memory cap stops it
+# (torch's CPU allocator, XLA's): a RuntimeError or XlaRuntimeError, not a MemoryError
+OUT_OF_MEMORY = ("can't allocate memory", "RESOURCE_EXHAUSTED")
+
+
+def _memory_cap_hint() -> str:
+    return (f"the worker hit its memory cap of {memory_limit_gb():.1f} GiB; raise it with "
+            f"{MEMORY_LIMIT_ENV} (0 for none) if the cell really needs more")
+
+
 def _answer(call):
     """("ok", value), or ("raise", outcome, message) for what the call raised;
     plain data (suites/wire.py), converted here in the worker."""
@@ -172,11 +182,13 @@ def _answer(call):
     try:
         return ("ok", plain(call()))
     except MemoryError:
-        return ("raise", "error", f"MemoryError: the worker hit its memory cap of "
-                f"{memory_limit_gb():.1f} GiB; raise it with {MEMORY_LIMIT_ENV} (0 for none) "
-                "if the cell really needs more")
+        return ("raise", "error", f"MemoryError: {_memory_cap_hint()}")
     except Exception as e:  # the implementation's failure, sent back as its outcome
-        return plain(("raise", *outcome_of(e)))
+        outcome, message = outcome_of(e)
+        if outcome == "error" and memory_limit_gb() and any(
+                sign in message for sign in OUT_OF_MEMORY):
+            message = f"{_memory_cap_hint()}: {message}"
+        return plain(("raise", outcome, message))
     except (SystemExit, KeyboardInterrupt, GeneratorExit) as e:
         # raised by the code under test (a worker has a process group of its
         # own: no Ctrl-C of the user's reaches it); the worker is replaced after

@@ -37,6 +37,12 @@ def _eat_memory():
         hoard.append(np.empty(2**27))
 
 
+def _outgrow_torch():
+    """8 TiB from torch's allocator, beyond any cap: a RuntimeError, not a MemoryError."""
+    import torch
+    return torch.empty(2**40, dtype=torch.float64).numpy()
+
+
 class Unprintable(Exception):
     def __str__(self):
         raise RuntimeError("no message")
@@ -67,6 +73,7 @@ BEHAVIOUR = {
     "matmul": _segfault,
     "softmax": _exit,
     "l2_loss": _eat_memory,
+    "batched_dense": _outgrow_torch,
     "broadcast_tanh": lambda: sys.exit(0),  # a BaseException: asks the program to stop
     "linear_solve": _raise_unprintable,
     "scalar_root": _raise_a_megabyte,
@@ -75,7 +82,8 @@ BEHAVIOUR = {
 }
 EXPECTED = {"scalar_add": "error", "scalar_mul": "mismatch", "scalar_sin": "mismatch",
             "broadcast_sin": "mismatch", "matvec": "timeout", "matmul": "crashed",
-            "softmax": "crashed", "l2_loss": "error", "broadcast_tanh": "error",
+            "softmax": "crashed", "l2_loss": "error", "batched_dense": "error",
+            "broadcast_tanh": "error",
             "linear_solve": "error", "scalar_root": "error", "batched_sin": "crashed",
             "nonlinear_solve": "error"}
 

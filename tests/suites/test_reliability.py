@@ -45,6 +45,10 @@ def test_every_misbehaviour_becomes_an_outcome(plugins_on_path, oracle, tmp_path
     assert "; it was in _hang (misbehaving.py:" in records[list(EXPECTED).index("matvec")].message
     errors = {r.problem: r.message for r in records if r.outcome == "error"}
     assert "memory cap of 3.0 GiB" in errors["l2_loss"]
+    # torch's allocator says so with a RuntimeError: the cap is named too
+    assert errors["batched_dense"].startswith("the worker hit its memory cap of 3.0 GiB; raise "
+                                              "it with ADJOINTBENCH_MEMORY_LIMIT_GB")
+    assert "DefaultCPUAllocator: can't allocate memory" in errors["batched_dense"]
     assert errors["broadcast_tanh"].startswith("SystemExit: 0 raised by the implementation")
     # an exception whose __str__ raises: the worker formatting it died (status 1)
     assert errors["linear_solve"].startswith(
