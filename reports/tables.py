@@ -239,8 +239,9 @@ def sortable_html(frame: pd.DataFrame, id: str) -> str:
 
 
 TIMING_COLUMNS = ["problem", "impl", "op", "method", "size", "dtype", "device", "checked",
-                  "max_rel_err", "time_median_s", "time_iqr_s", "ratio_to_primal", "ratio_q1", "ratio_q3",
-                  "compile_s", "rounds", "threads", "cores", "least_cores", "timing_warning"]
+                  "max_rel_err", "time_median_s", "time_iqr_s", "ratio_to_primal", "ratio_q1",
+                  "ratio_q3", "compile_s", "rounds", "threads", "cores", "least_cores",
+                  "timing_warning"]
 
 
 def timing_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -130,7 +130,8 @@ class GivenReferences:
         return answer
 
     def holds(self, kind, problem, size, seed=0, point=0) -> bool:
-        """Whether this reference was sent (bench cells are sent none)."""
+        """Whether this reference was sent (to a bench cell, those the
+        harness's machine held: DaskCells._held_references)."""
         answer = self._given[kind].get(point)
         return answer is not None and not isinstance(answer, BaseException)
 
@@ -341,9 +342,9 @@ class DaskCells:
         judged against them on the Dask worker, as in a local run
         (suites/runner.py's judge_timed_result)."""
         from adjointbench.suites.bench import judged_at
-        from adjointbench.suites.runner import SECOND_ORDER_CHECKS
+        from adjointbench.suites.runner import reference_kinds
 
-        kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
+        kinds = reference_kinds(cell.op)
         if self.oracle is None or not judged_at(cell) or not all(
                 self.oracle.holds(kind, cell.problem, cell.size, cell.seed) for kind in kinds):
             return {}, {}
@@ -354,15 +355,14 @@ class DaskCells:
     def _references_of(self, cell: Cell, references: dict) -> tuple[dict, dict]:
         """The reference tasks a cell needs, by input point: first and second
         order (a bench cell's, those this machine holds: :meth:`_held_references`)."""
-        from adjointbench.suites.runner import SECOND_ORDER_CHECKS, seeded_points
+        from adjointbench.suites.runner import reference_kinds, seeded_points
 
         if cell.suite == "bench":
             return self._held_references(cell)
         first, second = {}, {}
         if cell.suite == "check":
-            kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
             for point in seeded_points(cell):
-                for kind in kinds:
+                for kind in reference_kinds(cell.op):
                     key = (kind, cell.problem, cell.size, cell.seed, point)
                     if key not in references:  # one task per reference, shared
                         references[key] = self._reference(kind, cell, point)

@@ -9,7 +9,8 @@ projections elsewhere; timed, since cost is half of a method's story).
 Oracle-free identities inside one implementation: ``transpose``
 (<w, J u> = <J^T w, u>), ``linearity`` (J(a u + b v) = a J u + b J v) and,
 before any batched Jacobian, that a tangent on one sample moves no other
-sample's output. Bench cells (suite ``bench``) go to suites/bench.py.
+sample's output. Bench cells (suite ``bench``) are timed by suites/bench.py;
+what their timed calls returned is judged here (:func:`judge_timed_result`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ LINEARITY = (0.75, -1.25)
 GRADIENT_ROUNDS, GRADIENT_BUDGET_S = 3, 0.1
 NEEDS = {"transpose": ("jvp", "vjp"), "linearity": ("jvp",), "symmetry": ("hvp",)}
 SECOND_ORDER_CHECKS = ("hvp", "hessian")  # compared with the oracle's second derivatives
+
+
+def reference_kinds(op: str) -> tuple[str, ...]:
+    """The oracle's references a check of ``op`` reads: ``first`` (values and
+    first derivatives), and ``second`` for SECOND_ORDER_CHECKS."""
+    return ("first", "second") if op in SECOND_ORDER_CHECKS else ("first",)
 
 
 @dataclass
@@ -532,9 +539,8 @@ def _check(cell: Cell, oracle: Oracle, executor: LocalExecutor, record: Record,
     worst, timing = None, {}
     expect = getattr(oracle, "expect", None)  # a cold cache: the points computed side by side
     if expect:
-        expect("first", cell.problem, cell.size, cell.seed, seeded_points(cell))
-        if cell.op in SECOND_ORDER_CHECKS:
-            expect("second", cell.problem, cell.size, cell.seed, seeded_points(cell))
+        for kind in reference_kinds(cell.op):
+            expect(kind, cell.problem, cell.size, cell.seed, seeded_points(cell))
     for point in range(cell.points):
         result = check_point(cell, oracle, executor, record, point, memo)
         if point == 0:
@@ -599,8 +605,8 @@ def judge_timed_result(cell: Cell, record: Record, result, oracle: Oracle) -> Re
     no verdict (a kink, an ill-conditioned point) the record is as timed."""
     if record.outcome != "ok" or not judged_at(cell):
         return record
-    kinds = ("first", "second") if cell.op in SECOND_ORDER_CHECKS else ("first",)
-    if not all(oracle.holds(kind, cell.problem, cell.size, cell.seed) for kind in kinds):
+    if not all(oracle.holds(kind, cell.problem, cell.size, cell.seed)
+               for kind in reference_kinds(cell.op)):
         return record
     if result is None:
         return replace(record, outcome="error", message=(
