@@ -595,16 +595,18 @@ class _Replay:
 JUDGED_FIELDS = ("max_abs_err", "max_rel_err", "tol", "oracle_err", "condition", "level")
 
 
-def judge_timed_result(cell: Cell, record: Record, result, oracle: Oracle) -> Record:
+def judge_timed_result(cell: Cell, record: Record, result, oracle: Oracle | None) -> Record:
     """A bench cell's record, with its timed result judged against the oracle
     as the check judges input point 0, whose inputs and probes the bench
     timed (:func:`suites.bench.judged_at`; at the problem's checked sizes,
     with a reference the oracle holds already: a bench computes none). A
     wrong result makes the cell a ``mismatch``, whose figures timed wrong
     work; a right one adds its error to the record. Where the oracle gives
-    no verdict (a kink, an ill-conditioned point) the record is as timed."""
+    no verdict (a kink, an ill-conditioned point) the record is as timed.
+    ``oracle``: None for a new one, made only where the cell can be judged."""
     if record.outcome != "ok" or not judged_at(cell):
         return record
+    oracle = oracle or Oracle()
     if not all(oracle.holds(kind, cell.problem, cell.size, cell.seed)
                for kind in reference_kinds(cell.op)):
         return record
@@ -647,7 +649,7 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
             elif cell.suite == "bench":
                 measured = executor.bench(cell)
                 record = judge_timed_result(cell, bench_record(cell, measured, threads),
-                                            measured.get("result"), oracle or Oracle())
+                                            measured.get("result"), oracle)
             else:
                 record = _check(cell, oracle or Oracle(), executor, record, memo, threads)
     except HarnessFault:
