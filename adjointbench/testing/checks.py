@@ -605,10 +605,26 @@ def _fresh(constant: Any) -> Any:
     return constant.copy() if isinstance(constant, np.ndarray) else constant
 
 
+LOW_PRECISION = ("float16", "float8", "float4")  # bfloat16 too; ml_dtypes' and torch's names
+
+
+def _refuse_low_precision(x: Any) -> None:
+    """A float16, bfloat16 or float8 argument is refused, naming the fix.
+    Such a torch tensor has no NumPy form and bfloat16's NumPy dtype (from
+    ml_dtypes) is not of kind "f": both were taken for constants and held
+    fixed, their derivatives never checked, without a word."""
+    name = str(getattr(x, "dtype", "")).removeprefix("torch.")
+    if any(kind in name for kind in LOW_PRECISION):
+        raise TypeError(f"a {name} argument: the checks take float32 or float64 arguments "
+                        "(a rule's error hides in this dtype's rounding); convert it "
+                        "(np.asarray(x, np.float32), x.float() in torch)")
+
+
 def _floating(x: Any) -> np.ndarray | None:
     """``x`` as a floating-point array (a copy), or None for a constant."""
     if x is None or isinstance(x, (bool, int, str, bytes, np.integer, np.bool_)):
         return None
+    _refuse_low_precision(x)
     try:
         array = np.array(as_numpy(x))
     except Exception:  # noqa: BLE001 - not an array at all: a constant

@@ -613,6 +613,26 @@ def test_bad_calls_name_the_fix():
         check_rules(softplus, X, jvp=softplus_jvp, argnums=5)
 
 
+def test_a_complex_or_low_precision_argument_is_refused_not_held_fixed():
+    """A bfloat16 weight beside a float32 input was held fixed (its NumPy
+    dtype is not of kind "f"; a torch bfloat16 tensor has no NumPy form), so
+    its gradient went unchecked; float16 and complex arguments name the fix."""
+    scaled = lambda x, w: np.sin(x) * np.asarray(w, np.float32)  # noqa: E731
+    vjp = lambda a, g: (np.cos(a[0]) * np.asarray(a[1], np.float32) * g, 0 * g)  # noqa: E731
+    x32 = X.astype(np.float32)
+    with pytest.raises(TypeError, match=r"a float16 argument: .* convert it"):
+        check_rules(scaled, x32, x32.astype(np.float16), vjp=vjp)
+    with pytest.raises(TypeError, match=r"a complex argument \(complex128\): .* real and imaginary"):
+        check_rules(softplus, X + 1j, jvp=softplus_jvp)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    with pytest.raises(TypeError, match=r"a bfloat16 argument: .* convert it"):
+        check_rules(scaled, x32, x32.astype(ml_dtypes.bfloat16), vjp=vjp)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"a bfloat16 argument: .* x.float\(\) in torch"):
+        check_function(lambda x, w: torch.sin(x) * w.float(), "torch-reverse",
+                       torch.tensor(x32), torch.tensor(x32).bfloat16())
+
+
 def test_a_function_that_writes_to_its_argument_or_keeps_state_is_caught():
     """With the default reference nothing called f in the cell (its primal is
     checked only against an independent reference): an f that doubles its
