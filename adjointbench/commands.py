@@ -651,9 +651,9 @@ def _say_judged(records: list) -> None:
     judged = sum(r.max_rel_err is not None for r in timed)
     if timed:
         print(f"timed results judged against the oracle: {judged} of {len(timed)} ok cells"
-              + ("" if judged == len(timed) else " (the others at sizes the problems are only "
-                 "timed at, or with no reference in the oracle's cache: `adjointbench check` "
-                 "at those sizes computes them)"))
+              + ("" if judged == len(timed) else " (the others at sizes beyond the problems' "
+                 "checked ones with no reference in the oracle's cache, which `adjointbench "
+                 "check --size N` computes, or where the oracle gives no verdict)"))
 
 
 def _expected_failure(record, manifests: dict) -> bool:

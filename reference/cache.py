@@ -159,6 +159,8 @@ class Oracle:
     (8,)
     """
 
+    computes = True  # what it lacks (a Dask task's GivenReferences holds only what it was sent)
+
     def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True,
                  processes: int = 0, sweep: bool = False):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

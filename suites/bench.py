@@ -8,9 +8,10 @@ ratios, with its quartiles) compares like with like at the same moment. The
 primal is prepared once per worker for all operations of the same inputs. Its record
 (``suite == "bench"``) carries the timing fields of :mod:`suites.results`.
 A timed result of the wrong form, not finite or not reentrant makes the cell
-a ``mismatch`` rather than a number; at the sizes the problem is checked at,
-the harness also judges the last timed call's result against the oracle
-(:func:`judged_at`, suites/runner.py's ``judge_timed_result``).
+a ``mismatch`` rather than a number; the harness also judges the last
+timed call's result against the oracle, at every size where it holds or
+computes the reference (:func:`references_computed_for`, suites/runner.py's
+``judges`` and ``judge_timed_result``).
 """
 
 from __future__ import annotations
@@ -69,16 +70,21 @@ def _operation_task(cell: Cell, problem: Problem, primal: "_Primal") -> Task:
     return _task(cell, problem, cell.op, copy_arrays(primal.inputs), **copy_arrays(probes))
 
 
-# Operations whose timed result the harness judges against the oracle, where
-# the cell's size is one the problem is checked at (its inputs and probes are
-# then those of the check's input point 0, whose reference the oracle holds):
-# each is checked with one call of the task the bench timed (suites/runner.py).
+# Operations whose timed result the harness judges against the oracle (a bench
+# cell's inputs and probes are those of the check's input point 0 at its
+# size): each is checked with one call of the task the bench timed
+# (suites/runner.py's judge_timed_result).
 JUDGED_OPS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "hvp", "hessian")
 
 
-def judged_at(cell: Cell) -> bool:
-    """Whether the bench cell's timed result is judged against the oracle."""
-    return cell.op in JUDGED_OPS and cell.size in get_problem(cell.problem).sizes
+def references_computed_for(cell: Cell) -> bool:
+    """Whether a bench computes the references it judges the cell's timed
+    result by, where the oracle lacks them: at sizes up to the problem's
+    largest checked one, where they cost no more than the check's own (the
+    main job's elementwise cells at n = 100, its batched ones at B = 1).
+    Beyond, it judges by those the oracle holds (``adjointbench check --size
+    N`` computes them): a 1024 x 1024 matmul's would take mpmath hours."""
+    return cell.size <= max(get_problem(cell.problem).sizes)
 
 
 COTANGENT_OPS = ("vjp", "gradient", "hvp")  # one array per differentiable input
@@ -405,9 +411,10 @@ def timed_on_run_cpus(cell: Cell):
     return confined_to(requested_threads(os.environ) if cell.device == "cpu" else None)
 
 
-def time_cell(cell: Cell, impl: Implementation, record: Record) -> tuple[Record, object]:
+def time_cell(cell: Cell, impl: Implementation, record: Record,
+              hand_back: bool = False) -> tuple[Record, object]:
     """The timing fields of one bench cell, run in this process, and what its
-    last timed call returned where the harness judges it (:func:`judged_at`),
+    last timed call returned where the harness judges it (``hand_back``),
     else None."""
     record = replace(record, threads=blas_threads())
     primal, operation = warm_pair(cell, impl)
@@ -432,7 +439,7 @@ def time_cell(cell: Cell, impl: Implementation, record: Record) -> tuple[Record,
         paired, cell.op, operation.compile_s, operation.number, early,
         to_numpy_s if on_cpu else None, kept=kept_results(cell, made.warm, operation)))
     check_reentrant(cell, cell.op, result, last)
-    return record, copy_arrays(last) if judged_at(cell) else None
+    return record, copy_arrays(last) if hand_back else None
 
 
 # What a bench cell's worker measures: the only fields of its record it supplies

@@ -113,6 +113,8 @@ class GivenReferences:
     What the oracle raised there (an uncertified reference) is raised here,
     where the cell's record makes it an outcome, as in a local run."""
 
+    computes = False  # it holds what it was sent, and nothing else
+
     def __init__(self, first: dict, second: dict):
         from adjointbench.reference.cache import default_cache_dir
 
@@ -338,14 +340,15 @@ class DaskCells:
 
     def _held_references(self, cell: Cell) -> tuple[dict, dict]:
         """A bench cell's references at input point 0, where this machine's
-        oracle holds them already (a bench computes none): its timed result is
+        oracle holds them already (at a size the bench computes none for:
+        suites/bench.py's references_computed_for): its timed result is
         judged against them on the Dask worker, as in a local run
         (suites/runner.py's judge_timed_result)."""
-        from adjointbench.suites.bench import judged_at
+        from adjointbench.suites.bench import JUDGED_OPS
         from adjointbench.suites.runner import reference_kinds
 
         kinds = reference_kinds(cell.op)
-        if self.oracle is None or not judged_at(cell) or not all(
+        if self.oracle is None or cell.op not in JUDGED_OPS or not all(
                 self.oracle.holds(kind, cell.problem, cell.size, cell.seed) for kind in kinds):
             return {}, {}
         first = {0: self.oracle.reference(cell.problem, cell.size, cell.seed)}
@@ -354,14 +357,17 @@ class DaskCells:
 
     def _references_of(self, cell: Cell, references: dict) -> tuple[dict, dict]:
         """The reference tasks a cell needs, by input point: first and second
-        order (a bench cell's, those this machine holds: :meth:`_held_references`)."""
+        order (a bench cell's at its input point 0 where the bench computes
+        them, else those this machine holds: :meth:`_held_references`)."""
+        from adjointbench.suites.bench import JUDGED_OPS, references_computed_for
         from adjointbench.suites.runner import reference_kinds, seeded_points
 
-        if cell.suite == "bench":
+        if cell.suite == "bench" and not (cell.op in JUDGED_OPS
+                                          and references_computed_for(cell)):
             return self._held_references(cell)
         first, second = {}, {}
-        if cell.suite == "check":
-            for point in seeded_points(cell):
+        if cell.suite in ("check", "bench"):
+            for point in seeded_points(replace(cell, points=1) if cell.suite == "bench" else cell):
                 for kind in reference_kinds(cell.op):
                     key = (kind, cell.problem, cell.size, cell.seed, point)
                     if key not in references:  # one task per reference, shared

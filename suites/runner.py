@@ -38,7 +38,8 @@ from adjointbench.suites.memo import ExecutionMemo
 from adjointbench.suites.results import Record, outcome_of
 from adjointbench.suites.purity import (check_pure, check_reentrant, check_results_kept,
                                         copy_arrays)
-from adjointbench.suites.bench import bench_record, call_warning, judged_at
+from adjointbench.suites.bench import (JUDGED_OPS, bench_record, call_warning,
+                                      references_computed_for)
 from adjointbench.suites.executors import LocalExecutor, stops_told_as_errors
 from adjointbench.suites.isolation import refuse_beyond_memory
 from adjointbench.suites.timing import TIMING_FIELDS, TIMING_KINDS
@@ -595,20 +596,31 @@ class _Replay:
 JUDGED_FIELDS = ("max_abs_err", "max_rel_err", "tol", "oracle_err", "condition", "level")
 
 
-def judge_timed_result(cell: Cell, record: Record, result, oracle: Oracle | None) -> Record:
-    """A bench cell's record, with its timed result judged against the oracle
-    as the check judges input point 0, whose inputs and probes the bench
-    timed (:func:`suites.bench.judged_at`; at the problem's checked sizes,
-    with a reference the oracle holds already: a bench computes none). A
-    wrong result makes the cell a ``mismatch``, whose figures timed wrong
-    work; a right one adds its error to the record. Where the oracle gives
-    no verdict (a kink, an ill-conditioned point) the record is as timed.
-    ``oracle``: None for a new one, made only where the cell can be judged."""
-    if record.outcome != "ok" or not judged_at(cell):
-        return record
-    oracle = oracle or Oracle()
-    if not all(oracle.holds(kind, cell.problem, cell.size, cell.seed)
-               for kind in reference_kinds(cell.op)):
+def judges(cell: Cell, oracle) -> bool:
+    """Whether a bench cell's timed result is judged against ``oracle``: its
+    operation is one of JUDGED_OPS and the oracle holds the references of
+    the cell's input point 0 or, where it computes what it lacks (not a Dask
+    task's given references), the bench computes them at that size
+    (:func:`suites.bench.references_computed_for`). Before, only the
+    problem's checked sizes were judged: the main job's elementwise cells at
+    n = 100 and batched ones at B = 1 timed whatever they returned."""
+    if cell.op not in JUDGED_OPS:
+        return False
+    if getattr(oracle, "computes", False) and references_computed_for(cell):
+        return True
+    return all(oracle.holds(kind, cell.problem, cell.size, cell.seed)
+               for kind in reference_kinds(cell.op))
+
+
+def judge_timed_result(cell: Cell, record: Record, result, oracle) -> Record:
+    """A bench cell's record, with its timed result (handed back where
+    :func:`judges`) judged against the oracle as the check judges input
+    point 0, whose inputs and probes the bench timed. A wrong result makes
+    the cell a ``mismatch``, whose figures timed wrong work; a right one adds
+    its error to the record. Where the oracle gives no verdict (a kink, an
+    ill-conditioned point, a reference it cannot certify) the record is as
+    timed."""
+    if record.outcome != "ok":
         return record
     if result is None:
         return replace(record, outcome="error", message=(
@@ -626,6 +638,17 @@ def judge_timed_result(cell: Cell, record: Record, result, oracle: Oracle | None
     return replace(record, outcome="mismatch", message=(
         f"the timed calls returned a wrong result (their figures timed other work): "
         f"{judged.message}"))
+
+
+def _bench(cell: Cell, oracle: Oracle | None, executor: LocalExecutor,
+           threads: int | None) -> Record:
+    """A bench cell's record, its timed result judged where :func:`judges`
+    (an oracle made here only for an operation it may judge)."""
+    oracle = oracle or (Oracle() if cell.op in JUDGED_OPS else None)
+    judged = oracle is not None and judges(cell, oracle)
+    measured = executor.bench(cell, judged)
+    record = bench_record(cell, measured, threads)
+    return judge_timed_result(cell, record, measured.get("result"), oracle) if judged else record
 
 
 def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | None = None,
@@ -647,9 +670,7 @@ def run_cell(cell: Cell, oracle: Oracle | None = None, impl: Implementation | No
             if reason:
                 record = replace(record, outcome="unsupported", message=reason)
             elif cell.suite == "bench":
-                measured = executor.bench(cell)
-                record = judge_timed_result(cell, bench_record(cell, measured, threads),
-                                            measured.get("result"), oracle)
+                record = _bench(cell, oracle, executor, threads)
             else:
                 record = _check(cell, oracle or Oracle(), executor, record, memo, threads)
     except HarnessFault:

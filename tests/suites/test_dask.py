@@ -144,9 +144,11 @@ def test_gpu_cells_go_only_to_gpu_workers(cluster, plugins_on_path, tmp_path):
 
 
 def test_bench_cells_never_time_side_by_side(cluster, plugins_on_path, tmp_path):
-    """... and their timed results are judged, where this machine's oracle
-    holds the reference (of the quick bench's sizes, smallest and largest,
-    matvec's 8 is a checked size; 1024 and softmax's are not), as in a local run."""
+    """... and their timed results are judged as in a local run: where this
+    machine's oracle holds the reference (matvec's 8, the quick bench's
+    smallest size, is a checked one), or where the bench computes it, on the
+    cluster (softmax's 100, below its largest checked size); not at 1024 and
+    100000, beyond their problems' checked sizes, whose references it lacks."""
     from adjointbench.reference import Oracle
 
     address, _, calls = cluster
@@ -158,7 +160,9 @@ def test_bench_cells_never_time_side_by_side(cluster, plugins_on_path, tmp_path)
     assert all(r.outcome == "ok" and r.ratio_to_primal for r in records)
     judged = {(r.problem, r.size, r.op): r.max_rel_err for r in records
               if r.max_rel_err is not None}
-    assert set(judged) == {("matvec", 8, "primal"), ("matvec", 8, "vjp")}
+    assert set(judged) == {("matvec", 8, "primal"), ("matvec", 8, "vjp"),
+                           ("softmax", 100, "primal"), ("softmax", 100, "vjp")}
+    assert {(r.problem, r.size) for r in records} >= {("matvec", 1024), ("softmax", 100000)}
     assert max(judged.values()) < 1e-14
     timed = sorted((*map(float, line.split()[1:]), log.stem)  # (start, end, process)
                    for log in calls.glob("*.txt") for line in log.read_text().splitlines())
@@ -236,6 +240,7 @@ def test_a_scheduler_without_workers_is_bad_input(tmp_path, capsys, monkeypatch)
 def test_each_reference_is_one_task_shared_by_the_cells_that_need_it():
     from adjointbench.suites.cells import plan_cells
     from adjointbench.suites.distributed import DaskCells, compute_reference
+    from adjointbench.suites.bench import references_computed_for
     from adjointbench.suites.runner import seeded_points
 
     class Recorder:  # a client that only records what would be submitted
@@ -258,7 +263,12 @@ def test_each_reference_is_one_task_shared_by_the_cells_that_need_it():
     wanted = {(kind, c.problem, c.size, c.seed, p) for c in cells if c.suite == "check"
               for p in seeded_points(c)  # a float64 cell's third point is its own (-2)
               for kind in (("first", "second") if c.op == "hvp" else ("first",))}
-    assert sorted(args for args, _ in made) == sorted(wanted)  # each once, none for bench
+    # a bench cell's at its input point 0 where the bench computes it (softmax at n = 100)
+    bench = {("first", c.problem, c.size, c.seed, 0) for c in cells
+             if c.suite == "bench" and references_computed_for(c)}
+    assert {c.size for c in cells if c.suite == "bench"} == {100, 100000}
+    assert bench == {("first", "softmax", 100, 0, 0)}
+    assert sorted(args for args, _ in made) == sorted(wanted | bench)  # each once
     assert len({key for _, key in made}) == len(made) and len(set(tasks)) == len(cells)
 
 

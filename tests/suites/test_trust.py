@@ -413,7 +413,7 @@ def test_a_bench_cell_whose_timed_calls_return_a_wrong_result_is_a_mismatch(plug
     at a size the problem is checked at, the timed calls' result is judged
     against the oracle in the harness, as input point 0 of the check, whose
     inputs and probes the bench times; a right one's error is recorded."""
-    oracle.reference("matvec", 8)  # at hand: a bench computes no reference
+    oracle.reference("matvec", 8)  # at hand, as after a check
     [check] = plan_cells(["untrustworthy:wrong_when_timed"], ["matvec"], ["vjp"], ["float64"],
                          sizes=[8])
     assert run_cell(check, oracle).outcome == "ok"
@@ -427,6 +427,29 @@ def test_a_bench_cell_whose_timed_calls_return_a_wrong_result_is_a_mismatch(plug
         else:
             assert 0 <= record.max_rel_err <= record.tol < 1e-10 and record.time_median_s > 0
     beyond = Cell("matvec", "untrustworthy:wrong_when_timed", "vjp", 128, budget_s=0.01,
-                  suite="bench")  # no reference at a size only timed: not judged
-    timed_only = run_cell(beyond, oracle)
+                  suite="bench")  # beyond matvec's checked sizes (2, 8, 32), no reference
+    timed_only = run_cell(beyond, oracle)  # is computed: not judged
     assert timed_only.outcome == "ok" and timed_only.max_rel_err is None
+
+
+def test_a_bench_cell_up_to_the_largest_checked_size_is_judged_on_a_cold_cache(plugins_on_path,
+                                                                              tmp_path):
+    """Between matvec's checked sizes (2, 8, 32), at n = 16, and with no
+    reference in the cache, the bench computes the reference of its input
+    point 0 and judges what the timed calls returned: before, only checked
+    sizes with a cached reference were judged (the main job's elementwise
+    cells at n = 100 and batched ones at B = 1 never were)."""
+    oracle = Oracle(cache_dir=tmp_path)
+    try:
+        assert not oracle.holds("first", "matvec", 16)
+        for impl, outcome in (("untrustworthy:wrong_when_timed", "mismatch"), ("numpy", "ok")):
+            record = run_cell(Cell("matvec", impl, "vjp", 16, budget_s=0.01, suite="bench"),
+                              oracle)
+            assert record.outcome == outcome, record
+            if outcome == "mismatch":
+                assert "the timed calls returned a wrong result" in record.message
+            else:
+                assert 0 <= record.max_rel_err <= record.tol < 1e-10 and record.level
+        assert oracle.holds("first", "matvec", 16)
+    finally:
+        oracle.close()
