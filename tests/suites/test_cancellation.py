@@ -64,3 +64,21 @@ def test_softmax_condition_grows_as_one_entry_takes_over():
     assert softmax_condition(x) == pytest.approx(2 / (1 - s[2]), rel=1e-3)
     batch = np.stack([np.zeros(3), x], axis=1)  # one softmax per column: the worst
     assert softmax_condition(batch) == softmax_condition(x)
+
+
+def test_softmax_condition_is_that_of_its_dense_matrices_at_any_size():
+    """The same number as max(diag(s) + s s^T) / max|diag(s) - s s^T| built
+    densely (spread and saturated inputs, one entry), and at n = 100,000,
+    where the dense matrices took 75 GiB each and the oracle raised
+    MemoryError: `check --size 100000` of softmax stopped."""
+    def dense(s):
+        return np.max(np.diag(s) + np.outer(s, s)) / np.max(np.abs(np.diag(s) - np.outer(s, s)))
+
+    rng = np.random.default_rng(3)
+    for scale in (0.1, 2.0, 40.0, 400.0):
+        for n in (2, 3, 17):
+            x = scale * rng.standard_normal(n)
+            s = np.exp(x - np.max(x)) / np.sum(np.exp(x - np.max(x)))
+            assert softmax_condition(x) == dense(s)
+    assert softmax_condition(np.ones(1)) == 2.0 / np.finfo(float).tiny  # s = 1: s - s^2 = 0
+    assert softmax_condition(np.zeros(100_000)) == pytest.approx(100_001 / 99_999, rel=1e-12)
