@@ -652,8 +652,8 @@ def _say_judged(records: list) -> None:
     if timed:
         print(f"timed results judged against the oracle: {judged} of {len(timed)} ok cells"
               + ("" if judged == len(timed) else " (the others at sizes beyond the problems' "
-                 "checked ones with no reference in the oracle's cache, which `adjointbench "
-                 "check --size N` computes, or where the oracle gives no verdict)"))
+                 "checked ones, where the bench computes no reference and the oracle's cache "
+                 "holds none, or where the oracle gives no verdict)"))
 
 
 def _expected_failure(record, manifests: dict) -> bool:
