@@ -19,7 +19,8 @@ each cell once, as the worker streams its record (:func:`stream_record`),
 or from its task's result.
 
 GPU cells need a worker started with ``--resources GPU=1``; bench cells take
-a lease per host, so no two time at once on one machine.
+a lease per host, so no two time at once on one machine (nor beside the
+references a bench computes, which take it too).
 """
 
 from __future__ import annotations
@@ -147,16 +148,19 @@ class GivenReferences:
 _ORACLE = threading.Lock()  # mpmath's precision is process-global: one reference at a time
 
 
-def compute_reference(kind: str, problem: str, size: int, seed: int, point: int):
+def compute_reference(kind: str, problem: str, size: int, seed: int, point: int,
+                      for_bench: bool = False):
     """One reference task: the worker's oracle (and its disk cache), or the
     exception it raised, returned so that each cell makes it an outcome.
     One at a time per process, whatever the worker's --nthreads: two at once
-    would change each other's digits."""
+    would change each other's digits. A bench's (``for_bench``) holds its
+    host's bench lease (:func:`_host_lease`): mpmath's work beside a timed
+    cell would disturb that cell's figures."""
     from adjointbench.reference import Oracle
 
     oracle = Oracle()
     try:
-        with _ORACLE:
+        with _ORACLE, _host_lease(for_bench):
             return _computed(oracle, kind, problem, size, seed, point)
     except HarnessFault:
         raise
@@ -193,9 +197,10 @@ def _isolated_runner(timeout_s: float, environment: dict):
 
 
 @contextlib.contextmanager
-def _bench_lease(cell: Cell):
-    """Bench cells hold their host's one lease: none times beside another."""
-    if cell.suite != "bench":
+def _host_lease(held: bool = True):
+    """The host's one bench lease, ``held`` by bench cells and the references
+    a bench computes: none of them runs beside a timed cell."""
+    if not held:
         yield
         return
     from distributed import Semaphore
@@ -210,7 +215,7 @@ def run_cell_task(cell: Cell, first: dict, second: dict, timeout_s: float,
                   environment: dict) -> Record:
     """One cell task, on a Dask worker: its record, naming the machine."""
     runner = _isolated_runner(timeout_s, environment)
-    with _bench_lease(cell):
+    with _host_lease(cell.suite == "bench"):
         record = runner.run(cell, oracle=GivenReferences(first, second))
     return replace(record, machine=socket.gethostname())
 
@@ -336,7 +341,7 @@ class DaskCells:
     def _reference(self, kind: str, cell: Cell, point: int):
         key = f"adjointbench-{self.sweep}-{kind}-{cell.problem}-n{cell.size}-s{cell.seed}-p{point}"
         return self.client.submit(compute_reference, kind, cell.problem, cell.size, cell.seed,
-                                  point, key=key, pure=False)
+                                  point, cell.suite == "bench", key=key, pure=False)
 
     def _held_references(self, cell: Cell) -> tuple[dict, dict]:
         """A bench cell's references at input point 0, where this machine's

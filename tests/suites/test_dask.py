@@ -260,16 +260,52 @@ def test_each_reference_is_one_task_shared_by_the_cells_that_need_it():
     tasks = [runner._submit([cell], references) for cell in cells]
     made = [(args, key) for function, args, key in client.submitted
             if function is compute_reference]
-    wanted = {(kind, c.problem, c.size, c.seed, p) for c in cells if c.suite == "check"
+    wanted = {(kind, c.problem, c.size, c.seed, p, False) for c in cells if c.suite == "check"
               for p in seeded_points(c)  # a float64 cell's third point is its own (-2)
               for kind in (("first", "second") if c.op == "hvp" else ("first",))}
-    # a bench cell's at its input point 0 where the bench computes it (softmax at n = 100)
-    bench = {("first", c.problem, c.size, c.seed, 0) for c in cells
+    # a bench cell's at its input point 0 where the bench computes it (softmax at
+    # n = 100), computed under the host's bench lease (True)
+    bench = {("first", c.problem, c.size, c.seed, 0, True) for c in cells
              if c.suite == "bench" and references_computed_for(c)}
     assert {c.size for c in cells if c.suite == "bench"} == {100, 100000}
-    assert bench == {("first", "softmax", 100, 0, 0)}
+    assert bench == {("first", "softmax", 100, 0, 0, True)}
     assert sorted(args for args, _ in made) == sorted(wanted | bench)  # each once
     assert len({key for _, key in made}) == len(made) and len(set(tasks)) == len(cells)
+
+
+def test_a_reference_a_bench_computes_holds_its_hosts_bench_lease(monkeypatch):
+    """Computed beside a bench cell timing on the same host, its mpmath work
+    would disturb that cell's figures: it waits for the lease bench cells
+    hold; a check's reference takes none."""
+    import socket
+
+    import distributed
+
+    from adjointbench.suites.distributed import compute_reference
+
+    held = []
+
+    class Lease:  # records which lease is held while the reference is computed
+        def __init__(self, max_leases, name):
+            self.name = name
+
+        def __enter__(self):
+            held.append(self.name)
+
+        def __exit__(self, *exc):
+            held.remove(self.name)
+
+    seen = []
+
+    def reference(self, *args):
+        seen.append(list(held))
+        return "computed"
+
+    monkeypatch.setattr(distributed, "Semaphore", Lease)
+    monkeypatch.setattr("adjointbench.reference.Oracle.reference", reference)
+    assert compute_reference("first", "softmax", 100, 0, 0, True) == "computed"
+    assert compute_reference("first", "softmax", 4, 0, 0) == "computed"
+    assert seen == [[f"adjointbench-bench-{socket.gethostname()}"], []] and held == []
 
 
 def test_a_local_dask_cluster_resumes_like_a_local_run(tmp_path, capsys):
