@@ -339,12 +339,22 @@ def _correctness(report: Report, frame: pd.DataFrame) -> None:
                         "No check cells in these results.")
 
 
+def _judged(frame: pd.DataFrame) -> str:
+    """'290 of 411 ok timed cells' judged against the oracle."""
+    if frame.empty:
+        return "none"
+    timed = frame[(frame["suite"] == "bench") & (frame["outcome"] == "ok")]
+    return f"{int(timed['max_rel_err'].notna().sum())} of {len(timed)} ok timed cells"
+
+
 def _timings(report: Report, frame: pd.DataFrame) -> None:
     timed = tables.timing_table(frame) if not frame.empty else pd.DataFrame()
     caption = ("Every timed cell: its rule's check verdict (the worst over sizes and input "
                "points; a failed rule's time is no figure to compare), the relative error of "
-               "what its timed calls returned where it was judged against the oracle (at "
-               "checked sizes; blank elsewhere), median time per call "
+               "what its timed calls returned where it was judged against the oracle "
+               f"({_judged(frame)}: up to each problem's largest checked size, and beyond "
+               "it where the oracle's cache held the reference; blank elsewhere), median "
+               "time per call "
                "and its IQR, cost over the primal with its quartiles, compile (first-call) "
                "time, rounds, threads and the cores its timed calls kept busy (more than "
                "its threads: not comparable), the fewer of the operation's and its primal's "

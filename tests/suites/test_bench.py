@@ -435,3 +435,7 @@ def test_a_bench_after_a_check_judges_its_timed_results_and_says_how_many(tmp_pa
     table = timing_table(load(tmp_path).results)
     row = (table["op"] == "vjp") & (table["size"] == 8)
     assert table.loc[row, "max_rel_err"].item() == judged[8]  # the Timings table's column
+    from adjointbench.reports.render import render
+
+    page = render(load(tmp_path), tmp_path / "report").read_text()  # and its caption's count
+    assert "judged against the oracle (2 of 4 ok timed cells: up to each problem" in page
