@@ -69,8 +69,8 @@ def test_softmax_condition_grows_as_one_entry_takes_over():
 def test_softmax_condition_is_that_of_its_dense_matrices_at_any_size():
     """The same number as max(diag(s) + s s^T) / max|diag(s) - s s^T| built
     densely (spread and saturated inputs, one entry), and at n = 100,000,
-    where the dense matrices took 75 GiB each and the oracle raised
-    MemoryError: `check --size 100000` of softmax stopped."""
+    where the dense matrices took 75 GiB each: the oracle's reference there
+    (``Oracle().reference("softmax", 100000)``) raised MemoryError."""
     def dense(s):
         return np.max(np.diag(s) + np.outer(s, s)) / np.max(np.abs(np.diag(s) - np.outer(s, s)))
 

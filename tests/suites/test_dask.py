@@ -238,9 +238,9 @@ def test_a_scheduler_without_workers_is_bad_input(tmp_path, capsys, monkeypatch)
 
 
 def test_each_reference_is_one_task_shared_by_the_cells_that_need_it():
+    from adjointbench.suites.bench import references_computed_for
     from adjointbench.suites.cells import plan_cells
     from adjointbench.suites.distributed import DaskCells, compute_reference
-    from adjointbench.suites.bench import references_computed_for
     from adjointbench.suites.runner import seeded_points
 
     class Recorder:  # a client that only records what would be submitted
