@@ -350,15 +350,14 @@ class DaskCells:
         judged against them on the Dask worker, as in a local run
         (suites/runner.py's judge_timed_result)."""
         from adjointbench.suites.bench import JUDGED_OPS
-        from adjointbench.suites.runner import reference_kinds
+        from adjointbench.suites.runner import holds_references, reference_kinds
 
-        kinds = reference_kinds(cell.op)
-        if self.oracle is None or cell.op not in JUDGED_OPS or not all(
-                self.oracle.holds(kind, cell.problem, cell.size, cell.seed) for kind in kinds):
+        if (self.oracle is None or cell.op not in JUDGED_OPS
+                or not holds_references(self.oracle, cell)):
             return {}, {}
         first = {0: self.oracle.reference(cell.problem, cell.size, cell.seed)}
         return first, ({0: self.oracle.second_order(cell.problem, cell.size, cell.seed)}
-                       if "second" in kinds else {})
+                       if "second" in reference_kinds(cell.op) else {})
 
     def _references_of(self, cell: Cell, references: dict) -> tuple[dict, dict]:
         """The reference tasks a cell needs, by input point: first and second

@@ -59,6 +59,13 @@ def reference_kinds(op: str) -> tuple[str, ...]:
     return ("first", "second") if op in SECOND_ORDER_CHECKS else ("first",)
 
 
+def holds_references(oracle, cell: Cell) -> bool:
+    """Whether ``oracle`` holds, without computing them, the references a
+    check of the cell's operation reads at its input point 0."""
+    return all(oracle.holds(kind, cell.problem, cell.size, cell.seed)
+               for kind in reference_kinds(cell.op))
+
+
 @dataclass
 class _Context:
     cell: Cell
@@ -601,15 +608,12 @@ def judges(cell: Cell, oracle) -> bool:
     operation is one of JUDGED_OPS and the oracle holds the references of
     the cell's input point 0 or, where it computes what it lacks (not a Dask
     task's given references), the bench computes them at that size
-    (:func:`suites.bench.references_computed_for`). Before, only the
-    problem's checked sizes were judged: the main job's elementwise cells at
-    n = 100 and batched ones at B = 1 timed whatever they returned."""
+    (:func:`suites.bench.references_computed_for`)."""
     if cell.op not in JUDGED_OPS:
         return False
     if getattr(oracle, "computes", False) and references_computed_for(cell):
         return True
-    return all(oracle.holds(kind, cell.problem, cell.size, cell.seed)
-               for kind in reference_kinds(cell.op))
+    return holds_references(oracle, cell)
 
 
 def judge_timed_result(cell: Cell, record: Record, result, oracle) -> Record:
