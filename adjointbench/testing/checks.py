@@ -17,6 +17,7 @@ import itertools
 import math
 import re
 import reprlib
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -526,10 +527,11 @@ class _Constant:
 
 
 def _holds_arrays(x: Any) -> bool:
-    """A dict, or a list or tuple holding arrays (0-d ones too: a tuple of
-    scalar parameters, as a jax.custom_vjp's cotangent has it) or containers;
-    a list of plain numbers (Python's, or NumPy's scalars) is one array."""
-    if isinstance(x, dict):
+    """A dict, a JAX pytree node of a class of its own (:class:`_Node`), or
+    a list or tuple holding arrays (0-d ones too: a tuple of scalar
+    parameters, as a jax.custom_vjp's cotangent has it) or containers; a
+    list of plain numbers (Python's, or NumPy's scalars) is one array."""
+    if isinstance(x, dict) or _node_children(x) is not None:
         return True
     return isinstance(x, (list, tuple)) and any(
         isinstance(v, (dict, list, tuple)) or _is_array(v) for v in x)
@@ -538,6 +540,40 @@ def _holds_arrays(x: Any) -> bool:
 def _is_array(v: Any) -> bool:
     """An array object (NumPy's, JAX's, a torch tensor), of any shape."""
     return hasattr(v, "ndim") and hasattr(v, "shape") and not isinstance(v, np.generic)
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A JAX pytree node of a class of its own among the arguments or
+    outputs (an Equinox module, a ``register_dataclass`` or
+    ``register_pytree_node_class`` class, a flax struct): its children, by
+    their key (``.w``, as ``jax.tree_util.keystr`` writes it), and its
+    tree definition, which rebuilds one from new children. Such an argument
+    was held fixed whole: a wrong cotangent for its weights passed every
+    check."""
+
+    keys: tuple[str, ...]
+    children: tuple
+    treedef: Any
+
+    def rebuilt(self, children: Sequence[Any]) -> Any:
+        return self.treedef.unflatten(list(children))
+
+
+def _node_children(x: Any) -> _Node | None:
+    """``x`` as a :class:`_Node` (its children as they are), or None where it
+    is not a pytree node of a class of its own: a dict, list, tuple, None or
+    array is handled as such, and without JAX loaded nothing is one."""
+    jax = sys.modules.get("jax")
+    if jax is None or x is None or isinstance(x, (dict, list, tuple)) or _is_array(x):
+        return None
+    tree_util = jax.tree_util
+    one_level = lambda v: v is not x  # noqa: E731 - x's children as leaves
+    keyed, treedef = tree_util.tree_flatten_with_path(x, is_leaf=one_level)
+    if tree_util.treedef_is_leaf(treedef):
+        return None
+    return _Node(tuple(tree_util.keystr(path) for path, _ in keyed),
+                 tuple(child for _, child in keyed), treedef)
 
 
 def _same_kind(like: Any, parts: list) -> Any:
@@ -550,6 +586,10 @@ def _split(name: str, value: Any, inputs: dict) -> Any:
     ``inputs`` under the name of where it sits; constants as they are."""
     if isinstance(value, dict):
         return {k: _split(f"{name}[{k!r}]", v, inputs) for k, v in value.items()}
+    node = _node_children(value)
+    if node is not None:
+        return dataclasses.replace(node, children=tuple(
+            _split(f"{name}{key}", child, inputs) for key, child in zip(node.keys, node.children)))
     if _holds_arrays(value):
         return _same_kind(value, [_split(f"{name}[{i}]", v, inputs) for i, v in enumerate(value)])
     array = _floating(value)
@@ -566,6 +606,8 @@ def _filled(skeleton: Any, given: dict, constants: bool) -> Any:
         return _fresh(skeleton.value) if constants else None
     if isinstance(skeleton, dict):
         return {k: _filled(v, given, constants) for k, v in skeleton.items()}
+    if isinstance(skeleton, _Node):
+        return skeleton.rebuilt(_filled(v, given, constants) for v in skeleton.children)
     return _same_kind(skeleton, [_filled(v, given, constants) for v in skeleton])
 
 
@@ -574,8 +616,14 @@ def _leaf_names(skeleton: Any, kind: type = _Leaf) -> list[str]:
     its constants), in order."""
     if isinstance(skeleton, (_Leaf, _Constant)):
         return [skeleton.name] if isinstance(skeleton, kind) else []
-    parts = skeleton.values() if isinstance(skeleton, dict) else skeleton
-    return [name for part in parts for name in _leaf_names(part, kind)]
+    return [name for part in _parts(skeleton) for name in _leaf_names(part, kind)]
+
+
+def _parts(skeleton: Any) -> Sequence[Any]:
+    """The skeletons a skeleton of a container holds, in order."""
+    if isinstance(skeleton, _Node):
+        return skeleton.children
+    return list(skeleton.values()) if isinstance(skeleton, dict) else skeleton
 
 
 def _picked(skeleton: Any, tree: Any, where: str) -> list:
@@ -585,6 +633,8 @@ def _picked(skeleton: Any, tree: Any, where: str) -> list:
     cotangent "have no ['act']")."""
     if isinstance(skeleton, _Leaf):
         return [tree]
+    if isinstance(skeleton, _Node):
+        return _picked_from_node(skeleton, tree, where)
     keys = () if isinstance(skeleton, _Constant) else (
         skeleton.keys() if isinstance(skeleton, dict) else range(len(skeleton)))
     picked = []
@@ -598,6 +648,19 @@ def _picked(skeleton: Any, tree: Any, where: str) -> list:
                             f"structure of the argument") from None
         picked += _picked(skeleton[key], part, f"{where}[{key!r}]")
     return picked
+
+
+def _picked_from_node(skeleton: _Node, tree: Any, where: str) -> list:
+    """:func:`_picked` for an argument that is a pytree node of a class of
+    its own: ``tree`` must be one with the same children (as jax.vjp gives
+    its cotangent)."""
+    node = _node_children(tree)
+    if node is None or node.keys != skeleton.keys:
+        raise TypeError(f"the cotangent for {where} is a {type(tree).__name__}, not a "
+                        f"{skeleton.treedef.node_data()[0].__name__} with children "
+                        f"{', '.join(skeleton.keys)}: give it in the structure of the argument")
+    return [leaf for key, sub, part in zip(node.keys, skeleton.children, node.children)
+            if _leaf_names(sub) for leaf in _picked(sub, part, f"{where}{key}")]
 
 
 def _fresh(constant: Any) -> Any:
@@ -696,7 +759,7 @@ class _Outputs:
 
 
 def _several(y: Any) -> bool:
-    return isinstance(y, (tuple, list, dict))
+    return isinstance(y, (tuple, list, dict)) or _node_children(y) is not None
 
 
 def _keys(tree: dict) -> list:
@@ -716,6 +779,9 @@ def _leaves(y: Any) -> list:
         return [leaf for key in _keys(y) for leaf in _leaves(y[key])]
     if isinstance(y, (tuple, list)):
         return [leaf for part in y for leaf in _leaves(part)]
+    node = _node_children(y)
+    if node is not None:
+        return [leaf for part in node.children for leaf in _leaves(part)]
     return [] if y is None else [y]
 
 
@@ -728,6 +794,9 @@ def _skeleton(y: Any) -> Any:
         return {key: _skeleton(y[key]) for key in _keys(y)}
     if isinstance(y, (tuple, list)):  # a named tuple's cotangent as a plain tuple
         return (list if isinstance(y, list) else tuple)(_skeleton(part) for part in y)
+    node = _node_children(y)
+    if node is not None:
+        return dataclasses.replace(node, children=tuple(map(_skeleton, node.children)))
     return _NOTHING if y is None else None
 
 
@@ -737,6 +806,8 @@ def _rebuilt(skeleton: Any, parts: Iterator) -> Any:
         return {key: _rebuilt(sub, parts) for key, sub in skeleton.items()}
     if isinstance(skeleton, (tuple, list)):
         return type(skeleton)(_rebuilt(sub, parts) for sub in skeleton)
+    if isinstance(skeleton, _Node):
+        return skeleton.rebuilt([_rebuilt(sub, parts) for sub in skeleton.children])
     return None if skeleton is _NOTHING else next(parts)
 
 
@@ -801,6 +872,9 @@ def check_rules(f: Callable, *args, jvp: Callable | None = None, vjp: Callable |
     differentiable argument (every floating-point argument, or those in
     ``argnums``). Other arguments (an int, an integer array, a string) are
     held fixed: passed as given, in ``args`` too, never differentiated in.
+    An argument holding several arrays (a dict, list or tuple, a JAX pytree
+    of a class of its own) is differentiated in each of them, its tangent
+    and cotangent given in its structure.
     Checks the primal (against a reference other than ``f`` itself), each
     rule given, the transpose identity when both are, and linearity of the
     JVP, at ``points`` input points; see the module docstring.
