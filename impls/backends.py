@@ -84,7 +84,8 @@ def jacobian_vector_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
     if b.mode == "forward":
         return _jvp(ops, f, x, u)
     # reverse mode: w -> J^T w is linear; its own VJP applied to u is J u
-    return _vjp(ops, lambda w: _vjp(ops, f, x, w), f(x) * 0, u)
+    return in_reverse_mode(ops, "reverse", lambda a: _vjp(a, lambda w: _vjp(a, f, x, w),
+                                                          f(x) * 0, u))
 
 
 def vector_jacobian_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
@@ -98,7 +99,7 @@ def vector_jacobian_product(f: Callable, backend: str, x: Any, u: Any) -> Any:
     ops = b.ops
     x, u = ops.asarray(x), ops.asarray(u)
     if b.mode == "reverse":
-        return _vjp(ops, f, x, u)
+        return in_reverse_mode(ops, "reverse", lambda a: _vjp(a, f, x, u))
     # forward mode: t -> J t is linear; its VJP applied to u is J^T u
     return _vjp(ops, lambda t: _jvp(ops, f, x, t), x * 0, u)
 
@@ -178,7 +179,8 @@ def hessian_vector_product(f: Callable, backend: str, x: Any, v: Any) -> Any:
     _require_scalar(f(x), backend)
     _refuse_lost_rules(ops, nesting, f, (x,), backend)
     try:
-        return ops.hvp(f, (x,), ops.asarray(1.0, dtype=x.dtype), (v,), nesting)[0]
+        return in_reverse_mode(ops, nesting, lambda a: a.hvp(
+            f, (x,), ops.asarray(1.0, dtype=x.dtype), (v,), nesting)[0])
     except Exception as e:  # noqa: BLE001 - the framework's refusal, named
         raise NestingError(f"{backend} cannot differentiate this f: {described(e)}. "
                            "A custom rule with no forward mode (jax.custom_vjp, a "
@@ -201,6 +203,24 @@ def hessian(f: Callable, backend: str, x: Any) -> Any:
     columns = [hessian_vector_product(f, backend, x, ops.asarray(
         np.eye(n)[k].reshape(x.shape), dtype=x.dtype)) for k in range(n)]
     return ops.xp.stack([c.reshape(-1) for c in columns], 1).reshape(tuple(x.shape) * 2)
+
+
+def in_reverse_mode(ops, mode: str, run: Callable[[Any], Any]) -> Any:
+    """``run(ops)``; where torch.func refuses to run f, because it calls a
+    torch.autograd.Function written without ``setup_context`` (the classic
+    ``forward(ctx, ...)``, as most are), and ``mode`` is a reverse one
+    (``reverse``, ``reverse_over_reverse``), ``run`` again through
+    torch.autograd.grad, as ``loss.backward()`` and gradcheck run it."""
+    try:
+        return run(ops)
+    except RuntimeError as error:
+        if ops.name != "torch" or mode not in ("reverse", "reverse_over_reverse"):
+            raise
+        from adjointbench.impls.torch import AUTOGRAD, refuses_transforms
+
+        if not refuses_transforms(error):
+            raise
+        return run(AUTOGRAD)
 
 
 class NestingError(TypeError):

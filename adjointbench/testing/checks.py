@@ -70,6 +70,7 @@ class CheckResult:
     records: tuple[Record, ...]
     differentiated: tuple[str, ...] = ()  # the inputs the checks differentiate in
     held_fixed: tuple[str, ...] = ()  # the arguments and inputs they do not
+    through: str = ""  # how the derivatives were taken, where not the backend's usual way
 
     @property
     def ok(self) -> bool:
@@ -100,6 +101,7 @@ class CheckResult:
         lines += [f"  differentiated in: {', '.join(self.differentiated)}"] * bool(
             self.differentiated)
         lines += [f"  held fixed: {', '.join(self.held_fixed)}"] * bool(self.held_fixed)
+        lines += [f"  differentiated through {self.through}"] * bool(self.through)
         return "\n".join(lines)
 
 
@@ -330,7 +332,7 @@ class _UnderTest:
 
 
 def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
-         label: str, arguments: "_Arguments") -> CheckResult:
+         label: str, arguments: "_Arguments", through: str = "") -> CheckResult:
     from adjointbench.reference.cache import Oracle
 
     if points < 1:
@@ -351,7 +353,7 @@ def _run(problem: Problem, impl: _UnderTest, ops: Sequence[str], points: int,
             records += [check_point(cell, oracle, executor, blank, point)
                         for point in range(points)]
     result = CheckResult(label, tuple(records), arguments.differentiable,
-                         arguments.held_fixed)
+                         arguments.held_fixed, through)
     if not result.ok:
         failure = AssertionError(_failure_message(result, problem, arguments.constants))
         failure.result = result  # every check's record, beyond the few the message shows
@@ -394,6 +396,11 @@ _FRAMEWORK_HINTS = (
      "'jax-forward-over-reverse' or 'torch-reverse-over-reverse'), or write a forward rule "
      "(jax.custom_jvp, which JAX transposes for reverse mode; a jvp staticmethod beside "
      "torch's backward)."),
+    (("must override the setup_context staticmethod",),
+     "Your torch.autograd.Function has no setup_context (forward(ctx, ...) written the "
+     "classic way), so torch.func cannot run it: forward mode needs one, with a jvp "
+     "staticmethod; 'torch-reverse' and 'torch-reverse-over-reverse' check it as it is, "
+     "through torch.autograd.grad, as loss.backward() runs it."),
     (("TracerArrayConversionError", "ConcretizationTypeError", "TracerBoolConversionError",
       "TracerIntegerConversionError"),
      "Your function takes a traced JAX array out of JAX (np.sin, np.asarray, float(), or a "
@@ -952,8 +959,9 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     and ``"torch-reverse"`` the VJP, and the JVP obtained by transposing it.
     ``args`` are NumPy arrays or the framework's own, all float32 or all
     float64; the derivatives are computed in that dtype. A
-    ``torch.autograd.Function`` must define ``setup_context`` (torch.func's
-    requirement). JAX needs float64 enabled for float64 arguments; the
+    ``torch.autograd.Function`` without ``setup_context``, which torch.func
+    cannot run, is differentiated by torch.autograd.grad in the reverse
+    modes (``.through`` says so); forward mode needs one. JAX needs float64 enabled for float64 arguments; the
     default reference evaluates ``f`` in float64 (in JAX under a scoped
     ``jax.enable_x64``, which changes no global setting). ``condition``: as
     in :func:`check_rules`.
@@ -979,6 +987,7 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     arguments = _prepare_arguments(f, args, argnums)
     _check_precision(framework, arguments.dtype)
     of_inputs = _one_output(arguments.over_inputs(f), fw)
+    fw, through = _reverse_adapter(fw, of_inputs, arguments, mode or nesting)
     if nesting:  # at your arguments, as the helper API refuses it
         from adjointbench.impls.backends import _refuse_lost_rules
 
@@ -995,7 +1004,30 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     with _name_of(f) as name:
         problem = _problem(name, f, arguments, _joining(reference), float64_f, condition)
         return _run(problem, _UnderTest(operations, fw.to_numpy), checks, points, _label(f),
-                    arguments)
+                    arguments, through)
+
+
+def _reverse_adapter(fw, f: Callable, arguments: "_Arguments", mode: str) -> tuple[Any, str]:
+    """(adapter, how it differentiates where not as usual): torch's reverse
+    modes (``torch-reverse``, ``torch-reverse-over-reverse``) go through
+    torch.autograd.grad where ``f`` calls a torch.autograd.Function written
+    without ``setup_context``, which torch.func refuses to run (the helper
+    API's ``in_reverse_mode``, asked once, by a VJP at your arguments); every
+    check of one failed with torch.func's error before."""
+    from adjointbench.impls.backends import in_reverse_mode
+
+    _, g, primals = _bound(f, fw, arguments.arrays, arguments.dtype, arguments.inputs,
+                           arguments.differentiable)
+
+    def adapter_that_runs(adapter):
+        adapter.vjp(g, primals, g(*primals) * 0)
+        return adapter
+    with contextlib.suppress(Exception):  # any other failure is the checks' to tell
+        chosen = in_reverse_mode(fw, mode, adapter_that_runs)
+        if chosen is not fw:
+            return chosen, ("torch.autograd.grad: a torch.autograd.Function without "
+                            "setup_context, which torch.func cannot run")
+    return fw, ""
 
 
 def _framework_backend(backend: str) -> tuple[str, Any, str | None, str | None]:

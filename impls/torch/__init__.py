@@ -12,6 +12,7 @@ when it is not the worker's first. Loaded here, it is paid while the
 workers start side by side, and no cell's figures carry it."""
 
 import functools
+import itertools
 from types import SimpleNamespace
 
 import numpy as np
@@ -196,6 +197,43 @@ class Cube(torch.autograd.Function):
         return 3 * x ** 2 * g
 
 
+def _autograd_vjp(f, *primals):
+    """torch.func.vjp's signature through torch.autograd.grad: the graph kept
+    (``create_graph``), so that the pullback can itself be differentiated,
+    as the transposed JVP and reverse-over-reverse do. A primal already in
+    an outer graph is kept as it is, so that the outer pass reaches it."""
+    with torch.enable_grad():
+        xs = tuple(p if p.requires_grad else p.detach().requires_grad_(True) for p in primals)
+        y = f(*xs)
+
+    def pullback(cotangent):
+        outputs = y if isinstance(y, (tuple, list)) else (y,)
+        weights = cotangent if isinstance(cotangent, (tuple, list)) else (cotangent,)
+        pairs = [(o, w) for o, w in zip(outputs, weights) if o.requires_grad]
+        with torch.enable_grad():
+            grads = torch.autograd.grad([o for o, _ in pairs], xs, [w for _, w in pairs],
+                                        create_graph=True, allow_unused=True) if pairs else ()
+        return tuple(torch.zeros_like(x) if g is None else g
+                     for x, g in itertools.zip_longest(xs, grads))
+    return y, pullback
+
+
+class TorchAutogradFramework(TorchFramework):
+    """The reverse mode through torch.autograd.grad, as ``loss.backward()``
+    and torch.autograd.gradcheck run it: a torch.autograd.Function written
+    the classic way (``forward(ctx, ...)``, no ``setup_context``), the most
+    common kind, cannot run under torch.func at all ("must override the
+    setup_context staticmethod"). Forward mode stays torch.func's."""
+
+    _vjp = staticmethod(_autograd_vjp)
+
+
+def refuses_transforms(error: BaseException) -> bool:
+    """Whether ``error`` is torch.func refusing an autograd.Function without
+    ``setup_context``."""
+    return isinstance(error, RuntimeError) and "override the setup_context" in str(error)
+
+
 # (nestings, what of f's graph they lose, its name, whether this torch still loses it)
 _LOST_RULES = (
     (("forward_over_forward",), _functions_in, "torch.autograd.Function",
@@ -206,6 +244,7 @@ _LOST_RULES = (
 
 
 FRAMEWORK = TorchFramework()
+AUTOGRAD = TorchAutogradFramework()  # the reverse mode of classic autograd.Functions
 implementation = unrolled_implementation("torch", FRAMEWORK)
 loop_implementation = per_sample_loop_implementation("torch_loop", FRAMEWORK)
 

@@ -914,6 +914,55 @@ def test_check_function_through_a_torch_function():
         check_function(Wrong.apply, "torch-reverse", x)
 
 
+def _classic(torch, name: str, derivative):
+    """A torch.autograd.Function ``name`` of x ** 3 written the classic way
+    (``forward(ctx, x)``, no setup_context), its backward ``derivative(x) g``."""
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return derivative(x) * g
+
+    return type(name, (torch.autograd.Function,), {"forward": staticmethod(forward),
+                                                    "backward": staticmethod(backward)})
+
+
+def test_a_classic_torch_function_without_setup_context_is_checked_in_reverse_mode():
+    """torch.func refuses an autograd.Function without setup_context, the way
+    most are written: every check of one failed with its RuntimeError, where
+    gradcheck checks it. The reverse modes go through torch.autograd.grad
+    there now, and say so; forward mode names the fix."""
+    torch = pytest.importorskip("torch")
+    x, reference = torch.as_tensor(X), HighPrecision(lambda xp, x: x * x * x)
+    Cube = _classic(torch, "Cube", lambda x: 3 * x ** 2)
+    result = check_function(Cube.apply, "torch-reverse", x)
+    assert result.ok and result.through.startswith("torch.autograd.grad")
+    assert "differentiated through torch.autograd.grad: a torch.autograd.Function" in str(result)
+    with pytest.raises(AssertionError, match="(?s)jvp at input point 0: mismatch.*"
+                       "vjp at input point 0: mismatch"):
+        check_function(_classic(torch, "Wrong", lambda x: 3.003 * x ** 2).apply,
+                       "torch-reverse", x)
+    with pytest.raises(AssertionError, match="no setup_context .* forward mode needs one"):
+        check_function(Cube.apply, "torch-forward", x)
+    assert check_function(Cube.apply, "torch-reverse-over-reverse", x, reference=reference).ok
+    detached = _classic(torch, "Detached", lambda x: 3 * x.detach() ** 2)
+    assert check_function(detached.apply, "torch-reverse", x).ok
+    with pytest.raises(AssertionError, match="hvp at input point 0: mismatch"):
+        check_function(detached.apply, "torch-reverse-over-reverse", x, reference=reference)
+    # a function torch.func runs is differentiated by it, as before
+    assert check_function(torch.sin, "torch-reverse", x).through == ""
+    # the helper API's reverse modes, the same way
+    from adjointbench.impls.backends import (hessian_vector_product, jacobian_vector_product,
+                                             vector_jacobian_product)
+    u = torch.linspace(-1.0, 1.0, len(X), dtype=torch.float64)
+    for product in (vector_jacobian_product, jacobian_vector_product):
+        assert torch.allclose(product(Cube.apply, "torch-reverse", x, u), 3 * x ** 2 * u)
+    assert torch.allclose(hessian_vector_product(lambda x: Cube.apply(x).sum(),
+                                                 "torch-reverse-over-reverse", x, u), 6 * x * u)
+
+
 def test_an_inputs_share_of_a_second_derivative_that_is_zero_is_judged():
     """sin(a) + b: b's share of H u is 0, which the 40-digit oracle gives as
     noise (1e-40) under the whole Hessian's error, and its own relative error
