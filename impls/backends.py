@@ -206,21 +206,29 @@ def hessian(f: Callable, backend: str, x: Any) -> Any:
 
 
 def in_reverse_mode(ops, mode: str, run: Callable[[Any], Any]) -> Any:
-    """``run(ops)``; where torch.func refuses to run f, because it calls a
-    torch.autograd.Function written without ``setup_context`` (the classic
-    ``forward(ctx, ...)``, as most are), and ``mode`` is a reverse one
-    (``reverse``, ``reverse_over_reverse``), ``run`` again through
-    torch.autograd.grad, as ``loss.backward()`` and gradcheck run it."""
+    """``run(ops)``; where torch.func refuses to run f (:func:`transforms_refused`),
+    ``run`` again through torch.autograd.grad, as ``loss.backward()`` and
+    gradcheck run it (impls/torch's AUTOGRAD)."""
     try:
         return run(ops)
     except RuntimeError as error:
-        if ops.name != "torch" or mode not in ("reverse", "reverse_over_reverse"):
+        if not transforms_refused(ops, mode, error):
             raise
-        from adjointbench.impls.torch import AUTOGRAD, refuses_transforms
+        from adjointbench.impls.torch import AUTOGRAD
 
-        if not refuses_transforms(error):
-            raise
         return run(AUTOGRAD)
+
+
+def transforms_refused(ops, mode: str, error: BaseException) -> bool:
+    """Whether ``error`` is torch.func refusing f, because it calls a
+    torch.autograd.Function written without ``setup_context`` (the classic
+    ``forward(ctx, ...)``, as most are), in a reverse ``mode`` (``reverse``,
+    ``reverse_over_reverse``), which torch.autograd.grad can run instead."""
+    if ops.name != "torch" or mode not in ("reverse", "reverse_over_reverse"):
+        return False
+    from adjointbench.impls.torch import refuses_transforms
+
+    return refuses_transforms(error)
 
 
 class NestingError(TypeError):

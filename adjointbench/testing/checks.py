@@ -401,6 +401,12 @@ _FRAMEWORK_HINTS = (
      "classic way), so torch.func cannot run it: forward mode needs one, with a jvp "
      "staticmethod; 'torch-reverse' and 'torch-reverse-over-reverse' check it as it is, "
      "through torch.autograd.grad, as loss.backward() runs it."),
+    (("this result cannot be differentiated again",),
+     "Your torch backward is marked @once_differentiable (or torch cannot differentiate "
+     "it): reverse mode then has the VJP alone, which the vjp checks judge; the JVP (the "
+     "transposed VJP: jvp, linearity, transpose) and second derivatives need a backward "
+     "torch can differentiate. Drop the mark where the backward is written in torch, or "
+     "give the Function setup_context and a jvp staticmethod and check 'torch-forward'."),
     (("TracerArrayConversionError", "ConcretizationTypeError", "TracerBoolConversionError",
       "TracerIntegerConversionError"),
      "Your function takes a traced JAX array out of JAX (np.sin, np.asarray, float(), or a "
@@ -995,7 +1001,8 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
                                arguments.inputs, arguments.differentiable)
         _refuse_lost_rules(fw, nesting, g, primals, backend)
     operations = _framework_operations(of_inputs, fw, mode, arguments.inputs,
-                                       arguments.differentiable, nesting)
+                                       arguments.differentiable, nesting,
+                                       _untransposable(fw, of_inputs, arguments, mode))
     float64_f = _float64_twin(_one_output(arguments.over_inputs(
         _with_float64_state(f, framework)), fw), fw, framework)
     _refuse_rounded_outputs(_check_pure_and_reentrant(float64_f, arguments, _label(f)),
@@ -1011,23 +1018,34 @@ def _reverse_adapter(fw, f: Callable, arguments: "_Arguments", mode: str) -> tup
     """(adapter, how it differentiates where not as usual): torch's reverse
     modes (``torch-reverse``, ``torch-reverse-over-reverse``) go through
     torch.autograd.grad where ``f`` calls a torch.autograd.Function written
-    without ``setup_context``, which torch.func refuses to run (the helper
-    API's ``in_reverse_mode``, asked once, by a VJP at your arguments); every
-    check of one failed with torch.func's error before."""
-    from adjointbench.impls.backends import in_reverse_mode
+    without ``setup_context``, which torch.func refuses to run (found by one
+    VJP at your arguments); every check of one failed with torch.func's
+    error before."""
+    from adjointbench.impls.backends import transforms_refused
 
     _, g, primals = _bound(f, fw, arguments.arrays, arguments.dtype, arguments.inputs,
                            arguments.differentiable)
+    try:
+        fw.vjp(g, primals, g(*primals) * 0)
+    except Exception as error:  # noqa: BLE001 - any other failure is the checks' to tell
+        if transforms_refused(fw, mode, error):
+            from adjointbench.impls.torch import AUTOGRAD
 
-    def adapter_that_runs(adapter):
-        adapter.vjp(g, primals, g(*primals) * 0)
-        return adapter
-    with contextlib.suppress(Exception):  # any other failure is the checks' to tell
-        chosen = in_reverse_mode(fw, mode, adapter_that_runs)
-        if chosen is not fw:
-            return chosen, ("torch.autograd.grad: a torch.autograd.Function without "
-                            "setup_context, which torch.func cannot run")
+            return AUTOGRAD, ("torch.autograd.grad: a torch.autograd.Function without "
+                              "setup_context, which torch.func cannot run")
     return fw, ""
+
+
+def _untransposable(fw, f: Callable, arguments: "_Arguments", mode: str | None) -> list[str]:
+    """What ``f`` calls at your arguments whose VJP the framework would
+    transpose wrong, without an error (reverse mode's JVP is the VJP's own
+    VJP, in the cotangent): torch gave a @once_differentiable backward's
+    transposed JVP as 0, a mismatch of a right rule."""
+    if mode != "reverse":
+        return []
+    _, g, primals = _bound(f, fw, arguments.arrays, arguments.dtype, arguments.inputs,
+                           arguments.differentiable)
+    return fw.rules_lost_by("reverse_over_reverse", g, primals)
 
 
 def _framework_backend(backend: str) -> tuple[str, Any, str | None, str | None]:
@@ -1128,11 +1146,13 @@ def _bound(f: Callable, fw, inputs: dict, dtype: str, names: tuple[str, ...],
 
 
 def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, ...],
-                          differentiable: tuple[str, ...], nesting: str | None = None) -> dict:
+                          differentiable: tuple[str, ...], nesting: str | None = None,
+                          untransposable: Sequence[str] = ()) -> dict:
     """primal, jvp and vjp of f through the framework, in its ``mode``; the
     other product by transposing (a JVP is linear in its tangent, so its VJP
-    is the transposed product, and the other way round). With a ``nesting``
-    (second order), primal and hvp."""
+    is the transposed product, and the other way round), refused where f
+    calls what the framework transposes wrong (``untransposable``). With a
+    ``nesting`` (second order), primal and hvp."""
     def bound(task):
         return _bound(f, fw, task.inputs, task.dtype, names, differentiable)
 
@@ -1142,6 +1162,11 @@ def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, .
     def jvp(g, d, t):
         if mode == "forward":
             return fw.jvp(g, d, t)
+        if untransposable:
+            from adjointbench.impls.torch import CANNOT_DIFFERENTIATE_AGAIN
+
+            raise RuntimeError(f"{CANNOT_DIFFERENTIATE_AGAIN}: {', '.join(untransposable)}; "
+                               "torch would transpose its VJP into a JVP of 0")
         w0 = g(*d) * 0
         return fw.vjp(lambda w: tuple(fw.vjp(g, d, w)), (w0,), tuple(t))[0]
 

@@ -124,11 +124,11 @@ class TorchFramework(Framework):
 
 def _graph_nodes(f, primals) -> list:
     """Every node of f's autograd graph at ``primals`` (none where f cannot
-    run on inputs that require grad)."""
+    run on inputs that require grad: its own failure is the checks' to tell)."""
     try:
         with torch.enable_grad():
             y = f(*(p.detach().requires_grad_(p.is_floating_point()) for p in primals))
-    except RuntimeError:
+    except Exception:  # noqa: BLE001
         return []
     todo, seen, nodes = [getattr(y, "grad_fn", None)], set(), []
     while todo:
@@ -143,6 +143,20 @@ def _graph_nodes(f, primals) -> list:
 def _functions_in(nodes) -> list[str]:
     return sorted({type(n).__name__.removesuffix("Backward") for n in nodes
                    if isinstance(n, torch.autograd.function.BackwardCFunction)})
+
+
+# The code of every @once_differentiable backward: the decorator's wrapper
+_ONCE_DIFFERENTIABLE = torch.autograd.function.once_differentiable(lambda ctx: None).__code__
+
+
+def _once_differentiable_in(nodes) -> list[str]:
+    """The autograd.Functions among ``nodes`` whose backward is marked
+    @once_differentiable: torch differentiates their VJP as 0, without an
+    error (the mark's error node leads to no input asked for)."""
+    return sorted({f"{type(n).__name__.removesuffix('Backward')} (its backward "
+                   "@once_differentiable)" for n in nodes
+                   if isinstance(n, torch.autograd.function.BackwardCFunction)
+                   and getattr(n._forward_cls.backward, "__code__", None) is _ONCE_DIFFERENTIABLE})
 
 
 def _solves_in_their_matrix(nodes) -> list[str]:
@@ -210,12 +224,31 @@ def _autograd_vjp(f, *primals):
         outputs = y if isinstance(y, (tuple, list)) else (y,)
         weights = cotangent if isinstance(cotangent, (tuple, list)) else (cotangent,)
         pairs = [(o, w) for o, w in zip(outputs, weights) if o.requires_grad]
+        _refuse_undifferentiable([o for o, _ in pairs])
         with torch.enable_grad():
             grads = torch.autograd.grad([o for o, _ in pairs], xs, [w for _, w in pairs],
                                         create_graph=True, allow_unused=True) if pairs else ()
         return tuple(torch.zeros_like(x) if g is None else g
                      for x, g in itertools.zip_longest(xs, grads))
     return y, pullback
+
+
+# Nodes torch puts on a result it cannot differentiate, which raise when run:
+# but torch.autograd.grad skips them where they lead to no input asked for, and
+# allow_unused then gave zeros: a @once_differentiable backward's transposed
+# JVP came out 0, a wrong rule's verdict for a right one
+UNDIFFERENTIABLE = ("torch::autograd::Error", "torch::autograd::NotImplemented")
+
+
+def _refuse_undifferentiable(outputs) -> None:
+    for output in outputs:
+        if output.grad_fn is not None and output.grad_fn.name() in UNDIFFERENTIABLE:
+            raise RuntimeError(f"{CANNOT_DIFFERENTIATE_AGAIN}: a backward marked "
+                               "@once_differentiable (or one torch cannot differentiate) made "
+                               "it, so no JVP by transposing its VJP, nor second derivatives")
+
+
+CANNOT_DIFFERENTIATE_AGAIN = "this result cannot be differentiated again"
 
 
 class TorchAutogradFramework(TorchFramework):
@@ -240,6 +273,8 @@ _LOST_RULES = (
      _loses_function_jvps),
     (("reverse_over_forward", "forward_over_forward"), _solves_in_their_matrix,
      "torch.linalg.solve", _loses_solves_in_their_matrix),
+    (("forward_over_reverse", "reverse_over_reverse"), _once_differentiable_in,
+     "torch.autograd.Function", lambda: True),
 )
 
 

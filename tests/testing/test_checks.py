@@ -963,6 +963,46 @@ def test_a_classic_torch_function_without_setup_context_is_checked_in_reverse_mo
                                                  "torch-reverse-over-reverse", x, u), 6 * x * u)
 
 
+def test_a_once_differentiable_backward_has_its_vjp_judged_and_no_jvp_of_zero():
+    """torch transposes the VJP of a backward marked @once_differentiable
+    into a JVP of 0, without an error: check_function's torch-reverse called
+    the right rule's JVP a mismatch ("got 0"), and its reverse-over-reverse
+    Hessian was 0. The VJP is judged; the transposed JVP and the nestings
+    through the backward say why they cannot be had."""
+    torch = pytest.importorskip("torch")
+    from torch.autograd.function import once_differentiable
+
+    from adjointbench.impls.backends import NestingError, hessian_vector_product
+
+    x = torch.as_tensor(X)
+
+    def cube_backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x ** 2 * g
+
+    modern = type("Modern", (torch.autograd.Function,), {
+        "forward": staticmethod(lambda x: x ** 3),
+        "setup_context": staticmethod(lambda ctx, inputs, output:
+                                      ctx.save_for_backward(inputs[0])),
+        "backward": staticmethod(once_differentiable(cube_backward))})
+    classic = _classic(torch, "Classic", lambda x: 3 * x ** 2)
+    classic.backward = staticmethod(once_differentiable(cube_backward))
+    for function in (modern, classic):
+        with pytest.raises(AssertionError) as failed:
+            check_function(function.apply, "torch-reverse", x)
+        outcomes = {(r.op, r.outcome) for r in failed.value.result.records}
+        assert outcomes == {("vjp", "ok"), ("jvp", "error"), ("linearity", "error"),
+                            ("transpose", "error")}
+        assert "marked @once_differentiable" in str(failed.value)
+        assert "mismatch" not in str(failed.value)
+    with pytest.raises(NestingError, match=r"Modern \(its backward @once_differentiable\)"):
+        check_function(lambda x: modern.apply(x).sum(), "torch-reverse-over-reverse", x,
+                       reference=HighPrecision(lambda xp, x: xp.sum(x * x * x)))
+    with pytest.raises(NestingError, match="under forward-over-reverse, without an error"):
+        hessian_vector_product(lambda x: modern.apply(x).sum(), "torch-forward-over-reverse",
+                               x, x)
+
+
 def test_an_inputs_share_of_a_second_derivative_that_is_zero_is_judged():
     """sin(a) + b: b's share of H u is 0, which the 40-digit oracle gives as
     noise (1e-40) under the whole Hessian's error, and its own relative error
