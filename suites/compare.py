@@ -74,9 +74,14 @@ def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
     if actual is None:
         raise WrongResult(f"{what} is None: the operation must return its result, not write "
                           "it somewhere and return nothing")
-    array = _in_native_order(_as_array(actual, dtype))
+    try:
+        array = _in_native_order(_as_array(actual, dtype))
+    except (TypeError, ValueError) as e:  # ragged, or not numbers at all
+        raise WrongResult(f"{what} is not an array of numbers ({type(actual).__name__}: {e}), "
+                          f"expected shape {tuple(shape)}") from None
     if array.shape != tuple(shape):
-        raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}")
+        raise WrongResult(f"{what} has shape {array.shape}, expected {tuple(shape)}"
+                          f"{_wrapped_hint(actual, shape)}")
     if array.dtype != np.dtype(dtype):
         held = (f" (a Python {type(actual).__name__} that {dtype} cannot hold exactly: "
                 f"computed in another precision)" if type(actual) in (int, float, list) else "")
@@ -86,6 +91,16 @@ def validate(actual, shape: tuple, dtype: str, what: str) -> np.ndarray:
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise NotFinite(f"{what} is not finite: {array[index]} at index {index}")
     return array
+
+
+def _wrapped_hint(actual, shape: tuple) -> str:
+    """Where a result of the wrong shape is the right array in a tuple or list
+    of one (a JVP returned as ``(dy,)``, as a VJP's cotangents are), say so."""
+    if isinstance(actual, (tuple, list)) and len(actual) == 1 \
+            and np.shape(actual[0]) == tuple(shape):
+        return (f": a {type(actual).__name__} holding one array of the right shape; return "
+                "the array itself (only vjp, gradient and hvp return one array per input)")
+    return ""
 
 
 def compare(actual: np.ndarray, expected: np.ndarray, tol: float, what: str,

@@ -303,8 +303,10 @@ def _at_your_inputs(declared: Problem, name: str, names: tuple[str, ...], inputs
 def _array_or_number(x: Any) -> Any:
     """``x`` as a NumPy array; a built-in Python number, or a list, as it is:
     it has no dtype, and the check gives it the cell's where that holds
-    every value exactly (a float32 result's ``.item()`` or ``.tolist()``)."""
-    return x if type(x) in (int, float, list) else np.asarray(x)
+    every value exactly (a float32 result's ``.item()`` or ``.tolist()``);
+    a tuple as it is too, as impls/protocol's as_numpy leaves one, so that
+    the check can say what is wrong with it (``(dy,)`` for ``dy``)."""
+    return x if type(x) in (int, float, list, tuple) else np.asarray(x)
 
 
 class _UnderTest:

@@ -717,6 +717,44 @@ def test_a_timed_result_of_the_wrong_shape_is_a_mismatch():
     assert record.outcome == "mismatch" and "result 0 has shape (3,), expected" in record.message
 
 
+def test_a_ragged_or_wrapped_result_is_a_mismatch_that_says_what_it_is():
+    """A JVP returned as a ragged tuple raised NumPy's "inhomogeneous shape"
+    in the comparison, told as an error of the implementation; one returned
+    as ``(dy,)`` was "shape (1, 4)" without a word on why."""
+    import numpy as np
+
+    from adjointbench.impls.protocol import Prepared
+    from adjointbench.suites.runner import Cell, run_cell
+
+    class Wrapping:
+        name = "wrapping"
+
+        def __init__(self, extra):
+            self.extra = extra
+
+        def devices(self):
+            return ("cpu",)
+
+        def supports(self, problem, op, method=None):
+            return op == "jvp"
+
+        def prepare(self, task):
+            dy = np.cos(task.inputs["x"]) * task.tangent["x"]
+            return Prepared(run=lambda: (dy, *self.extra))
+
+    ragged = run_cell(Cell("broadcast_sin", "wrapping", "jvp", 4), impl=Wrapping([np.zeros(2)]))
+    assert ragged.outcome == "mismatch"
+    assert "jvp output is not an array of numbers (tuple: " in ragged.message
+    wrapped = run_cell(Cell("broadcast_sin", "wrapping", "jvp", 4), impl=Wrapping([]))
+    assert wrapped.outcome == "mismatch" and wrapped.message.startswith(
+        "jvp output has shape (1, 4), expected (4,): a tuple holding one array of the right "
+        "shape; return the array itself")
+    from adjointbench.testing import check_rules
+
+    with pytest.raises(AssertionError, match=r"a tuple holding one array of the right shape"):
+        check_rules(np.sin, np.linspace(-1.0, 1.0, 5), jvp=lambda a, t: (np.cos(a[0]) * t[0],))
+
+
 @pytest.mark.parametrize("op", ["primal", "vjp"])
 def test_an_operation_that_returns_nothing_is_told_so(op):
     """A rule that writes its result somewhere and returns None is a mismatch
