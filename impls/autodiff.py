@@ -22,6 +22,9 @@ from adjointbench.impls.protocol import NESTINGS, OPERATIONS, SECOND_ORDER, Prep
 from adjointbench.impls.rules import unit_directions
 
 
+# How a result the framework cannot differentiate again is refused (impls/torch's
+# torch.autograd.grad adapter, adjointbench/testing's transposed JVPs)
+CANNOT_DIFFERENTIATE_AGAIN = "this result cannot be differentiated again"
 MAX_FORWARD_OVER_FORWARD = 4096  # input entries: beyond, N JVPs of JVPs per product
 SENSITIVITY_NESTING = "forward_over_reverse"  # H u of a loss J: the JVP of its gradient
 

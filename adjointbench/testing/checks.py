@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from adjointbench.impls.autodiff import CANNOT_DIFFERENTIATE_AGAIN
 from adjointbench.impls.protocol import Prepared, Task, as_numpy
 from adjointbench.names import UnknownNameError, closest
 from adjointbench.reference.catalogue import temporarily
@@ -403,12 +404,14 @@ _FRAMEWORK_HINTS = (
      "classic way), so torch.func cannot run it: forward mode needs one, with a jvp "
      "staticmethod; 'torch-reverse' and 'torch-reverse-over-reverse' check it as it is, "
      "through torch.autograd.grad, as loss.backward() runs it."),
-    (("this result cannot be differentiated again",),
-     "Your torch backward is marked @once_differentiable (or torch cannot differentiate "
-     "it): reverse mode then has the VJP alone, which the vjp checks judge; the JVP (the "
-     "transposed VJP: jvp, linearity, transpose) and second derivatives need a backward "
-     "torch can differentiate. Drop the mark where the backward is written in torch, or "
-     "give the Function setup_context and a jvp staticmethod and check 'torch-forward'."),
+    ((CANNOT_DIFFERENTIATE_AGAIN,),
+     "Your backward cannot be differentiated in its cotangent (torch's @once_differentiable, "
+     "a cotangent detached or taken out of the framework): reverse mode then has the VJP "
+     "alone, which the vjp checks judge; the JVP (the transposed VJP: jvp, linearity, "
+     "transpose) and second derivatives need a backward the framework can differentiate. "
+     "Write the backward in the framework's own operations without the mark, or give the "
+     "rule a forward mode (a jvp staticmethod with setup_context, jax.custom_jvp) and check "
+     "the forward backend."),
     (("TracerArrayConversionError", "ConcretizationTypeError", "TracerBoolConversionError",
       "TracerIntegerConversionError"),
      "Your function takes a traced JAX array out of JAX (np.sin, np.asarray, float(), or a "
@@ -1050,6 +1053,16 @@ def _untransposable(fw, f: Callable, arguments: "_Arguments", mode: str | None) 
     return fw.rules_lost_by("reverse_over_reverse", g, primals)
 
 
+def _zero_vjp(fw, g: Callable, d: tuple, w0: Any, dtype: str) -> bool:
+    """Whether g's VJP at ``d`` is 0 along a cotangent of seeded random
+    entries (not ones: a softmax's J^T 1 is 0). Where it is not, a
+    transposed JVP of exactly 0 (J u = 0 for a random u, so J = 0) is no
+    derivative: the framework lost the VJP's dependence on its cotangent
+    (a right rule's "jvp mismatch: got 0" before)."""
+    probe = np.random.default_rng(0).standard_normal(np.shape(w0))
+    return all(fw.is_zero(c) for c in fw.vjp(g, d, fw.put(probe, dtype, "cpu")))
+
+
 def _framework_backend(backend: str) -> tuple[str, Any, str | None, str | None]:
     """(framework, its adapter, mode, nesting) of a helper-API backend name:
     first order (``jax-reverse``: a mode, no nesting) or second
@@ -1161,16 +1174,21 @@ def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, .
     def directions(task, field):
         return tuple(fw.put(getattr(task, field)[n], task.dtype, "cpu") for n in differentiable)
 
-    def jvp(g, d, t):
+    def jvp(g, d, t, dtype):
         if mode == "forward":
             return fw.jvp(g, d, t)
         if untransposable:
-            from adjointbench.impls.torch import CANNOT_DIFFERENTIATE_AGAIN
-
             raise RuntimeError(f"{CANNOT_DIFFERENTIATE_AGAIN}: {', '.join(untransposable)}; "
                                "torch would transpose its VJP into a JVP of 0")
         w0 = g(*d) * 0
-        return fw.vjp(lambda w: tuple(fw.vjp(g, d, w)), (w0,), tuple(t))[0]
+        tangent = fw.vjp(lambda w: tuple(fw.vjp(g, d, w)), (w0,), tuple(t))[0]
+        if fw.is_zero(tangent) and not _zero_vjp(fw, g, d, w0, dtype):
+            raise RuntimeError(
+                f"{CANNOT_DIFFERENTIATE_AGAIN}: reverse mode's JVP, the VJP's own VJP in its "
+                "cotangent, came out 0 where the VJP is not: the framework sees the VJP as "
+                "not depending on its cotangent (a backward that detaches it, or computes "
+                "outside the framework), so it cannot be transposed")
+        return tangent
 
     def vjp(g, d, w):
         if mode == "reverse":
@@ -1184,7 +1202,7 @@ def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, .
     def jvp_op(task):
         xs, g, d = bound(task)
         t = directions(task, "tangent")
-        return lambda: jvp(g, d, t)
+        return lambda: jvp(g, d, t, task.dtype)
 
     def vjp_op(task):
         xs, g, d = bound(task)

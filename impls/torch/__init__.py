@@ -21,7 +21,8 @@ import torch._decomp.decompositions_for_jvp  # noqa: F401 - here, not in the fir
 import torch._dynamo  # noqa: F401 - timed call (see above)
 import torch.func
 
-from adjointbench.impls.autodiff import (Framework, custom_rule_implementation,
+from adjointbench.impls.autodiff import (CANNOT_DIFFERENTIATE_AGAIN, Framework,
+                                         custom_rule_implementation,
                                          per_sample_loop_implementation, unrolled_implementation)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -246,9 +247,6 @@ def _refuse_undifferentiable(outputs) -> None:
             raise RuntimeError(f"{CANNOT_DIFFERENTIATE_AGAIN}: a backward marked "
                                "@once_differentiable (or one torch cannot differentiate) made "
                                "it, so no JVP by transposing its VJP, nor second derivatives")
-
-
-CANNOT_DIFFERENTIATE_AGAIN = "this result cannot be differentiated again"
 
 
 class TorchAutogradFramework(TorchFramework):

@@ -993,7 +993,7 @@ def test_a_once_differentiable_backward_has_its_vjp_judged_and_no_jvp_of_zero():
         outcomes = {(r.op, r.outcome) for r in failed.value.result.records}
         assert outcomes == {("vjp", "ok"), ("jvp", "error"), ("linearity", "error"),
                             ("transpose", "error")}
-        assert "marked @once_differentiable" in str(failed.value)
+        assert "Your backward cannot be differentiated in its cotangent" in str(failed.value)
         assert "mismatch" not in str(failed.value)
     with pytest.raises(NestingError, match=r"Modern \(its backward @once_differentiable\)"):
         check_function(lambda x: modern.apply(x).sum(), "torch-reverse-over-reverse", x,
@@ -1001,6 +1001,43 @@ def test_a_once_differentiable_backward_has_its_vjp_judged_and_no_jvp_of_zero():
     with pytest.raises(NestingError, match="under forward-over-reverse, without an error"):
         hessian_vector_product(lambda x: modern.apply(x).sum(), "torch-forward-over-reverse",
                                x, x)
+
+
+def test_a_backward_that_detaches_its_cotangent_has_its_vjp_judged_and_no_jvp_of_zero():
+    """Reverse mode's JVP is the VJP's own VJP in its cotangent: a torch
+    backward that detaches the cotangent, or a jax.custom_vjp that stops its
+    gradient, gave 0 there, without an error, and a right rule's "jvp
+    mismatch: got 0". A transposed JVP of exactly 0 where the VJP along a
+    random cotangent is not (J u = 0 for a random u means J = 0) is now an
+    error that says so; the VJP is judged."""
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x ** 2 * g.detach()
+
+    detaching = type("Detaching", (torch.autograd.Function,), {
+        "forward": staticmethod(lambda x: x ** 3),
+        "setup_context": staticmethod(lambda ctx, inputs, output:
+                                      ctx.save_for_backward(inputs[0])),
+        "backward": staticmethod(backward)})
+
+    @jax.custom_vjp
+    def cube(x):
+        return x ** 3
+    cube.defvjp(lambda x: (x ** 3, x), lambda x, g: (3 * x ** 2 * jax.lax.stop_gradient(g),))
+    x32 = np.asarray(X, np.float32)
+    for f, backend, x in ((detaching.apply, "torch-reverse", torch.as_tensor(X)),
+                          (cube, "jax-reverse", x32)):
+        with pytest.raises(AssertionError) as failed:
+            check_function(f, backend, x)
+        outcomes = {(r.op, r.outcome) for r in failed.value.result.records}
+        assert outcomes == {("vjp", "ok"), ("jvp", "error"), ("linearity", "error"),
+                            ("transpose", "error")}
+        assert "came out 0 where the VJP is not" in str(failed.value)
+    # J^T 1 = 0 for a softmax: its transposed JVP is judged as before
+    assert check_function(lambda x: torch.softmax(x, 0), "torch-reverse", torch.as_tensor(X)).ok
 
 
 def test_an_inputs_share_of_a_second_derivative_that_is_zero_is_judged():
