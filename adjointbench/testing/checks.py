@@ -404,7 +404,8 @@ _FRAMEWORK_HINTS = (
      "classic way), so torch.func cannot run it: forward mode needs one, with a jvp "
      "staticmethod; 'torch-reverse' and 'torch-reverse-over-reverse' check it as it is, "
      "through torch.autograd.grad, as loss.backward() runs it."),
-    ((CANNOT_DIFFERENTIATE_AGAIN,),
+    (("a backward marked @once_differentiable", "its VJP into a JVP of 0",
+      "reverse mode's JVP, the VJP's own VJP"),
      "Your backward cannot be differentiated in its cotangent (torch's @once_differentiable, "
      "a cotangent detached or taken out of the framework): reverse mode then has the VJP "
      "alone, which the vjp checks judge; the JVP (the transposed VJP: jvp, linearity, "
@@ -412,6 +413,12 @@ _FRAMEWORK_HINTS = (
      "Write the backward in the framework's own operations without the mark, or give the "
      "rule a forward mode (a jvp staticmethod with setup_context, jax.custom_jvp) and check "
      "the forward backend."),
+    (("forward mode's VJP, the JVP's own VJP",),
+     "Your tangent rule (a jvp staticmethod, a jax.custom_jvp) cannot be differentiated in "
+     "its tangent (detached, or taken out of the framework): forward mode then has the JVP "
+     "alone, which the jvp checks judge; the VJP (the transposed JVP: vjp, transpose) needs "
+     "a tangent rule written in the framework's own operations, or check the reverse "
+     "backend."),
     (("TracerArrayConversionError", "ConcretizationTypeError", "TracerBoolConversionError",
       "TracerIntegerConversionError"),
      "Your function takes a traced JAX array out of JAX (np.sin, np.asarray, float(), or a "
@@ -1053,14 +1060,23 @@ def _untransposable(fw, f: Callable, arguments: "_Arguments", mode: str | None) 
     return fw.rules_lost_by("reverse_over_reverse", g, primals)
 
 
-def _zero_vjp(fw, g: Callable, d: tuple, w0: Any, dtype: str) -> bool:
-    """Whether g's VJP at ``d`` is 0 along a cotangent of seeded random
-    entries (not ones: a softmax's J^T 1 is 0). Where it is not, a
-    transposed JVP of exactly 0 (J u = 0 for a random u, so J = 0) is no
-    derivative: the framework lost the VJP's dependence on its cotangent
-    (a right rule's "jvp mismatch: got 0" before)."""
-    probe = np.random.default_rng(0).standard_normal(np.shape(w0))
-    return all(fw.is_zero(c) for c in fw.vjp(g, d, fw.put(probe, dtype, "cpu")))
+def _zero_along_random(product: Callable, like: tuple, fw, dtype: str) -> bool:
+    """Whether the linear ``product`` (a VJP in its cotangent, a JVP in its
+    tangent) is 0 along directions of seeded random entries shaped as
+    ``like`` (not ones: a softmax's J^T 1 is 0). Where it is not, its
+    transpose at a random direction is not 0 either (J u = 0 for a random u
+    means J = 0): one that came out exactly 0 is no derivative but the
+    framework losing the product's dependence on its direction."""
+    rng = np.random.default_rng(0)
+    directions = (fw.put(rng.standard_normal(np.shape(x)), dtype, "cpu") for x in like)
+    return all(fw.is_zero(y) for y in product(*directions))
+
+
+def _untransposed(what: str, product: str, example: str) -> RuntimeError:
+    return RuntimeError(
+        f"{CANNOT_DIFFERENTIATE_AGAIN}: {what}, came out 0 where the {product} is not: the "
+        f"framework sees the {product} as not depending on its direction ({example}, or "
+        "computes outside the framework), so it cannot be transposed")
 
 
 def _framework_backend(backend: str) -> tuple[str, Any, str | None, str | None]:
@@ -1182,18 +1198,22 @@ def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, .
                                "torch would transpose its VJP into a JVP of 0")
         w0 = g(*d) * 0
         tangent = fw.vjp(lambda w: tuple(fw.vjp(g, d, w)), (w0,), tuple(t))[0]
-        if fw.is_zero(tangent) and not _zero_vjp(fw, g, d, w0, dtype):
-            raise RuntimeError(
-                f"{CANNOT_DIFFERENTIATE_AGAIN}: reverse mode's JVP, the VJP's own VJP in its "
-                "cotangent, came out 0 where the VJP is not: the framework sees the VJP as "
-                "not depending on its cotangent (a backward that detaches it, or computes "
-                "outside the framework), so it cannot be transposed")
+        if fw.is_zero(tangent) and not _zero_along_random(
+                lambda w: fw.vjp(g, d, w), (w0,), fw, dtype):
+            raise _untransposed("reverse mode's JVP, the VJP's own VJP in its cotangent",
+                                "VJP", "a backward that detaches it")
         return tangent
 
-    def vjp(g, d, w):
+    def vjp(g, d, w, dtype):
         if mode == "reverse":
             return tuple(fw.vjp(g, d, w))
-        return tuple(fw.vjp(lambda *t: fw.jvp(g, d, t), tuple(x * 0 for x in d), w))
+        zeros = tuple(x * 0 for x in d)
+        cotangents = tuple(fw.vjp(lambda *t: fw.jvp(g, d, t), zeros, w))
+        if all(fw.is_zero(c) for c in cotangents) and not _zero_along_random(
+                lambda *t: (fw.jvp(g, d, t),), zeros, fw, dtype):
+            raise _untransposed("forward mode's VJP, the JVP's own VJP in its tangent",
+                                "JVP", "a tangent rule that detaches it")
+        return cotangents
 
     def primal_op(task):
         xs, g, d = bound(task)
@@ -1207,7 +1227,7 @@ def _framework_operations(f: Callable, fw, mode: str | None, names: tuple[str, .
     def vjp_op(task):
         xs, g, d = bound(task)
         w = fw.put(task.cotangent, task.dtype, "cpu")
-        return lambda: vjp(g, d, w)
+        return lambda: vjp(g, d, w, task.dtype)
 
     def hvp_op(task):
         xs, g, d = bound(task)

@@ -1039,6 +1039,22 @@ def test_a_backward_that_detaches_its_cotangent_has_its_vjp_judged_and_no_jvp_of
     # J^T 1 = 0 for a softmax: its transposed JVP is judged as before
     assert check_function(lambda x: torch.softmax(x, 0), "torch-reverse", torch.as_tensor(X)).ok
 
+    # forward mode's VJP, the JVP's own VJP in its tangent: a tangent rule that detaches it
+    def save(ctx, inputs, output):
+        ctx.save_for_forward(inputs[0])
+        ctx.save_for_backward(inputs[0])
+
+    detached_tangent = type("DetachedTangent", (torch.autograd.Function,), {
+        "forward": staticmethod(lambda x: x ** 3), "setup_context": staticmethod(save),
+        "jvp": staticmethod(lambda ctx, t: 3 * ctx.saved_tensors[0] ** 2 * t.detach()),
+        "backward": staticmethod(backward)})
+    with pytest.raises(AssertionError) as failed:
+        check_function(detached_tangent.apply, "torch-forward", torch.as_tensor(X))
+    outcomes = {(r.op, r.outcome) for r in failed.value.result.records}
+    assert outcomes == {("jvp", "ok"), ("linearity", "ok"), ("vjp", "error"),
+                        ("transpose", "error")}
+    assert "Your tangent rule (a jvp staticmethod" in str(failed.value)
+
 
 def test_an_inputs_share_of_a_second_derivative_that_is_zero_is_judged():
     """sin(a) + b: b's share of H u is 0, which the 40-digit oracle gives as
