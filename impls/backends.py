@@ -219,12 +219,18 @@ def in_reverse_mode(ops, mode: str, run: Callable[[Any], Any]) -> Any:
         return run(AUTOGRAD)
 
 
+def autograd_can_run(ops, mode: str) -> bool:
+    """Whether torch.autograd.grad can take torch.func's place: torch's
+    reverse ``mode``s (``reverse``, ``reverse_over_reverse``)."""
+    return ops.name == "torch" and mode in ("reverse", "reverse_over_reverse")
+
+
 def transforms_refused(ops, mode: str, error: BaseException) -> bool:
     """Whether ``error`` is torch.func refusing f, because it calls a
     torch.autograd.Function written without ``setup_context`` (the classic
-    ``forward(ctx, ...)``, as most are), in a reverse ``mode`` (``reverse``,
-    ``reverse_over_reverse``), which torch.autograd.grad can run instead."""
-    if ops.name != "torch" or mode not in ("reverse", "reverse_over_reverse"):
+    ``forward(ctx, ...)``, as most are), where torch.autograd.grad can run
+    it instead (:func:`autograd_can_run`)."""
+    if not autograd_can_run(ops, mode):
         return False
     from adjointbench.impls.torch import refuses_transforms
 

@@ -979,10 +979,10 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     float64; the derivatives are computed in that dtype. A
     ``torch.autograd.Function`` without ``setup_context``, which torch.func
     cannot run, is differentiated by torch.autograd.grad in the reverse
-    modes (``.through`` says so); forward mode needs one. JAX needs float64 enabled for float64 arguments; the
-    default reference evaluates ``f`` in float64 (in JAX under a scoped
-    ``jax.enable_x64``, which changes no global setting). ``condition``: as
-    in :func:`check_rules`.
+    modes (``.through`` says so); forward mode needs one. JAX needs float64
+    enabled for float64 arguments; the default reference evaluates ``f`` in
+    float64 (in JAX under a scoped ``jax.enable_x64``, which changes no
+    global setting). ``condition``: as in :func:`check_rules`.
 
     Second order: a nesting of modes, such as ``"jax-forward-over-reverse"``
     or ``"torch-reverse-over-reverse"`` (every name the helper API's
@@ -1033,8 +1033,10 @@ def _reverse_adapter(fw, f: Callable, arguments: "_Arguments", mode: str) -> tup
     without ``setup_context``, which torch.func refuses to run (found by one
     VJP at your arguments); every check of one failed with torch.func's
     error before."""
-    from adjointbench.impls.backends import transforms_refused
+    from adjointbench.impls.backends import autograd_can_run, transforms_refused
 
+    if not autograd_can_run(fw, mode):  # no probe: JAX's would compile for nothing
+        return fw, ""
     _, g, primals = _bound(f, fw, arguments.arrays, arguments.dtype, arguments.inputs,
                            arguments.differentiable)
     try:
