@@ -663,7 +663,7 @@ def test_a_pytree_class_of_its_own_is_differentiated_in_not_held_fixed():
         def tree_unflatten(cls, _, children):
             return cls(*children)
 
-    def pair(p, x):  # the energy's weight term wrong by the factor 1.01 in its VJP
+    def pair(p, x):  # a Pair out: the layer and its weights' energy, whose VJP is scaled below
         return Pair(f(p, x), np.sum(p.w ** 2))
 
     def pair_vjp(a, w, scale=1.0):
