@@ -79,13 +79,14 @@ JUDGED_OPS = ("primal", "jvp", "vjp", "jacfwd", "jacrev", "batched_jacobian", "h
 
 def references_computed_for(cell: Cell) -> bool:
     """Whether a bench computes the references it judges the cell's timed
-    result by, where the oracle lacks them: at sizes up to the problem's
+    result by (an operation of JUDGED_OPS), where the oracle lacks them: at
+    sizes up to the problem's
     largest checked one, where they cost no more than the check's own (the
     main job's elementwise cells at n = 100, its batched ones at B = 1).
     Beyond, it judges by those the oracle holds (computed through its Python
     API, ``Oracle().reference(problem, size)``): a 1024 x 1024 matmul's would
     take mpmath hours, softmax's at n = 100,000 about a minute."""
-    return cell.size <= max(get_problem(cell.problem).sizes)
+    return cell.op in JUDGED_OPS and cell.size <= max(get_problem(cell.problem).sizes)
 
 
 COTANGENT_OPS = ("vjp", "gradient", "hvp")  # one array per differentiable input

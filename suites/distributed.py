@@ -363,11 +363,10 @@ class DaskCells:
         """The reference tasks a cell needs, by input point: first and second
         order (a bench cell's at its input point 0 where the bench computes
         them, else those this machine holds: :meth:`_held_references`)."""
-        from adjointbench.suites.bench import JUDGED_OPS, references_computed_for
+        from adjointbench.suites.bench import references_computed_for
         from adjointbench.suites.runner import reference_kinds, seeded_points
 
-        if cell.suite == "bench" and not (cell.op in JUDGED_OPS
-                                          and references_computed_for(cell)):
+        if cell.suite == "bench" and not references_computed_for(cell):
             return self._held_references(cell)
         first, second = {}, {}
         if cell.suite in ("check", "bench"):

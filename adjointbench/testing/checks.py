@@ -1005,16 +1005,17 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
     arguments = _prepare_arguments(f, args, argnums)
     _check_precision(framework, arguments.dtype)
     of_inputs = _one_output(arguments.over_inputs(f), fw)
-    fw, through = _reverse_adapter(fw, of_inputs, arguments, mode or nesting)
+    # f of the differentiable inputs at your arguments: what the questions below are asked at
+    _, g, primals = _bound(of_inputs, fw, arguments.arrays, arguments.dtype, arguments.inputs,
+                           arguments.differentiable)
+    fw, through = _reverse_adapter(fw, g, primals, mode or nesting)
     if nesting:  # at your arguments, as the helper API refuses it
         from adjointbench.impls.backends import _refuse_lost_rules
 
-        _, g, primals = _bound(of_inputs, fw, arguments.arrays, arguments.dtype,
-                               arguments.inputs, arguments.differentiable)
         _refuse_lost_rules(fw, nesting, g, primals, backend)
     operations = _framework_operations(of_inputs, fw, mode, arguments.inputs,
                                        arguments.differentiable, nesting,
-                                       _untransposable(fw, of_inputs, arguments, mode))
+                                       _untransposable(fw, g, primals, mode))
     float64_f = _float64_twin(_one_output(arguments.over_inputs(
         _with_float64_state(f, framework)), fw), fw, framework)
     _refuse_rounded_outputs(_check_pure_and_reentrant(float64_f, arguments, _label(f)),
@@ -1026,10 +1027,10 @@ def check_function(f: Callable, backend: str, *args, reference: Any = None, poin
                     arguments, through)
 
 
-def _reverse_adapter(fw, f: Callable, arguments: "_Arguments", mode: str) -> tuple[Any, str]:
+def _reverse_adapter(fw, g: Callable, primals: tuple, mode: str) -> tuple[Any, str]:
     """(adapter, how it differentiates where not as usual): torch's reverse
     modes (``torch-reverse``, ``torch-reverse-over-reverse``) go through
-    torch.autograd.grad where ``f`` calls a torch.autograd.Function written
+    torch.autograd.grad where ``g`` calls a torch.autograd.Function written
     without ``setup_context``, which torch.func refuses to run (found by one
     VJP at your arguments); every check of one failed with torch.func's
     error before."""
@@ -1037,8 +1038,6 @@ def _reverse_adapter(fw, f: Callable, arguments: "_Arguments", mode: str) -> tup
 
     if not autograd_can_run(fw, mode):  # no probe: JAX's would compile for nothing
         return fw, ""
-    _, g, primals = _bound(f, fw, arguments.arrays, arguments.dtype, arguments.inputs,
-                           arguments.differentiable)
     try:
         fw.vjp(g, primals, g(*primals) * 0)
     except Exception as error:  # noqa: BLE001 - any other failure is the checks' to tell
@@ -1050,15 +1049,13 @@ def _reverse_adapter(fw, f: Callable, arguments: "_Arguments", mode: str) -> tup
     return fw, ""
 
 
-def _untransposable(fw, f: Callable, arguments: "_Arguments", mode: str | None) -> list[str]:
-    """What ``f`` calls at your arguments whose VJP the framework would
+def _untransposable(fw, g: Callable, primals: tuple, mode: str | None) -> list[str]:
+    """What ``g`` calls at ``primals`` whose VJP the framework would
     transpose wrong, without an error (reverse mode's JVP is the VJP's own
     VJP, in the cotangent): torch gave a @once_differentiable backward's
     transposed JVP as 0, a mismatch of a right rule."""
     if mode != "reverse":
         return []
-    _, g, primals = _bound(f, fw, arguments.arrays, arguments.dtype, arguments.inputs,
-                           arguments.differentiable)
     return fw.rules_lost_by("reverse_over_reverse", g, primals)
 
 
